@@ -1,0 +1,233 @@
+/**
+ * Frames: a push parser that yields whole frames, and encoders that write whole
+ * frames into a caller's buffer.
+ *
+ * Parser: `push(chunk)` calls `onFrame(type, channel, payload)` for every complete
+ * frame. A frame lying wholly inside the chunk is passed as a subarray of it (no
+ * copy); only a frame split across chunks is copied, into a buffer of exactly its
+ * size, allocated after its declared size was checked against frame_max. The
+ * frame-end octet is checked. Node hands each read its own buffer, so views stay
+ * valid; the parser never reuses a buffer it has handed out.
+ */
+import { FrameError, FrameTooLargeError } from "../errors.js";
+import {
+  type BasicProperties,
+  encodeBasicProperties,
+  encodeMethod,
+  FRAME_BODY,
+  FRAME_END,
+  FRAME_HEADER,
+  FRAME_HEARTBEAT,
+  FRAME_METHOD,
+  type MethodInput,
+} from "./generated/spec.js";
+
+export const FRAME_HEADER_SIZE = 7;
+/** Header (7) + frame-end (1). */
+export const FRAME_OVERHEAD = 8;
+export const HEARTBEAT_FRAME = Buffer.from([FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
+
+export type FrameCallback = (type: number, channel: number, payload: Buffer) => void;
+
+export class FrameParser {
+  /** Largest accepted frame payload (frame_max - 8). */
+  private maxPayload: number;
+  private head = Buffer.alloc(FRAME_HEADER_SIZE);
+  private headLen = 0;
+  private partial: Buffer | null = null;
+  private partialFilled = 0;
+
+  constructor(
+    private readonly onFrame: FrameCallback,
+    frameMax: number,
+  ) {
+    this.maxPayload = frameMax - FRAME_OVERHEAD;
+  }
+
+  /** frame_max as negotiated (whole frame, header and end octet included); 0 means no limit. */
+  setFrameMax(frameMax: number): void {
+    this.maxPayload = frameMax === 0 ? 0xffff_ffff : frameMax - FRAME_OVERHEAD;
+  }
+
+  /** Bytes held for a frame not yet complete. */
+  get buffered(): number {
+    return this.headLen + this.partialFilled;
+  }
+
+  /** Feeds bytes. Throws FrameError on bytes that are not a valid frame stream. */
+  push(chunk: Buffer): void {
+    let off = 0;
+    const len = chunk.length;
+
+    if (this.headLen > 0) {
+      const n = Math.min(FRAME_HEADER_SIZE - this.headLen, len);
+      chunk.copy(this.head, this.headLen, 0, n);
+      this.headLen += n;
+      off = n;
+      if (this.headLen < FRAME_HEADER_SIZE) return;
+      this.headLen = 0;
+      const size = this.checkHeader(this.head, 0);
+      this.partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
+      this.head.copy(this.partial, 0);
+      this.partialFilled = FRAME_HEADER_SIZE;
+    }
+
+    if (this.partial !== null) {
+      const p = this.partial;
+      const n = Math.min(p.length - this.partialFilled, len - off);
+      chunk.copy(p, this.partialFilled, off, off + n);
+      this.partialFilled += n;
+      off += n;
+      if (this.partialFilled < p.length) return;
+      this.partial = null;
+      this.partialFilled = 0;
+      const end = p.length - 1;
+      if (p[end] !== FRAME_END) throw badEnd(p[end]!);
+      this.onFrame(p[0]!, p.readUInt16BE(1), p.subarray(FRAME_HEADER_SIZE, end));
+    }
+
+    while (off < len) {
+      if (len - off < FRAME_HEADER_SIZE) {
+        chunk.copy(this.head, 0, off, len);
+        this.headLen = len - off;
+        return;
+      }
+      const size = this.checkHeader(chunk, off);
+      const end = off + FRAME_HEADER_SIZE + size;
+      if (end < len) {
+        if (chunk[end] !== FRAME_END) throw badEnd(chunk[end]!);
+        this.onFrame(chunk[off]!, chunk.readUInt16BE(off + 1), chunk.subarray(off + FRAME_HEADER_SIZE, end));
+        off = end + 1;
+      } else {
+        const p = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
+        chunk.copy(p, 0, off, len);
+        this.partial = p;
+        this.partialFilled = len - off;
+        return;
+      }
+    }
+  }
+
+  /** Validates type and size; returns the payload size. */
+  private checkHeader(buf: Buffer, off: number): number {
+    const type = buf[off]!;
+    if (type !== FRAME_METHOD && type !== FRAME_HEADER && type !== FRAME_BODY && type !== FRAME_HEARTBEAT) {
+      if (type === 0x41 && buf[off + 1] === 0x4d && buf[off + 2] === 0x51 && buf[off + 3] === 0x50) {
+        throw new FrameError(
+          `the server answered with protocol header AMQP ${buf[off + 4]}-${buf[off + 5]}-${buf[off + 6]}: it does not speak AMQP 0-9-1`,
+          { replyCode: 501 },
+        );
+      }
+      throw new FrameError(`unknown frame type ${type}`, { replyCode: 501 });
+    }
+    const size = buf.readUInt32BE(off + 3);
+    if (size > this.maxPayload) {
+      throw new FrameError(
+        `frame of ${size} bytes is larger than frame_max allows (${this.maxPayload} payload bytes)`,
+        {
+          replyCode: 501,
+        },
+      );
+    }
+    return size;
+  }
+}
+
+function badEnd(octet: number): FrameError {
+  return new FrameError(`frame does not end with 0xCE (found 0x${octet.toString(16)})`, { replyCode: 501 });
+}
+
+// ─── encoding ───────────────────────────────────────────────────────────────
+
+function finishFrame(buf: Buffer, start: number, end: number, frameMax: number): number {
+  const size = end - start - FRAME_HEADER_SIZE;
+  if (frameMax !== 0 && size + FRAME_OVERHEAD > frameMax) {
+    throw new FrameTooLargeError(`frame of ${size + FRAME_OVERHEAD} bytes exceeds frame_max ${frameMax}`);
+  }
+  buf.writeUInt32BE(size, start + 3);
+  buf[end] = FRAME_END;
+  return end + 1;
+}
+
+/** Writes a complete method frame at off; returns the next offset. */
+export function writeMethodFrame(
+  buf: Buffer,
+  off: number,
+  channel: number,
+  method: MethodInput,
+  frameMax: number,
+): number {
+  buf[off] = FRAME_METHOD;
+  buf.writeUInt16BE(channel, off + 1);
+  const end = encodeMethod(buf, off + FRAME_HEADER_SIZE, method);
+  return finishFrame(buf, off, end, frameMax);
+}
+
+/** Writes a method frame using a specific encoder (hot paths avoid the generic dispatch). */
+export function writeMethodFrameWith<A>(
+  buf: Buffer,
+  off: number,
+  channel: number,
+  encode: (b: Buffer, o: number, a: A) => number,
+  args: A,
+  frameMax: number,
+): number {
+  buf[off] = FRAME_METHOD;
+  buf.writeUInt16BE(channel, off + 1);
+  const end = encode(buf, off + FRAME_HEADER_SIZE, args);
+  return finishFrame(buf, off, end, frameMax);
+}
+
+/** Writes a content header frame (class-id, weight 0, body size, properties). */
+export function writeHeaderFrame(
+  buf: Buffer,
+  off: number,
+  channel: number,
+  classId: number,
+  bodySize: number,
+  props: BasicProperties | undefined,
+  frameMax: number,
+): number {
+  buf[off] = FRAME_HEADER;
+  buf.writeUInt16BE(channel, off + 1);
+  let p = off + FRAME_HEADER_SIZE;
+  buf.writeUInt16BE(classId, p);
+  buf.writeUInt16BE(0, p + 2);
+  buf.writeUInt32BE(Math.floor(bodySize / 0x1_0000_0000), p + 4);
+  buf.writeUInt32BE(bodySize >>> 0, p + 8);
+  p = encodeBasicProperties(buf, p + 12, props);
+  return finishFrame(buf, off, p, frameMax);
+}
+
+/** Writes a body frame whose payload is copied from body[from, to). */
+export function writeBodyFrame(
+  buf: Buffer,
+  off: number,
+  channel: number,
+  body: Uint8Array,
+  from: number,
+  to: number,
+): number {
+  buf[off] = FRAME_BODY;
+  buf.writeUInt16BE(channel, off + 1);
+  buf.writeUInt32BE(to - from, off + 3);
+  buf.set(from === 0 && to === body.length ? body : body.subarray(from, to), off + FRAME_HEADER_SIZE);
+  const end = off + FRAME_HEADER_SIZE + (to - from);
+  buf[end] = FRAME_END;
+  return end + 1;
+}
+
+/** Writes only the 7-byte header of a body frame (the payload is written separately, uncopied). */
+export function writeBodyFrameHeader(buf: Buffer, off: number, channel: number, size: number): number {
+  buf[off] = FRAME_BODY;
+  buf.writeUInt16BE(channel, off + 1);
+  buf.writeUInt32BE(size, off + 3);
+  return off + FRAME_HEADER_SIZE;
+}
+
+/** Decoded content header. */
+export interface ContentHeader {
+  classId: number;
+  bodySize: number;
+  properties: BasicProperties;
+}

@@ -1,0 +1,446 @@
+/**
+ * AMQP field tables and arrays with RabbitMQ's type letters (its 0-9-1 errata):
+ *   t bool · b int8 · B uint8 · s int16 · u uint16 · I int32 · i uint32 · l int64
+ *   f float32 · d float64 · D decimal · S long string · x byte array · A array
+ *   T timestamp · F table · V void
+ *
+ * Decoding yields plain JS values. Encoding infers a type from the JS value
+ * (boolean → t, integer → I or l, other number → d, bigint → l, string → S,
+ * Buffer/Uint8Array → x, Date → T, array → A, object → F, null/undefined → V);
+ * wrap a value with `Field.int16(5)` & co. to choose the wire type yourself.
+ */
+import { FieldTableError } from "../errors.js";
+import { readU64, writeTimestamp } from "./codec.js";
+
+export type FieldType =
+  | "t"
+  | "b"
+  | "B"
+  | "s"
+  | "u"
+  | "I"
+  | "i"
+  | "l"
+  | "f"
+  | "d"
+  | "D"
+  | "S"
+  | "x"
+  | "A"
+  | "T"
+  | "F"
+  | "V";
+
+/** A decimal: value × 10^-scale. */
+export class Decimal {
+  constructor(
+    readonly scale: number,
+    readonly value: number,
+  ) {}
+}
+
+/** A value with an explicit wire type. */
+export class TypedValue {
+  constructor(
+    readonly type: FieldType,
+    readonly value: FieldValue,
+  ) {}
+}
+
+export type FieldValue =
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | Date
+  | Decimal
+  | TypedValue
+  | null
+  | undefined
+  | FieldValue[]
+  | FieldTable;
+
+export interface FieldTable {
+  [key: string]: FieldValue;
+}
+
+/** Helpers that pin a wire type. */
+export const Field = {
+  bool: (v: boolean) => new TypedValue("t", v),
+  int8: (v: number) => new TypedValue("b", v),
+  uint8: (v: number) => new TypedValue("B", v),
+  int16: (v: number) => new TypedValue("s", v),
+  uint16: (v: number) => new TypedValue("u", v),
+  int32: (v: number) => new TypedValue("I", v),
+  uint32: (v: number) => new TypedValue("i", v),
+  int64: (v: number | bigint) => new TypedValue("l", v),
+  float: (v: number) => new TypedValue("f", v),
+  double: (v: number) => new TypedValue("d", v),
+  decimal: (scale: number, value: number) => new TypedValue("D", new Decimal(scale, value)),
+  string: (v: string) => new TypedValue("S", v),
+  bytes: (v: Uint8Array) => new TypedValue("x", v),
+  timestamp: (v: Date) => new TypedValue("T", v),
+  void: () => new TypedValue("V", null),
+} as const;
+
+const MAX_DEPTH = 64;
+
+// ─── decode ─────────────────────────────────────────────────────────────────
+
+let decodeEnd = 0; // end offset of the last decoded value (avoids tuple allocation)
+
+/** Decodes a field table (4-byte size prefix) at off. Returns the table; `tableEnd(buf, off)` gives the next offset. */
+export function decodeTable(buf: Buffer, off: number, depth = 0): FieldTable {
+  if (off + 4 > buf.length) throw new FieldTableError("field table runs past the end of the frame");
+  const size = buf.readUInt32BE(off);
+  const start = off + 4;
+  const end = start + size;
+  if (end > buf.length) throw new FieldTableError("field table runs past the end of the frame");
+  if (depth > MAX_DEPTH) throw new FieldTableError("field tables nested too deeply");
+  const out: FieldTable = {};
+  let p = start;
+  while (p < end) {
+    const klen = buf[p]!;
+    const kend = p + 1 + klen;
+    if (kend >= end) throw new FieldTableError("field table entry runs past the end of the table");
+    const key = buf.toString("utf8", p + 1, kend);
+    const value = decodeValue(buf, kend, end, depth);
+    // A key named __proto__ must not reach the prototype.
+    if (key === "__proto__")
+      Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+    else out[key] = value;
+    p = decodeEnd;
+  }
+  decodeEnd = end;
+  return out;
+}
+
+function need(p: number, n: number, end: number): void {
+  if (p + n > end) throw new FieldTableError("field value runs past the end of the table");
+}
+
+/** Decodes one typed value at p (the type letter). Sets decodeEnd. */
+function decodeValue(buf: Buffer, p: number, end: number, depth: number): FieldValue {
+  need(p, 1, end);
+  const t = buf[p]!;
+  p++;
+  switch (t) {
+    case 0x74: // t
+      need(p, 1, end);
+      decodeEnd = p + 1;
+      return buf[p] !== 0;
+    case 0x62: // b
+      need(p, 1, end);
+      decodeEnd = p + 1;
+      return buf.readInt8(p);
+    case 0x42: // B
+      need(p, 1, end);
+      decodeEnd = p + 1;
+      return buf[p]!;
+    case 0x73: // s
+      need(p, 2, end);
+      decodeEnd = p + 2;
+      return buf.readInt16BE(p);
+    case 0x75: // u
+      need(p, 2, end);
+      decodeEnd = p + 2;
+      return buf.readUInt16BE(p);
+    case 0x49: // I
+      need(p, 4, end);
+      decodeEnd = p + 4;
+      return buf.readInt32BE(p);
+    case 0x69: // i
+      need(p, 4, end);
+      decodeEnd = p + 4;
+      return buf.readUInt32BE(p);
+    case 0x6c: {
+      // l
+      need(p, 8, end);
+      decodeEnd = p + 8;
+      const big = buf.readBigInt64BE(p);
+      return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER)
+        ? Number(big)
+        : big;
+    }
+    case 0x66: // f
+      need(p, 4, end);
+      decodeEnd = p + 4;
+      return buf.readFloatBE(p);
+    case 0x64: // d
+      need(p, 8, end);
+      decodeEnd = p + 8;
+      return buf.readDoubleBE(p);
+    case 0x44: // D
+      need(p, 5, end);
+      decodeEnd = p + 5;
+      return new Decimal(buf[p]!, buf.readInt32BE(p + 1));
+    case 0x53: {
+      // S
+      need(p, 4, end);
+      const len = buf.readUInt32BE(p);
+      need(p + 4, len, end);
+      decodeEnd = p + 4 + len;
+      return buf.toString("utf8", p + 4, p + 4 + len);
+    }
+    case 0x78: {
+      // x
+      need(p, 4, end);
+      const len = buf.readUInt32BE(p);
+      need(p + 4, len, end);
+      decodeEnd = p + 4 + len;
+      return Buffer.from(buf.subarray(p + 4, p + 4 + len)); // a copy: never a view into a frame buffer
+    }
+    case 0x41: // A
+      return decodeArray(buf, p, end, depth + 1);
+    case 0x54: // T
+      need(p, 8, end);
+      decodeEnd = p + 8;
+      return new Date(readU64(buf, p) * 1000);
+    case 0x46: {
+      // F
+      need(p, 4, end);
+      const v = decodeTable(buf.subarray(0, end), p, depth + 1);
+      return v;
+    }
+    case 0x56: // V
+      decodeEnd = p;
+      return null;
+    default:
+      throw new FieldTableError(`unknown field type 0x${t.toString(16)} in field table`);
+  }
+}
+
+function decodeArray(buf: Buffer, p: number, end: number, depth: number): FieldValue[] {
+  need(p, 4, end);
+  const size = buf.readUInt32BE(p);
+  const aend = p + 4 + size;
+  if (aend > end) throw new FieldTableError("field array runs past the end of the table");
+  if (depth > MAX_DEPTH) throw new FieldTableError("field arrays nested too deeply");
+  const out: FieldValue[] = [];
+  let q = p + 4;
+  while (q < aend) {
+    out.push(decodeValue(buf, q, aend, depth));
+    q = decodeEnd;
+  }
+  decodeEnd = aend;
+  return out;
+}
+
+/** Offset just past the table that starts at off (reads its size prefix). */
+export function tableEnd(buf: Buffer, off: number): number {
+  return off + 4 + buf.readUInt32BE(off);
+}
+
+// ─── encode ─────────────────────────────────────────────────────────────────
+
+/** Encodes a table at off (with its 4-byte size). Returns the next offset. */
+export function encodeTable(
+  buf: Buffer,
+  off: number,
+  table: FieldTable | undefined | null,
+  depth = 0,
+): number {
+  const start = off;
+  let p = off + 4;
+  if (table != null) {
+    if (typeof table !== "object" || Array.isArray(table))
+      throw new FieldTableError("a field table must be a plain object");
+    if (depth > MAX_DEPTH) throw new FieldTableError("field tables nested too deeply");
+    for (const key in table) {
+      if (!Object.hasOwn(table, key)) continue;
+      const v = table[key];
+      if (v === undefined) continue; // undefined keys are dropped, as JSON does
+      const klen = buf.write(key, p + 1, "utf8");
+      if (klen > 255 || (key.length > 85 && Buffer.byteLength(key) > 255)) {
+        throw new FieldTableError(`field table key longer than 255 bytes: ${key.slice(0, 40)}…`);
+      }
+      buf[p] = klen;
+      p = encodeValue(buf, p + 1 + klen, v, depth);
+    }
+  }
+  buf.writeUInt32BE(p - start - 4, start);
+  return p;
+}
+
+function encodeArray(buf: Buffer, off: number, arr: FieldValue[], depth: number): number {
+  if (depth > MAX_DEPTH) throw new FieldTableError("field arrays nested too deeply");
+  let p = off + 4;
+  for (const v of arr) p = encodeValue(buf, p, v, depth);
+  buf.writeUInt32BE(p - off - 4, off);
+  return p;
+}
+
+function encodeValue(buf: Buffer, p: number, v: FieldValue, depth: number): number {
+  switch (typeof v) {
+    case "string":
+      buf[p] = 0x53;
+      return writeLongStrChecked(buf, p + 1, v);
+    case "boolean":
+      buf[p] = 0x74;
+      buf[p + 1] = v ? 1 : 0;
+      return p + 2;
+    case "number":
+      if (Number.isInteger(v)) {
+        if (v >= -0x8000_0000 && v <= 0x7fff_ffff) {
+          buf[p] = 0x49;
+          buf.writeInt32BE(v, p + 1);
+          return p + 5;
+        }
+        if (Number.isSafeInteger(v)) {
+          buf[p] = 0x6c;
+          buf.writeBigInt64BE(BigInt(v), p + 1);
+          return p + 9;
+        }
+      }
+      buf[p] = 0x64;
+      buf.writeDoubleBE(v, p + 1);
+      return p + 9;
+    case "bigint":
+      buf[p] = 0x6c;
+      buf.writeBigInt64BE(v, p + 1);
+      return p + 9;
+    case "undefined":
+      buf[p] = 0x56;
+      return p + 1;
+    case "object":
+      if (v === null) {
+        buf[p] = 0x56;
+        return p + 1;
+      }
+      if (v instanceof TypedValue) return encodeTyped(buf, p, v, depth);
+      if (v instanceof Uint8Array) {
+        buf[p] = 0x78;
+        return writeBytesChecked(buf, p + 1, v);
+      }
+      if (v instanceof Date) {
+        buf[p] = 0x54;
+        return writeTimestamp(buf, p + 1, v);
+      }
+      if (v instanceof Decimal) {
+        buf[p] = 0x44;
+        return writeDecimal(buf, p + 1, v);
+      }
+      if (Array.isArray(v)) {
+        buf[p] = 0x41;
+        return encodeArray(buf, p + 1, v, depth + 1);
+      }
+      buf[p] = 0x46;
+      return encodeTable(buf, p + 1, v, depth + 1);
+    default:
+      throw new FieldTableError(`cannot encode a ${typeof v} in a field table`);
+  }
+}
+
+function writeLongStrChecked(buf: Buffer, p: number, s: string): number {
+  const len = Buffer.byteLength(s);
+  if (p + 4 + len > buf.length) throw new RangeError("buffer too small");
+  buf.writeUInt32BE(len, p);
+  buf.write(s, p + 4, "utf8");
+  return p + 4 + len;
+}
+
+function writeBytesChecked(buf: Buffer, p: number, b: Uint8Array): number {
+  if (p + 4 + b.length > buf.length) throw new RangeError("buffer too small");
+  buf.writeUInt32BE(b.length, p);
+  buf.set(b, p + 4);
+  return p + 4 + b.length;
+}
+
+function writeDecimal(buf: Buffer, p: number, d: Decimal): number {
+  if (!Number.isInteger(d.scale) || d.scale < 0 || d.scale > 255)
+    throw new FieldTableError("decimal scale must be 0..255");
+  buf[p] = d.scale;
+  buf.writeInt32BE(d.value, p + 1);
+  return p + 5;
+}
+
+function num(v: FieldValue, type: string): number {
+  if (typeof v !== "number") throw new FieldTableError(`Field.${type} needs a number`);
+  return v;
+}
+
+function encodeTyped(buf: Buffer, p: number, tv: TypedValue, depth: number): number {
+  const v = tv.value;
+  try {
+    switch (tv.type) {
+      case "t":
+        buf[p] = 0x74;
+        buf[p + 1] = v ? 1 : 0;
+        return p + 2;
+      case "b":
+        buf[p] = 0x62;
+        buf.writeInt8(num(v, "int8"), p + 1);
+        return p + 2;
+      case "B":
+        buf[p] = 0x42;
+        buf.writeUInt8(num(v, "uint8"), p + 1);
+        return p + 2;
+      case "s":
+        buf[p] = 0x73;
+        buf.writeInt16BE(num(v, "int16"), p + 1);
+        return p + 3;
+      case "u":
+        buf[p] = 0x75;
+        buf.writeUInt16BE(num(v, "uint16"), p + 1);
+        return p + 3;
+      case "I":
+        buf[p] = 0x49;
+        buf.writeInt32BE(num(v, "int32"), p + 1);
+        return p + 5;
+      case "i":
+        buf[p] = 0x69;
+        buf.writeUInt32BE(num(v, "uint32"), p + 1);
+        return p + 5;
+      case "l":
+        buf[p] = 0x6c;
+        if (typeof v === "number" && !Number.isSafeInteger(v))
+          throw new FieldTableError("Field.int64 needs an integer");
+        buf.writeBigInt64BE(typeof v === "bigint" ? v : BigInt(num(v, "int64")), p + 1);
+        return p + 9;
+      case "f":
+        buf[p] = 0x66;
+        buf.writeFloatBE(num(v, "float"), p + 1);
+        return p + 5;
+      case "d":
+        buf[p] = 0x64;
+        buf.writeDoubleBE(num(v, "double"), p + 1);
+        return p + 9;
+      case "D":
+        if (!(v instanceof Decimal)) throw new FieldTableError("Field.decimal needs a Decimal");
+        buf[p] = 0x44;
+        return writeDecimal(buf, p + 1, v);
+      case "S":
+        if (typeof v !== "string") throw new FieldTableError("Field.string needs a string");
+        buf[p] = 0x53;
+        return writeLongStrChecked(buf, p + 1, v);
+      case "x":
+        if (!(v instanceof Uint8Array)) throw new FieldTableError("Field.bytes needs a Uint8Array");
+        buf[p] = 0x78;
+        return writeBytesChecked(buf, p + 1, v);
+      case "T":
+        if (!(v instanceof Date)) throw new FieldTableError("Field.timestamp needs a Date");
+        buf[p] = 0x54;
+        return writeTimestamp(buf, p + 1, v);
+      case "V":
+        buf[p] = 0x56;
+        return p + 1;
+      case "A":
+        if (!Array.isArray(v)) throw new FieldTableError("an array field needs an array");
+        buf[p] = 0x41;
+        return encodeArray(buf, p + 1, v, depth + 1);
+      case "F":
+        if (v === null || typeof v !== "object" || Array.isArray(v))
+          throw new FieldTableError("a table field needs an object");
+        buf[p] = 0x46;
+        return encodeTable(buf, p + 1, v as FieldTable, depth + 1);
+      default:
+        throw new FieldTableError(`unknown field type ${String(tv.type)}`);
+    }
+  } catch (e) {
+    if (e instanceof RangeError && (e as NodeJS.ErrnoException).code === "ERR_OUT_OF_RANGE") {
+      throw new FieldTableError(`value ${String(v)} does not fit field type '${tv.type}'`, { cause: e });
+    }
+    throw e;
+  }
+}
