@@ -89,8 +89,10 @@ emit(
 );
 emit('import { decodeTable, encodeTable, type FieldTable, tableEnd } from "../table.js";');
 emit();
+// "AMQP", then protocol id 0, major, minor, revision: "AMQP" 0 0 9 1 for 0-9-1.
+emit('/** Sent first on a new connection: "AMQP", protocol id 0, then major, minor and revision. */');
 emit(
-  `export const PROTOCOL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, ${spec["major-version"]}, ${spec["minor-version"]}]);`,
+  `export const PROTOCOL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, ${spec["major-version"]}, ${spec["minor-version"]}, ${spec.revision}]);`,
 );
 emit(`export const DEFAULT_PORT = ${spec.port};`);
 emit();

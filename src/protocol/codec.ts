@@ -25,12 +25,21 @@ export function writeShortStr(buf: Buffer, off: number, value: string): number {
     buf[off] = 0;
     return off + 1;
   }
-  const n = buf.write(value, off + 1, "utf8");
-  // A string of <= 85 UTF-16 units can never exceed 255 UTF-8 bytes; otherwise check exactly.
-  if (n > 255 || (value.length > 85 && Buffer.byteLength(value) > 255)) {
-    throw new FieldTableError(`short string is longer than 255 bytes: ${value.slice(0, 40)}…`);
+  return writeShortBytes(buf, off, value, "short string");
+}
+
+/**
+ * Writes a 1-byte length and the UTF-8 of value. Never truncates silently: throws
+ * FieldTableError past 255 bytes and RangeError when the buffer lacks room.
+ */
+export function writeShortBytes(buf: Buffer, off: number, value: string, what: string): number {
+  // A string of <= 85 UTF-16 units can never exceed 255 UTF-8 bytes; otherwise measure exactly.
+  const len = value.length <= 85 ? -1 : Buffer.byteLength(value);
+  if (len > 255) throw new FieldTableError(`${what} is longer than 255 bytes: ${value.slice(0, 40)}…`);
+  if (off + 256 > buf.length && off + 1 + (len < 0 ? Buffer.byteLength(value) : len) > buf.length) {
+    throw new RangeError("buffer too small");
   }
-  if (n === 0) throw new RangeError("buffer too small");
+  const n = buf.write(value, off + 1, "utf8");
   buf[off] = n;
   return off + 1 + n;
 }

@@ -31,7 +31,7 @@ export type FrameCallback = (type: number, channel: number, payload: Buffer) => 
 
 export class FrameParser {
   /** Largest accepted frame payload (frame_max - 8). */
-  private maxPayload: number;
+  private maxPayload = 0;
   private head = Buffer.alloc(FRAME_HEADER_SIZE);
   private headLen = 0;
   private partial: Buffer | null = null;
@@ -41,7 +41,7 @@ export class FrameParser {
     private readonly onFrame: FrameCallback,
     frameMax: number,
   ) {
-    this.maxPayload = frameMax - FRAME_OVERHEAD;
+    this.setFrameMax(frameMax);
   }
 
   /** frame_max as negotiated (whole frame, header and end octet included); 0 means no limit. */
@@ -113,8 +113,9 @@ export class FrameParser {
     const type = buf[off]!;
     if (type !== FRAME_METHOD && type !== FRAME_HEADER && type !== FRAME_BODY && type !== FRAME_HEARTBEAT) {
       if (type === 0x41 && buf[off + 1] === 0x4d && buf[off + 2] === 0x51 && buf[off + 3] === 0x50) {
+        // "AMQP" then 4 version octets (0-9-1: 0 0 9 1); only the first three are in a frame header.
         throw new FrameError(
-          `the server answered with protocol header AMQP ${buf[off + 4]}-${buf[off + 5]}-${buf[off + 6]}: it does not speak AMQP 0-9-1`,
+          `the server rejected our protocol header and answered with its own (AMQP ${buf[off + 4]} ${buf[off + 5]} ${buf[off + 6]} …): it does not accept AMQP 0-9-1 as we offered it`,
           { replyCode: 501 },
         );
       }

@@ -10,7 +10,7 @@
  * wrap a value with `Field.int16(5)` & co. to choose the wire type yourself.
  */
 import { FieldTableError } from "../errors.js";
-import { readU64, writeTimestamp } from "./codec.js";
+import { readU64, writeShortBytes, writeTimestamp } from "./codec.js";
 
 export type FieldType =
   | "t"
@@ -251,12 +251,7 @@ export function encodeTable(
       if (!Object.hasOwn(table, key)) continue;
       const v = table[key];
       if (v === undefined) continue; // undefined keys are dropped, as JSON does
-      const klen = buf.write(key, p + 1, "utf8");
-      if (klen > 255 || (key.length > 85 && Buffer.byteLength(key) > 255)) {
-        throw new FieldTableError(`field table key longer than 255 bytes: ${key.slice(0, 40)}…`);
-      }
-      buf[p] = klen;
-      p = encodeValue(buf, p + 1 + klen, v, depth);
+      p = encodeValue(buf, writeShortBytes(buf, p, key, "field table key"), v, depth);
     }
   }
   buf.writeUInt32BE(p - start - 4, start);

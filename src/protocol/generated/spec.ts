@@ -6,7 +6,8 @@ import { FrameError } from "../../errors.js";
 import { readLongStrBytes, readShortStr, readTimestamp, readU64, writeLongStr, writeShortStr, writeTimestamp, writeU64 } from "../codec.js";
 import { decodeTable, encodeTable, type FieldTable, tableEnd } from "../table.js";
 
-export const PROTOCOL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 0, 9]);
+/** Sent first on a new connection: "AMQP", protocol id 0, then major, minor and revision. */
+export const PROTOCOL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1]);
 export const DEFAULT_PORT = 5672;
 
 export const FRAME_METHOD = 1;

@@ -1,0 +1,645 @@
+/**
+ * An AMQP 0-9-1 connection: handshake (SASL PLAIN / AMQPLAIN / EXTERNAL, tune),
+ * heartbeats, channel multiplexing, connection.blocked, orderly close both ways.
+ *
+ * This is the session layer: it knows frames and methods, not state machines.
+ * A Connection is single-use: once closed (by either side or by a fault) it
+ * stays closed; supervision and recovery live above it.
+ */
+
+import type { Socket } from "node:net";
+import { hostname } from "node:os";
+import {
+  AuthenticationError,
+  type ChannelError,
+  ChannelLimitError,
+  ConfigError,
+  ConnectionClosedByBroker,
+  ConnectionClosedError,
+  type ConnectionError,
+  ConnectTimeoutError,
+  FrameError,
+  HandshakeError,
+  HeartbeatTimeoutError,
+  SocketError,
+  VhostNotAllowedError,
+  WarrenError,
+} from "../errors.js";
+import { FRAME_OVERHEAD, FrameParser, HEARTBEAT_FRAME, writeMethodFrame } from "../protocol/frame.js";
+import {
+  ACCESS_REFUSED,
+  CONNECTION_BLOCKED,
+  CONNECTION_CLOSE,
+  CONNECTION_CLOSE_OK,
+  CONNECTION_OPEN_OK,
+  CONNECTION_SECURE,
+  CONNECTION_START,
+  CONNECTION_TUNE,
+  CONNECTION_UNBLOCKED,
+  CONNECTION_UPDATE_SECRET_OK,
+  decodeMethod,
+  FRAME_HEARTBEAT,
+  FRAME_METHOD,
+  FRAME_MIN_SIZE,
+  METHOD_NAMES,
+  type Method,
+  type MethodInput,
+  NOT_ALLOWED,
+  PROTOCOL_HEADER,
+} from "../protocol/generated/spec.js";
+import { encodeTable, type FieldTable } from "../protocol/table.js";
+import { openSocket, type TlsOptions, toSocketError } from "../transport/socket.js";
+import { FrameWriter } from "../transport/writer.js";
+import { Channel } from "./channel.js";
+import { TypedEmitter } from "./events.js";
+import { type AuthMechanism, parseUrl, redactUrl } from "./url.js";
+
+export const VERSION = "0.1.0";
+
+/** RabbitMQ 4.1 and later refuse a frame_max below 8192. */
+export const MIN_FRAME_MAX = 8192;
+const DEFAULT_FRAME_MAX = 131072;
+const DEFAULT_CHANNEL_MAX = 2047;
+const HANDSHAKE_FRAME_MAX = 131072;
+
+export interface ConnectionOptions {
+  /** amqp[s]://user:pass@host:port/vhost?heartbeat=… — fields below override what it says. */
+  url?: string;
+  host?: string;
+  port?: number;
+  vhost?: string;
+  username?: string;
+  password?: string;
+  /** TLS options; setting this (or an amqps: URL) turns TLS on. Verification is on by default. */
+  tls?: TlsOptions | boolean;
+  /** Heartbeat interval in seconds; 0 turns heartbeats off. Default: the broker's proposal (60 s on RabbitMQ). */
+  heartbeat?: number;
+  /** Largest frame in bytes (at least 8192). Default 131072; the smaller of ours and the broker's wins. */
+  frameMax?: number;
+  /** Most channels; default 2047, the smaller of ours and the broker's wins. */
+  channelMax?: number;
+  /** Milliseconds for TCP + TLS + handshake. Default 30000. */
+  connectionTimeout?: number;
+  /** SASL mechanisms in order of preference. Default PLAIN, then AMQPLAIN. EXTERNAL needs a TLS client certificate. */
+  authMechanism?: AuthMechanism | AuthMechanism[];
+  /** Shown in the management UI and `rabbitmqctl list_connections client_properties`. */
+  connectionName?: string;
+  /** Extra client properties (merged over warren's). */
+  clientProperties?: FieldTable;
+  /** Largest incoming message body accepted, in bytes (default 512 MiB, RabbitMQ's own ceiling). */
+  maxMessageSize?: number;
+  /** Bytes buffered for the socket before `needsDrain` turns true (default 4 MiB). */
+  writeHighWaterMark?: number;
+}
+
+/** Options after URL and defaults are resolved. */
+export interface ResolvedOptions {
+  host: string;
+  port: number;
+  vhost: string;
+  username: string;
+  password: string;
+  tls: TlsOptions | undefined;
+  heartbeat: number | undefined;
+  frameMax: number;
+  channelMax: number;
+  connectionTimeout: number;
+  authMechanisms: AuthMechanism[];
+  connectionName: string | undefined;
+  clientProperties: FieldTable | undefined;
+  maxMessageSize: number;
+  writeHighWaterMark: number;
+}
+
+export function resolveOptions(o: ConnectionOptions | string = {}): ResolvedOptions {
+  const opts: ConnectionOptions = typeof o === "string" ? { url: o } : o;
+  const u = opts.url !== undefined ? parseUrl(opts.url) : undefined;
+  let tls: TlsOptions | undefined = u?.tls;
+  if (opts.tls === true) tls = { ...tls };
+  else if (opts.tls === false) tls = undefined;
+  else if (opts.tls) tls = { ...tls, ...opts.tls };
+  const mech = opts.authMechanism ?? u?.authMechanism ?? ["PLAIN", "AMQPLAIN"];
+  const frameMax = opts.frameMax ?? u?.frameMax ?? DEFAULT_FRAME_MAX;
+  if (frameMax !== 0 && frameMax < MIN_FRAME_MAX) {
+    throw new ConfigError(`frameMax ${frameMax} is below ${MIN_FRAME_MAX}, which RabbitMQ 4.1+ requires`);
+  }
+  const r: ResolvedOptions = {
+    host: opts.host ?? u?.host ?? "127.0.0.1",
+    port: opts.port ?? u?.port ?? (tls ? 5671 : 5672),
+    vhost: opts.vhost ?? u?.vhost ?? "/",
+    username: opts.username ?? u?.username ?? "guest",
+    password: opts.password ?? u?.password ?? "guest",
+    tls,
+    heartbeat: opts.heartbeat ?? u?.heartbeat,
+    frameMax,
+    channelMax: opts.channelMax ?? u?.channelMax ?? DEFAULT_CHANNEL_MAX,
+    connectionTimeout: opts.connectionTimeout ?? u?.connectionTimeout ?? 30000,
+    authMechanisms: Array.isArray(mech) ? mech : [mech],
+    connectionName: opts.connectionName,
+    clientProperties: opts.clientProperties,
+    maxMessageSize: opts.maxMessageSize ?? 512 * 1024 * 1024,
+    writeHighWaterMark: opts.writeHighWaterMark ?? 4 * 1024 * 1024,
+  };
+  if (
+    r.heartbeat !== undefined &&
+    (!Number.isInteger(r.heartbeat) || r.heartbeat < 0 || r.heartbeat > 65535)
+  ) {
+    throw new ConfigError(`heartbeat must be a whole number of seconds 0..65535, got ${r.heartbeat}`);
+  }
+  if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535)
+    throw new ConfigError(`port ${r.port} is out of range`);
+  return r;
+}
+
+export interface ConnectionEvents {
+  /** The broker stopped reading from this connection (memory or disk alarm). */
+  blocked: (reason: string) => void;
+  unblocked: () => void;
+  /** Closed, once. `error` is undefined for an orderly close we asked for. */
+  close: (error: ConnectionError | undefined) => void;
+}
+
+/** What the broker told us in connection.start. */
+export interface ServerInfo {
+  properties: FieldTable;
+  mechanisms: string[];
+  locales: string[];
+  versionMajor: number;
+  versionMinor: number;
+}
+
+interface Waiter {
+  ids: readonly number[];
+  resolve: (m: Method) => void;
+  reject: (e: Error) => void;
+}
+
+export class Connection extends TypedEmitter<ConnectionEvents> {
+  /** Negotiated values (valid once open). */
+  frameMax = HANDSHAKE_FRAME_MAX;
+  channelMax = DEFAULT_CHANNEL_MAX;
+  heartbeat = 0;
+  server: ServerInfo | undefined;
+  /** Set while the broker has blocked publishing on this connection. */
+  blockedReason: string | undefined;
+  /** Why it closed, if it did. */
+  closeReason: ConnectionError | undefined;
+
+  readonly writer: FrameWriter;
+  readonly options: ResolvedOptions;
+  private readonly socket: Socket;
+  private readonly parser: FrameParser;
+  private readonly channels = new Map<number, Channel>();
+  /** Channels we closed and whose close-ok has not come back: frames for them are dropped. */
+  private readonly closingChannels = new Set<number>();
+  private nextChannelId = 1;
+  private state: "handshake" | "open" | "closing" | "closed" = "handshake";
+  private waiter: Waiter | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readSinceTick = false;
+  private missedTicks = 0;
+  private closePromise: Promise<void> | undefined;
+  private resolveClosed!: () => void;
+  private readonly closed: Promise<void>;
+
+  private constructor(socket: Socket, options: ResolvedOptions) {
+    super();
+    this.socket = socket;
+    this.options = options;
+    this.writer = new FrameWriter(socket, { highWaterMark: options.writeHighWaterMark });
+    this.parser = new FrameParser((t, c, p) => this.onFrame(t, c, p), HANDSHAKE_FRAME_MAX);
+    this.closed = new Promise((r) => (this.resolveClosed = r));
+    socket.on("data", (chunk: Buffer) => {
+      this.readSinceTick = true;
+      try {
+        this.parser.push(chunk);
+      } catch (e) {
+        this.fail(
+          e instanceof WarrenError ? (e as ConnectionError) : new FrameError(String(e), { cause: e }),
+          true,
+        );
+      }
+    });
+    socket.on("error", (err) => this.fail(toSocketError(err, `${options.host}:${options.port}`), false));
+    socket.on("close", () => {
+      if (this.state !== "closed") {
+        this.fail(
+          this.state === "closing"
+            ? new ConnectionClosedError("socket closed while the connection was closing")
+            : new SocketError(
+                `connection to ${options.host}:${options.port} was closed by the peer without connection.close`,
+              ),
+          false,
+        );
+      }
+    });
+  }
+
+  /** Opens a connection and completes the AMQP handshake. */
+  static async open(options: ConnectionOptions | string = {}): Promise<Connection> {
+    const o = resolveOptions(options);
+    const deadline = Date.now() + o.connectionTimeout;
+    const socket = await openSocket({
+      host: o.host,
+      port: o.port,
+      tls: o.tls,
+      connectTimeout: o.connectionTimeout,
+    });
+    const conn = new Connection(socket, o);
+    const remaining = Math.max(1, deadline - Date.now());
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new ConnectTimeoutError(
+          `AMQP handshake with ${o.host}:${o.port} did not complete within ${o.connectionTimeout} ms (the peer accepted TCP but did not answer as an AMQP broker)`,
+        );
+        conn.fail(err, false);
+        reject(err);
+      }, remaining);
+    });
+    try {
+      await Promise.race([conn.handshake(), timeout]);
+    } catch (e) {
+      conn.fail(e as ConnectionError, false);
+      throw conn.closeReason ?? e;
+    } finally {
+      clearTimeout(timer);
+    }
+    return conn;
+  }
+
+  get isOpen(): boolean {
+    return this.state === "open";
+  }
+
+  get isBlocked(): boolean {
+    return this.blockedReason !== undefined;
+  }
+
+  /** Where this connection goes, without credentials. */
+  get address(): string {
+    return `${this.options.tls ? "amqps" : "amqp"}://${this.options.host}:${this.options.port}/${encodeURIComponent(this.options.vhost)}`;
+  }
+
+  // ─── handshake ──────────────────────────────────────────────────────────
+
+  private expect(ids: readonly number[]): Promise<Method> {
+    return new Promise((resolve, reject) => {
+      this.waiter = { ids, resolve, reject };
+    });
+  }
+
+  private async handshake(): Promise<void> {
+    const o = this.options;
+    const startP = this.expect([CONNECTION_START]);
+    this.socket.write(PROTOCOL_HEADER);
+    const start = await startP;
+    if (start.name !== "connection.start") throw new HandshakeError("expected connection.start");
+    const s = start.args;
+    if (s.versionMajor !== 0 || s.versionMinor !== 9) {
+      throw new HandshakeError(`broker speaks AMQP ${s.versionMajor}-${s.versionMinor}, not 0-9-1`);
+    }
+    const offered = s.mechanisms.toString("utf8").split(" ").filter(Boolean);
+    this.server = {
+      properties: s.serverProperties,
+      mechanisms: offered,
+      locales: s.locales.toString("utf8").split(" ").filter(Boolean),
+      versionMajor: s.versionMajor,
+      versionMinor: s.versionMinor,
+    };
+    const mechanism = o.authMechanisms.find((m) => offered.includes(m));
+    if (!mechanism) {
+      throw new HandshakeError(
+        `the broker offers SASL mechanisms [${offered.join(", ")}], none of the configured [${o.authMechanisms.join(", ")}]`,
+      );
+    }
+    const tuneP = this.expect([CONNECTION_TUNE, CONNECTION_SECURE, CONNECTION_CLOSE]);
+    this.send(0, {
+      name: "connection.start-ok",
+      args: {
+        clientProperties: this.clientProperties(),
+        mechanism,
+        response: saslResponse(mechanism, o.username, o.password),
+        locale: this.server.locales[0] ?? "en_US",
+      },
+    });
+    const tune = await tuneP;
+    if (tune.name === "connection.secure") {
+      throw new HandshakeError(
+        `the broker sent a SASL challenge for ${mechanism}; warren's mechanisms take no challenge`,
+      );
+    }
+    if (tune.name === "connection.close") throw this.handshakeClose(tune.args, "start-ok");
+    if (tune.name !== "connection.tune") throw new HandshakeError("expected connection.tune");
+    const t = tune.args;
+    const negotiate = (client: number, server: number) =>
+      client === 0 || server === 0 ? Math.max(client, server) : Math.min(client, server);
+    this.channelMax = negotiate(o.channelMax, t.channelMax) || 65535;
+    this.frameMax = negotiate(o.frameMax, t.frameMax);
+    if (this.frameMax !== 0 && this.frameMax < FRAME_MIN_SIZE) this.frameMax = FRAME_MIN_SIZE;
+    this.heartbeat = o.heartbeat ?? t.heartbeat;
+    this.send(0, {
+      name: "connection.tune-ok",
+      args: { channelMax: this.channelMax, frameMax: this.frameMax, heartbeat: this.heartbeat },
+    });
+    this.parser.setFrameMax(this.frameMax);
+    const openP = this.expect([CONNECTION_OPEN_OK, CONNECTION_CLOSE]);
+    this.send(0, { name: "connection.open", args: { virtualHost: o.vhost } });
+    const opened = await openP;
+    if (opened.name === "connection.close") throw this.handshakeClose(opened.args, "open");
+    this.state = "open";
+    this.startHeartbeats();
+  }
+
+  private handshakeClose(
+    a: { replyCode: number; replyText: string; classId: number; methodId: number },
+    step: string,
+  ): ConnectionError {
+    this.sendRaw(0, { name: "connection.close-ok", args: {} });
+    const d = { ...a, methodName: METHOD_NAMES[(a.classId << 16) | a.methodId] };
+    if (a.replyCode === ACCESS_REFUSED && step === "start-ok") {
+      return new AuthenticationError(
+        `the broker refused the credentials of user "${this.options.username}" (${a.replyText}); check the user name and password`,
+      );
+    }
+    if (a.replyCode === NOT_ALLOWED || a.replyCode === ACCESS_REFUSED) {
+      return new VhostNotAllowedError({
+        ...d,
+        replyText: `${a.replyText} (vhost "${this.options.vhost}" is missing or user "${this.options.username}" may not use it)`,
+      });
+    }
+    return new ConnectionClosedByBroker(d);
+  }
+
+  private clientProperties(): FieldTable {
+    const props: FieldTable = {
+      product: "warren",
+      version: VERSION,
+      platform: `Node.js ${process.version}`,
+      information: "AMQP 0-9-1 client for Node.js",
+      host: hostname(),
+      capabilities: {
+        publisher_confirms: true,
+        exchange_exchange_bindings: true,
+        "basic.nack": true,
+        consumer_cancel_notify: true,
+        connection_blocked: true,
+        authentication_failure_close: true,
+        per_consumer_qos: true,
+      },
+      ...this.options.clientProperties,
+    };
+    if (this.options.connectionName !== undefined) props["connection_name"] = this.options.connectionName;
+    return props;
+  }
+
+  // ─── heartbeats ─────────────────────────────────────────────────────────
+
+  private startHeartbeats(): void {
+    if (this.heartbeat <= 0) return;
+    // Ticks at half the interval: send when we were silent for a tick, give up after 4 silent ticks (2 intervals).
+    const tickMs = (this.heartbeat * 1000) / 2;
+    let sentBytes = this.socket.bytesWritten;
+    this.heartbeatTimer = setInterval(() => {
+      if (this.readSinceTick) {
+        this.readSinceTick = false;
+        this.missedTicks = 0;
+      } else if (++this.missedTicks >= 4) {
+        this.fail(
+          new HeartbeatTimeoutError(
+            `no data from ${this.options.host}:${this.options.port} for ${this.heartbeat * 2} s (two heartbeat intervals): the broker or the network is gone`,
+          ),
+          false,
+        );
+        return;
+      }
+      const written = this.socket.bytesWritten + this.writer.pending;
+      if (written === sentBytes) {
+        this.writer.reserve(HEARTBEAT_FRAME.length);
+        HEARTBEAT_FRAME.copy(this.writer.buf, this.writer.pos);
+        this.writer.commit(this.writer.pos + HEARTBEAT_FRAME.length);
+      }
+      sentBytes = this.socket.bytesWritten + this.writer.pending;
+    }, tickMs);
+  }
+
+  // ─── sending ────────────────────────────────────────────────────────────
+
+  /** Encodes and queues one method frame. Throws ConnectionClosedError when closed. */
+  send(channel: number, method: MethodInput): void {
+    if (this.state === "closed") {
+      throw new ConnectionClosedError("the connection is closed", { cause: this.closeReason });
+    }
+    this.sendRaw(channel, method);
+  }
+
+  private sendRaw(channel: number, method: MethodInput): void {
+    const w = this.writer;
+    w.reserve(4096);
+    let end: number;
+    try {
+      end = writeMethodFrame(w.buf, w.pos, channel, method, this.frameMax);
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      w.reserve(this.frameMax === 0 ? 16 * 1024 * 1024 : this.frameMax + FRAME_OVERHEAD);
+      end = writeMethodFrame(w.buf, w.pos, channel, method, this.frameMax);
+    }
+    w.commit(end);
+  }
+
+  // ─── receiving ──────────────────────────────────────────────────────────
+
+  private onFrame(type: number, channel: number, payload: Buffer): void {
+    if (channel === 0) {
+      if (type === FRAME_METHOD) this.onConnectionMethod(decodeMethod(payload));
+      else if (type !== FRAME_HEARTBEAT)
+        throw new FrameError(`frame type ${type} on channel 0`, { replyCode: 503 });
+      return;
+    }
+    const ch = this.channels.get(channel);
+    if (ch) {
+      ch.onFrame(type, payload);
+      return;
+    }
+    if (this.closingChannels.has(channel)) {
+      // Until close-ok, frames for a channel we are closing are dropped (AMQP 0-9-1 §2.3.5.2).
+      if (type === FRAME_METHOD && payload.readUInt32BE(0) === 0x00140029)
+        this.closingChannels.delete(channel);
+      return;
+    }
+    throw new FrameError(`frame for channel ${channel}, which is not open`, { replyCode: 504 });
+  }
+
+  private onConnectionMethod(m: Method): void {
+    const w = this.waiter;
+    if (w && w.ids.includes(m.id)) {
+      this.waiter = undefined;
+      w.resolve(m);
+      return;
+    }
+    switch (m.id) {
+      case CONNECTION_CLOSE: {
+        if (m.name !== "connection.close") return;
+        this.sendRaw(0, { name: "connection.close-ok", args: {} });
+        this.writer.flushNow();
+        const a = m.args;
+        const err =
+          this.state === "handshake" && a.replyCode === ACCESS_REFUSED
+            ? new AuthenticationError(
+                `the broker refused the credentials of user "${this.options.username}" (${a.replyText})`,
+              )
+            : new ConnectionClosedByBroker({
+                ...a,
+                methodName: METHOD_NAMES[(a.classId << 16) | a.methodId],
+              });
+        this.fail(err, false);
+        return;
+      }
+      case CONNECTION_CLOSE_OK:
+        if (this.state === "closing") this.finish(undefined);
+        return;
+      case CONNECTION_BLOCKED:
+        if (m.name !== "connection.blocked") return;
+        this.blockedReason = m.args.reason || "blocked";
+        this.emit("blocked", this.blockedReason);
+        return;
+      case CONNECTION_UNBLOCKED:
+        this.blockedReason = undefined;
+        this.emit("unblocked");
+        return;
+      case CONNECTION_UPDATE_SECRET_OK:
+        return;
+      default:
+        throw new FrameError(`unexpected ${m.name} on channel 0`, { replyCode: 505 });
+    }
+  }
+
+  // ─── channels ───────────────────────────────────────────────────────────
+
+  /** Opens a new channel. */
+  async openChannel(): Promise<Channel> {
+    if (this.state !== "open")
+      throw new ConnectionClosedError("the connection is not open", { cause: this.closeReason });
+    const id = this.allocateChannelId();
+    const ch = new Channel(this, id);
+    this.channels.set(id, ch);
+    await ch.open();
+    return ch;
+  }
+
+  private allocateChannelId(): number {
+    const max = this.channelMax;
+    for (let i = 0; i < max; i++) {
+      const id = this.nextChannelId;
+      this.nextChannelId = id >= max ? 1 : id + 1;
+      if (!this.channels.has(id) && !this.closingChannels.has(id)) return id;
+    }
+    throw new ChannelLimitError(
+      `all ${max} channels of this connection are in use; close some or use another connection`,
+    );
+  }
+
+  /** Called by a channel once it is closed. */
+  releaseChannel(id: number, awaitingCloseOk: boolean): void {
+    this.channels.delete(id);
+    if (awaitingCloseOk) this.closingChannels.add(id);
+  }
+
+  /** Channels currently open. */
+  get openChannels(): number {
+    return this.channels.size;
+  }
+
+  /** Sends connection.update-secret (e.g. a refreshed OAuth 2 token). */
+  updateSecret(newSecret: string, reason: string): void {
+    this.send(0, { name: "connection.update-secret", args: { newSecret, reason } });
+  }
+
+  // ─── closing ────────────────────────────────────────────────────────────
+
+  /** Orderly close: connection.close, wait for close-ok (bounded), then the socket. Idempotent. */
+  close(opts: { timeout?: number; replyText?: string } = {}): Promise<void> {
+    if (this.closePromise) return this.closePromise;
+    if (this.state === "closed") return Promise.resolve();
+    this.state = "closing";
+    this.closePromise = (async () => {
+      try {
+        this.sendRaw(0, {
+          name: "connection.close",
+          args: { replyCode: 200, replyText: opts.replyText ?? "goodbye", classId: 0, methodId: 0 },
+        });
+      } catch {
+        // already failing
+      }
+      const timer = setTimeout(() => this.finish(undefined), opts.timeout ?? 5000);
+      await this.closed;
+      clearTimeout(timer);
+    })();
+    return this.closePromise;
+  }
+
+  /** Tears everything down after a fault. `sendClose` tells the broker why (for frame errors). */
+  fail(error: ConnectionError, sendClose: boolean): void {
+    if (this.state === "closed") return;
+    if (sendClose && this.socket.writable) {
+      try {
+        const code = error instanceof FrameError ? error.replyCode : 541;
+        this.sendRaw(0, {
+          name: "connection.close",
+          args: { replyCode: code, replyText: error.message.slice(0, 200), classId: 0, methodId: 0 },
+        });
+        this.writer.flushNow();
+      } catch {
+        // nothing more to do
+      }
+    }
+    this.finish(error);
+  }
+
+  private finish(error: ConnectionError | undefined): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.closeReason = error;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.waiter) {
+      this.waiter.reject(error ?? new ConnectionClosedError("connection closed during the handshake"));
+      this.waiter = undefined;
+    }
+    const chErr = new ConnectionClosedError(
+      error ? `the connection closed: ${error.message}` : "the connection was closed",
+      error ? { cause: error } : undefined,
+    );
+    for (const ch of [...this.channels.values()]) ch.connectionClosed(chErr);
+    this.channels.clear();
+    this.writer.close();
+    if (error) this.socket.destroy();
+    else this.socket.end(() => this.socket.destroy());
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.resolveClosed();
+    this.emit("close", error);
+  }
+
+  /** Resolves once the connection is closed, whatever the cause. */
+  whenClosed(): Promise<void> {
+    return this.closed;
+  }
+}
+
+function saslResponse(mechanism: AuthMechanism, username: string, password: string): Buffer {
+  switch (mechanism) {
+    case "PLAIN":
+      return Buffer.from(`\0${username}\0${password}`, "utf8");
+    case "AMQPLAIN": {
+      const b = Buffer.alloc(
+        4 + 2 * (1 + 5 + 1 + 4) + Buffer.byteLength(username) + Buffer.byteLength(password) + 16,
+      );
+      const end = encodeTable(b, 0, { LOGIN: username, PASSWORD: password });
+      return b.subarray(4, end); // AMQPLAIN is a table without its size prefix
+    }
+    case "EXTERNAL":
+      return Buffer.alloc(0);
+  }
+}
+
+export type { ChannelError };
+export { redactUrl };
