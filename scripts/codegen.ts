@@ -85,7 +85,7 @@ emit("/* biome-ignore-all lint: generated code */");
 emit();
 emit('import { FrameError } from "../../errors.js";');
 emit(
-  'import { readLongStrBytes, readShortStr, readTimestamp, readU64, writeLongStr, writeShortStr, writeTimestamp, writeU64 } from "../codec.js";',
+  'import { checkUInt, readLongStrBytes, readShortStr, readTimestamp, readU64, writeLongStr, writeShortStr, writeTimestamp, writeU64 } from "../codec.js";',
 );
 emit('import { decodeTable, encodeTable, type FieldTable, tableEnd } from "../table.js";');
 emit();
@@ -229,17 +229,20 @@ for (const x of methods) {
     const v = `a.${camel(a.name)}`;
     const hasDefault = a["default-value"] !== undefined && t !== "table";
     const val = hasDefault || t === "bit" ? `(${v} ?? ${defaultLiteral(a)})` : v;
+    // Integers are range-checked first: a bad value is a FieldTableError, while a RangeError
+    // from Node means only that the buffer is too small (callers grow it and retry).
+    const what = `${x.full} ${a.name}`;
     switch (t) {
       case "octet":
-        emit(`  buf.writeUInt8(${val}, off);`);
+        emit(`  buf.writeUInt8(checkUInt(${val}, 0xff, "${what}"), off);`);
         emit("  off += 1;");
         break;
       case "short":
-        emit(`  buf.writeUInt16BE(${val}, off);`);
+        emit(`  buf.writeUInt16BE(checkUInt(${val}, 0xffff, "${what}"), off);`);
         emit("  off += 2;");
         break;
       case "long":
-        emit(`  buf.writeUInt32BE(${val}, off);`);
+        emit(`  buf.writeUInt32BE(checkUInt(${val}, 0xffffffff, "${what}"), off);`);
         emit("  off += 4;");
         break;
       case "longlong":
@@ -268,7 +271,8 @@ for (const x of methods) {
             return `((${bv} ?? ${dv}) ? ${1 << k} : 0)`;
           })
           .join(" | ");
-        emit(`  buf[off++] = ${expr};`);
+        // writeUInt8 (not buf[off] =) so that a full buffer throws instead of dropping the octet
+        emit(`  buf.writeUInt8(${expr}, off++);`);
         break;
       }
       default:
@@ -410,7 +414,7 @@ for (const cls of spec.classes) {
         emit(`    off = writeShortStr(buf, off, ${v});`);
         break;
       case "octet":
-        emit(`    buf.writeUInt8(${v}, off++);`);
+        emit(`    buf.writeUInt8(checkUInt(${v}, 0xff, "${camel(p.name)}"), off++);`);
         break;
       case "table":
         emit(`    off = encodeTable(buf, off, ${v});`);
@@ -427,8 +431,25 @@ for (const cls of spec.classes) {
   emit("  return off;");
   emit("}");
   emit();
-  emit(`/** Decodes property flags and properties starting at off. Only present properties are set. */`);
+  emit("/**");
+  emit(" * Decodes property flags and properties starting at off. Only present properties are set.");
+  emit(" * Throws FrameError (502) when the properties run past the payload or are malformed.");
+  emit(" */");
   emit(`export function decode${T}(buf: Buffer, off: number): ${T} {`);
+  emit("  try {");
+  emit(`    return decode${T}Unchecked(buf, off);`);
+  emit("  } catch (e) {");
+  emit("    if (e instanceof FrameError) throw e;");
+  emit(
+    `    throw new FrameError(\`malformed ${cls.name} content header properties: \${(e as Error).message}\`, { cause: e, replyCode: 502 });`,
+  );
+  emit("  }");
+  emit("}");
+  emit();
+  emit(`function decode${T}Unchecked(buf: Buffer, off: number): ${T} {`);
+  emit(
+    "  if (off + 2 > buf.length) throw new FrameError('content header too short for its property flags', { replyCode: 502 });",
+  );
   emit("  const flags = buf.readUInt16BE(off);");
   emit("  off += 2;");
   emit(`  const p: ${T} = {};`);

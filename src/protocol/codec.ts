@@ -22,7 +22,7 @@ export function readShortStr(buf: Buffer, off: number): string {
 export function writeShortStr(buf: Buffer, off: number, value: string): number {
   if (typeof value !== "string") throw new FieldTableError(`expected a string, got ${typeof value}`);
   if (value.length === 0) {
-    buf[off] = 0;
+    buf.writeUInt8(0, off); // not buf[off] = 0, which past the end would be dropped silently
     return off + 1;
   }
   return writeShortBytes(buf, off, value, "short string");
@@ -45,6 +45,7 @@ export function writeShortBytes(buf: Buffer, off: number, value: string, what: s
 }
 
 export function readLongStrBytes(buf: Buffer, off: number): Buffer {
+  if (off + 4 > buf.length) throw new FieldTableError("long string runs past the end of the frame");
   const len = buf.readUInt32BE(off);
   const start = off + 4;
   const end = start + len;
@@ -66,6 +67,18 @@ export function writeLongStr(buf: Buffer, off: number, value: string | Uint8Arra
   buf.writeUInt32BE(value.length, off);
   buf.set(value, off + 4);
   return off + 4 + value.length;
+}
+
+/**
+ * Checks an unsigned integer (octet, short, long) before it is written. Node's own
+ * range errors are RangeErrors, which encoders' callers read as "buffer too small";
+ * and Node silently truncates fractions. Returns the value.
+ */
+export function checkUInt(value: number, max: number, what: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw new FieldTableError(`${what} must be an integer from 0 to ${max}, got ${String(value)}`);
+  }
+  return value;
 }
 
 /** 64-bit unsigned as a JS number (exact up to 2^53). */

@@ -141,6 +141,9 @@ function badEnd(octet: number): FrameError {
 // ─── encoding ───────────────────────────────────────────────────────────────
 
 function finishFrame(buf: Buffer, start: number, end: number, frameMax: number): number {
+  // No room for the frame-end octet (or a payload octet was already dropped): `buf[end] =` would
+  // fail silently and the caller would commit a truncated frame.
+  if (end >= buf.length) throw new RangeError("buffer too small");
   const size = end - start - FRAME_HEADER_SIZE;
   if (frameMax !== 0 && size + FRAME_OVERHEAD > frameMax) {
     throw new FrameTooLargeError(`frame of ${size + FRAME_OVERHEAD} bytes exceeds frame_max ${frameMax}`);
@@ -214,6 +217,7 @@ export function writeBodyFrame(
   buf.writeUInt32BE(to - from, off + 3);
   buf.set(from === 0 && to === body.length ? body : body.subarray(from, to), off + FRAME_HEADER_SIZE);
   const end = off + FRAME_HEADER_SIZE + (to - from);
+  if (end >= buf.length) throw new RangeError("buffer too small");
   buf[end] = FRAME_END;
   return end + 1;
 }

@@ -254,6 +254,8 @@ export function encodeTable(
       p = encodeValue(buf, writeShortBytes(buf, p, key, "field table key"), v, depth);
     }
   }
+  // Single-octet writes (buf[p] = …) past the end are dropped silently; catch that here.
+  if (p > buf.length) throw new RangeError("buffer too small");
   buf.writeUInt32BE(p - start - 4, start);
   return p;
 }
@@ -262,6 +264,7 @@ function encodeArray(buf: Buffer, off: number, arr: FieldValue[], depth: number)
   if (depth > MAX_DEPTH) throw new FieldTableError("field arrays nested too deeply");
   let p = off + 4;
   for (const v of arr) p = encodeValue(buf, p, v, depth);
+  if (p > buf.length) throw new RangeError("buffer too small");
   buf.writeUInt32BE(p - off - 4, off);
   return p;
 }
@@ -293,7 +296,7 @@ function encodeValue(buf: Buffer, p: number, v: FieldValue, depth: number): numb
       return p + 9;
     case "bigint":
       buf[p] = 0x6c;
-      buf.writeBigInt64BE(v, p + 1);
+      buf.writeBigInt64BE(int64(v), p + 1);
       return p + 9;
     case "undefined":
       buf[p] = 0x56;
@@ -345,6 +348,8 @@ function writeBytesChecked(buf: Buffer, p: number, b: Uint8Array): number {
 function writeDecimal(buf: Buffer, p: number, d: Decimal): number {
   if (!Number.isInteger(d.scale) || d.scale < 0 || d.scale > 255)
     throw new FieldTableError("decimal scale must be 0..255");
+  if (!Number.isInteger(d.value) || d.value < -0x8000_0000 || d.value > 0x7fff_ffff)
+    throw new FieldTableError(`decimal value must be a 32-bit signed integer, got ${d.value}`);
   buf[p] = d.scale;
   buf.writeInt32BE(d.value, p + 1);
   return p + 5;
@@ -355,87 +360,105 @@ function num(v: FieldValue, type: string): number {
   return v;
 }
 
+/**
+ * Range checks happen here rather than by catching Node's RangeError: encoders'
+ * callers read a RangeError as "buffer too small" and retry with a bigger one.
+ */
+function int(v: FieldValue, type: string, min: number, max: number): number {
+  const n = num(v, type);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new FieldTableError(`Field.${type} needs an integer from ${min} to ${max}, got ${n}`);
+  }
+  return n;
+}
+
+const MIN_INT64 = -(2n ** 63n);
+const MAX_INT64 = 2n ** 63n - 1n;
+
+function int64(v: FieldValue): bigint {
+  if (typeof v === "bigint") {
+    if (v < MIN_INT64 || v > MAX_INT64)
+      throw new FieldTableError(`${v} does not fit a signed 64-bit integer`);
+    return v;
+  }
+  if (typeof v !== "number" || !Number.isSafeInteger(v)) {
+    throw new FieldTableError(`Field.int64 needs a bigint or a safe integer, got ${String(v)}`);
+  }
+  return BigInt(v);
+}
+
 function encodeTyped(buf: Buffer, p: number, tv: TypedValue, depth: number): number {
   const v = tv.value;
-  try {
-    switch (tv.type) {
-      case "t":
-        buf[p] = 0x74;
-        buf[p + 1] = v ? 1 : 0;
-        return p + 2;
-      case "b":
-        buf[p] = 0x62;
-        buf.writeInt8(num(v, "int8"), p + 1);
-        return p + 2;
-      case "B":
-        buf[p] = 0x42;
-        buf.writeUInt8(num(v, "uint8"), p + 1);
-        return p + 2;
-      case "s":
-        buf[p] = 0x73;
-        buf.writeInt16BE(num(v, "int16"), p + 1);
-        return p + 3;
-      case "u":
-        buf[p] = 0x75;
-        buf.writeUInt16BE(num(v, "uint16"), p + 1);
-        return p + 3;
-      case "I":
-        buf[p] = 0x49;
-        buf.writeInt32BE(num(v, "int32"), p + 1);
-        return p + 5;
-      case "i":
-        buf[p] = 0x69;
-        buf.writeUInt32BE(num(v, "uint32"), p + 1);
-        return p + 5;
-      case "l":
-        buf[p] = 0x6c;
-        if (typeof v === "number" && !Number.isSafeInteger(v))
-          throw new FieldTableError("Field.int64 needs an integer");
-        buf.writeBigInt64BE(typeof v === "bigint" ? v : BigInt(num(v, "int64")), p + 1);
-        return p + 9;
-      case "f":
-        buf[p] = 0x66;
-        buf.writeFloatBE(num(v, "float"), p + 1);
-        return p + 5;
-      case "d":
-        buf[p] = 0x64;
-        buf.writeDoubleBE(num(v, "double"), p + 1);
-        return p + 9;
-      case "D":
-        if (!(v instanceof Decimal)) throw new FieldTableError("Field.decimal needs a Decimal");
-        buf[p] = 0x44;
-        return writeDecimal(buf, p + 1, v);
-      case "S":
-        if (typeof v !== "string") throw new FieldTableError("Field.string needs a string");
-        buf[p] = 0x53;
-        return writeLongStrChecked(buf, p + 1, v);
-      case "x":
-        if (!(v instanceof Uint8Array)) throw new FieldTableError("Field.bytes needs a Uint8Array");
-        buf[p] = 0x78;
-        return writeBytesChecked(buf, p + 1, v);
-      case "T":
-        if (!(v instanceof Date)) throw new FieldTableError("Field.timestamp needs a Date");
-        buf[p] = 0x54;
-        return writeTimestamp(buf, p + 1, v);
-      case "V":
-        buf[p] = 0x56;
-        return p + 1;
-      case "A":
-        if (!Array.isArray(v)) throw new FieldTableError("an array field needs an array");
-        buf[p] = 0x41;
-        return encodeArray(buf, p + 1, v, depth + 1);
-      case "F":
-        if (v === null || typeof v !== "object" || Array.isArray(v))
-          throw new FieldTableError("a table field needs an object");
-        buf[p] = 0x46;
-        return encodeTable(buf, p + 1, v as FieldTable, depth + 1);
-      default:
-        throw new FieldTableError(`unknown field type ${String(tv.type)}`);
-    }
-  } catch (e) {
-    if (e instanceof RangeError && (e as NodeJS.ErrnoException).code === "ERR_OUT_OF_RANGE") {
-      throw new FieldTableError(`value ${String(v)} does not fit field type '${tv.type}'`, { cause: e });
-    }
-    throw e;
+  switch (tv.type) {
+    case "t":
+      buf[p] = 0x74;
+      buf[p + 1] = v ? 1 : 0;
+      return p + 2;
+    case "b":
+      buf[p] = 0x62;
+      buf.writeInt8(int(v, "int8", -0x80, 0x7f), p + 1);
+      return p + 2;
+    case "B":
+      buf[p] = 0x42;
+      buf.writeUInt8(int(v, "uint8", 0, 0xff), p + 1);
+      return p + 2;
+    case "s":
+      buf[p] = 0x73;
+      buf.writeInt16BE(int(v, "int16", -0x8000, 0x7fff), p + 1);
+      return p + 3;
+    case "u":
+      buf[p] = 0x75;
+      buf.writeUInt16BE(int(v, "uint16", 0, 0xffff), p + 1);
+      return p + 3;
+    case "I":
+      buf[p] = 0x49;
+      buf.writeInt32BE(int(v, "int32", -0x8000_0000, 0x7fff_ffff), p + 1);
+      return p + 5;
+    case "i":
+      buf[p] = 0x69;
+      buf.writeUInt32BE(int(v, "uint32", 0, 0xffff_ffff), p + 1);
+      return p + 5;
+    case "l":
+      buf[p] = 0x6c;
+      buf.writeBigInt64BE(int64(v), p + 1);
+      return p + 9;
+    case "f":
+      buf[p] = 0x66;
+      buf.writeFloatBE(num(v, "float"), p + 1);
+      return p + 5;
+    case "d":
+      buf[p] = 0x64;
+      buf.writeDoubleBE(num(v, "double"), p + 1);
+      return p + 9;
+    case "D":
+      if (!(v instanceof Decimal)) throw new FieldTableError("Field.decimal needs a Decimal");
+      buf[p] = 0x44;
+      return writeDecimal(buf, p + 1, v);
+    case "S":
+      if (typeof v !== "string") throw new FieldTableError("Field.string needs a string");
+      buf[p] = 0x53;
+      return writeLongStrChecked(buf, p + 1, v);
+    case "x":
+      if (!(v instanceof Uint8Array)) throw new FieldTableError("Field.bytes needs a Uint8Array");
+      buf[p] = 0x78;
+      return writeBytesChecked(buf, p + 1, v);
+    case "T":
+      if (!(v instanceof Date)) throw new FieldTableError("Field.timestamp needs a Date");
+      buf[p] = 0x54;
+      return writeTimestamp(buf, p + 1, v);
+    case "V":
+      buf[p] = 0x56;
+      return p + 1;
+    case "A":
+      if (!Array.isArray(v)) throw new FieldTableError("an array field needs an array");
+      buf[p] = 0x41;
+      return encodeArray(buf, p + 1, v, depth + 1);
+    case "F":
+      if (v === null || typeof v !== "object" || Array.isArray(v))
+        throw new FieldTableError("a table field needs an object");
+      buf[p] = 0x46;
+      return encodeTable(buf, p + 1, v as FieldTable, depth + 1);
+    default:
+      throw new FieldTableError(`unknown field type ${String(tv.type)}`);
   }
 }

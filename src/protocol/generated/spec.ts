@@ -3,7 +3,7 @@
 /* biome-ignore-all lint: generated code */
 
 import { FrameError } from "../../errors.js";
-import { readLongStrBytes, readShortStr, readTimestamp, readU64, writeLongStr, writeShortStr, writeTimestamp, writeU64 } from "../codec.js";
+import { checkUInt, readLongStrBytes, readShortStr, readTimestamp, readU64, writeLongStr, writeShortStr, writeTimestamp, writeU64 } from "../codec.js";
 import { decodeTable, encodeTable, type FieldTable, tableEnd } from "../table.js";
 
 /** Sent first on a new connection: "AMQP", protocol id 0, then major, minor and revision. */
@@ -1089,9 +1089,9 @@ export const SYNC_REPLIES: Readonly<Record<number, readonly number[]>> = {
 export function encodeConnectionStart(buf: Buffer, off: number, a: ConnectionStartInput): number {
   buf.writeUInt32BE(CONNECTION_START, off);
   off += 4;
-  buf.writeUInt8((a.versionMajor ?? 0), off);
+  buf.writeUInt8(checkUInt((a.versionMajor ?? 0), 0xff, "connection.start version-major"), off);
   off += 1;
-  buf.writeUInt8((a.versionMinor ?? 9), off);
+  buf.writeUInt8(checkUInt((a.versionMinor ?? 9), 0xff, "connection.start version-minor"), off);
   off += 1;
   off = encodeTable(buf, off, a.serverProperties);
   off = writeLongStr(buf, off, (a.mechanisms ?? "PLAIN"));
@@ -1126,11 +1126,11 @@ export function encodeConnectionSecureOk(buf: Buffer, off: number, a: Connection
 export function encodeConnectionTune(buf: Buffer, off: number, a: ConnectionTuneInput): number {
   buf.writeUInt32BE(CONNECTION_TUNE, off);
   off += 4;
-  buf.writeUInt16BE((a.channelMax ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.channelMax ?? 0), 0xffff, "connection.tune channel-max"), off);
   off += 2;
-  buf.writeUInt32BE((a.frameMax ?? 0), off);
+  buf.writeUInt32BE(checkUInt((a.frameMax ?? 0), 0xffffffff, "connection.tune frame-max"), off);
   off += 4;
-  buf.writeUInt16BE((a.heartbeat ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.heartbeat ?? 0), 0xffff, "connection.tune heartbeat"), off);
   off += 2;
   return off;
 }
@@ -1138,11 +1138,11 @@ export function encodeConnectionTune(buf: Buffer, off: number, a: ConnectionTune
 export function encodeConnectionTuneOk(buf: Buffer, off: number, a: ConnectionTuneOkInput): number {
   buf.writeUInt32BE(CONNECTION_TUNE_OK, off);
   off += 4;
-  buf.writeUInt16BE((a.channelMax ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.channelMax ?? 0), 0xffff, "connection.tune-ok channel-max"), off);
   off += 2;
-  buf.writeUInt32BE((a.frameMax ?? 0), off);
+  buf.writeUInt32BE(checkUInt((a.frameMax ?? 0), 0xffffffff, "connection.tune-ok frame-max"), off);
   off += 4;
-  buf.writeUInt16BE((a.heartbeat ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.heartbeat ?? 0), 0xffff, "connection.tune-ok heartbeat"), off);
   off += 2;
   return off;
 }
@@ -1152,7 +1152,7 @@ export function encodeConnectionOpen(buf: Buffer, off: number, a: ConnectionOpen
   off += 4;
   off = writeShortStr(buf, off, (a.virtualHost ?? "/"));
   off = writeShortStr(buf, off, (a.capabilities ?? ""));
-  buf[off++] = ((a.insist ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.insist ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes connection.open-ok (class and method ids, then arguments) at off; returns the next offset. */
@@ -1166,12 +1166,12 @@ export function encodeConnectionOpenOk(buf: Buffer, off: number, a: ConnectionOp
 export function encodeConnectionClose(buf: Buffer, off: number, a: ConnectionCloseInput): number {
   buf.writeUInt32BE(CONNECTION_CLOSE, off);
   off += 4;
-  buf.writeUInt16BE(a.replyCode, off);
+  buf.writeUInt16BE(checkUInt(a.replyCode, 0xffff, "connection.close reply-code"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.replyText ?? ""));
-  buf.writeUInt16BE(a.classId, off);
+  buf.writeUInt16BE(checkUInt(a.classId, 0xffff, "connection.close class-id"), off);
   off += 2;
-  buf.writeUInt16BE(a.methodId, off);
+  buf.writeUInt16BE(checkUInt(a.methodId, 0xffff, "connection.close method-id"), off);
   off += 2;
   return off;
 }
@@ -1226,26 +1226,26 @@ export function encodeChannelOpenOk(buf: Buffer, off: number, a: ChannelOpenOkIn
 export function encodeChannelFlow(buf: Buffer, off: number, a: ChannelFlowInput): number {
   buf.writeUInt32BE(CHANNEL_FLOW, off);
   off += 4;
-  buf[off++] = ((a.active ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.active ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes channel.flow-ok (class and method ids, then arguments) at off; returns the next offset. */
 export function encodeChannelFlowOk(buf: Buffer, off: number, a: ChannelFlowOkInput): number {
   buf.writeUInt32BE(CHANNEL_FLOW_OK, off);
   off += 4;
-  buf[off++] = ((a.active ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.active ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes channel.close (class and method ids, then arguments) at off; returns the next offset. */
 export function encodeChannelClose(buf: Buffer, off: number, a: ChannelCloseInput): number {
   buf.writeUInt32BE(CHANNEL_CLOSE, off);
   off += 4;
-  buf.writeUInt16BE(a.replyCode, off);
+  buf.writeUInt16BE(checkUInt(a.replyCode, 0xffff, "channel.close reply-code"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.replyText ?? ""));
-  buf.writeUInt16BE(a.classId, off);
+  buf.writeUInt16BE(checkUInt(a.classId, 0xffff, "channel.close class-id"), off);
   off += 2;
-  buf.writeUInt16BE(a.methodId, off);
+  buf.writeUInt16BE(checkUInt(a.methodId, 0xffff, "channel.close method-id"), off);
   off += 2;
   return off;
 }
@@ -1260,14 +1260,14 @@ export function encodeAccessRequest(buf: Buffer, off: number, a: AccessRequestIn
   buf.writeUInt32BE(ACCESS_REQUEST, off);
   off += 4;
   off = writeShortStr(buf, off, (a.realm ?? "/data"));
-  buf[off++] = ((a.exclusive ?? false) ? 1 : 0) | ((a.passive ?? true) ? 2 : 0) | ((a.active ?? true) ? 4 : 0) | ((a.write ?? true) ? 8 : 0) | ((a.read ?? true) ? 16 : 0);
+  buf.writeUInt8(((a.exclusive ?? false) ? 1 : 0) | ((a.passive ?? true) ? 2 : 0) | ((a.active ?? true) ? 4 : 0) | ((a.write ?? true) ? 8 : 0) | ((a.read ?? true) ? 16 : 0), off++);
   return off;
 }
 /** Encodes access.request-ok (class and method ids, then arguments) at off; returns the next offset. */
 export function encodeAccessRequestOk(buf: Buffer, off: number, a: AccessRequestOkInput): number {
   buf.writeUInt32BE(ACCESS_REQUEST_OK, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 1), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 1), 0xffff, "access.request-ok ticket"), off);
   off += 2;
   return off;
 }
@@ -1275,11 +1275,11 @@ export function encodeAccessRequestOk(buf: Buffer, off: number, a: AccessRequest
 export function encodeExchangeDeclare(buf: Buffer, off: number, a: ExchangeDeclareInput): number {
   buf.writeUInt32BE(EXCHANGE_DECLARE, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "exchange.declare ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, a.exchange);
   off = writeShortStr(buf, off, (a.type ?? "direct"));
-  buf[off++] = ((a.passive ?? false) ? 1 : 0) | ((a.durable ?? false) ? 2 : 0) | ((a.autoDelete ?? false) ? 4 : 0) | ((a.internal ?? false) ? 8 : 0) | ((a.nowait ?? false) ? 16 : 0);
+  buf.writeUInt8(((a.passive ?? false) ? 1 : 0) | ((a.durable ?? false) ? 2 : 0) | ((a.autoDelete ?? false) ? 4 : 0) | ((a.internal ?? false) ? 8 : 0) | ((a.nowait ?? false) ? 16 : 0), off++);
   off = encodeTable(buf, off, a.arguments);
   return off;
 }
@@ -1293,10 +1293,10 @@ export function encodeExchangeDeclareOk(buf: Buffer, off: number, _a: ExchangeDe
 export function encodeExchangeDelete(buf: Buffer, off: number, a: ExchangeDeleteInput): number {
   buf.writeUInt32BE(EXCHANGE_DELETE, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "exchange.delete ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, a.exchange);
-  buf[off++] = ((a.ifUnused ?? false) ? 1 : 0) | ((a.nowait ?? false) ? 2 : 0);
+  buf.writeUInt8(((a.ifUnused ?? false) ? 1 : 0) | ((a.nowait ?? false) ? 2 : 0), off++);
   return off;
 }
 /** Encodes exchange.delete-ok (class and method ids, then arguments) at off; returns the next offset. */
@@ -1309,12 +1309,12 @@ export function encodeExchangeDeleteOk(buf: Buffer, off: number, _a: ExchangeDel
 export function encodeExchangeBind(buf: Buffer, off: number, a: ExchangeBindInput): number {
   buf.writeUInt32BE(EXCHANGE_BIND, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "exchange.bind ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, a.destination);
   off = writeShortStr(buf, off, a.source);
   off = writeShortStr(buf, off, (a.routingKey ?? ""));
-  buf[off++] = ((a.nowait ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.nowait ?? false) ? 1 : 0), off++);
   off = encodeTable(buf, off, a.arguments);
   return off;
 }
@@ -1328,12 +1328,12 @@ export function encodeExchangeBindOk(buf: Buffer, off: number, _a: ExchangeBindO
 export function encodeExchangeUnbind(buf: Buffer, off: number, a: ExchangeUnbindInput): number {
   buf.writeUInt32BE(EXCHANGE_UNBIND, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "exchange.unbind ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, a.destination);
   off = writeShortStr(buf, off, a.source);
   off = writeShortStr(buf, off, (a.routingKey ?? ""));
-  buf[off++] = ((a.nowait ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.nowait ?? false) ? 1 : 0), off++);
   off = encodeTable(buf, off, a.arguments);
   return off;
 }
@@ -1347,10 +1347,10 @@ export function encodeExchangeUnbindOk(buf: Buffer, off: number, _a: ExchangeUnb
 export function encodeQueueDeclare(buf: Buffer, off: number, a: QueueDeclareInput): number {
   buf.writeUInt32BE(QUEUE_DECLARE, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "queue.declare ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.queue ?? ""));
-  buf[off++] = ((a.passive ?? false) ? 1 : 0) | ((a.durable ?? false) ? 2 : 0) | ((a.exclusive ?? false) ? 4 : 0) | ((a.autoDelete ?? false) ? 8 : 0) | ((a.nowait ?? false) ? 16 : 0);
+  buf.writeUInt8(((a.passive ?? false) ? 1 : 0) | ((a.durable ?? false) ? 2 : 0) | ((a.exclusive ?? false) ? 4 : 0) | ((a.autoDelete ?? false) ? 8 : 0) | ((a.nowait ?? false) ? 16 : 0), off++);
   off = encodeTable(buf, off, a.arguments);
   return off;
 }
@@ -1359,9 +1359,9 @@ export function encodeQueueDeclareOk(buf: Buffer, off: number, a: QueueDeclareOk
   buf.writeUInt32BE(QUEUE_DECLARE_OK, off);
   off += 4;
   off = writeShortStr(buf, off, a.queue);
-  buf.writeUInt32BE(a.messageCount, off);
+  buf.writeUInt32BE(checkUInt(a.messageCount, 0xffffffff, "queue.declare-ok message-count"), off);
   off += 4;
-  buf.writeUInt32BE(a.consumerCount, off);
+  buf.writeUInt32BE(checkUInt(a.consumerCount, 0xffffffff, "queue.declare-ok consumer-count"), off);
   off += 4;
   return off;
 }
@@ -1369,12 +1369,12 @@ export function encodeQueueDeclareOk(buf: Buffer, off: number, a: QueueDeclareOk
 export function encodeQueueBind(buf: Buffer, off: number, a: QueueBindInput): number {
   buf.writeUInt32BE(QUEUE_BIND, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "queue.bind ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.queue ?? ""));
   off = writeShortStr(buf, off, a.exchange);
   off = writeShortStr(buf, off, (a.routingKey ?? ""));
-  buf[off++] = ((a.nowait ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.nowait ?? false) ? 1 : 0), off++);
   off = encodeTable(buf, off, a.arguments);
   return off;
 }
@@ -1388,17 +1388,17 @@ export function encodeQueueBindOk(buf: Buffer, off: number, _a: QueueBindOkInput
 export function encodeQueuePurge(buf: Buffer, off: number, a: QueuePurgeInput): number {
   buf.writeUInt32BE(QUEUE_PURGE, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "queue.purge ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.queue ?? ""));
-  buf[off++] = ((a.nowait ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.nowait ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes queue.purge-ok (class and method ids, then arguments) at off; returns the next offset. */
 export function encodeQueuePurgeOk(buf: Buffer, off: number, a: QueuePurgeOkInput): number {
   buf.writeUInt32BE(QUEUE_PURGE_OK, off);
   off += 4;
-  buf.writeUInt32BE(a.messageCount, off);
+  buf.writeUInt32BE(checkUInt(a.messageCount, 0xffffffff, "queue.purge-ok message-count"), off);
   off += 4;
   return off;
 }
@@ -1406,17 +1406,17 @@ export function encodeQueuePurgeOk(buf: Buffer, off: number, a: QueuePurgeOkInpu
 export function encodeQueueDelete(buf: Buffer, off: number, a: QueueDeleteInput): number {
   buf.writeUInt32BE(QUEUE_DELETE, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "queue.delete ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.queue ?? ""));
-  buf[off++] = ((a.ifUnused ?? false) ? 1 : 0) | ((a.ifEmpty ?? false) ? 2 : 0) | ((a.nowait ?? false) ? 4 : 0);
+  buf.writeUInt8(((a.ifUnused ?? false) ? 1 : 0) | ((a.ifEmpty ?? false) ? 2 : 0) | ((a.nowait ?? false) ? 4 : 0), off++);
   return off;
 }
 /** Encodes queue.delete-ok (class and method ids, then arguments) at off; returns the next offset. */
 export function encodeQueueDeleteOk(buf: Buffer, off: number, a: QueueDeleteOkInput): number {
   buf.writeUInt32BE(QUEUE_DELETE_OK, off);
   off += 4;
-  buf.writeUInt32BE(a.messageCount, off);
+  buf.writeUInt32BE(checkUInt(a.messageCount, 0xffffffff, "queue.delete-ok message-count"), off);
   off += 4;
   return off;
 }
@@ -1424,7 +1424,7 @@ export function encodeQueueDeleteOk(buf: Buffer, off: number, a: QueueDeleteOkIn
 export function encodeQueueUnbind(buf: Buffer, off: number, a: QueueUnbindInput): number {
   buf.writeUInt32BE(QUEUE_UNBIND, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "queue.unbind ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.queue ?? ""));
   off = writeShortStr(buf, off, a.exchange);
@@ -1442,11 +1442,11 @@ export function encodeQueueUnbindOk(buf: Buffer, off: number, _a: QueueUnbindOkI
 export function encodeBasicQos(buf: Buffer, off: number, a: BasicQosInput): number {
   buf.writeUInt32BE(BASIC_QOS, off);
   off += 4;
-  buf.writeUInt32BE((a.prefetchSize ?? 0), off);
+  buf.writeUInt32BE(checkUInt((a.prefetchSize ?? 0), 0xffffffff, "basic.qos prefetch-size"), off);
   off += 4;
-  buf.writeUInt16BE((a.prefetchCount ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.prefetchCount ?? 0), 0xffff, "basic.qos prefetch-count"), off);
   off += 2;
-  buf[off++] = ((a.global ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.global ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes basic.qos-ok (class and method ids, then arguments) at off; returns the next offset. */
@@ -1459,11 +1459,11 @@ export function encodeBasicQosOk(buf: Buffer, off: number, _a: BasicQosOkInput):
 export function encodeBasicConsume(buf: Buffer, off: number, a: BasicConsumeInput): number {
   buf.writeUInt32BE(BASIC_CONSUME, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "basic.consume ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.queue ?? ""));
   off = writeShortStr(buf, off, (a.consumerTag ?? ""));
-  buf[off++] = ((a.noLocal ?? false) ? 1 : 0) | ((a.noAck ?? false) ? 2 : 0) | ((a.exclusive ?? false) ? 4 : 0) | ((a.nowait ?? false) ? 8 : 0);
+  buf.writeUInt8(((a.noLocal ?? false) ? 1 : 0) | ((a.noAck ?? false) ? 2 : 0) | ((a.exclusive ?? false) ? 4 : 0) | ((a.nowait ?? false) ? 8 : 0), off++);
   off = encodeTable(buf, off, a.arguments);
   return off;
 }
@@ -1479,7 +1479,7 @@ export function encodeBasicCancel(buf: Buffer, off: number, a: BasicCancelInput)
   buf.writeUInt32BE(BASIC_CANCEL, off);
   off += 4;
   off = writeShortStr(buf, off, a.consumerTag);
-  buf[off++] = ((a.nowait ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.nowait ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes basic.cancel-ok (class and method ids, then arguments) at off; returns the next offset. */
@@ -1493,18 +1493,18 @@ export function encodeBasicCancelOk(buf: Buffer, off: number, a: BasicCancelOkIn
 export function encodeBasicPublish(buf: Buffer, off: number, a: BasicPublishInput): number {
   buf.writeUInt32BE(BASIC_PUBLISH, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "basic.publish ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.exchange ?? ""));
   off = writeShortStr(buf, off, (a.routingKey ?? ""));
-  buf[off++] = ((a.mandatory ?? false) ? 1 : 0) | ((a.immediate ?? false) ? 2 : 0);
+  buf.writeUInt8(((a.mandatory ?? false) ? 1 : 0) | ((a.immediate ?? false) ? 2 : 0), off++);
   return off;
 }
 /** Encodes basic.return (class and method ids, then arguments) at off; returns the next offset. */
 export function encodeBasicReturn(buf: Buffer, off: number, a: BasicReturnInput): number {
   buf.writeUInt32BE(BASIC_RETURN, off);
   off += 4;
-  buf.writeUInt16BE(a.replyCode, off);
+  buf.writeUInt16BE(checkUInt(a.replyCode, 0xffff, "basic.return reply-code"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.replyText ?? ""));
   off = writeShortStr(buf, off, a.exchange);
@@ -1517,7 +1517,7 @@ export function encodeBasicDeliver(buf: Buffer, off: number, a: BasicDeliverInpu
   off += 4;
   off = writeShortStr(buf, off, a.consumerTag);
   off = writeU64(buf, off, a.deliveryTag);
-  buf[off++] = ((a.redelivered ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.redelivered ?? false) ? 1 : 0), off++);
   off = writeShortStr(buf, off, a.exchange);
   off = writeShortStr(buf, off, a.routingKey);
   return off;
@@ -1526,10 +1526,10 @@ export function encodeBasicDeliver(buf: Buffer, off: number, a: BasicDeliverInpu
 export function encodeBasicGet(buf: Buffer, off: number, a: BasicGetInput): number {
   buf.writeUInt32BE(BASIC_GET, off);
   off += 4;
-  buf.writeUInt16BE((a.ticket ?? 0), off);
+  buf.writeUInt16BE(checkUInt((a.ticket ?? 0), 0xffff, "basic.get ticket"), off);
   off += 2;
   off = writeShortStr(buf, off, (a.queue ?? ""));
-  buf[off++] = ((a.noAck ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.noAck ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes basic.get-ok (class and method ids, then arguments) at off; returns the next offset. */
@@ -1537,10 +1537,10 @@ export function encodeBasicGetOk(buf: Buffer, off: number, a: BasicGetOkInput): 
   buf.writeUInt32BE(BASIC_GET_OK, off);
   off += 4;
   off = writeU64(buf, off, a.deliveryTag);
-  buf[off++] = ((a.redelivered ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.redelivered ?? false) ? 1 : 0), off++);
   off = writeShortStr(buf, off, a.exchange);
   off = writeShortStr(buf, off, a.routingKey);
-  buf.writeUInt32BE(a.messageCount, off);
+  buf.writeUInt32BE(checkUInt(a.messageCount, 0xffffffff, "basic.get-ok message-count"), off);
   off += 4;
   return off;
 }
@@ -1556,7 +1556,7 @@ export function encodeBasicAck(buf: Buffer, off: number, a: BasicAckInput): numb
   buf.writeUInt32BE(BASIC_ACK, off);
   off += 4;
   off = writeU64(buf, off, (a.deliveryTag ?? 0));
-  buf[off++] = ((a.multiple ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.multiple ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes basic.reject (class and method ids, then arguments) at off; returns the next offset. */
@@ -1564,21 +1564,21 @@ export function encodeBasicReject(buf: Buffer, off: number, a: BasicRejectInput)
   buf.writeUInt32BE(BASIC_REJECT, off);
   off += 4;
   off = writeU64(buf, off, a.deliveryTag);
-  buf[off++] = ((a.requeue ?? true) ? 1 : 0);
+  buf.writeUInt8(((a.requeue ?? true) ? 1 : 0), off++);
   return off;
 }
 /** Encodes basic.recover-async (class and method ids, then arguments) at off; returns the next offset. */
 export function encodeBasicRecoverAsync(buf: Buffer, off: number, a: BasicRecoverAsyncInput): number {
   buf.writeUInt32BE(BASIC_RECOVER_ASYNC, off);
   off += 4;
-  buf[off++] = ((a.requeue ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.requeue ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes basic.recover (class and method ids, then arguments) at off; returns the next offset. */
 export function encodeBasicRecover(buf: Buffer, off: number, a: BasicRecoverInput): number {
   buf.writeUInt32BE(BASIC_RECOVER, off);
   off += 4;
-  buf[off++] = ((a.requeue ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.requeue ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes basic.recover-ok (class and method ids, then arguments) at off; returns the next offset. */
@@ -1592,7 +1592,7 @@ export function encodeBasicNack(buf: Buffer, off: number, a: BasicNackInput): nu
   buf.writeUInt32BE(BASIC_NACK, off);
   off += 4;
   off = writeU64(buf, off, (a.deliveryTag ?? 0));
-  buf[off++] = ((a.multiple ?? false) ? 1 : 0) | ((a.requeue ?? true) ? 2 : 0);
+  buf.writeUInt8(((a.multiple ?? false) ? 1 : 0) | ((a.requeue ?? true) ? 2 : 0), off++);
   return off;
 }
 /** Encodes tx.select (class and method ids, then arguments) at off; returns the next offset. */
@@ -1635,7 +1635,7 @@ export function encodeTxRollbackOk(buf: Buffer, off: number, _a: TxRollbackOkInp
 export function encodeConfirmSelect(buf: Buffer, off: number, a: ConfirmSelectInput): number {
   buf.writeUInt32BE(CONFIRM_SELECT, off);
   off += 4;
-  buf[off++] = ((a.nowait ?? false) ? 1 : 0);
+  buf.writeUInt8(((a.nowait ?? false) ? 1 : 0), off++);
   return off;
 }
 /** Encodes confirm.select-ok (class and method ids, then arguments) at off; returns the next offset. */
@@ -2359,11 +2359,11 @@ export function encodeBasicProperties(buf: Buffer, off: number, p: BasicProperti
   }
   if (p.deliveryMode !== undefined) {
     flags |= 0x1000;
-    buf.writeUInt8(p.deliveryMode, off++);
+    buf.writeUInt8(checkUInt(p.deliveryMode, 0xff, "deliveryMode"), off++);
   }
   if (p.priority !== undefined) {
     flags |= 0x800;
-    buf.writeUInt8(p.priority, off++);
+    buf.writeUInt8(checkUInt(p.priority, 0xff, "priority"), off++);
   }
   if (p.correlationId !== undefined) {
     flags |= 0x400;
@@ -2405,8 +2405,21 @@ export function encodeBasicProperties(buf: Buffer, off: number, p: BasicProperti
   return off;
 }
 
-/** Decodes property flags and properties starting at off. Only present properties are set. */
+/**
+ * Decodes property flags and properties starting at off. Only present properties are set.
+ * Throws FrameError (502) when the properties run past the payload or are malformed.
+ */
 export function decodeBasicProperties(buf: Buffer, off: number): BasicProperties {
+  try {
+    return decodeBasicPropertiesUnchecked(buf, off);
+  } catch (e) {
+    if (e instanceof FrameError) throw e;
+    throw new FrameError(`malformed basic content header properties: ${(e as Error).message}`, { cause: e, replyCode: 502 });
+  }
+}
+
+function decodeBasicPropertiesUnchecked(buf: Buffer, off: number): BasicProperties {
+  if (off + 2 > buf.length) throw new FrameError('content header too short for its property flags', { replyCode: 502 });
   const flags = buf.readUInt16BE(off);
   off += 2;
   const p: BasicProperties = {};
