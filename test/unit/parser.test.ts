@@ -108,7 +108,7 @@ describe("FrameParser: reassembly", () => {
         expect(norm(split.frames)).toEqual(norm(frames));
         expect(split.parser.buffered).toBe(0);
       }),
-      { numRuns: 300 },
+      { numRuns: 200 },
     );
   });
 
@@ -208,7 +208,7 @@ describe("FrameParser: zero copy and copies", () => {
           start = end;
         }
       }),
-      { numRuns: 300 },
+      { numRuns: 200 },
     );
   });
 

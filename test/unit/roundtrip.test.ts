@@ -151,7 +151,7 @@ describe("every method round-trips through encodeMethod / decodeMethod", () => {
           if (Buffer.isBuffer(expected[k])) expect(Buffer.isBuffer(v)).toBe(true);
         }
       }),
-      { numRuns: m.args.length === 0 ? 10 : 150 },
+      { numRuns: m.args.length === 0 ? 10 : 100 },
     );
   });
 
