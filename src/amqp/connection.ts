@@ -214,6 +214,16 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       try {
         this.parser.push(chunk);
       } catch (e) {
+        if (this.state === "handshake" && this.server === undefined && e instanceof FrameError) {
+          // Not even connection.start made sense: the peer does not speak AMQP 0-9-1 (e.g. it answered
+          // with its own protocol header). Retrying will not help and it would not understand a close.
+          const where = `${options.host}:${options.port}`;
+          this.fail(
+            new HandshakeError(`${where} does not speak AMQP 0-9-1: ${e.message}`, { cause: e }),
+            false,
+          );
+          return;
+        }
         this.fail(
           e instanceof WarrenError ? (e as ConnectionError) : new FrameError(String(e), { cause: e }),
           true,
@@ -356,6 +366,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     step: string,
   ): ConnectionError {
     this.sendRaw(0, { name: "connection.close-ok", args: {} });
+    this.writer.flushNow(); // Connection.open tears down at once: the close-ok must go out first
     const d = { ...a, methodName: METHOD_NAMES[(a.classId << 16) | a.methodId] };
     if (a.replyCode === ACCESS_REFUSED && step === "start-ok") {
       return new AuthenticationError(
