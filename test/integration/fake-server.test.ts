@@ -1,0 +1,901 @@
+/**
+ * What a real broker will not do on demand, played by a scripted fake server:
+ * silence, foreign protocol headers, malformed frames, content out of order,
+ * heartbeat loss, forced close, refused credentials, odd tuning, a full socket
+ * and random garbage. Each case must end with a typed error and a cleanly closed
+ * connection: no crash, no unhandled rejection, no hang.
+ */
+import fc from "fast-check";
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import {
+  AuthenticationError,
+  type Channel,
+  ChannelClosedByBroker,
+  ChannelClosedError,
+  ChannelLimitError,
+  ConfigError,
+  Connection,
+  ConnectionClosedByBroker,
+  ConnectionClosedError,
+  ConnectionError,
+  type ConnectionOptions,
+  ConnectTimeoutError,
+  FrameError,
+  HandshakeError,
+  HeartbeatTimeoutError,
+  SocketError,
+  VhostNotAllowedError,
+  WarrenError,
+} from "../../src/index.js";
+import { METHOD_NAMES } from "../../src/protocol/generated/spec.js";
+import { FakePeer, FakeServer, type HandshakeOptions } from "../fake/server.js";
+
+// ─── harness ────────────────────────────────────────────────────────────────
+
+const unhandled: unknown[] = [];
+const onUnhandled = (e: unknown) => unhandled.push(e);
+beforeAll(() => {
+  process.on("unhandledRejection", onUnhandled);
+  process.on("uncaughtException", onUnhandled);
+});
+afterAll(() => {
+  process.off("unhandledRejection", onUnhandled);
+  process.off("uncaughtException", onUnhandled);
+  expect(unhandled).toEqual([]);
+});
+
+const fakes: FakeServer[] = [];
+const conns: Connection[] = [];
+afterEach(async () => {
+  for (const c of conns.splice(0)) await c.close({ timeout: 200 });
+  for (const f of fakes.splice(0)) {
+    await f.close();
+    expect(f.errors).toEqual([]);
+  }
+});
+
+async function fakeServer(script?: (peer: FakePeer) => void | Promise<void>): Promise<FakeServer> {
+  const f = await FakeServer.start(script);
+  fakes.push(f);
+  return f;
+}
+
+async function open(fake: FakeServer, o: ConnectionOptions = {}): Promise<Connection> {
+  const c = await Connection.open({ host: "127.0.0.1", port: fake.port, connectionTimeout: 2000, ...o });
+  conns.push(c);
+  return c;
+}
+
+/** Resolves with the error the connection closes with (attach before the fault). */
+function closeEvent(conn: Connection): Promise<ConnectionError | undefined> {
+  return new Promise((resolve) => conn.once("close", resolve));
+}
+
+/** Rejects after ms: keeps a broken expectation from turning into a hang. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Settles a promise into its rejection reason (fails when it resolves). */
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error("expected a rejection");
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Every message, String() and stack along the cause chain. */
+function allText(err: unknown): string {
+  const parts: string[] = [];
+  let e: unknown = err;
+  for (let i = 0; e !== undefined && e !== null && i < 10; i++) {
+    parts.push(String(e));
+    if (e instanceof Error) {
+      parts.push(e.message, e.stack ?? "");
+      e = e.cause;
+    } else break;
+  }
+  return parts.join("\n");
+}
+
+interface Session {
+  fake: FakeServer;
+  peer: FakePeer;
+  conn: Connection;
+  ch: Channel;
+  closed: Promise<ConnectionError | undefined>;
+  /** Settles with the rejection of a queue.purge the fake never answers (resolving fails the test). */
+  pending: Promise<unknown>;
+}
+
+/**
+ * Handshake, default answers, one channel open, `before` run on it, then one RPC left pending
+ * (replies come in order, so it must be the last one sent).
+ */
+async function session(
+  hs: HandshakeOptions = {},
+  o: ConnectionOptions = {},
+  before?: (ch: Channel) => Promise<unknown>,
+): Promise<Session> {
+  const fake = await fakeServer(async (peer) => {
+    await peer.handshake(hs);
+    peer.answerDefaults();
+  });
+  const conn = await open(fake, o);
+  const closed = closeEvent(conn);
+  const peer = await fake.peer();
+  const ch = await conn.openChannel();
+  await before?.(ch);
+  const pending = rejection(ch.queuePurge({ queue: "q" }));
+  await peer.method("queue.purge");
+  return { fake, peer, conn, ch, closed, pending };
+}
+
+/** The client closed because of `err`: close event, closeReason, socket gone, pending RPC failed with it as cause. */
+async function expectFailed<E extends Error>(s: Session, type: new (...a: never[]) => E): Promise<E> {
+  const err = await within(s.closed, 2000, "close event");
+  expect(err).toBeInstanceOf(type);
+  expect(s.conn.closeReason).toBe(err);
+  expect(s.conn.isOpen).toBe(false);
+  const p = await within(s.pending, 1000, "pending RPC");
+  expect(p).toBeInstanceOf(ConnectionClosedError);
+  expect((p as Error).cause).toBe(err);
+  await within(s.peer.closed, 2000, "socket closed");
+  return err as unknown as E;
+}
+
+/** The connection.close the client sent the fake (its arguments). */
+function clientClose(peer: FakePeer) {
+  return within(peer.method("connection.close"), 1000, "client connection.close");
+}
+
+// ─── connecting ─────────────────────────────────────────────────────────────
+
+describe("connecting", () => {
+  it("server accepts TCP and says nothing → ConnectTimeoutError within connectionTimeout, socket destroyed", async () => {
+    const fake = await fakeServer(); // no script: silence
+    const t0 = Date.now();
+    const err = await rejection(open(fake, { connectionTimeout: 500 }));
+    const elapsed = Date.now() - t0;
+    expect(err).toBeInstanceOf(ConnectTimeoutError);
+    expect((err as ConnectTimeoutError).recoverable).toBe(true);
+    expect(elapsed).toBeGreaterThanOrEqual(450);
+    expect(elapsed).toBeLessThan(1500);
+    const peer = await fake.peer();
+    expect(peer.header).toEqual(Buffer.from("AMQP\0\0\x09\x01", "latin1"));
+    await within(peer.closed, 1000, "socket destroyed");
+  });
+
+  it("server stalls after connection.start → ConnectTimeoutError, not a hang", async () => {
+    const fake = await fakeServer(async (peer) => {
+      await peer.protocolHeader();
+      peer.send(0, {
+        name: "connection.start",
+        args: { versionMajor: 0, versionMinor: 9, mechanisms: "PLAIN", locales: "en_US" },
+      });
+    });
+    const err = await rejection(open(fake, { connectionTimeout: 400 }));
+    expect(err).toBeInstanceOf(ConnectTimeoutError);
+    const peer = await fake.peer();
+    expect(peer.methodNames).toEqual(["connection.start-ok"]);
+    await within(peer.closed, 1000, "socket destroyed");
+  });
+
+  it("server answers with another protocol header → error naming the protocol", async () => {
+    const fake = await fakeServer(async (peer) => {
+      await peer.protocolHeader();
+      peer.sendRaw("AMQP\0\x01\x00\x00");
+      peer.end(); // as RabbitMQ does
+    });
+    const err = await rejection(open(fake));
+    expect(err).toSatisfy((e) => e instanceof FrameError || e instanceof HandshakeError);
+    expect((err as Error).message).toMatch(/protocol/);
+    expect((err as Error).message).toMatch(/AMQP 0 1 0/);
+    // Talking to a server that speaks another protocol again will not help.
+    expect((err as WarrenError).recoverable).toBe(false);
+    await within((await fake.peer()).closed, 1000, "socket closed");
+  });
+
+  it("connection.start with another version → HandshakeError", async () => {
+    const fake = await fakeServer((peer) =>
+      peer.handshake({ versionMajor: 8, versionMinor: 0 }).then(() => {}),
+    );
+    const err = await rejection(open(fake));
+    expect(err).toBeInstanceOf(HandshakeError);
+    expect((err as Error).message).toMatch(/8-0/);
+  });
+
+  it("server offers only EXTERNAL when the client wants PLAIN → HandshakeError", async () => {
+    const fake = await fakeServer((peer) => peer.handshake({ mechanisms: "EXTERNAL" }).then(() => {}));
+    const err = await rejection(open(fake, { authMechanism: "PLAIN" }));
+    expect(err).toBeInstanceOf(HandshakeError);
+    expect((err as HandshakeError).recoverable).toBe(false);
+    expect((err as Error).message).toMatch(/EXTERNAL/);
+    expect((err as Error).message).toMatch(/PLAIN/);
+    const peer = await fake.peer();
+    expect(peer.methodNames).not.toContain("connection.start-ok");
+    await within(peer.closed, 1000, "socket closed");
+  });
+
+  it("connection.secure (a SASL challenge) → HandshakeError", async () => {
+    const fake = await fakeServer(async (peer) => {
+      await peer.protocolHeader();
+      peer.send(0, {
+        name: "connection.start",
+        args: { versionMajor: 0, versionMinor: 9, mechanisms: "PLAIN", locales: "en_US" },
+      });
+      await peer.method("connection.start-ok");
+      peer.send(0, { name: "connection.secure", args: { challenge: "more please" } });
+    });
+    const err = await rejection(open(fake));
+    expect(err).toBeInstanceOf(HandshakeError);
+    await within((await fake.peer()).closed, 1000, "socket closed");
+  });
+
+  it("connection.close 530 in answer to connection.open → VhostNotAllowedError, close-ok sent", async () => {
+    const fake = await fakeServer(async (peer) => {
+      await peer.protocolHeader();
+      peer.send(0, {
+        name: "connection.start",
+        args: { versionMajor: 0, versionMinor: 9, mechanisms: "PLAIN", locales: "en_US" },
+      });
+      await peer.method("connection.start-ok");
+      peer.send(0, { name: "connection.tune", args: { channelMax: 0, frameMax: 131072, heartbeat: 0 } });
+      await peer.method("connection.open");
+      peer.send(0, {
+        name: "connection.close",
+        args: { replyCode: 530, replyText: "NOT_ALLOWED - vhost nope not found", classId: 10, methodId: 40 },
+      });
+    });
+    const err = await rejection(open(fake, { vhost: "nope" }));
+    expect(err).toBeInstanceOf(VhostNotAllowedError);
+    expect((err as VhostNotAllowedError).recoverable).toBe(false);
+    expect((err as VhostNotAllowedError).methodName).toBe("connection.open");
+    const peer = await fake.peer();
+    await within(peer.closed, 1000, "socket closed");
+    expect(peer.methodNames).toContain("connection.close-ok");
+  });
+
+  it("server hangs up right after start-ok (no connection.close) → SocketError at once, not a timeout", async () => {
+    const fake = await fakeServer(async (peer) => {
+      await peer.protocolHeader();
+      peer.send(0, {
+        name: "connection.start",
+        args: { versionMajor: 0, versionMinor: 9, mechanisms: "PLAIN", locales: "en_US" },
+      });
+      await peer.method("connection.start-ok");
+      peer.end();
+    });
+    const t0 = Date.now();
+    const err = await rejection(open(fake, { connectionTimeout: 5000 }));
+    expect(err).toBeInstanceOf(SocketError);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  it("server accepts and hangs up at once → SocketError", async () => {
+    const fake = await fakeServer((peer) => peer.destroy());
+    const err = await rejection(open(fake));
+    expect(err).toBeInstanceOf(SocketError);
+  });
+
+  describe("authentication refused (connection.close 403 after start-ok)", () => {
+    const password = "Zq9-very-Distinctive-pa55word!";
+    for (const mech of ["PLAIN", "AMQPLAIN", "url"] as const) {
+      it(`${mech} → AuthenticationError, not recoverable, password nowhere`, async () => {
+        const fake = await fakeServer(async (peer) => {
+          await peer.protocolHeader();
+          peer.send(0, {
+            name: "connection.start",
+            args: { versionMajor: 0, versionMinor: 9, mechanisms: "PLAIN AMQPLAIN", locales: "en_US" },
+          });
+          await peer.method("connection.start-ok");
+          peer.send(0, {
+            name: "connection.close",
+            args: {
+              replyCode: 403,
+              replyText: `ACCESS_REFUSED - Login was refused using authentication mechanism ${mech}. For details see the broker logfile.`,
+              classId: 0,
+              methodId: 0,
+            },
+          });
+          await peer.method("connection.close-ok");
+          peer.end();
+        });
+        const err = await rejection(
+          mech === "url"
+            ? open(fake, { url: `amqp://alice:${encodeURIComponent(password)}@127.0.0.1:${fake.port}/` })
+            : open(fake, { username: "alice", password, authMechanism: mech }),
+        );
+        expect(err).toBeInstanceOf(AuthenticationError);
+        expect(err).not.toBeInstanceOf(SocketError);
+        expect((err as AuthenticationError).recoverable).toBe(false);
+        expect((err as Error).message).toMatch(/alice/);
+        expect(allText(err)).not.toContain(password);
+        expect(JSON.stringify(err)).not.toContain(password);
+        const peer = await fake.peer();
+        const startOk = peer.frames.find((f) => f.method?.name === "connection.start-ok")!;
+        expect(startOk.method!.args).toMatchObject({ mechanism: mech === "url" ? "PLAIN" : mech });
+        expect(startOk.payload.includes(password)).toBe(true); // it was really sent, and only there
+        await within(peer.closed, 1000, "socket closed");
+        expect(peer.methodNames).toEqual(["connection.start-ok", "connection.close-ok"]);
+      });
+    }
+  });
+
+  describe("tune", () => {
+    it("server proposes frame_max 4096 and channel_max 0 → tune-ok keeps 4096 and our channel_max", async () => {
+      let tuneOk: { channelMax: number; frameMax: number; heartbeat: number } | undefined;
+      const fake = await fakeServer(async (peer) => {
+        tuneOk = (await peer.handshake({ frameMax: 4096, channelMax: 0, heartbeat: 0 })).tuneOk;
+        peer.answerDefaults();
+      });
+      const conn = await open(fake);
+      expect(tuneOk).toEqual({ channelMax: 2047, frameMax: 4096, heartbeat: 0 });
+      expect(conn.frameMax).toBe(4096);
+      expect(conn.channelMax).toBe(2047);
+      // Publishing now splits bodies into frames of at most 4096 bytes.
+      const ch = await conn.openChannel();
+      ch.basicPublish("", "q", Buffer.alloc(10_000, 7));
+      const peer = await fake.peer();
+      let got = 0;
+      while (got < 10_000) {
+        const f = await within(
+          peer.next((x) => x.type === 3),
+          1000,
+          "body frame",
+        );
+        expect(f.payload.length + 8).toBeLessThanOrEqual(4096);
+        got += f.payload.length;
+      }
+      expect(got).toBe(10_000);
+      // And a frame from the server above 4096 is refused.
+      const closed = closeEvent(conn);
+      peer.sendRaw(FakePeer.rawFrame(3, ch.id, Buffer.alloc(4089)));
+      const err = await within(closed, 1000, "close");
+      expect(err).toBeInstanceOf(FrameError);
+      expect((await clientClose(peer)).replyCode).toBe(501);
+    });
+
+    it("server proposes frame_max 0 (no limit) → the client keeps its own", async () => {
+      let tuneOk: { channelMax: number; frameMax: number; heartbeat: number } | undefined;
+      const fake = await fakeServer(async (peer) => {
+        tuneOk = (await peer.handshake({ frameMax: 0, channelMax: 100, heartbeat: 60 })).tuneOk;
+      });
+      const conn = await open(fake, { heartbeat: 0, channelMax: 500 });
+      expect(tuneOk).toEqual({ channelMax: 100, frameMax: 131072, heartbeat: 0 });
+      expect(conn.channelMax).toBe(100);
+    });
+
+    it("server channel_max 2 → a third channel is a ChannelLimitError, nothing sent for it", async () => {
+      const fake = await fakeServer(async (peer) => {
+        await peer.handshake({ channelMax: 2 });
+        peer.answerDefaults();
+      });
+      const conn = await open(fake);
+      expect(conn.channelMax).toBe(2);
+      await conn.openChannel();
+      await conn.openChannel();
+      await expect(conn.openChannel()).rejects.toBeInstanceOf(ChannelLimitError);
+      const peer = await fake.peer();
+      await sleep(20);
+      expect(peer.methodNames.filter((n) => n === "channel.open")).toHaveLength(2);
+      expect(conn.isOpen).toBe(true);
+    });
+
+    it("frameMax below 8192 in ConnectionOptions → ConfigError, nothing dialled", async () => {
+      const fake = await fakeServer();
+      const err = await rejection(open(fake, { frameMax: 4096 }));
+      expect(err).toBeInstanceOf(ConfigError);
+      await sleep(20);
+      expect(fake.peers).toHaveLength(0);
+    });
+  });
+});
+
+// ─── malformed frames after open ────────────────────────────────────────────
+
+describe("malformed frames after open → FrameError, connection.close sent, pending RPCs fail", () => {
+  it("bad frame-end octet → 501", async () => {
+    const s = await session();
+    const frame = FakePeer.methodFrame(s.ch.id, { name: "queue.purge-ok", args: { messageCount: 3 } });
+    frame[frame.length - 1] = 0x00;
+    s.peer.sendRaw(frame);
+    const err = await expectFailed(s, FrameError);
+    expect(err.message).toMatch(/0xCE/);
+    expect((await clientClose(s.peer)).replyCode).toBe(501);
+  });
+
+  it("unknown frame type → 501", async () => {
+    const s = await session();
+    s.peer.sendRaw(FakePeer.rawFrame(9, 0, Buffer.alloc(4)));
+    const err = await expectFailed(s, FrameError);
+    expect(err.message).toMatch(/frame type 9/);
+    expect((await clientClose(s.peer)).replyCode).toBe(501);
+  });
+
+  it("a frame declaring a size above frame_max → 501, before any of it is buffered", async () => {
+    const s = await session({ frameMax: 131072 });
+    // Only the 7-byte header: the client must not wait for (or allocate) 1 GiB.
+    const head = FakePeer.rawFrame(1, s.ch.id, Buffer.alloc(0), { size: 1 << 30 }).subarray(0, 7);
+    s.peer.sendRaw(head);
+    const err = await expectFailed(s, FrameError);
+    expect(err.message).toMatch(/frame_max/);
+    expect((await clientClose(s.peer)).replyCode).toBe(501);
+  });
+
+  it("a method frame with truncated arguments → 502", async () => {
+    const s = await session();
+    const full = FakePeer.methodFrame(s.ch.id, {
+      name: "queue.declare-ok",
+      args: { queue: "some-queue", messageCount: 1, consumerCount: 2 },
+    });
+    const payload = full.subarray(7, full.length - 1);
+    s.peer.sendRaw(FakePeer.rawFrame(1, s.ch.id, payload.subarray(0, payload.length - 5)));
+    const err = await expectFailed(s, FrameError);
+    expect(err.replyCode).toBe(502);
+    expect(err.message).toMatch(/queue\.declare-ok/);
+    expect((await clientClose(s.peer)).replyCode).toBe(502);
+  });
+
+  it("a method frame shorter than its class and method ids → 502", async () => {
+    const s = await session();
+    s.peer.sendRaw(FakePeer.rawFrame(1, 0, Buffer.from([0, 10])));
+    await expectFailed(s, FrameError);
+    expect((await clientClose(s.peer)).replyCode).toBe(502);
+  });
+
+  it("an unknown class/method id → 540", async () => {
+    const s = await session();
+    s.peer.sendRaw(FakePeer.rawFrame(1, s.ch.id, Buffer.from([0, 0xff, 0, 0x0a, 1, 2, 3])));
+    const err = await expectFailed(s, FrameError);
+    expect(err.message).toMatch(/unknown method 255\.10/);
+    expect((await clientClose(s.peer)).replyCode).toBe(540);
+  });
+
+  it("a frame for a channel that is not open → 504", async () => {
+    const s = await session();
+    s.peer.send(42, { name: "channel.open-ok", args: {} });
+    await expectFailed(s, FrameError);
+    expect((await clientClose(s.peer)).replyCode).toBe(504);
+  });
+
+  it("a reply nobody asked for → 505", async () => {
+    const s = await session();
+    s.peer.send(s.ch.id, { name: "exchange.delete-ok", args: {} });
+    await expectFailed(s, FrameError);
+    expect((await clientClose(s.peer)).replyCode).toBe(505);
+  });
+
+  it("a server-only method sent to the client on channel 0 → 505", async () => {
+    const s = await session();
+    s.peer.send(0, { name: "connection.open", args: { virtualHost: "/" } });
+    await expectFailed(s, FrameError);
+    expect((await clientClose(s.peer)).replyCode).toBe(505);
+  });
+});
+
+// ─── content ────────────────────────────────────────────────────────────────
+
+describe("content frames", () => {
+  async function consuming(o: ConnectionOptions = {}): Promise<Session & { messages: Buffer[] }> {
+    const messages: Buffer[] = [];
+    const s = await session({}, o, (ch) =>
+      ch.basicConsume({ queue: "q" }, (m) => {
+        messages.push(m.body);
+      }),
+    );
+    return { ...s, messages };
+  }
+  const deliver = (s: Session, tag = 1) =>
+    s.peer.send(s.ch.id, {
+      name: "basic.deliver",
+      args: { consumerTag: "amq.ctag-fake", deliveryTag: tag, exchange: "", routingKey: "q" },
+    });
+
+  it("a well-formed delivery in pieces arrives (the fake itself is sound)", async () => {
+    const s = await consuming();
+    deliver(s);
+    s.peer.sendHeader(s.ch.id, 10, { contentType: "text/plain" });
+    s.peer.sendBody(s.ch.id, Buffer.from("01234"));
+    s.peer.sendBody(s.ch.id, Buffer.from("56789"));
+    await within(
+      (async () => {
+        while (s.messages.length === 0) await sleep(5);
+      })(),
+      1000,
+      "delivery",
+    );
+    expect(s.messages[0]!.toString()).toBe("0123456789");
+    expect(s.conn.isOpen).toBe(true);
+  });
+
+  it("a large delivery at frame_max 4096 is reassembled from many body frames", async () => {
+    const messages: Buffer[] = [];
+    const s = await session({ frameMax: 4096 }, {}, (ch) =>
+      ch.basicConsume({ queue: "q" }, (m) => {
+        messages.push(m.body);
+      }),
+    );
+    const body = Buffer.alloc(50_000);
+    for (let i = 0; i < body.length; i++) body[i] = i % 251;
+    deliver(s);
+    s.peer.sendHeader(s.ch.id, body.length);
+    for (let off = 0; off < body.length; off += 4088)
+      s.peer.sendBody(s.ch.id, body.subarray(off, off + 4088));
+    await within(
+      (async () => {
+        while (messages.length === 0) await sleep(5);
+      })(),
+      1000,
+      "delivery",
+    );
+    expect(messages[0]!.equals(body)).toBe(true);
+  });
+
+  it("body larger than declared (header 10, one body frame of 20) → FrameError 501", async () => {
+    const s = await consuming();
+    deliver(s);
+    s.peer.sendHeader(s.ch.id, 10);
+    s.peer.sendBody(s.ch.id, Buffer.alloc(20, 1));
+    const err = await expectFailed(s, FrameError);
+    expect(err.message).toMatch(/larger than the 10 bytes/);
+    expect((await clientClose(s.peer)).replyCode).toBe(501);
+    expect(s.messages).toEqual([]);
+  });
+
+  it("body larger than declared (header 10, body frames 6 + 14) → FrameError 501", async () => {
+    const s = await consuming();
+    deliver(s);
+    s.peer.sendHeader(s.ch.id, 10);
+    s.peer.sendBody(s.ch.id, Buffer.alloc(6, 1));
+    s.peer.sendBody(s.ch.id, Buffer.alloc(14, 2));
+    await expectFailed(s, FrameError);
+    expect((await clientClose(s.peer)).replyCode).toBe(501);
+    expect(s.messages).toEqual([]);
+  });
+
+  it("body frame without a header → FrameError 505", async () => {
+    const s = await consuming();
+    s.peer.sendBody(s.ch.id, Buffer.alloc(5));
+    const err = await expectFailed(s, FrameError);
+    expect(err.replyCode).toBe(505);
+    expect((await clientClose(s.peer)).replyCode).toBe(505);
+  });
+
+  it("header frame without a content method → FrameError 505", async () => {
+    const s = await consuming();
+    s.peer.sendHeader(s.ch.id, 5);
+    const err = await expectFailed(s, FrameError);
+    expect(err.replyCode).toBe(505);
+    expect((await clientClose(s.peer)).replyCode).toBe(505);
+  });
+
+  it("a method where the body should be → FrameError 505", async () => {
+    const s = await consuming();
+    deliver(s);
+    s.peer.sendHeader(s.ch.id, 10);
+    deliver(s, 2);
+    const err = await expectFailed(s, FrameError);
+    expect(err.replyCode).toBe(505);
+  });
+
+  it("content header on channel 0 → FrameError 503", async () => {
+    const s = await consuming();
+    s.peer.sendHeader(0, 5);
+    const err = await expectFailed(s, FrameError);
+    expect(err.replyCode).toBe(503);
+  });
+
+  it("a content header whose properties run past the frame → FrameError 502", async () => {
+    const s = await consuming();
+    deliver(s);
+    // class 60, weight 0, size 4, flags: content-type present, then a short string claiming 200 bytes.
+    const payload = Buffer.from([0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0x80, 0, 200, 65, 66]);
+    s.peer.sendRaw(FakePeer.rawFrame(2, s.ch.id, payload));
+    const err = await expectFailed(s, FrameError);
+    expect(err.replyCode).toBe(502);
+  });
+
+  it("a content header whose headers table is malformed → FrameError 502 (not a field-table error)", async () => {
+    const s = await consuming();
+    deliver(s);
+    // flags: headers present; table of 5 bytes holding a key "a" of unknown type 'Z'.
+    const payload = Buffer.from([0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0x20, 0, 0, 0, 0, 3, 1, 97, 90]);
+    s.peer.sendRaw(FakePeer.rawFrame(2, s.ch.id, payload));
+    const err = await expectFailed(s, FrameError);
+    expect(err.replyCode).toBe(502);
+  });
+
+  it("a message above maxMessageSize is refused at its header, before any body is buffered", async () => {
+    const s = await consuming({ maxMessageSize: 1000 });
+    deliver(s);
+    s.peer.sendHeader(s.ch.id, 1001);
+    const err = await expectFailed(s, FrameError);
+    expect(err.message).toMatch(/maxMessageSize/);
+  });
+});
+
+// ─── the broker closing, the socket going ───────────────────────────────────
+
+describe("closing", () => {
+  it("server sends connection.close 320 CONNECTION_FORCED → ConnectionClosedByBroker, recoverable, close-ok sent", async () => {
+    const s = await session();
+    s.peer.send(0, {
+      name: "connection.close",
+      args: {
+        replyCode: 320,
+        replyText: "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'",
+        classId: 0,
+        methodId: 0,
+      },
+    });
+    const err = await expectFailed(s, ConnectionClosedByBroker);
+    expect(err.replyCode).toBe(320);
+    expect(err.recoverable).toBe(true);
+    expect(err.message).toMatch(/CONNECTION_FORCED/);
+    expect(s.peer.methodNames).toContain("connection.close-ok");
+    expect(s.peer.methodNames).not.toContain("connection.close");
+  });
+
+  it("server closes the socket mid-frame (FIN) → SocketError, pending RPC rejects", async () => {
+    const s = await session();
+    const frame = FakePeer.methodFrame(s.ch.id, { name: "queue.purge-ok", args: { messageCount: 3 } });
+    s.peer.sendRaw(frame.subarray(0, 5));
+    await sleep(10);
+    s.peer.end();
+    const err = await expectFailed(s, SocketError);
+    expect(err.recoverable).toBe(true);
+  });
+
+  it("server resets the socket mid-stream (RST) → SocketError, pending RPC rejects", async () => {
+    const s = await session();
+    const frame = FakePeer.methodFrame(s.ch.id, { name: "queue.purge-ok", args: { messageCount: 3 } });
+    s.peer.sendRaw(frame.subarray(0, 9));
+    await sleep(10);
+    s.peer.destroy(true);
+    const err = await expectFailed(s, SocketError);
+    expect(err.recoverable).toBe(true);
+    // Operations after the fact fail at once and typed.
+    await expect(s.ch.queueDeclare({ queue: "x" })).rejects.toBeInstanceOf(WarrenError);
+    await expect(s.conn.openChannel()).rejects.toBeInstanceOf(ConnectionClosedError);
+  });
+
+  it("a server that never answers our connection.close → close() still resolves, bounded by its timeout", async () => {
+    const s = await session();
+    s.peer.answer("connection.close", () => undefined); // swallow it
+    const t0 = Date.now();
+    await within(s.conn.close({ timeout: 200 }), 1000, "close");
+    expect(Date.now() - t0).toBeLessThan(600);
+    expect(s.conn.isOpen).toBe(false);
+    await within(s.peer.closed, 1500, "socket closed");
+  });
+
+  it("close crossing: the server answers our connection.close with its own → close() resolves", async () => {
+    const s = await session();
+    s.peer.answer("connection.close", () => ({
+      name: "connection.close",
+      args: { replyCode: 320, replyText: "CONNECTION_FORCED - shutdown", classId: 0, methodId: 0 },
+    }));
+    await within(s.conn.close({ timeout: 2000 }), 1000, "close");
+    expect(s.conn.isOpen).toBe(false);
+    expect(await within(s.pending, 1000, "pending")).toBeInstanceOf(ConnectionClosedError);
+  });
+
+  it("channel.close from the server → ChannelClosedByBroker on the pending RPC, close-ok sent, connection stays", async () => {
+    const s = await session();
+    const chClosed = new Promise((resolve) => s.ch.once("close", resolve));
+    s.peer.send(s.ch.id, {
+      name: "channel.close",
+      args: { replyCode: 404, replyText: "NOT_FOUND - no queue 'q'", classId: 50, methodId: 30 },
+    });
+    const p = await within(s.pending, 1000, "pending");
+    expect(p).toBeInstanceOf(ChannelClosedByBroker);
+    expect((p as ChannelClosedByBroker).methodName).toBe("queue.purge");
+    expect(await chClosed).toBe(p);
+    expect(await within(s.peer.method("channel.close-ok"), 1000, "close-ok")).toEqual({});
+    expect(s.conn.isOpen).toBe(true);
+    await expect(s.ch.queueDeclare({ queue: "x" })).rejects.toBeInstanceOf(ChannelClosedError);
+    // The id is free again and a new channel works.
+    const ch2 = await within(s.conn.openChannel(), 1000, "reopen");
+    expect(ch2.isOpen).toBe(true);
+  });
+
+  it("connection.blocked / unblocked → events", async () => {
+    const s = await session();
+    const reasons: string[] = [];
+    s.conn.on("blocked", (r) => reasons.push(r));
+    const unblocked = new Promise<void>((resolve) => s.conn.on("unblocked", resolve));
+    s.peer.send(0, { name: "connection.blocked", args: { reason: "low on memory" } });
+    s.peer.send(0, { name: "connection.unblocked", args: {} });
+    await within(unblocked, 1000, "unblocked");
+    expect(reasons).toEqual(["low on memory"]);
+    expect(s.conn.isBlocked).toBe(false);
+  });
+
+  it("orderly close by the client: connection.close 200, close-ok awaited, no error", async () => {
+    const s = await session();
+    await within(s.conn.close(), 1000, "close");
+    expect(await s.closed).toBeUndefined();
+    expect(s.conn.closeReason).toBeUndefined();
+    expect((await clientClose(s.peer)).replyCode).toBe(200);
+    expect(await within(s.pending, 1000, "pending")).toBeInstanceOf(ConnectionClosedError);
+    await within(s.peer.closed, 1000, "socket closed");
+  });
+});
+
+// ─── heartbeats ─────────────────────────────────────────────────────────────
+
+describe("heartbeats", () => {
+  it("heartbeat=1 and then silence → HeartbeatTimeoutError after about two intervals; the client sent heartbeats", async () => {
+    const fake = await fakeServer((peer) => peer.handshake({ heartbeat: 1 }).then(() => {}));
+    // Meanwhile a second server sends nothing but heartbeats, every 400 ms.
+    const alive = await session({ heartbeat: 1 });
+    const beat = setInterval(() => alive.peer.sendHeartbeat(), 400);
+    onTestFinished(() => clearInterval(beat));
+    const conn = await open(fake);
+    const t0 = Date.now();
+    expect(conn.heartbeat).toBe(1);
+    const closed = closeEvent(conn);
+    const err = await within(closed, 5000, "heartbeat timeout");
+    const elapsed = Date.now() - t0;
+    expect(err).toBeInstanceOf(HeartbeatTimeoutError);
+    expect(err!.recoverable).toBe(true);
+    expect(elapsed).toBeGreaterThanOrEqual(1500);
+    expect(elapsed).toBeLessThanOrEqual(3500);
+    const peer = await fake.peer();
+    const beats = peer.framesOfType(8);
+    expect(alive.conn.isOpen).toBe(true); // heartbeats alone keep a connection alive
+    expect(beats.length).toBeGreaterThanOrEqual(2);
+    for (const b of beats) expect(b.channel).toBe(0);
+    await within(peer.closed, 1000, "socket closed");
+  });
+});
+
+// ─── backpressure ───────────────────────────────────────────────────────────
+
+describe("backpressure", () => {
+  it("a server that stops reading: pending stays bounded, waitForDrain resolves once it reads again", async () => {
+    const hwm = 1024 * 1024;
+    const s = await session({}, { writeHighWaterMark: hwm });
+    const w = s.conn.writer;
+    s.peer.pause();
+    const body = Buffer.alloc(64 * 1024, 0x61);
+    let published = 0;
+    let maxPending = 0;
+    // Publish as an obedient producer would, until the kernel buffers are full too and
+    // needsDrain stays true after the writer has flushed.
+    for (;;) {
+      const ok = s.ch.basicPublish("", "q", body);
+      published++;
+      maxPending = Math.max(maxPending, w.pending);
+      if (!ok) {
+        await sleep(15);
+        if (w.needsDrain) break;
+      }
+      expect(published).toBeLessThan(2000);
+    }
+    expect(maxPending).toBeLessThan(3 * hwm);
+    let drained = false;
+    const drain = s.ch.waitForDrain().then(() => (drained = true));
+    await sleep(100);
+    expect(drained).toBe(false);
+    expect(s.conn.isOpen).toBe(true);
+    s.peer.resume();
+    await within(drain, 3000, "waitForDrain");
+    expect(w.needsDrain).toBe(false);
+    await within(
+      (async () => {
+        while (s.peer.framesOfType(3).length < published) await sleep(10);
+      })(),
+      3000,
+      "all bodies received",
+    );
+    expect(s.peer.methodNames.filter((n) => n === "basic.publish")).toHaveLength(published);
+  });
+});
+
+describe("backpressure, then the socket dies", () => {
+  it("waitForDrain settles (no hang) and publishing fails typed when the connection dies while full", async () => {
+    const s = await session({}, { writeHighWaterMark: 256 * 1024 });
+    s.peer.pause();
+    const body = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < 2000; i++) {
+      if (!s.ch.basicPublish("", "q", body)) {
+        await sleep(15);
+        if (s.conn.writer.needsDrain) break;
+      }
+    }
+    expect(s.conn.writer.needsDrain).toBe(true);
+    const drain = s.ch.waitForDrain();
+    s.peer.destroy(true);
+    await within(drain, 2000, "waitForDrain");
+    await expectFailed(s, SocketError);
+    expect(s.conn.writer.pending).toBe(0);
+    expect(() => s.ch.basicPublish("", "q", body)).toThrow(ChannelClosedError);
+  });
+});
+
+// ─── garbage ────────────────────────────────────────────────────────────────
+
+describe("garbage after the handshake (property)", () => {
+  const RUNS = Number(process.env["FUZZ_RUNS"] ?? 30);
+  /** Feeds bytes to an open connection with a pending RPC; returns the close reason. */
+  async function feed(fake: FakeServer, chunks: Buffer[]): Promise<void> {
+    const conn = await open(fake);
+    const closed = closeEvent(conn);
+    const ch = await conn.openChannel();
+    // Settles either way: the garbage may happen to be a well-formed queue.purge-ok.
+    const pending = ch.queuePurge({ queue: "q" }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const peer = fake.peers[fake.peers.length - 1]!;
+    for (const c of chunks) peer.sendRaw(c);
+    // Garbage that is a valid frame, or half of one, may close nothing: then the server hangs up.
+    const reason = await Promise.race([closed, sleep(30).then(() => "still open" as const)]);
+    if (reason === "still open") peer.destroy();
+    const err = await within(closed, 2000, "close");
+    expect(err).toSatisfy((e) => e instanceof FrameError || e instanceof ConnectionError);
+    expect(conn.isOpen).toBe(false);
+    const p = await within(pending, 1000, "pending");
+    if (p !== undefined) expect(p).toBeInstanceOf(WarrenError);
+    await within(peer.closed, 2000, "socket closed");
+  }
+
+  it("random bytes → always a typed error", async () => {
+    const fake = await fakeServer(async (peer) => {
+      await peer.handshake();
+      peer.answerDefaults();
+      peer.answer("queue.purge", () => undefined);
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 300 }), (bytes) =>
+        feed(fake, [Buffer.from(bytes)]),
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("well-framed frames with random payloads (valid method ids, random arguments) → always a typed error", async () => {
+    const fake = await fakeServer(async (peer) => {
+      await peer.handshake();
+      peer.answerDefaults();
+    });
+    const ids = Object.keys(METHOD_NAMES).map(Number);
+    const frame = fc
+      .record({
+        type: fc.constantFrom(1, 1, 1, 2, 3, 8),
+        channel: fc.constantFrom(0, 1),
+        id: fc.constantFrom(...ids),
+        rest: fc.uint8Array({ maxLength: 60 }),
+      })
+      .map(({ type, channel, id, rest }) => {
+        const head = Buffer.alloc(type === 1 ? 4 : 0);
+        if (type === 1) head.writeUInt32BE(id, 0);
+        return FakePeer.rawFrame(type, channel, Buffer.concat([head, Buffer.from(rest)]));
+      });
+    // A well-formed basic.deliver, so that random header and body frames reach content assembly.
+    const deliver = fc.constant(
+      FakePeer.methodFrame(1, {
+        name: "basic.deliver",
+        args: { consumerTag: "c", deliveryTag: 1, exchange: "", routingKey: "q" },
+      }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.oneof(frame, deliver), { minLength: 1, maxLength: 4 }), (frames) =>
+        feed(fake, frames),
+      ),
+      { numRuns: RUNS },
+    );
+  });
+});
