@@ -8,7 +8,9 @@ import { ConfigError } from "../../src/errors.js";
 
 describe("parseUrl", () => {
   it("reads every part of a RabbitMQ URI", () => {
-    const u = parseUrl("amqp://alice:s%40cret@rabbit.local:5673/prod%2Feu?heartbeat=15&frame_max=65536&channel_max=100&connection_timeout=2500");
+    const u = parseUrl(
+      "amqp://alice:s%40cret@rabbit.local:5673/prod%2Feu?heartbeat=15&frame_max=65536&channel_max=100&connection_timeout=2500",
+    );
     expect(u).toMatchObject({
       protocol: "amqp",
       host: "rabbit.local",
@@ -25,7 +27,12 @@ describe("parseUrl", () => {
   });
 
   it("defaults: guest/guest, port by scheme, vhost /", () => {
-    expect(parseUrl("amqp://localhost")).toMatchObject({ username: "guest", password: "guest", port: 5672, vhost: "/" });
+    expect(parseUrl("amqp://localhost")).toMatchObject({
+      username: "guest",
+      password: "guest",
+      port: 5672,
+      vhost: "/",
+    });
     expect(parseUrl("amqp://localhost/")).toMatchObject({ vhost: "/" });
     expect(parseUrl("amqp://localhost/%2F")).toMatchObject({ vhost: "/" });
     expect(parseUrl("amqps://localhost")).toMatchObject({ protocol: "amqps", port: 5671, tls: {} });
@@ -33,14 +40,19 @@ describe("parseUrl", () => {
   });
 
   it("auth_mechanism is repeatable and checked", () => {
-    expect(parseUrl("amqp://h?auth_mechanism=external&auth_mechanism=PLAIN").authMechanism).toEqual(["EXTERNAL", "PLAIN"]);
+    expect(parseUrl("amqp://h?auth_mechanism=external&auth_mechanism=PLAIN").authMechanism).toEqual([
+      "EXTERNAL",
+      "PLAIN",
+    ]);
     expect(() => parseUrl("amqp://h?auth_mechanism=CRAM-MD5")).toThrow(ConfigError);
   });
 
   it("TLS parameters read the PEM files and need amqps", () => {
     const dir = mkdtempSync(join(tmpdir(), "warren-url-"));
     writeFileSync(join(dir, "ca.pem"), "CA");
-    const u = parseUrl(`amqps://h?cacertfile=${join(dir, "ca.pem")}&verify=verify_none&server_name_indication=rabbit`);
+    const u = parseUrl(
+      `amqps://h?cacertfile=${join(dir, "ca.pem")}&verify=verify_none&server_name_indication=rabbit`,
+    );
     expect(u.tls?.ca?.toString()).toBe("CA");
     expect(u.tls?.rejectUnauthorized).toBe(false);
     expect(u.tls?.servername).toBe("rabbit");
@@ -91,7 +103,14 @@ describe("parseUrl", () => {
 describe("resolveOptions", () => {
   it("options override the URL", () => {
     const o = resolveOptions({ url: "amqp://u:p@h:1234/v?heartbeat=5", heartbeat: 7, vhost: "w" });
-    expect(o).toMatchObject({ host: "h", port: 1234, username: "u", password: "p", vhost: "w", heartbeat: 7 });
+    expect(o).toMatchObject({
+      host: "h",
+      port: 1234,
+      username: "u",
+      password: "p",
+      vhost: "w",
+      heartbeat: 7,
+    });
   });
   it("refuses a frame_max below 8192 (RabbitMQ 4.1+ would refuse it)", () => {
     expect(() => resolveOptions({ frameMax: 4096 })).toThrow(ConfigError);
