@@ -213,7 +213,8 @@ interface Pending {
   exchange?: string;
   routingKey?: string;
   messageId?: string | undefined;
-  bodySize?: number;
+  /** The published body (kept only for mandatory publishes), compared byte for byte with a return's. */
+  body?: Uint8Array;
   returned?: ReturnedMessage;
 }
 
@@ -542,7 +543,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           p.exchange = exchange;
           p.routingKey = routingKey;
           p.messageId = properties?.messageId;
-          p.bodySize = buf.length;
+          p.body = buf;
         }
         this.unconfirmed.set(seq, p);
       });
@@ -743,12 +744,13 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     for (const r of rpcs) r.reject(reason);
     const pend = this.unconfirmed;
     this.unconfirmed = new Map();
-    const unconfirmedErr = new ChannelClosedError(
-      `channel ${this.id} closed before the broker confirmed the publish`,
-      {
-        cause: err,
-      },
-    );
+    // A broker channel exception is what every pending publish gets too (as the pending RPCs do).
+    const unconfirmedErr =
+      err instanceof ChannelClosedByBroker
+        ? err
+        : new ChannelClosedError(`channel ${this.id} closed before the broker confirmed the publish`, {
+            cause: err,
+          });
     for (const p of pend.values()) p.reject(unconfirmedErr);
     this.consumers.clear();
     this.serverNamed = [];
@@ -917,8 +919,10 @@ export class Channel extends TypedEmitter<ChannelEvents> {
         p.exchange === r.exchange &&
         p.routingKey === r.routingKey &&
         p.returned === undefined &&
-        p.bodySize === r.body.length &&
-        p.messageId === r.properties.messageId
+        p.messageId === r.properties.messageId &&
+        p.body !== undefined &&
+        p.body.length === r.body.length &&
+        Buffer.compare(p.body, r.body) === 0
       ) {
         p.returned = r;
         return;
@@ -954,7 +958,9 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           ...a,
           methodName: METHOD_NAMES[(a.classId << 16) | a.methodId],
         });
-        this.finish(err, false);
+        // If our own channel.close crossed the broker's, the broker still answers it with close-ok:
+        // keep the id reserved (and its frames dropped) until that close-ok arrives.
+        this.finish(err, this.state === "closing");
         return;
       }
       case CHANNEL_FLOW: {
