@@ -1,0 +1,16 @@
+import { defineConfig } from "vitest/config";
+
+// Integration tests talk to a real RabbitMQ broker (see scripts/broker.sh), so test files run in
+// separate processes and at most two at a time. Only test/ is collected by default; chaos/ and
+// bench/ are run by their own scripts.
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    pool: "forks",
+    fileParallelism: true,
+    minWorkers: 1,
+    maxWorkers: 2,
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+  },
+});
