@@ -22,18 +22,6 @@ export class FieldTableError extends WarrenError {
   readonly recoverable = false;
 }
 
-/** The peer sent bytes that are not valid AMQP frames (bad frame end, oversized, unknown type). */
-export class FrameError extends WarrenError {
-  readonly code = "FRAME_ERROR";
-  readonly recoverable = true;
-  /** AMQP reply code warren sends in its connection.close (501 frame-error, 505 unexpected-frame…). */
-  readonly replyCode: number;
-  constructor(message: string, options?: ErrorOptions & { replyCode?: number }) {
-    super(message, options);
-    this.replyCode = options?.replyCode ?? 501;
-  }
-}
-
 /** A frame larger than the negotiated frame_max, or a message larger than maxMessageSize, was offered. */
 export class FrameTooLargeError extends WarrenError {
   readonly code = "FRAME_TOO_LARGE";
@@ -51,6 +39,19 @@ export class ConfigError extends WarrenError {
 // ─── connection level ───────────────────────────────────────────────────────
 
 export abstract class ConnectionError extends WarrenError {}
+
+/** The peer sent bytes that are not valid AMQP frames (bad frame end, oversized, unknown type). */
+/** A FrameError always ends the connection. */
+export class FrameError extends ConnectionError {
+  readonly code = "FRAME_ERROR";
+  readonly recoverable = true;
+  /** AMQP reply code warren sends in its connection.close (501 frame-error, 505 unexpected-frame…). */
+  readonly replyCode: number;
+  constructor(message: string, options?: ErrorOptions & { replyCode?: number }) {
+    super(message, options);
+    this.replyCode = options?.replyCode ?? 501;
+  }
+}
 
 /** The TCP/TLS socket failed (refused, reset, DNS, certificate rejected…). */
 export class SocketError extends ConnectionError {

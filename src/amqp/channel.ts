@@ -932,7 +932,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   private resolveRpc(m: Method): void {
     const r = this.rpcs[0];
-    if (!r || !r.replies.includes(m.id)) {
+    if (!r?.replies.includes(m.id)) {
       throw new FrameError(`unexpected ${m.name} on channel ${this.id}`, { replyCode: 505 });
     }
     this.rpcs.shift();

@@ -16,14 +16,13 @@ import {
   ConfigError,
   ConnectionClosedByBroker,
   ConnectionClosedError,
-  type ConnectionError,
+  ConnectionError,
   ConnectTimeoutError,
   FrameError,
   HandshakeError,
   HeartbeatTimeoutError,
   SocketError,
   VhostNotAllowedError,
-  WarrenError,
 } from "../errors.js";
 import { FRAME_OVERHEAD, FrameParser, HEARTBEAT_FRAME, writeMethodFrame } from "../protocol/frame.js";
 import {
@@ -199,13 +198,17 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   private readSinceTick = false;
   private missedTicks = 0;
   private closePromise: Promise<void> | undefined;
+  private startOkSent = false;
+  private tuned = false;
   private resolveClosed!: () => void;
   private readonly closed: Promise<void>;
 
   private constructor(socket: Socket, options: ResolvedOptions) {
     super();
     this.socket = socket;
-    this.options = options;
+    // The password stays readable for reconnecting but out of util.inspect, JSON and spreads.
+    this.options = { ...options };
+    Object.defineProperty(this.options, "password", { value: options.password, enumerable: false });
     this.writer = new FrameWriter(socket, { highWaterMark: options.writeHighWaterMark });
     this.parser = new FrameParser((t, c, p) => this.onFrame(t, c, p), HANDSHAKE_FRAME_MAX);
     this.closed = new Promise((r) => (this.resolveClosed = r));
@@ -225,13 +228,25 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
           return;
         }
         this.fail(
-          e instanceof WarrenError ? (e as ConnectionError) : new FrameError(String(e), { cause: e }),
+          e instanceof ConnectionError
+            ? e
+            : new FrameError(e instanceof Error ? e.message : String(e), { cause: e, replyCode: 502 }),
           true,
         );
       }
     });
     socket.on("error", (err) => this.fail(toSocketError(err, `${options.host}:${options.port}`), false));
     socket.on("close", () => {
+      if (this.state === "handshake" && this.startOkSent && !this.tuned) {
+        // A broker without authentication_failure_close hangs up after start-ok on bad credentials.
+        this.fail(
+          new AuthenticationError(
+            `${options.host}:${options.port} closed the connection after the login (start-ok): most likely it refused the credentials of user "${options.username}"`,
+          ),
+          false,
+        );
+        return;
+      }
       if (this.state !== "closed") {
         this.fail(
           this.state === "closing"
@@ -324,6 +339,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       );
     }
     const tuneP = this.expect([CONNECTION_TUNE, CONNECTION_SECURE, CONNECTION_CLOSE]);
+    this.startOkSent = true;
     this.send(0, {
       name: "connection.start-ok",
       args: {
@@ -341,6 +357,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     }
     if (tune.name === "connection.close") throw this.handshakeClose(tune.args, "start-ok");
     if (tune.name !== "connection.tune") throw new HandshakeError("expected connection.tune");
+    this.tuned = true;
     const t = tune.args;
     const negotiate = (client: number, server: number) =>
       client === 0 || server === 0 ? Math.max(client, server) : Math.min(client, server);
@@ -483,7 +500,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
 
   private onConnectionMethod(m: Method): void {
     const w = this.waiter;
-    if (w && w.ids.includes(m.id)) {
+    if (w?.ids.includes(m.id)) {
       this.waiter = undefined;
       w.resolve(m);
       return;
@@ -604,10 +621,11 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
         // nothing more to do
       }
     }
-    this.finish(error);
+    this.finish(error, sendClose);
   }
 
-  private finish(error: ConnectionError | undefined): void {
+  /** `graceful`: end the socket after the queued bytes (our connection.close) went out, rather than reset it. */
+  private finish(error: ConnectionError | undefined, graceful = error === undefined): void {
     if (this.state === "closed") return;
     this.state = "closed";
     this.closeReason = error;
@@ -623,8 +641,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     for (const ch of [...this.channels.values()]) ch.connectionClosed(chErr);
     this.channels.clear();
     this.writer.close();
-    if (error) this.socket.destroy();
-    else this.socket.end(() => this.socket.destroy());
+    if (graceful) this.socket.end(() => this.socket.destroy());
+    else this.socket.destroy();
     setTimeout(() => this.socket.destroy(), 1000).unref();
     this.resolveClosed();
     this.emit("close", error);

@@ -292,7 +292,7 @@ function encodeValue(buf: Buffer, p: number, v: FieldValue, depth: number): numb
         }
       }
       buf[p] = 0x64;
-      buf.writeDoubleBE(v, p + 1);
+      buf.writeDoubleBE(finite(v), p + 1);
       return p + 9;
     case "bigint":
       buf[p] = 0x6c;
@@ -328,6 +328,17 @@ function encodeValue(buf: Buffer, p: number, v: FieldValue, depth: number): numb
     default:
       throw new FieldTableError(`cannot encode a ${typeof v} in a field table`);
   }
+}
+
+/**
+ * RabbitMQ cannot decode a non-finite float or double: one in a header crashes the
+ * broker's channel process and closes the whole connection (541). Refuse it here.
+ */
+function finite(v: number): number {
+  if (!Number.isFinite(v)) {
+    throw new FieldTableError(`${v} cannot be sent in a field table: RabbitMQ refuses non-finite numbers`);
+  }
+  return v;
 }
 
 function writeLongStrChecked(buf: Buffer, p: number, s: string): number {
@@ -424,11 +435,11 @@ function encodeTyped(buf: Buffer, p: number, tv: TypedValue, depth: number): num
       return p + 9;
     case "f":
       buf[p] = 0x66;
-      buf.writeFloatBE(num(v, "float"), p + 1);
+      buf.writeFloatBE(finite(num(v, "float")), p + 1);
       return p + 5;
     case "d":
       buf[p] = 0x64;
-      buf.writeDoubleBE(num(v, "double"), p + 1);
+      buf.writeDoubleBE(finite(num(v, "double")), p + 1);
       return p + 9;
     case "D":
       if (!(v instanceof Decimal)) throw new FieldTableError("Field.decimal needs a Decimal");

@@ -266,7 +266,7 @@ describe("connecting", () => {
     expect(peer.methodNames).toContain("connection.close-ok");
   });
 
-  it("server hangs up right after start-ok (no connection.close) → SocketError at once, not a timeout", async () => {
+  it("server hangs up right after start-ok (no connection.close, as brokers without authentication_failure_close do on bad credentials) → AuthenticationError at once, not a timeout", async () => {
     const fake = await fakeServer(async (peer) => {
       await peer.protocolHeader();
       peer.send(0, {
@@ -278,7 +278,8 @@ describe("connecting", () => {
     });
     const t0 = Date.now();
     const err = await rejection(open(fake, { connectionTimeout: 5000 }));
-    expect(err).toBeInstanceOf(SocketError);
+    expect(err).toBeInstanceOf(AuthenticationError);
+    expect((err as AuthenticationError).recoverable).toBe(false);
     expect(Date.now() - t0).toBeLessThan(1000);
   });
 
