@@ -89,7 +89,11 @@ async function main(): Promise<void> {
     for (let i = 0; i < perTick && inFlight.size < 10_000; i++) {
       const n = ++published;
       const p = pub
-        .publish(EXCHANGE, `demo.event.${n % 10}`, body, { messageId: `demo-${n}`, deliveryMode: 2, timestamp: new Date() })
+        .publish(EXCHANGE, `demo.event.${n % 10}`, body, {
+          messageId: `demo-${n}`,
+          deliveryMode: 2,
+          timestamp: new Date(),
+        })
         .then(
           () => void confirmed++,
           () => void failed++,
@@ -110,7 +114,8 @@ async function main(): Promise<void> {
     await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, 5000))]);
     // Let the consumer catch up (bounded), then close.
     const deadline = Date.now() + 5000;
-    while (consumed < confirmed && Date.now() < deadline && sub.isOpen) await new Promise((r) => setTimeout(r, 50));
+    while (consumed < confirmed && Date.now() < deadline && sub.isOpen)
+      await new Promise((r) => setTimeout(r, 50));
     state = "closing";
     await conn.close();
     state = "closed";
@@ -124,6 +129,8 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   const e = err as Error;
-  console.error(`\n[warren demo] ${e instanceof WarrenError ? `${e.name} (${e.code})` : e.name}: ${e.message}`);
+  console.error(
+    `\n[warren demo] ${e instanceof WarrenError ? `${e.name} (${e.code})` : e.name}: ${e.message}`,
+  );
   process.exit(1);
 });
