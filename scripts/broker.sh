@@ -195,8 +195,18 @@ install_server() {
     say "dry run: would run: ${SUDO:+$SUDO }apt-get update && ${SUDO:+$SUDO }env DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server"
     return 0
   fi
-  $SUDO apt-get update </dev/null >&2
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server </dev/null >&2
+  local rc=0
+  $SUDO apt-get update </dev/null >&2 || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    say "apt-get update failed (exit $rc); trying the install anyway"
+    rc=0
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server </dev/null >&2 || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    # The package may be unpacked but its service failed to start from the install script.
+    say "apt-get install rabbitmq-server failed (exit $rc)"
+    find_server >/dev/null || explain_and_fail "apt-get install rabbitmq-server failed"
+  fi
 }
 
 if [[ -n "${AMQP_URL:-}" ]]; then
