@@ -16,6 +16,7 @@ import {
   FrameError,
   FrameTooLargeError,
   PublishNackedError,
+  RpcTimeoutError,
   UnroutableError,
   WarrenError,
 } from "../errors.js";
@@ -303,8 +304,57 @@ export class Channel extends TypedEmitter<ChannelEvents> {
         reject(e);
         return;
       }
-      if (replies) this.rpcs.push({ replies, resolve, reject });
+      if (replies) this.pushRpc(replies, resolve, reject, method.name);
+      else resolve(undefined as unknown as Method);
     });
+  }
+
+  /** Queues an expected reply, bounded by the connection's rpcTimeout. */
+  private pushRpc(
+    replies: readonly number[],
+    resolve: (m: Method) => void,
+    reject: (e: Error) => void,
+    name: MethodName,
+  ): void {
+    const timeout = this.conn.options.rpcTimeout;
+    if (timeout <= 0) {
+      this.rpcs.push({ replies, resolve, reject });
+      return;
+    }
+    const timer = setTimeout(() => this.rpcTimedOut(name, timeout), timeout);
+    this.rpcs.push({
+      replies,
+      resolve: (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      },
+      reject: (e) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    });
+  }
+
+  /**
+   * No reply in time: replies can no longer be matched to requests, so the channel is given up
+   * (channel.close sent, its id held until close-ok) and everything pending on it rejects.
+   */
+  private rpcTimedOut(name: MethodName, timeout: number): void {
+    if (this.state === "closed") return;
+    const err = new RpcTimeoutError(
+      `no reply to ${name} on channel ${this.id} within ${timeout} ms; the channel was closed (open a new one)`,
+    );
+    if (this.state !== "closing") {
+      try {
+        this.conn.send(this.id, {
+          name: "channel.close",
+          args: { replyCode: 200, replyText: "client timeout", classId: 0, methodId: 0 },
+        });
+      } catch {
+        // connection gone
+      }
+    }
+    this.finish(err, true);
   }
 
   private async call<K extends MethodName>(method: MethodInput, _reply: K): Promise<MethodArgs[K]> {
@@ -556,7 +606,17 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   waitForDrain(): Promise<void> {
     const w = this.conn.writer;
     if (!w.needsDrain) return Promise.resolve();
-    return new Promise((resolve) => w.onDrain(resolve));
+    return new Promise((resolve, reject) =>
+      w.onDrain(() => {
+        if (this.state === "closed") {
+          reject(
+            new ChannelClosedError(`channel ${this.id} closed while waiting for the socket`, {
+              cause: this.closeReason,
+            }),
+          );
+        } else resolve();
+      }),
+    );
   }
 
   /** Sequence number the next publish will get in confirm mode. */
@@ -716,7 +776,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           name: "channel.close",
           args: { replyCode: 200, replyText: "bye", classId: 0, methodId: 0 },
         });
-        this.rpcs.push({ replies: [CHANNEL_CLOSE_OK], resolve, reject });
+        this.pushRpc([CHANNEL_CLOSE_OK], resolve, reject, "channel.close");
       } catch (e) {
         reject(e);
       }
@@ -824,11 +884,18 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           this.deliver(payload); // whole body in one frame: no copy
           return;
         }
-        if (this.inBody === undefined) this.inBody = Buffer.allocUnsafe(this.inSize);
-        payload.copy(this.inBody, this.inReceived);
+        // Grow with what actually arrives: a header declaring a huge size costs nothing until bodies come.
+        let b = this.inBody;
+        if (b === undefined || total > b.length) {
+          const grown = Buffer.allocUnsafe(
+            Math.min(this.inSize, Math.max(total, 2 * (b?.length ?? 0), 1 << 20)),
+          );
+          if (b !== undefined) b.copy(grown, 0, 0, this.inReceived);
+          this.inBody = b = grown;
+        }
+        payload.copy(b, this.inReceived);
         this.inReceived = total;
         if (total === this.inSize) {
-          const b = this.inBody;
           this.inBody = undefined;
           this.deliver(b);
         }
@@ -858,7 +925,8 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           routingKey: a.routingKey,
           consumerTag: a.consumerTag,
         };
-        if (!c) return; // cancelled meanwhile; the broker requeues unacked deliveries when the channel closes
+        // Cancelled meanwhile, or we are closing (AMQP says to discard): the broker requeues what is unacked.
+        if (!c || this.state === "closing") return;
         try {
           const r = c.onMessage(msg);
           if (r && typeof (r as Promise<void>).then === "function") {

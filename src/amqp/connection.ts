@@ -89,6 +89,11 @@ export interface ConnectionOptions {
   maxMessageSize?: number;
   /** Bytes buffered for the socket before `needsDrain` turns true (default 4 MiB). */
   writeHighWaterMark?: number;
+  /**
+   * Milliseconds to wait for the reply to a synchronous method (declare, bind, get, close…) before
+   * giving up the channel with RpcTimeoutError. Default 30000; 0 waits for ever.
+   */
+  rpcTimeout?: number;
 }
 
 /** Options after URL and defaults are resolved. */
@@ -108,6 +113,7 @@ export interface ResolvedOptions {
   clientProperties: FieldTable | undefined;
   maxMessageSize: number;
   writeHighWaterMark: number;
+  rpcTimeout: number;
 }
 
 export function resolveOptions(o: ConnectionOptions | string = {}): ResolvedOptions {
@@ -138,6 +144,7 @@ export function resolveOptions(o: ConnectionOptions | string = {}): ResolvedOpti
     clientProperties: opts.clientProperties,
     maxMessageSize: opts.maxMessageSize ?? 512 * 1024 * 1024,
     writeHighWaterMark: opts.writeHighWaterMark ?? 4 * 1024 * 1024,
+    rpcTimeout: opts.rpcTimeout ?? 30000,
   };
   if (
     r.heartbeat !== undefined &&

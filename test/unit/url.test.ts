@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -58,6 +58,7 @@ describe("parseUrl", () => {
     expect(u.tls?.servername).toBe("rabbit");
     expect(() => parseUrl(`amqp://h?cacertfile=${join(dir, "ca.pem")}`)).toThrow(/amqps/);
     expect(() => parseUrl("amqps://h?cacertfile=/nonexistent/ca.pem")).toThrow(ConfigError);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it.each([
