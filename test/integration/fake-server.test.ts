@@ -23,6 +23,7 @@ import {
   FrameError,
   HandshakeError,
   HeartbeatTimeoutError,
+  RpcTimeoutError,
   SocketError,
   VhostNotAllowedError,
   WarrenError,
@@ -902,5 +903,51 @@ describe("garbage after the handshake (property)", () => {
       ),
       { numRuns: RUNS },
     );
+  });
+});
+
+// ─── bounded waiting and bounded memory ─────────────────────────────────────
+
+describe("a broker that stops answering one channel", () => {
+  it("an unanswered RPC rejects with RpcTimeoutError after rpcTimeout; only that channel closes", async () => {
+    const t0 = Date.now();
+    const s = await session({}, { rpcTimeout: 300 });
+    const err = await within(s.pending, 2000, "pending RPC");
+    expect(err).toBeInstanceOf(RpcTimeoutError);
+    expect((err as RpcTimeoutError).message).toMatch(/queue\.purge/);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+    expect(s.ch.state).toBe("closed");
+    expect(s.ch.closeReason).toBe(err);
+    // The channel told the broker it is gone, and the connection carries on.
+    const close = await within(s.peer.method("channel.close"), 1000, "channel.close");
+    expect(close.replyText).toBe("client timeout");
+    expect(s.peer.frames.some((f) => f.method?.name === "channel.close" && f.channel === s.ch.id)).toBe(true);
+    expect(s.conn.isOpen).toBe(true);
+    const again = await s.conn.openChannel();
+    expect(again.isOpen).toBe(true);
+  });
+});
+
+describe("a content header that declares a huge body", () => {
+  it("costs memory only as body bytes arrive, not what the header claims", async () => {
+    const messages: Buffer[] = [];
+    const s = await session({}, { maxMessageSize: 1024 * 1024 * 1024 }, (ch) =>
+      ch.basicConsume({ queue: "q" }, (m) => {
+        messages.push(m.body);
+      }),
+    );
+    const before = process.memoryUsage().arrayBuffers;
+    s.peer.send(s.ch.id, {
+      name: "basic.deliver",
+      args: { consumerTag: "amq.ctag-fake", deliveryTag: 1, exchange: "", routingKey: "q" },
+    });
+    s.peer.sendHeader(s.ch.id, 900 * 1024 * 1024);
+    for (let i = 0; i < 4; i++) s.peer.sendBody(s.ch.id, Buffer.alloc(1000, i));
+    // A round trip on another channel proves the frames above were processed.
+    const other = await s.conn.openChannel();
+    expect(other.isOpen).toBe(true);
+    const grown = process.memoryUsage().arrayBuffers - before;
+    expect(grown).toBeLessThan(64 * 1024 * 1024);
+    expect(messages).toEqual([]);
   });
 });
