@@ -418,7 +418,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
         exchange_exchange_bindings: true,
         "basic.nack": true,
         consumer_cancel_notify: true,
-        connection_blocked: true,
+        "connection.blocked": true,
         authentication_failure_close: true,
         per_consumer_qos: true,
       },

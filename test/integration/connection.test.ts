@@ -125,7 +125,7 @@ describe("connection against RabbitMQ", () => {
       for (const cap of [
         "publisher_confirms",
         "consumer_cancel_notify",
-        "connection_blocked",
+        "connection.blocked",
         "authentication_failure_close",
       ]) {
         expect(line).toContain(cap);

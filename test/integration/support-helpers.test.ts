@@ -2,7 +2,7 @@
 // users, vhosts and closing connections, an extra node for the memory alarm (raising it on the
 // main node would block publishers in test files running at the same time).
 import amqp from "amqplib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   AMQP_URL,
   addUser,
@@ -14,9 +14,7 @@ import {
   deleteVhost,
   rabbitmqctl,
   uniqueName,
-  withMemoryAlarm,
 } from "../support/broker.js";
-import { type ExtraNode, extraNodesSupported, findFreePorts, startExtraNode } from "../support/extra-node.js";
 
 describe("uniqueName", () => {
   it("gives distinct names carrying the prefix and pid", () => {
@@ -72,55 +70,4 @@ describe.skipIf(!(await canUseRabbitmqctl()))("main node helpers", { timeout: 12
   });
 });
 
-describe.skipIf(!extraNodesSupported())(
-  "memory alarm helpers (on an extra node)",
-  { timeout: 120_000 },
-  () => {
-    let node: ExtraNode;
-
-    beforeAll(async () => {
-      const [amqpPort, distPort] = await findFreePorts(2);
-      node = await startExtraNode({ name: "warren-alarm", amqpPort: amqpPort!, distPort: distPort! });
-    }, 120_000);
-
-    afterAll(async () => {
-      await node?.stop();
-    }, 60_000);
-
-    const watermark = async () => {
-      const status = JSON.parse(await node.ctl(["status", "--formatter", "json"])) as Record<string, unknown>;
-      return { setting: status["vm_memory_high_watermark_setting"], alarms: status["alarms"] };
-    };
-
-    it("raises the alarm, blocks publishers and restores the watermark", async () => {
-      const conn = await amqp.connect(node.url);
-      const events: string[] = [];
-      conn.on("blocked", () => events.push("blocked"));
-      conn.on("unblocked", () => events.push("unblocked"));
-      const ch = await conn.createChannel();
-      await withMemoryAlarm(
-        async () => {
-          expect((await watermark()).alarms).toEqual([expect.objectContaining({ resource: "memory" })]);
-          ch.publish("", "nowhere", Buffer.from("x"));
-          await expect.poll(() => events, { timeout: 10_000 }).toContain("blocked");
-        },
-        { ctl: node.ctl },
-      );
-      expect(await watermark()).toEqual({ setting: { relative: 0.4 }, alarms: [] });
-      await expect.poll(() => events, { timeout: 10_000 }).toContain("unblocked");
-      await conn.close();
-    });
-
-    it("restores the watermark when the callback throws", async () => {
-      await expect(
-        withMemoryAlarm(
-          () => {
-            throw new Error("inside");
-          },
-          { ctl: node.ctl },
-        ),
-      ).rejects.toThrow("inside");
-      expect(await watermark()).toEqual({ setting: { relative: 0.4 }, alarms: [] });
-    });
-  },
-);
+// The memory-alarm helpers are exercised on an extra node by tls-node.test.ts.
