@@ -29,6 +29,17 @@ export const HEARTBEAT_FRAME = Buffer.from([FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, F
 
 export type FrameCallback = (type: number, channel: number, payload: Buffer) => void;
 
+export interface FrameParserOptions {
+  /**
+   * Deliver a body frame that is split across chunks as several body "frames" (views of
+   * the chunks, in order), instead of copying it into a buffer of its own. A body frame
+   * carries only bytes to append to the message, so its boundaries mean nothing to the
+   * reader, and this saves a copy of every large message. The last piece of a frame is
+   * delivered only after its frame-end octet was checked.
+   */
+  streamBodies?: boolean;
+}
+
 export class FrameParser {
   /** Largest accepted frame payload (frame_max - 8). */
   private maxPayload = 0;
@@ -36,12 +47,20 @@ export class FrameParser {
   private headLen = 0;
   private partial: Buffer | null = null;
   private partialFilled = 0;
+  private readonly streamBodies: boolean;
+  /** Streaming a body frame: its channel, payload bytes still to come, and its last piece (held until frame-end). */
+  private streaming = false;
+  private streamChannel = 0;
+  private streamRemaining = 0;
+  private streamLast: Buffer | null = null;
 
   constructor(
     private readonly onFrame: FrameCallback,
     frameMax: number,
+    options: FrameParserOptions = {},
   ) {
     this.setFrameMax(frameMax);
+    this.streamBodies = options.streamBodies ?? false;
   }
 
   /** frame_max as negotiated (whole frame, header and end octet included); 0 means no limit. */
@@ -51,7 +70,7 @@ export class FrameParser {
 
   /** Bytes held for a frame not yet complete. */
   get buffered(): number {
-    return this.headLen + this.partialFilled;
+    return this.headLen + this.partialFilled + (this.streamLast?.length ?? 0);
   }
 
   /** Feeds bytes. Throws FrameError on bytes that are not a valid frame stream. */
@@ -67,9 +86,18 @@ export class FrameParser {
       if (this.headLen < FRAME_HEADER_SIZE) return;
       this.headLen = 0;
       const size = this.checkHeader(this.head, 0);
-      this.partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
-      this.head.copy(this.partial, 0);
-      this.partialFilled = FRAME_HEADER_SIZE;
+      if (this.streamBodies && this.head[0] === FRAME_BODY) {
+        this.startStream(this.head.readUInt16BE(1), size);
+      } else {
+        this.partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
+        this.head.copy(this.partial, 0);
+        this.partialFilled = FRAME_HEADER_SIZE;
+      }
+    }
+
+    if (this.streaming) {
+      off = this.continueStream(chunk, off);
+      if (this.streaming) return;
     }
 
     if (this.partial !== null) {
@@ -98,6 +126,10 @@ export class FrameParser {
         if (chunk[end] !== FRAME_END) throw badEnd(chunk[end]!);
         this.onFrame(chunk[off]!, chunk.readUInt16BE(off + 1), chunk.subarray(off + FRAME_HEADER_SIZE, end));
         off = end + 1;
+      } else if (this.streamBodies && chunk[off] === FRAME_BODY) {
+        this.startStream(chunk.readUInt16BE(off + 1), size);
+        off = this.continueStream(chunk, off + FRAME_HEADER_SIZE);
+        if (this.streaming) return;
       } else {
         const p = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
         chunk.copy(p, 0, off, len);
@@ -106,6 +138,36 @@ export class FrameParser {
         return;
       }
     }
+  }
+
+  private startStream(channel: number, size: number): void {
+    this.streaming = true;
+    this.streamChannel = channel;
+    this.streamRemaining = size;
+    this.streamLast = null;
+  }
+
+  /** Consumes streamed body bytes from chunk at off; returns the new offset. */
+  private continueStream(chunk: Buffer, off: number): number {
+    const len = chunk.length;
+    if (this.streamRemaining > 0) {
+      const n = Math.min(this.streamRemaining, len - off);
+      const piece = chunk.subarray(off, off + n);
+      off += n;
+      this.streamRemaining -= n;
+      if (this.streamRemaining > 0) {
+        if (n > 0) this.onFrame(FRAME_BODY, this.streamChannel, piece);
+        return off;
+      }
+      this.streamLast = piece;
+    }
+    if (off >= len) return off; // the frame-end octet is in the next chunk
+    if (chunk[off] !== FRAME_END) throw badEnd(chunk[off]!);
+    this.streaming = false;
+    const last = this.streamLast;
+    this.streamLast = null;
+    if (last !== null && last.length > 0) this.onFrame(FRAME_BODY, this.streamChannel, last);
+    return off + 1;
   }
 
   /** Validates type and size; returns the payload size. */
