@@ -217,7 +217,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     this.options = { ...options };
     Object.defineProperty(this.options, "password", { value: options.password, enumerable: false });
     this.writer = new FrameWriter(socket, { highWaterMark: options.writeHighWaterMark });
-    this.parser = new FrameParser((t, c, p) => this.onFrame(t, c, p), HANDSHAKE_FRAME_MAX, { streamBodies: true });
+    this.parser = new FrameParser((t, c, p) => this.onFrame(t, c, p), HANDSHAKE_FRAME_MAX, {
+      streamBodies: true,
+    });
     this.closed = new Promise((r) => (this.resolveClosed = r));
     socket.on("data", (chunk: Buffer) => {
       this.readSinceTick = true;

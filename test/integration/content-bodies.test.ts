@@ -7,7 +7,7 @@
  */
 
 import type { Socket } from "node:net";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Channel, type Connection, connect, FrameError, type Message } from "../../src/index.js";
 import { FRAME_OVERHEAD, FrameParser } from "../../src/protocol/frame.js";
 import { FRAME_BODY } from "../../src/protocol/generated/spec.js";

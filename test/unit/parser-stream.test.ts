@@ -104,7 +104,7 @@ describe("FrameParser with streamBodies", () => {
     const p = new FrameParser((_t, _c, payload) => views.push(payload), 1 << 20, { streamBodies: true });
     for (const c of chunks) p.push(c);
     expect(views.length).toBe(3);
-    views.forEach((v, i) => expect(v.buffer).toBe(chunks[i]!.buffer));
+    for (const [i, v] of views.entries()) expect(v.buffer).toBe(chunks[i]!.buffer);
     expect(Buffer.concat(views).equals(pattern(100_000, 5))).toBe(true);
   });
 
