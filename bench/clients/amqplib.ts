@@ -1,0 +1,66 @@
+import amqplib from "amqplib";
+import { pump } from "./pump.js";
+import type { BenchClient, OpenOptions } from "./types.js";
+
+export class AmqplibClient implements BenchClient {
+  readonly name = "amqplib";
+  private conn!: amqplib.ChannelModel;
+  private pub!: amqplib.Channel;
+  private confirm!: amqplib.ConfirmChannel;
+  private sub!: amqplib.Channel;
+
+  async open(o: OpenOptions): Promise<void> {
+    const url = new URL(o.url);
+    if (o.frameMax !== undefined) url.searchParams.set("frameMax", String(o.frameMax));
+    this.conn = await amqplib.connect(url.toString());
+    this.pub = await this.conn.createChannel();
+    this.confirm = await this.conn.createConfirmChannel();
+    this.sub = await this.conn.createChannel();
+  }
+
+  async publish(queue: string, body: Buffer, count: number): Promise<void> {
+    const ch = this.pub;
+    for (let i = 0; i < count; i++) {
+      if (!ch.publish("", queue, body)) await new Promise((r) => ch.once("drain", r));
+    }
+    await ch.checkQueue(queue);
+  }
+
+  publishConfirmed(queue: string, body: Buffer, count: number, maxInFlight: number): Promise<void> {
+    const ch = this.confirm;
+    return pump(
+      count,
+      maxInFlight,
+      (done, fail) =>
+        ch.publish("", queue, body, {}, (err) => {
+          if (err) fail(err);
+          else done();
+        }),
+      (resume) => ch.once("drain", resume),
+    );
+  }
+
+  async consume(queue: string, count: number, prefetch: number, bodySize: number): Promise<void> {
+    const ch = this.sub;
+    await ch.prefetch(prefetch);
+    let received = 0;
+    await new Promise<void>((resolve, reject) => {
+      ch.consume(
+        queue,
+        (m) => {
+          if (m === null) return reject(new Error("consumer cancelled by the broker"));
+          if (m.content.length !== bodySize)
+            reject(new Error(`body of ${m.content.length} bytes, not ${bodySize}`));
+          ch.ack(m);
+          if (++received === count) resolve();
+        },
+        { noAck: false },
+      ).catch(reject);
+    });
+    await ch.checkQueue(queue);
+  }
+
+  async close(): Promise<void> {
+    await this.conn.close();
+  }
+}

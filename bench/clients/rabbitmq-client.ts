@@ -1,0 +1,67 @@
+import { type Channel, Connection } from "rabbitmq-client";
+import { pump, WRITE_WINDOW } from "./pump.js";
+import type { BenchClient, OpenOptions } from "./types.js";
+
+/**
+ * rabbitmq-client's basicPublish returns a promise that resolves once the frames are
+ * written to the socket (they wait in its encoder stream while the socket drains); that
+ * promise is its only backpressure signal, so without confirms at most WRITE_WINDOW are
+ * left unresolved.
+ */
+export class RabbitmqClient implements BenchClient {
+  readonly name = "rabbitmq-client";
+  private conn!: Connection;
+  private pub!: Channel;
+  private confirm!: Channel;
+  private sub!: Channel;
+
+  async open(o: OpenOptions): Promise<void> {
+    this.conn = new Connection(
+      o.frameMax === undefined ? { url: o.url } : { url: o.url, frameMax: o.frameMax },
+    );
+    this.conn.on("error", (err) => {
+      console.error(`rabbitmq-client connection error: ${String(err)}`);
+    });
+    this.pub = await this.conn.acquire();
+    this.confirm = await this.conn.acquire();
+    await this.confirm.confirmSelect();
+    this.sub = await this.conn.acquire();
+  }
+
+  async publish(queue: string, body: Buffer, count: number): Promise<void> {
+    const ch = this.pub;
+    await pump(count, WRITE_WINDOW, (done, fail) => {
+      ch.basicPublish({ routingKey: queue }, body).then(done, fail);
+      return true;
+    });
+    await ch.queueDeclare({ queue, passive: true });
+  }
+
+  publishConfirmed(queue: string, body: Buffer, count: number, maxInFlight: number): Promise<void> {
+    const ch = this.confirm;
+    return pump(count, maxInFlight, (done, fail) => {
+      ch.basicPublish({ routingKey: queue }, body).then(done, fail);
+      return true;
+    });
+  }
+
+  async consume(queue: string, count: number, prefetch: number, bodySize: number): Promise<void> {
+    const ch = this.sub;
+    await ch.basicQos({ prefetchCount: prefetch });
+    let received = 0;
+    await new Promise<void>((resolve, reject) => {
+      ch.basicConsume({ queue }, (m) => {
+        const n = Buffer.isBuffer(m.body) ? m.body.length : -1;
+        if (n !== bodySize) reject(new Error(`body of ${n} bytes, not ${bodySize}`));
+        ch.basicAck({ deliveryTag: m.deliveryTag });
+        if (++received === count) resolve();
+      }).catch(reject);
+    });
+    await ch.queueDeclare({ queue, passive: true });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.pub.close(), this.confirm.close(), this.sub.close()]);
+    await this.conn.close();
+  }
+}

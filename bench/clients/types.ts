@@ -1,0 +1,60 @@
+/**
+ * What every benchmarked client implements. One instance lives in one worker
+ * process, holds one connection and the channels the workloads need, and is
+ * driven through the client's own public API with its usual backpressure
+ * signal. Queues are declared and deleted by the orchestrator, not here.
+ *
+ * Every method resolves only once the broker has seen the work: publishes end
+ * with a synchronous round trip on the publishing channel (or the last
+ * confirm), consumes with one after the last ack.
+ */
+export interface OpenOptions {
+  url: string;
+  /** Negotiated frame_max to ask for; undefined keeps the client's default. */
+  frameMax: number | undefined;
+}
+
+export interface BenchClient {
+  /** npm package name. */
+  readonly name: string;
+  /** Connects and opens its channels (one plain publishing, one confirm, one consuming). */
+  open(o: OpenOptions): Promise<void>;
+  /**
+   * Publishes `count` copies of `body` to `queue` through the default exchange, without
+   * confirms, waiting whenever the client signals backpressure; then does a synchronous
+   * round trip on the same channel so the broker has read every message.
+   */
+  publish(queue: string, body: Buffer, count: number): Promise<void>;
+  /** Publishes with confirms, at most `maxInFlight` unconfirmed; resolves once all are acked. */
+  publishConfirmed(queue: string, body: Buffer, count: number, maxInFlight: number): Promise<void>;
+  /**
+   * Consumes `count` messages from `queue` with manual acks and the given prefetch, acking
+   * each as it arrives; resolves after a round trip that follows the last ack. Rejects if a
+   * body does not have `bodySize` bytes.
+   */
+  consume(queue: string, count: number, prefetch: number, bodySize: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type ClientName = "warren" | "amqplib" | "rabbitmq-client" | "@cloudamqp/amqp-client";
+
+export const CLIENT_NAMES: readonly ClientName[] = [
+  "warren",
+  "amqplib",
+  "rabbitmq-client",
+  "@cloudamqp/amqp-client",
+];
+
+/** Loads only the module of the client asked for, so a worker holds one library. */
+export async function loadClient(name: ClientName): Promise<BenchClient> {
+  switch (name) {
+    case "warren":
+      return new (await import("./warren.js")).WarrenClient();
+    case "amqplib":
+      return new (await import("./amqplib.js")).AmqplibClient();
+    case "rabbitmq-client":
+      return new (await import("./rabbitmq-client.js")).RabbitmqClient();
+    case "@cloudamqp/amqp-client":
+      return new (await import("./amqp-client.js")).CloudAmqpClient();
+  }
+}

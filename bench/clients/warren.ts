@@ -1,0 +1,59 @@
+import { type Channel, type Connection, connect } from "../../src/index.js";
+import { pump } from "./pump.js";
+import type { BenchClient, OpenOptions } from "./types.js";
+
+export class WarrenClient implements BenchClient {
+  readonly name = "warren";
+  private conn!: Connection;
+  private pub!: Channel;
+  private confirm!: Channel;
+  private sub!: Channel;
+
+  async open(o: OpenOptions): Promise<void> {
+    this.conn = await connect(o.frameMax === undefined ? o.url : { url: o.url, frameMax: o.frameMax });
+    this.pub = await this.conn.openChannel();
+    this.confirm = await this.conn.openChannel();
+    await this.confirm.confirmSelect();
+    this.sub = await this.conn.openChannel();
+  }
+
+  async publish(queue: string, body: Buffer, count: number): Promise<void> {
+    const ch = this.pub;
+    for (let i = 0; i < count; i++) {
+      if (!ch.basicPublish("", queue, body)) await ch.waitForDrain();
+    }
+    await ch.queueDeclare({ queue, passive: true });
+  }
+
+  publishConfirmed(queue: string, body: Buffer, count: number, maxInFlight: number): Promise<void> {
+    const ch = this.confirm;
+    const writer = this.conn.writer;
+    return pump(
+      count,
+      maxInFlight,
+      (done, fail) => {
+        ch.publish("", queue, body).then(done, fail);
+        return !writer.needsDrain;
+      },
+      (resume) => void ch.waitForDrain().then(resume),
+    );
+  }
+
+  async consume(queue: string, count: number, prefetch: number, bodySize: number): Promise<void> {
+    const ch = this.sub;
+    await ch.basicQos({ prefetchCount: prefetch });
+    let received = 0;
+    await new Promise<void>((resolve, reject) => {
+      ch.basicConsume({ queue }, (m) => {
+        if (m.body.length !== bodySize) reject(new Error(`body of ${m.body.length} bytes, not ${bodySize}`));
+        ch.basicAck(m.deliveryTag);
+        if (++received === count) resolve();
+      }).catch(reject);
+    });
+    await ch.queueDeclare({ queue, passive: true });
+  }
+
+  async close(): Promise<void> {
+    await this.conn.close();
+  }
+}

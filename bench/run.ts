@@ -1,0 +1,734 @@
+/**
+ * Throughput and client CPU cost of warren against amqplib, rabbitmq-client and
+ * @cloudamqp/amqp-client, in one run against the same broker.
+ *
+ *   npx tsx bench/run.ts [--reps N] [--quick] [--clients a,b] [--workloads w,x]
+ *                        [--frame-max N|default] [--cpu-prof] [--write | --no-write]
+ *
+ * Workloads (sizes of the full run; --quick shrinks them to a smoke test):
+ *   publish  100 000 × 256 B, no confirms, honouring each client's backpressure;
+ *            the count is then checked with queue.declare(passive)
+ *   confirm   30 000 × 256 B with confirms, at most 1000 unconfirmed
+ *   consume   50 000 × 256 B pre-filled (untimed), consumed with prefetch 1000, each acked
+ *   large       300 × 1 MiB with confirms (≤ 50 unconfirmed), then consumed (prefetch 50)
+ *
+ * Each (client, workload, repetition) runs in a fresh forked process (bench/worker.ts)
+ * that warms up on the same code path before its timed phase; the order of clients
+ * rotates from one repetition to the next, and the median of the repetitions is
+ * reported. CPU time is process.cpuUsage() of the worker over the timed phase only.
+ *
+ * --cpu-prof writes a V8 CPU profile of each timed phase to bench/profiles/ (summarise
+ * with bench/profile-summary.ts); profiled numbers are not written as results.
+ * Results go to bench/results.json and bench/RESULTS.md on a full, unfiltered run
+ * (force with --write, suppress with --no-write).
+ *
+ * AMQP_URL selects the broker (default amqp://guest:guest@127.0.0.1:5672). Every queue
+ * created is deleted again, also on failure or Ctrl-C.
+ */
+import { execFileSync, fork } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, platform, release, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Channel, type Connection, connect } from "../src/index.js";
+import { pump, WRITE_WINDOW } from "./clients/pump.js";
+import { CLIENT_NAMES, type ClientName } from "./clients/types.js";
+import {
+  type Job,
+  PHASES_OF,
+  type Phase,
+  type PhaseResult,
+  WORKLOADS,
+  type WorkerReply,
+  type Workload,
+} from "./jobs.js";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const URL_ = process.env["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672";
+const MiB = 1024 * 1024;
+
+// ─── configuration ──────────────────────────────────────────────────────────
+
+interface Sizes {
+  publish: number;
+  confirm: number;
+  consume: number;
+  large: number;
+  warmupSmall: number;
+  warmupLarge: number;
+}
+const FULL: Sizes = {
+  publish: 100_000,
+  confirm: 30_000,
+  consume: 50_000,
+  large: 300,
+  warmupSmall: 2_000,
+  warmupLarge: 10,
+};
+const QUICK: Sizes = {
+  publish: 5_000,
+  confirm: 2_000,
+  consume: 5_000,
+  large: 20,
+  warmupSmall: 500,
+  warmupLarge: 3,
+};
+const SMALL_BODY = 256;
+const LARGE_BODY = MiB;
+const CONFIRM_WINDOW = 1000;
+const LARGE_CONFIRM_WINDOW = 50;
+const PREFETCH = 1000;
+const LARGE_PREFETCH = 50;
+/**
+ * frame_max: by default each client asks for its own default (warren and amqplib 131072,
+ * rabbitmq-client and @cloudamqp/amqp-client 8192); --frame-max N makes all ask for N.
+ * Neither setting is best for every peer: in a local trial rabbitmq-client consumed 1 MiB
+ * messages at about half the CPU with 8192 than with 131072, @cloudamqp/amqp-client at
+ * about 20% less with 131072.
+ */
+const CLIENT_FRAME_MAX: Record<ClientName, number> = {
+  warren: 131_072,
+  amqplib: 131_072,
+  "rabbitmq-client": 8192,
+  "@cloudamqp/amqp-client": 8192,
+};
+
+interface Args {
+  reps: number;
+  quick: boolean;
+  clients: ClientName[];
+  workloads: Workload[];
+  cpuProf: boolean;
+  write: boolean | undefined;
+  /** undefined: each client's default. */
+  frameMax: number | undefined;
+}
+
+function usage(): never {
+  console.error(
+    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,amqplib,...] [--workloads publish,confirm,consume,large] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    reps: 3,
+    quick: false,
+    clients: [...CLIENT_NAMES],
+    workloads: [...WORKLOADS],
+    cpuProf: false,
+    write: undefined,
+    frameMax: undefined,
+  };
+  let repsGiven = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const [flag, inline] = arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) usage();
+      return v;
+    };
+    switch (flag) {
+      case "--reps": {
+        a.reps = Number(value());
+        repsGiven = true;
+        if (!Number.isInteger(a.reps) || a.reps < 1) usage();
+        break;
+      }
+      case "--quick":
+        a.quick = true;
+        break;
+      case "--clients": {
+        const names = value().split(",");
+        for (const n of names) if (!CLIENT_NAMES.includes(n as ClientName)) usage();
+        a.clients = CLIENT_NAMES.filter((n) => names.includes(n));
+        break;
+      }
+      case "--workloads": {
+        const names = value().split(",");
+        for (const n of names) if (!WORKLOADS.includes(n as Workload)) usage();
+        a.workloads = WORKLOADS.filter((n) => names.includes(n));
+        break;
+      }
+      case "--frame-max": {
+        const v = value();
+        a.frameMax = v === "default" ? undefined : Number(v);
+        if (a.frameMax !== undefined && (!Number.isInteger(a.frameMax) || a.frameMax < 8192)) usage();
+        break;
+      }
+      case "--cpu-prof":
+        a.cpuProf = true;
+        break;
+      case "--write":
+        a.write = true;
+        break;
+      case "--no-write":
+        a.write = false;
+        break;
+      case "-h":
+      case "--help":
+        usage();
+        break;
+      default:
+        usage();
+    }
+  }
+  if (a.quick && !repsGiven) a.reps = 1;
+  return a;
+}
+
+// ─── broker administration (through warren, untimed) ────────────────────────
+
+class Admin {
+  private conn!: Connection;
+  private ch!: Channel;
+  private readonly created = new Set<string>();
+  private seq = 0;
+  brokerVersion = "unknown";
+
+  async open(): Promise<void> {
+    this.conn = await connect(URL_);
+    const v = this.conn.server?.properties["version"];
+    const p = this.conn.server?.properties["product"];
+    if (typeof v === "string") this.brokerVersion = `${typeof p === "string" ? p : "broker"} ${v}`;
+    await this.openChannel();
+  }
+
+  private async openChannel(): Promise<void> {
+    this.ch = await this.conn.openChannel();
+    await this.ch.confirmSelect();
+  }
+
+  async declare(): Promise<string> {
+    const name = `warren-bench.${process.pid}.${++this.seq}`;
+    await this.ch.queueDeclare({ queue: name, durable: false, autoDelete: false });
+    this.created.add(name);
+    return name;
+  }
+
+  async count(queue: string): Promise<number> {
+    return (await this.ch.queueDeclare({ queue, passive: true })).messageCount;
+  }
+
+  /** Polls the ready-message count until it is `expected` or `ms` passed; returns the last count. */
+  async waitForCount(queue: string, expected: number, ms: number): Promise<number> {
+    const deadline = Date.now() + ms;
+    let n = await this.count(queue);
+    while (n !== expected && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      n = await this.count(queue);
+    }
+    return n;
+  }
+
+  async fill(queue: string, count: number, size: number): Promise<void> {
+    const b = Buffer.alloc(size, "m");
+    await pump(count, 5000, (done, fail) => {
+      this.ch.publish("", queue, b).then(done, fail);
+      return true;
+    });
+  }
+
+  async delete(queue: string): Promise<void> {
+    if (!this.created.has(queue)) return;
+    if (!this.ch.isOpen) await this.openChannel();
+    await this.ch.queueDelete({ queue });
+    this.created.delete(queue);
+  }
+
+  async cleanup(): Promise<void> {
+    for (const q of [...this.created]) await this.delete(q).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.cleanup();
+    await this.conn.close();
+  }
+}
+
+// ─── running one worker ─────────────────────────────────────────────────────
+
+function runWorker(job: Job, timeoutMs: number): Promise<WorkerReply & { stderr: string }> {
+  return new Promise((resolve) => {
+    const child = fork(join(HERE, "worker.ts"), [JSON.stringify(job)], {
+      execArgv: [...process.execArgv, "--expose-gc", ...(job.profileDir ? ["--enable-source-maps"] : [])],
+      stdio: ["ignore", "inherit", "pipe", "ipc"],
+    });
+    let stderr = "";
+    let reply: WorkerReply | undefined;
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on("message", (m) => {
+      reply = m as WorkerReply;
+    });
+    const timer = setTimeout(() => {
+      reply ??= { ok: false, error: `worker timed out after ${timeoutMs} ms` };
+      child.kill("SIGKILL");
+    }, timeoutMs);
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve({
+        ...(reply ?? { ok: false, error: `worker exited with ${signal ?? `code ${code}`} and no reply` }),
+        stderr,
+      });
+    });
+  });
+}
+
+// ─── results ────────────────────────────────────────────────────────────────
+
+interface Sample {
+  rep: number;
+  position: number;
+  msgsPerSec: number;
+  mbPerSec: number;
+  cpuUsPerMsg: number;
+  /** The user and system parts of cpuUsPerMsg. */
+  cpuUserUsPerMsg: number;
+  cpuSystemUsPerMsg: number;
+  minorPageFaultsPerMsg: number;
+  elapsedMs: number;
+  maxRssKiB: number;
+  verified: boolean;
+  note?: string;
+}
+
+interface Summary {
+  phase: Phase;
+  client: ClientName;
+  samples: Sample[];
+  failures: string[];
+  msgsPerSec: number | null;
+  mbPerSec: number | null;
+  cpuUsPerMsg: number | null;
+}
+
+function median(xs: number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const PHASE_LABEL: Record<Phase, (s: Sizes) => string> = {
+  publish: (s) => `publish, no confirms (${fmtCount(s.publish)} × 256 B)`,
+  confirm: (s) => `publish, confirms ≤ ${CONFIRM_WINDOW} in flight (${fmtCount(s.confirm)} × 256 B)`,
+  consume: (s) => `consume, prefetch ${PREFETCH}, ack each (${fmtCount(s.consume)} × 256 B)`,
+  "large-publish": (s) => `publish 1 MiB, confirms ≤ ${LARGE_CONFIRM_WINDOW} in flight (${s.large} msgs)`,
+  "large-consume": (s) => `consume 1 MiB, prefetch ${LARGE_PREFETCH}, ack each (${s.large} msgs)`,
+};
+
+function fmtCount(n: number): string {
+  return n >= 1000 && n % 1000 === 0 ? `${n / 1000}k` : String(n);
+}
+
+function fmtNum(x: number | null, digits = 0): string {
+  if (x === null) return "—";
+  return x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+interface Ratios {
+  throughput: number | null;
+  cpu: number | null;
+  bestThroughputPeer: ClientName | null;
+  bestCpuPeer: ClientName | null;
+}
+
+function ratios(rows: Summary[]): Ratios {
+  const w = rows.find((r) => r.client === "warren");
+  const peers = rows.filter((r) => r.client !== "warren");
+  let bt: Summary | undefined;
+  let bc: Summary | undefined;
+  for (const p of peers) {
+    if (p.msgsPerSec !== null && (bt === undefined || p.msgsPerSec > bt.msgsPerSec!)) bt = p;
+    if (p.cpuUsPerMsg !== null && (bc === undefined || p.cpuUsPerMsg < bc.cpuUsPerMsg!)) bc = p;
+  }
+  return {
+    throughput: w?.msgsPerSec && bt ? w.msgsPerSec / bt.msgsPerSec! : null,
+    cpu: w?.cpuUsPerMsg && bc ? bc.cpuUsPerMsg! / w.cpuUsPerMsg : null,
+    bestThroughputPeer: bt?.client ?? null,
+    bestCpuPeer: bc?.client ?? null,
+  };
+}
+
+function table(summaries: Summary[], phases: Phase[], clients: ClientName[], sizes: Sizes): string {
+  const hasPeers = clients.some((c) => c !== "warren") && clients.includes("warren");
+  const head = ["Workload", "Metric", ...clients.map((c) => (c === "warren" ? "**warren**" : c))];
+  if (hasPeers) head.push("warren vs best peer");
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map((_, i) => (i < 2 ? "---" : "---:")).join("|")}|`];
+  for (const ph of phases) {
+    const rows = clients.map((c) => summaries.find((s) => s.phase === ph && s.client === c)!);
+    const r = ratios(rows);
+    const large = ph.startsWith("large");
+    const cell = (s: Summary, v: number | null, d: number) =>
+      s.failures.length && v === null ? "failed" : fmtNum(v, d) + (s.failures.length ? "*" : "");
+    const tput = rows.map((s) => cell(s, s.msgsPerSec, large ? 1 : 0));
+    const ratioT = r.throughput === null ? "—" : `${r.throughput.toFixed(2)}× (vs ${r.bestThroughputPeer})`;
+    const ratioC = r.cpu === null ? "—" : `${r.cpu.toFixed(2)}× (vs ${r.bestCpuPeer})`;
+    lines.push(
+      `| ${PHASE_LABEL[ph](sizes)} | msgs/s | ${tput.join(" | ")}${hasPeers ? ` | ${ratioT} |` : " |"}`,
+    );
+    if (large) {
+      const mb = rows.map((s) => cell(s, s.mbPerSec, 1));
+      lines.push(`| | MB/s | ${mb.join(" | ")}${hasPeers ? " | |" : " |"}`);
+    }
+    const cpu = rows.map((s) => cell(s, s.cpuUsPerMsg, large ? 0 : 2));
+    lines.push(`| | CPU µs/msg | ${cpu.join(" | ")}${hasPeers ? ` | ${ratioC} |` : " |"}`);
+  }
+  return lines.join("\n");
+}
+
+/** Lowest and highest repetition, to show how much the medians can be trusted. */
+function spreadTable(summaries: Summary[], phases: Phase[], clients: ClientName[], sizes: Sizes): string {
+  const head = ["Workload", ...clients.map((c) => `${c} msgs/s`), ...clients.map((c) => `${c} CPU µs/msg`)];
+  const lines = [
+    `| ${head.join(" | ")} |`,
+    `|---|${head
+      .slice(1)
+      .map(() => "---:")
+      .join("|")}|`,
+  ];
+  const range = (xs: number[], d: number) =>
+    xs.length === 0 ? "—" : `${fmtNum(Math.min(...xs), d)}–${fmtNum(Math.max(...xs), d)}`;
+  for (const ph of phases) {
+    const rows = clients.map((c) => summaries.find((s) => s.phase === ph && s.client === c)!);
+    const ok = rows.map((r) => r.samples.filter((x) => x.verified));
+    const large = ph.startsWith("large");
+    lines.push(
+      `| ${PHASE_LABEL[ph](sizes)} | ${ok
+        .map((xs) =>
+          range(
+            xs.map((x) => x.msgsPerSec),
+            large ? 1 : 0,
+          ),
+        )
+        .join(" | ")} | ${ok
+        .map((xs) =>
+          range(
+            xs.map((x) => x.cpuUsPerMsg),
+            large ? 0 : 2,
+          ),
+        )
+        .join(" | ")} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+// ─── main ───────────────────────────────────────────────────────────────────
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const sizes = args.quick ? QUICK : FULL;
+  const filtered = args.clients.length !== CLIENT_NAMES.length || args.workloads.length !== WORKLOADS.length;
+  const write = args.write ?? (!args.quick && !filtered && !args.cpuProf);
+  const profileDir = args.cpuProf ? join(HERE, "profiles") : undefined;
+  const phaseTimeoutMs = args.quick ? 60_000 : 120_000;
+
+  const admin = new Admin();
+  await admin.open();
+  let interrupted = false;
+  const onSignal = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    console.error("\ninterrupted: deleting the benchmark's queues");
+    void admin.close().finally(() => process.exit(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const started = Date.now();
+  const loadStart = loadavg().map((x) => Math.round(x * 100) / 100);
+  const summaries: Summary[] = [];
+  const phases = args.workloads.flatMap((w) => PHASES_OF[w]);
+  for (const ph of phases)
+    for (const c of args.clients)
+      summaries.push({
+        phase: ph,
+        client: c,
+        samples: [],
+        failures: [],
+        msgsPerSec: null,
+        mbPerSec: null,
+        cpuUsPerMsg: null,
+      });
+
+  console.error(
+    `warren bench: ${admin.brokerVersion} at ${redact(URL_)}, node ${process.version}, ${cpus().length} cores, ` +
+      `${args.reps} repetition(s)${args.quick ? ", quick sizes" : ""}, load average ${loadStart.join(" ")}`,
+  );
+
+  try {
+    // The broker's first queue of the run is slower than the rest: warm it up once.
+    {
+      const q = await admin.declare();
+      await admin.fill(q, sizes.warmupSmall * 2, SMALL_BODY);
+      await admin.delete(q);
+    }
+    for (let rep = 0; rep < args.reps && !interrupted; rep++) {
+      const order = args.clients.map((_, i) => args.clients[(i + rep) % args.clients.length]!);
+      for (const workload of args.workloads) {
+        for (let position = 0; position < order.length && !interrupted; position++) {
+          const client = order[position]!;
+          await runOne(
+            admin,
+            { client, workload, rep, position, sizes, profileDir, phaseTimeoutMs, frameMax: args.frameMax },
+            summaries,
+          );
+        }
+      }
+    }
+  } finally {
+    await admin.close().catch((e: unknown) => console.error(`cleanup failed: ${String(e)}`));
+  }
+  if (interrupted) return;
+
+  for (const s of summaries) {
+    const ok = s.samples.filter((x) => x.verified);
+    s.msgsPerSec = median(ok.map((x) => x.msgsPerSec));
+    s.mbPerSec = median(ok.map((x) => x.mbPerSec));
+    s.cpuUsPerMsg = median(ok.map((x) => x.cpuUsPerMsg));
+  }
+
+  const totalSec = (Date.now() - started) / 1000;
+  const md = table(summaries, phases, args.clients, sizes);
+  const spread = args.reps > 1 ? spreadTable(summaries, phases, args.clients, sizes) : undefined;
+  console.log(`\n${md}\n`);
+  if (spread) console.log(`Range over the ${args.reps} repetitions:\n\n${spread}\n`);
+  console.log(
+    "msgs/s: median over repetitions; CPU µs/msg: the client process's user+system CPU time over the timed phase ÷ messages.",
+  );
+  console.log(
+    "warren vs best peer: throughput warren ÷ best peer, CPU best peer ÷ warren (above 1 = warren ahead).",
+  );
+  const failed = summaries.flatMap((s) => s.failures.map((f) => `${s.client} ${s.phase}: ${f}`));
+  if (failed.length)
+    console.log(`\n* failures (excluded from medians):\n${failed.map((f) => `  - ${f}`).join("\n")}`);
+  console.log(`\ntotal ${totalSec.toFixed(0)} s`);
+
+  if (write) {
+    const meta = {
+      date: new Date().toISOString(),
+      node: process.version,
+      broker: admin.brokerVersion,
+      cores: cpus().length,
+      cpu: cpus()[0]?.model ?? "unknown",
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      os: `${platform()} ${release()}`,
+      clients: Object.fromEntries(args.clients.map((c) => [c, versionOf(c)])),
+      warrenCommit: gitCommit(),
+      reps: args.reps,
+      sizes,
+      settings: {
+        smallBody: SMALL_BODY,
+        largeBody: LARGE_BODY,
+        confirmWindow: CONFIRM_WINDOW,
+        largeConfirmWindow: LARGE_CONFIRM_WINDOW,
+        prefetch: PREFETCH,
+        largePrefetch: LARGE_PREFETCH,
+        frameMax: args.frameMax ?? Object.fromEntries(args.clients.map((c) => [c, CLIENT_FRAME_MAX[c]])),
+        writeWindow: WRITE_WINDOW,
+      },
+      loadAverage: { start: loadStart, end: loadavg().map((x) => Math.round(x * 100) / 100) },
+      totalSeconds: Math.round(totalSec),
+    };
+    const results = summaries.map((s) => ({
+      phase: s.phase,
+      client: s.client,
+      median: { msgsPerSec: s.msgsPerSec, mbPerSec: s.mbPerSec, cpuUsPerMsg: s.cpuUsPerMsg },
+      samples: s.samples,
+      failures: s.failures,
+    }));
+    const ratioList = phases.map((ph) => ({
+      phase: ph,
+      ...ratios(args.clients.map((c) => summaries.find((s) => s.phase === ph && s.client === c)!)),
+    }));
+    writeFileSync(
+      join(HERE, "results.json"),
+      `${JSON.stringify({ meta, results, ratios: ratioList }, null, 2)}\n`,
+    );
+    const versions = args.clients.map((c) => `${c} ${versionOf(c)}`).join(", ");
+    const doc = [
+      "# Benchmark results",
+      "",
+      `${meta.date.slice(0, 10)} · Node.js ${meta.node} · ${meta.broker} on the same host · ` +
+        `${meta.cores} cores (${meta.cpu}), ${meta.memoryGiB} GiB · ${meta.os}`,
+      "",
+      `Clients: ${versions} (warren at ${meta.warrenCommit}). Median of ${args.reps} repetitions, each client in its own process per workload; ` +
+        `generated by \`npm run bench\` (bench/run.ts) in ${meta.totalSeconds} s; load average ` +
+        `${meta.loadAverage.start.join(" ")} at the start, ${meta.loadAverage.end.join(" ")} at the end.`,
+      "",
+      md,
+      "",
+      "- msgs/s: messages ÷ wall time of the timed phase. Publishing without confirms ends once the broker has " +
+        "answered a queue.declare sent after the last message on the same channel; the queue's message count is " +
+        "then checked. Confirmed publishing ends at the last confirm; consuming at a round trip after the last ack.",
+      "- CPU µs/msg: user + system CPU time of the client's process (`process.cpuUsage()`) over the timed phase ÷ " +
+        "messages. The broker runs on the same cores, so throughput is partly the broker's; CPU/msg is the client's alone.",
+      "- warren vs best peer: throughput warren ÷ the fastest peer, CPU the most frugal peer ÷ warren; above 1× means warren is ahead.",
+      `- frame_max: ${
+        args.frameMax === undefined
+          ? "each client's default (warren and amqplib 131072, rabbitmq-client and @cloudamqp/amqp-client 8192)"
+          : `${args.frameMax} for every client`
+      }. Clients whose only backpressure signal is a promise per ` +
+        `publish (rabbitmq-client, @cloudamqp/amqp-client) keep at most ${WRITE_WINDOW} of them unresolved without confirms.`,
+      "",
+      ...(spread
+        ? [`Range over the ${args.reps} repetitions (every sample is in results.json):`, "", spread, ""]
+        : []),
+      ...(failed.length
+        ? ["Failures (left out of the medians):", "", ...failed.map((f) => `- ${f}`), ""]
+        : []),
+    ].join("\n");
+    writeFileSync(join(HERE, "RESULTS.md"), doc);
+    console.log("wrote bench/results.json and bench/RESULTS.md");
+  }
+  if (args.cpuProf)
+    console.log(`CPU profiles in ${profileDir} (summarise: npx tsx bench/profile-summary.ts FILE)`);
+  if (failed.length) process.exitCode = 1;
+}
+
+interface RunSpec {
+  frameMax: number | undefined;
+  client: ClientName;
+  workload: Workload;
+  rep: number;
+  position: number;
+  sizes: Sizes;
+  profileDir: string | undefined;
+  phaseTimeoutMs: number;
+}
+
+async function runOne(admin: Admin, r: RunSpec, summaries: Summary[]): Promise<void> {
+  const large = r.workload === "large";
+  const bodySize = large ? LARGE_BODY : SMALL_BODY;
+  const count = r.sizes[r.workload];
+  const warmupCount = large ? r.sizes.warmupLarge : r.sizes.warmupSmall;
+  const queue = await admin.declare();
+  const warmupQueue = await admin.declare();
+  const slot = (ph: Phase) => summaries.find((s) => s.phase === ph && s.client === r.client)!;
+  try {
+    if (r.workload === "consume") {
+      await admin.fill(warmupQueue, warmupCount, bodySize);
+      await admin.fill(queue, count, bodySize);
+    }
+    const job: Job = {
+      client: r.client,
+      workload: r.workload,
+      url: URL_,
+      frameMax: r.frameMax,
+      queue,
+      warmupQueue,
+      count,
+      warmupCount,
+      bodySize,
+      maxInFlight: large ? LARGE_CONFIRM_WINDOW : CONFIRM_WINDOW,
+      prefetch: large ? LARGE_PREFETCH : PREFETCH,
+      profileDir: r.profileDir,
+      phaseTimeoutMs: r.phaseTimeoutMs,
+    };
+    const reply = await runWorker(job, r.phaseTimeoutMs * 2 + 30_000);
+    if (!reply.ok) {
+      const msg = reply.error.split("\n")[0]!;
+      for (const ph of PHASES_OF[r.workload]) slot(ph).failures.push(`rep ${r.rep + 1}: ${msg}`);
+      console.error(`  ${r.client} ${r.workload} rep ${r.rep + 1}: FAILED ${reply.error}\n${reply.stderr}`);
+      return;
+    }
+    // What the broker holds afterwards: everything for publishes, nothing after consuming.
+    let verified = true;
+    let note: string | undefined;
+    if (r.workload === "publish" || r.workload === "confirm") {
+      const n = await admin.waitForCount(queue, count, 30_000);
+      if (n !== count) {
+        verified = false;
+        note = `queue holds ${n} messages, expected ${count}`;
+      }
+    } else {
+      const n = await admin.waitForCount(queue, 0, 10_000);
+      if (n !== 0) {
+        verified = false;
+        note = `queue still holds ${n} messages after consuming`;
+      }
+    }
+    for (const p of reply.phases) {
+      const s = sample(p, r, reply.maxRssKiB, verified, note);
+      slot(p.phase).samples.push(s);
+      if (!verified) slot(p.phase).failures.push(`rep ${r.rep + 1}: ${note}`);
+      console.error(
+        `  rep ${r.rep + 1} ${p.phase.padEnd(13)} ${r.client.padEnd(22)} ${fmtNum(s.msgsPerSec).padStart(9)} msgs/s ` +
+          `${fmtNum(s.mbPerSec, 1).padStart(7)} MB/s ${fmtNum(s.cpuUsPerMsg, 2).padStart(8)} µs/msg ` +
+          `(user ${fmtNum(s.cpuUserUsPerMsg, 2)}, sys ${fmtNum(s.cpuSystemUsPerMsg, 2)}) ` +
+          `${fmtNum(s.minorPageFaultsPerMsg, 1)} faults/msg` +
+          (verified ? "" : `  NOT VERIFIED: ${note}`),
+      );
+    }
+    for (const f of reply.profiles) console.error(`    profile: ${f}`);
+  } finally {
+    await admin.delete(queue);
+    await admin.delete(warmupQueue);
+  }
+}
+
+function sample(
+  p: PhaseResult,
+  r: RunSpec,
+  maxRssKiB: number,
+  verified: boolean,
+  note: string | undefined,
+): Sample {
+  const sec = p.elapsedMs / 1000;
+  const s: Sample = {
+    rep: r.rep + 1,
+    position: r.position + 1,
+    msgsPerSec: p.messages / sec,
+    mbPerSec: p.bytes / 1e6 / sec,
+    cpuUsPerMsg: (p.cpuUserUs + p.cpuSystemUs) / p.messages,
+    cpuUserUsPerMsg: p.cpuUserUs / p.messages,
+    cpuSystemUsPerMsg: p.cpuSystemUs / p.messages,
+    minorPageFaultsPerMsg: p.minorPageFaults / p.messages,
+    elapsedMs: Math.round(p.elapsedMs * 10) / 10,
+    maxRssKiB,
+    verified,
+  };
+  if (note !== undefined) s.note = note;
+  return s;
+}
+
+function versionOf(c: ClientName): string {
+  try {
+    const path =
+      c === "warren" ? join(HERE, "..", "package.json") : join(HERE, "..", "node_modules", c, "package.json");
+    return (JSON.parse(readFileSync(path, "utf8")) as { version: string }).version;
+  } catch {
+    return "?";
+  }
+}
+
+/** The commit warren's src/ was measured at, "+modified" when src/ differs from it. */
+function gitCommit(): string {
+  try {
+    const cwd = join(HERE, "..");
+    const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src"], {
+      cwd,
+      encoding: "utf8",
+    }).trim();
+    return dirty ? `${head}+modified` : head;
+  } catch {
+    return "unknown";
+  }
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@");
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+  process.exit(1);
+});
