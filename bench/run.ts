@@ -30,7 +30,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, platform, release, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Channel, type Connection, connect } from "../src/index.js";
+import { type Channel, Connection } from "../src/index.js";
 import { pump, WRITE_WINDOW } from "./clients/pump.js";
 import { CLIENT_NAMES, type ClientName } from "./clients/types.js";
 import {
@@ -191,7 +191,7 @@ class Admin {
   brokerVersion = "unknown";
 
   async open(): Promise<void> {
-    this.conn = await connect(URL_);
+    this.conn = await Connection.open(URL_);
     const v = this.conn.server?.properties["version"];
     const p = this.conn.server?.properties["product"];
     if (typeof v === "string") this.brokerVersion = `${typeof p === "string" ? p : "broker"} ${v}`;

@@ -9,7 +9,7 @@
  *   AMQP_URL=amqp://u:p@host/vhost npm start
  */
 import { parseArgs } from "node:util";
-import { type Channel, type Connection, connect, redactUrl, WarrenError } from "../src/index.js";
+import { type Client, connect, redactUrl, WarrenError } from "../src/index.js";
 
 const { values } = parseArgs({
   options: {
@@ -50,45 +50,38 @@ function status(final = false): void {
 
 async function main(): Promise<void> {
   console.log(`[warren demo] connecting to ${redactUrl(url)}`);
-  const conn: Connection = await connect({ url, connectionName: "warren-demo" });
-  state = "open";
-  conn.on("blocked", (reason) => (state = `blocked (${reason})`));
-  conn.on("unblocked", () => (state = "open"));
-  conn.on("close", (err) => {
-    if (!stopping) {
-      state = `closed: ${err?.message ?? "unexpectedly"}`;
-      status(true);
-      process.exitCode = 1;
-    }
+  // The supervised client: it reconnects, re-declares the topology and resumes the consumer
+  // after any fault (try `rabbitmqctl close_connection` on it, or restart the broker).
+  const client: Client = connect({ url, connectionName: "warren-demo" });
+  client.on("state", ({ to, error }) => {
+    state = to;
+    if (error && (to === "recovering" || to === "failed"))
+      console.log(`\n[warren demo] ${to}: ${error.message}`);
+  });
+  await client.ready();
+
+  // Topology: a durable topic exchange and a queue bound to it, recorded for recovery.
+  await client.declare({
+    exchanges: [{ name: EXCHANGE, type: "topic", durable: true }],
+    queues: [{ name: QUEUE, durable: true }],
+    bindings: [{ exchange: EXCHANGE, queue: QUEUE, routingKey: "demo.#" }],
   });
 
-  // Topology: a durable topic exchange and a queue bound to it.
-  const setup = await conn.openChannel();
-  await setup.exchangeDeclare({ exchange: EXCHANGE, type: "topic", durable: true });
-  await setup.queueDeclare({ queue: QUEUE, durable: true, arguments: { "x-queue-type": "classic" } });
-  await setup.queueBind({ queue: QUEUE, exchange: EXCHANGE, routingKey: "demo.#" });
-  await setup.queuePurge({ queue: QUEUE });
-  await setup.close();
-
-  // Consumer: manual acks, bounded prefetch.
-  const sub: Channel = await conn.openChannel();
-  await sub.basicQos({ prefetchCount: 500 });
-  await sub.basicConsume({ queue: QUEUE }, (msg) => {
+  // Consumer: acked when the handler returns, bounded prefetch.
+  const consumer = client.consume({ queue: QUEUE, prefetch: 500 }, () => {
     consumed++;
-    sub.basicAck(msg.deliveryTag);
   });
+  consumer.on("error", (err) => console.error(`[warren demo] handler failed: ${String(err)}`));
 
   // Publisher: confirms on; a steady stream paced per 100 ms tick.
-  const pub: Channel = await conn.openChannel();
-  await pub.confirmSelect();
   const body = Buffer.alloc(size, 0x61);
   const perTick = Math.max(1, Math.round(rate / 10));
   const inFlight = new Set<Promise<void>>();
   const ticker = setInterval(() => {
-    if (stopping || conn.isBlocked || !pub.isOpen) return;
+    if (stopping || state !== "running") return;
     for (let i = 0; i < perTick && inFlight.size < 10_000; i++) {
       const n = ++published;
-      const p = pub
+      const p = client
         .publish(EXCHANGE, `demo.event.${n % 10}`, body, {
           messageId: `demo-${n}`,
           deliveryMode: 2,
@@ -104,27 +97,34 @@ async function main(): Promise<void> {
   }, 100);
   const statusTimer = setInterval(() => status(), 1000);
 
-  const stop = async (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    clearInterval(ticker);
-    clearInterval(statusTimer);
-    if (process.stdout.isTTY) process.stdout.write("\n");
-    console.log(`[warren demo] stopping (${why}): waiting for ${inFlight.size} confirms`);
-    await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, 5000))]);
-    // Let the consumer catch up (bounded), then close.
-    const deadline = Date.now() + 5000;
-    while (consumed < confirmed && Date.now() < deadline && sub.isOpen)
-      await new Promise((r) => setTimeout(r, 50));
-    state = "closing";
-    await conn.close();
-    state = "closed";
-    status(true);
-  };
-  process.once("SIGINT", () => void stop("Ctrl-C"));
-  process.once("SIGTERM", () => void stop("SIGTERM"));
-  if (Number.isFinite(duration)) setTimeout(() => void stop(`--duration ${duration}s`), duration * 1000);
-  await conn.whenClosed();
+  const stopped = new Promise<void>((resolve) => {
+    const stop = async (why: string) => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(ticker);
+      clearInterval(statusTimer);
+      if (process.stdout.isTTY) process.stdout.write("\n");
+      console.log(`[warren demo] stopping (${why}): waiting for ${inFlight.size} confirms`);
+      await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, 5000))]);
+      // Let the consumer catch up (bounded), then close: consumers drain, channels close.
+      const deadline = Date.now() + 5000;
+      while (consumed < confirmed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await client.close();
+      status(true);
+      resolve();
+    };
+    process.once("SIGINT", () => void stop("Ctrl-C"));
+    process.once("SIGTERM", () => void stop("SIGTERM"));
+    if (Number.isFinite(duration)) setTimeout(() => void stop(`--duration ${duration}s`), duration * 1000);
+    client.on("state", ({ to, error }) => {
+      if (to === "failed") {
+        console.error(`[warren demo] gave up: ${error?.message}`);
+        process.exitCode = 1;
+        void stop("failed");
+      }
+    });
+  });
+  await stopped;
 }
 
 main().catch((err: unknown) => {

@@ -131,6 +131,24 @@ export class VhostNotAllowedError extends ConnectionClosedByBroker {
   override readonly recoverable = false;
 }
 
+/** A supervisor restarted its children more often than its restart intensity allows, and gave up. */
+export class RestartIntensityError extends ConnectionError {
+  readonly code = "RESTART_INTENSITY_EXCEEDED";
+  readonly recoverable = false;
+}
+
+/** The client was closed (by the application) while the operation was waiting. */
+export class ClientClosedError extends ConnectionError {
+  readonly code = "CLIENT_CLOSED";
+  readonly recoverable = false;
+}
+
+/** An operation waited longer than its timeout for the connection to come back. */
+export class NotConnectedError extends ConnectionError {
+  readonly code = "NOT_CONNECTED";
+  readonly recoverable = true;
+}
+
 /** An operation was attempted on a connection that is closed or closing. */
 export class ConnectionClosedError extends ConnectionError {
   readonly code = "CONNECTION_CLOSED";

@@ -1,9 +1,12 @@
 /**
  * warren — a supervised, self-healing AMQP 0-9-1 client for Node.js.
  *
- * This entry point exports the low-level API (Connection, Channel), the error
- * tree and the protocol helpers that users need (field-table typing).
+ * `connect()` gives the supervised client (reconnects, restores topology, resumes
+ * consumers). `Connection.open()` gives the low-level connection and channels it is
+ * built on. Also exported: the error tree and field-table typing.
  */
+
+export type { BackoffOptions, IntensityOptions } from "../machines/backoff.js";
 export {
   type BasicProperties,
   type Body,
@@ -31,10 +34,20 @@ export {
   type ConnectionEvents,
   type ConnectionOptions,
   MIN_FRAME_MAX,
+  type OpenHooks,
   type ServerInfo,
   VERSION,
 } from "./amqp/connection.js";
 export { type AuthMechanism, type ParsedUrl, parseUrl, redactUrl } from "./amqp/url.js";
+export { Client, type ClientEvents, type ClientOptions, connect, type StateChange } from "./client/client.js";
+export {
+  type ConsumedMessage,
+  type ConsumeOptions as ClientConsumeOptions,
+  Consumer,
+  type ConsumerEvents,
+  type MessageHandler,
+} from "./client/consumer.js";
+export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
 export {
   Decimal,
@@ -45,10 +58,3 @@ export {
   TypedValue,
 } from "./protocol/table.js";
 export type { TlsOptions } from "./transport/socket.js";
-
-import { Connection, type ConnectionOptions } from "./amqp/connection.js";
-
-/** Opens a connection: `await connect("amqp://guest:guest@localhost")`. */
-export function connect(options: ConnectionOptions | string = {}): Promise<Connection> {
-  return Connection.open(options);
-}

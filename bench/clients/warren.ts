@@ -1,4 +1,4 @@
-import { type Channel, type Connection, connect } from "../../src/index.js";
+import { type Channel, Connection } from "../../src/index.js";
 import { pump } from "./pump.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
@@ -10,7 +10,9 @@ export class WarrenClient implements BenchClient {
   private sub!: Channel;
 
   async open(o: OpenOptions): Promise<void> {
-    this.conn = await connect(o.frameMax === undefined ? o.url : { url: o.url, frameMax: o.frameMax });
+    this.conn = await Connection.open(
+      o.frameMax === undefined ? o.url : { url: o.url, frameMax: o.frameMax },
+    );
     this.pub = await this.conn.openChannel();
     this.confirm = await this.conn.openChannel();
     await this.confirm.confirmSelect();

@@ -165,6 +165,12 @@ export interface ConnectionEvents {
   close: (error: ConnectionError | undefined) => void;
 }
 
+/** Progress callbacks of Connection.open (the supervisor's connecting → handshaking). */
+export interface OpenHooks {
+  /** TCP (and TLS) are up; the AMQP handshake starts. */
+  onSocketOpen?: () => void;
+}
+
 /** What the broker told us in connection.start. */
 export interface ServerInfo {
   properties: FieldTable;
@@ -270,7 +276,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   }
 
   /** Opens a connection and completes the AMQP handshake. */
-  static async open(options: ConnectionOptions | string = {}): Promise<Connection> {
+  static async open(options: ConnectionOptions | string = {}, hooks: OpenHooks = {}): Promise<Connection> {
     const o = resolveOptions(options);
     const deadline = Date.now() + o.connectionTimeout;
     const socket = await openSocket({
@@ -279,6 +285,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       tls: o.tls,
       connectTimeout: o.connectionTimeout,
     });
+    hooks.onSocketOpen?.();
     const conn = new Connection(socket, o);
     const remaining = Math.max(1, deadline - Date.now());
     let timer: NodeJS.Timeout | undefined;

@@ -6,8 +6,7 @@ import {
   type Channel,
   ChannelClosedByBroker,
   ChannelClosedError,
-  type Connection,
-  connect,
+  Connection,
   PublishNackedError,
   type ReturnedMessage,
   UnroutableError,
@@ -21,7 +20,7 @@ let pub: Channel;
 const exchanges: string[] = [];
 
 beforeAll(async () => {
-  conn = await connect(AMQP_URL);
+  conn = await Connection.open(AMQP_URL);
   admin = await conn.openChannel();
   pub = await conn.openChannel();
   await pub.confirmSelect();

@@ -7,7 +7,7 @@
  * (passive queue.declare) say how many messages are still ready.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Channel, ConfigError, type Connection, connect, type Message } from "../../src/index.js";
+import { type Channel, ConfigError, Connection, type Message } from "../../src/index.js";
 import { AMQP_URL } from "../support/broker.js";
 
 let conn: Connection;
@@ -17,7 +17,7 @@ let pub: Channel;
 let admin: Channel;
 
 beforeAll(async () => {
-  conn = await connect(AMQP_URL);
+  conn = await Connection.open(AMQP_URL);
   pub = await conn.openChannel();
   await pub.confirmSelect();
   admin = await conn.openChannel();

@@ -9,10 +9,9 @@ import {
   ChannelClosedByBroker,
   ChannelClosedError,
   ChannelLimitError,
-  type Connection,
+  Connection,
   ConnectionClosedByBroker,
   ConnectionClosedError,
-  connect,
   type Message,
 } from "../../src/index.js";
 import { AMQP_URL, uniqueName } from "../support/broker.js";
@@ -20,7 +19,7 @@ import { AMQP_URL, uniqueName } from "../support/broker.js";
 let conn: Connection;
 
 beforeAll(async () => {
-  conn = await connect(AMQP_URL);
+  conn = await Connection.open(AMQP_URL);
 });
 
 afterAll(async () => {
@@ -29,7 +28,7 @@ afterAll(async () => {
 
 describe("many channels", () => {
   it("opens 200 channels on one connection, uses each, closes them, and reuses their ids", async () => {
-    const c = await connect({ url: AMQP_URL, channelMax: 200 });
+    const c = await Connection.open({ url: AMQP_URL, channelMax: 200 });
     try {
       expect(c.channelMax).toBe(200);
       const chans = await Promise.all(Array.from({ length: 200 }, () => c.openChannel()));
@@ -75,7 +74,7 @@ describe("many channels", () => {
   });
 
   it("an id freed by a broker-closed channel is used again", async () => {
-    const c = await connect({ url: AMQP_URL, channelMax: 2 });
+    const c = await Connection.open({ url: AMQP_URL, channelMax: 2 });
     try {
       const a = await c.openChannel();
       const b = await c.openChannel();
@@ -100,7 +99,7 @@ describe("many channels", () => {
 
 describe("channel.flow from the client", () => {
   it("flow(true) answers true; flow(false) is refused by RabbitMQ with 540 NOT_IMPLEMENTED", async () => {
-    const c = await connect(AMQP_URL);
+    const c = await Connection.open(AMQP_URL);
     const closed = new Promise<unknown>((resolve) => c.once("close", resolve));
     const ch = await c.openChannel();
     expect(await ch.flow(true)).toBe(true);
@@ -150,7 +149,7 @@ describe("closing", () => {
   it("our channel.close crossing the broker's channel.close leaves the connection healthy", async () => {
     // The publish to a missing exchange makes the broker close the channel while our close is
     // on its way; the broker then also answers our close with close-ok, which must be absorbed.
-    const c = await connect(AMQP_URL);
+    const c = await Connection.open(AMQP_URL);
     try {
       const connClosed: unknown[] = [];
       c.on("close", (e) => connClosed.push(e));
@@ -177,7 +176,7 @@ describe("closing", () => {
   });
 
   it("closing the connection closes its channels and rejects their pending calls", async () => {
-    const c = await connect(AMQP_URL);
+    const c = await Connection.open(AMQP_URL);
     const chans: Channel[] = await Promise.all([c.openChannel(), c.openChannel(), c.openChannel()]);
     const events = chans.map((ch) => new Promise<unknown>((resolve) => ch.once("close", resolve)));
     await chans[0]!.confirmSelect();

@@ -12,8 +12,7 @@ import {
   type Channel,
   ChannelClosedByBroker,
   ChannelClosedError,
-  type Connection,
-  connect,
+  Connection,
   type FieldTable,
   UnroutableError,
 } from "../../src/index.js";
@@ -72,7 +71,7 @@ async function brokerError(fn: (c: Channel) => Promise<unknown>): Promise<Channe
 }
 
 beforeAll(async () => {
-  conn = await connect(AMQP_URL);
+  conn = await Connection.open(AMQP_URL);
   pub = await conn.openChannel();
   await pub.confirmSelect();
   ch = await conn.openChannel();
@@ -202,7 +201,7 @@ describe("queues", () => {
 
   it("an exclusive queue cannot be used from another connection (405 RESOURCE_LOCKED)", async () => {
     const { queue } = await ch.queueDeclare({ exclusive: true });
-    const other = await connect(AMQP_URL);
+    const other = await Connection.open(AMQP_URL);
     try {
       const c = await other.openChannel();
       const err = await c.basicGet({ queue }).then(
@@ -388,7 +387,7 @@ describe("exchanges and bindings", () => {
 
   it("declaring an exchange of an unknown type is a connection error (503 COMMAND_INVALID)", async () => {
     // RabbitMQ treats an unknown exchange type as a hard error: the whole connection closes.
-    const own = await connect(AMQP_URL);
+    const own = await Connection.open(AMQP_URL);
     const closed = new Promise<unknown>((resolve) => own.once("close", resolve));
     const c = await own.openChannel();
     const err = await c.exchangeDeclare({ exchange: exchangeName("weird"), type: "no-such-type" }).then(

@@ -4,10 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   AuthenticationError,
   ChannelClosedError,
-  type Connection,
+  Connection,
   ConnectionClosedByBroker,
   ConnectionClosedError,
-  connect,
   SocketError,
   VhostNotAllowedError,
   WarrenError,
@@ -58,7 +57,7 @@ describe("connection against RabbitMQ", () => {
   });
 
   it("negotiates tune values and reports the server", async () => {
-    const conn = await connect({ url: AMQP_URL, heartbeat: 7, channelMax: 64, frameMax: 65536 });
+    const conn = await Connection.open({ url: AMQP_URL, heartbeat: 7, channelMax: 64, frameMax: 65536 });
     try {
       expect(conn.isOpen).toBe(true);
       expect(conn.heartbeat).toBe(7);
@@ -74,7 +73,10 @@ describe("connection against RabbitMQ", () => {
 
   it("logs in with PLAIN and AMQPLAIN as a non-guest user on its own vhost", async () => {
     for (const mech of ["PLAIN", "AMQPLAIN"] as const) {
-      const conn = await connect({ url: amqpUrlWith({ user, password, vhost }), authMechanism: mech });
+      const conn = await Connection.open({
+        url: amqpUrlWith({ user, password, vhost }),
+        authMechanism: mech,
+      });
       const ch = await conn.openChannel();
       const q = await ch.queueDeclare({ exclusive: true });
       expect(q.queue).toMatch(/^amq\.gen-/);
@@ -84,7 +86,7 @@ describe("connection against RabbitMQ", () => {
 
   it("a wrong password is an AuthenticationError that never shows the password", async () => {
     const wrong = "Wrong-Password-XYZZY-42";
-    const err = await rejection(connect(amqpUrlWith({ user, password: wrong, vhost })));
+    const err = await rejection(Connection.open(amqpUrlWith({ user, password: wrong, vhost })));
     expect(err).toBeInstanceOf(AuthenticationError);
     expect((err as AuthenticationError).recoverable).toBe(false);
     expect((err as Error).message).toContain(user);
@@ -93,7 +95,7 @@ describe("connection against RabbitMQ", () => {
   });
 
   it("a missing vhost is a VhostNotAllowedError (530)", async () => {
-    const err = await rejection(connect(amqpUrlWith({ vhost: "no-such-vhost-warren" })));
+    const err = await rejection(Connection.open(amqpUrlWith({ vhost: "no-such-vhost-warren" })));
     expect(err).toBeInstanceOf(VhostNotAllowedError);
     expect((err as VhostNotAllowedError).replyCode).toBe(530);
     expect((err as VhostNotAllowedError).recoverable).toBe(false);
@@ -105,7 +107,7 @@ describe("connection against RabbitMQ", () => {
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     const port = (srv.address() as net.AddressInfo).port;
     await new Promise<void>((r) => srv.close(() => r()));
-    const err = await rejection(connect({ host: "127.0.0.1", port, connectionTimeout: 2000 }));
+    const err = await rejection(Connection.open({ host: "127.0.0.1", port, connectionTimeout: 2000 }));
     expect(err).toBeInstanceOf(SocketError);
     expect((err as SocketError).recoverable).toBe(true);
     expect((err as Error).message).toContain("ECONNREFUSED");
@@ -113,7 +115,7 @@ describe("connection against RabbitMQ", () => {
 
   it("shows its connection_name and capabilities to the broker", async () => {
     const name = uniqueName("warren-conn");
-    const conn = await connect({ url: AMQP_URL, connectionName: name });
+    const conn = await Connection.open({ url: AMQP_URL, connectionName: name });
     try {
       let out = "";
       for (let i = 0; i < 40 && !out.includes(name); i++) {
@@ -138,7 +140,7 @@ describe("connection against RabbitMQ", () => {
 
   it("a close by the broker (rabbitmqctl close_connection) is ConnectionClosedByBroker 320, recoverable, and rejects pending work", async () => {
     const name = uniqueName("warren-forced");
-    const conn = await connect({ url: AMQP_URL, connectionName: name });
+    const conn = await Connection.open({ url: AMQP_URL, connectionName: name });
     const ch = await conn.openChannel();
     await ch.confirmSelect();
     const closed = new Promise<unknown>((r) => conn.once("close", r));
@@ -159,7 +161,7 @@ describe("connection against RabbitMQ", () => {
   });
 
   it("an orderly close emits close once with no error and is idempotent", async () => {
-    const conn: Connection = await connect(AMQP_URL);
+    const conn: Connection = await Connection.open(AMQP_URL);
     const events: unknown[] = [];
     conn.on("close", (e) => events.push(e));
     const ch = await conn.openChannel();
@@ -171,7 +173,7 @@ describe("connection against RabbitMQ", () => {
   });
 
   it("errors are WarrenErrors with a code", async () => {
-    const err = await rejection(connect(amqpUrlWith({ vhost: "no-such-vhost-warren" })));
+    const err = await rejection(Connection.open(amqpUrlWith({ vhost: "no-such-vhost-warren" })));
     expect(err).toBeInstanceOf(WarrenError);
     expect((err as WarrenError).code).toBe("VHOST_NOT_ALLOWED");
   });

@@ -8,7 +8,7 @@
 
 import type { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Channel, type Connection, connect, FrameError, type Message } from "../../src/index.js";
+import { type Channel, Connection, FrameError, type Message } from "../../src/index.js";
 import { FRAME_OVERHEAD, FrameParser } from "../../src/protocol/frame.js";
 import { FRAME_BODY } from "../../src/protocol/generated/spec.js";
 import { ZERO_COPY_THRESHOLD } from "../../src/transport/writer.js";
@@ -53,7 +53,7 @@ interface Rig {
 }
 
 async function rig(options: { frameMax?: number } = {}): Promise<Rig> {
-  const conn = await connect({ url: AMQP_URL, ...options });
+  const conn = await Connection.open({ url: AMQP_URL, ...options });
   const pub = await conn.openChannel();
   await pub.confirmSelect();
   const { queue } = await pub.queueDeclare({ exclusive: true });
@@ -236,7 +236,7 @@ describe("bodies at the smallest frame_max", () => {
 
 describe("incoming size limit", () => {
   it("a delivery larger than maxMessageSize fails the connection with a FrameError", async () => {
-    const small = await connect({ url: AMQP_URL, maxMessageSize: 1000 });
+    const small = await Connection.open({ url: AMQP_URL, maxMessageSize: 1000 });
     try {
       const closed = new Promise<unknown>((resolve) => small.once("close", resolve));
       const ch = await small.openChannel();

@@ -17,8 +17,7 @@ import {
   type BasicProperties,
   type Channel,
   ChannelClosedByBroker,
-  type Connection,
-  connect,
+  Connection,
   Decimal,
   Field,
   type FieldTable,
@@ -37,7 +36,7 @@ let ch: Channel;
 let lastHeader: Buffer | undefined;
 
 beforeAll(async () => {
-  conn = await connect(AMQP_URL);
+  conn = await Connection.open(AMQP_URL);
   pub = await conn.openChannel();
   await pub.confirmSelect();
   ch = await conn.openChannel();

@@ -5,14 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  AuthenticationError,
-  type Connection,
-  connect,
-  HandshakeError,
-  TlsError,
-  WarrenError,
-} from "../../src/index.js";
+import { AuthenticationError, Connection, HandshakeError, TlsError, WarrenError } from "../../src/index.js";
 import { withMemoryAlarm } from "../support/broker.js";
 import { extraNodesSupported, startTlsNode, type TlsNode, tcpAnswers } from "../support/extra-node.js";
 
@@ -50,7 +43,7 @@ describe.skipIf(!extraNodesSupported())("a private RabbitMQ node with TLS", { ti
   }
 
   it("connects over TLS with the CA, verifying the server certificate", async () => {
-    const conn = await connect({ url: node.tlsUrl, tls: { ca: node.certs.ca.cert } });
+    const conn = await Connection.open({ url: node.tlsUrl, tls: { ca: node.certs.ca.cert } });
     try {
       expect(conn.address).toMatch(/^amqps:/);
       await roundTrip(conn);
@@ -60,13 +53,15 @@ describe.skipIf(!extraNodesSupported())("a private RabbitMQ node with TLS", { ti
   });
 
   it("takes the CA from an amqps URL (cacertfile)", async () => {
-    const conn = await connect(`${node.tlsUrl}?cacertfile=${encodeURIComponent(node.certs.ca.certPath)}`);
+    const conn = await Connection.open(
+      `${node.tlsUrl}?cacertfile=${encodeURIComponent(node.certs.ca.certPath)}`,
+    );
     await roundTrip(conn);
     await conn.close();
   });
 
   it("refuses a server certificate it cannot verify: TlsError, not recoverable", async () => {
-    const err = await rejection(connect({ url: node.tlsUrl, connectionTimeout: 5000 }));
+    const err = await rejection(Connection.open({ url: node.tlsUrl, connectionTimeout: 5000 }));
     expect(err).toBeInstanceOf(TlsError);
     expect((err as TlsError).recoverable).toBe(false);
     expect((err as Error).message).toMatch(/tls\.ca/);
@@ -74,7 +69,10 @@ describe.skipIf(!extraNodesSupported())("a private RabbitMQ node with TLS", { ti
 
   it("refuses a certificate for another name", async () => {
     const err = await rejection(
-      connect({ url: node.tlsUrl, tls: { ca: node.certs.ca.cert, servername: "not-localhost.example" } }),
+      Connection.open({
+        url: node.tlsUrl,
+        tls: { ca: node.certs.ca.cert, servername: "not-localhost.example" },
+      }),
     );
     expect(err).toBeInstanceOf(TlsError);
     expect((err as TlsError).code).toBe("TLS_ERROR");
@@ -82,7 +80,7 @@ describe.skipIf(!extraNodesSupported())("a private RabbitMQ node with TLS", { ti
 
   it("logs in with SASL EXTERNAL using the client certificate", async ({ skip }) => {
     if (!node.external) skip("rabbitmq_auth_mechanism_ssl is not installed");
-    const conn = await connect({
+    const conn = await Connection.open({
       url: node.tlsUrl.replace(/\/\/[^@]*@/, "//"),
       authMechanism: "EXTERNAL",
       tls: { ca: node.certs.ca.cert, cert: node.certs.client.cert, key: node.certs.client.key },
@@ -108,7 +106,7 @@ describe.skipIf(!extraNodesSupported())("a private RabbitMQ node with TLS", { ti
   it("EXTERNAL without a client certificate is refused with a typed error", async ({ skip }) => {
     if (!node.external) skip("rabbitmq_auth_mechanism_ssl is not installed");
     const err = await rejection(
-      connect({ url: node.tlsUrl, authMechanism: "EXTERNAL", tls: { ca: node.certs.ca.cert } }),
+      Connection.open({ url: node.tlsUrl, authMechanism: "EXTERNAL", tls: { ca: node.certs.ca.cert } }),
     );
     expect(err).toBeInstanceOf(WarrenError);
     expect(err instanceof AuthenticationError || err instanceof HandshakeError).toBe(true);
@@ -116,7 +114,7 @@ describe.skipIf(!extraNodesSupported())("a private RabbitMQ node with TLS", { ti
   });
 
   it("connection.blocked: a memory alarm blocks the connection and clearing it unblocks", async () => {
-    const conn = await connect(node.url);
+    const conn = await Connection.open(node.url);
     const events: string[] = [];
     conn.on("blocked", (reason) => events.push(`blocked:${reason}`));
     conn.on("unblocked", () => events.push("unblocked"));

@@ -1,0 +1,556 @@
+/**
+ * The supervised client: what a long-running service hands its broker to.
+ *
+ *   const client = connect({ urls: ["amqp://a", "amqp://b"], connectionName: "orders" });
+ *   await client.ready();
+ *   client.on("state", ({ from, to, error }) => …);
+ *   await client.declare({ exchanges, queues, bindings });
+ *   const consumer = client.consume({ queue: "q", prefetch: 50 }, async (msg) => …);
+ *   await client.close();
+ *
+ * The connection machine supervises: it connects (rotating through the hosts),
+ * restores the recorded topology, resumes consumers and reopens channels after every
+ * fault, with jittered exponential backoff and a restart intensity; a non-recoverable
+ * error (credentials, vhost, TLS trust) or an exceeded intensity ends in `failed`.
+ */
+import { type Actor, createActor, fromCallback, fromPromise } from "xstate";
+import {
+  type BackoffOptions,
+  DEFAULT_BACKOFF,
+  DEFAULT_INTENSITY,
+  type IntensityOptions,
+} from "../../machines/backoff.js";
+import { channelMachine } from "../../machines/channel.js";
+import {
+  type ConnectInput,
+  type ConnectionEvent,
+  connectionMachine,
+  type LifecycleError,
+} from "../../machines/connection.js";
+import type { BasicProperties, Body, Channel, PublishOptions } from "../amqp/channel.js";
+import { Connection, type ConnectionOptions } from "../amqp/connection.js";
+import { TypedEmitter } from "../amqp/events.js";
+import { redactUrl } from "../amqp/url.js";
+import {
+  ChannelClosedByBroker,
+  ClientClosedError,
+  ConfigError,
+  ConnectionClosedError,
+  NotConnectedError,
+  RpcTimeoutError,
+  type WarrenError,
+} from "../errors.js";
+import { type ConsumeOptions, Consumer, type MessageHandler } from "./consumer.js";
+import { type BindingSpec, type DeclareResult, Topology, type TopologySpec } from "./topology.js";
+
+export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | "port"> {
+  /** Brokers to use, in order; each connection attempt takes the next. */
+  urls?: string[];
+  /** One broker (same as urls: [url]). Default: $AMQP_URL or amqp://guest:guest@127.0.0.1:5672/. */
+  url?: string;
+  /** Reconnect backoff: full jitter, ceiling initial × multiplier^n up to max (ms). Default 100, 10000, 2. */
+  reconnect?: Partial<BackoffOptions>;
+  /** At most maxRestarts recoveries of an open connection within withinMs, then `failed`. Default 10 in 30 s. */
+  restartIntensity?: Partial<IntensityOptions>;
+  /** The same for each supervised channel (beyond it, the channel escalates to the connection). */
+  channelRestartIntensity?: Partial<IntensityOptions>;
+  /** How long publish() and declare() wait for the connection (ms, default 30000). */
+  connectWaitTimeout?: number;
+  /** How long close() waits for handlers and confirms (ms, default 10000). */
+  closeTimeout?: number;
+}
+
+export interface StateChange {
+  from: string;
+  to: string;
+  error: WarrenError | Error | undefined;
+}
+
+export interface ClientEvents {
+  /** Every lifecycle transition of the connection supervisor. */
+  state: (change: StateChange) => void;
+  /** A non-recoverable failure: the client stopped trying. */
+  error: (error: WarrenError | Error) => void;
+  /** A server-named queue got a new name after a recovery. */
+  queueRenamed: (change: { queue: string; from: string; to: string }) => void;
+}
+
+type ConnActor = Actor<typeof connectionMachine>;
+
+/** A channel the client keeps open (publishing, declaring), reopened after channel exceptions. */
+class ManagedChannel {
+  channel: Channel | undefined;
+  readonly actor: Actor<typeof channelMachine>;
+  private waiters: { resolve: (c: Channel) => void; reject: (e: Error) => void }[] = [];
+
+  constructor(
+    private readonly client: Client,
+    private readonly setup: (ch: Channel) => Promise<void>,
+    connected: boolean,
+    intensity: IntensityOptions,
+  ) {
+    const machine = channelMachine.provide({
+      actors: {
+        open: fromPromise(async () => {
+          const ch = await client.openRawChannel();
+          ch.on("close", (err) => {
+            if (this.channel !== ch) return;
+            this.channel = undefined;
+            if (err instanceof ChannelClosedByBroker || err instanceof RpcTimeoutError) {
+              this.actor.send({ type: "CHANNEL_CLOSED", error: err });
+            }
+          });
+          ch.on("flow", (active) => this.actor.send({ type: "FLOW", active }));
+          await this.setup(ch);
+          this.channel = ch;
+        }),
+        close: fromPromise(async () => {
+          const ch = this.channel;
+          this.channel = undefined;
+          if (ch?.isOpen) await ch.close();
+        }),
+      },
+    });
+    this.actor = createActor(machine, { input: { connected, intensity } });
+    this.actor.subscribe((snap) => {
+      const v = snap.value;
+      if (typeof v === "object" && "open" in v) this.release();
+      if (v === "failed") client.escalate(snap.context.error ?? new ConnectionClosedError("channel failed"));
+      if (v === "closed") this.release(new ClientClosedError("the client was closed"));
+    });
+    this.actor.start();
+  }
+
+  /** The open channel, waiting (bounded) while it is being (re)opened. */
+  get(timeout: number): Promise<Channel> {
+    if (this.channel?.isOpen) return Promise.resolve(this.channel);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.resolve !== done);
+        reject(new NotConnectedError(`no open channel within ${timeout} ms (${this.client.state})`));
+      }, timeout);
+      const done = (c: Channel) => {
+        clearTimeout(timer);
+        resolve(c);
+      };
+      this.waiters.push({
+        resolve: done,
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+    });
+  }
+
+  private release(err?: Error): void {
+    const ch = this.channel;
+    if (!err && !ch) return;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const x of w) {
+      if (err) x.reject(err);
+      else x.resolve(ch as Channel);
+    }
+  }
+}
+
+export class Client extends TypedEmitter<ClientEvents> {
+  /** The live low-level connection, when there is one (an escape hatch: prefer the client's API). */
+  connection: Connection | undefined;
+  readonly topology = new Topology();
+  private readonly urls: string[];
+  private readonly opts: ClientOptions;
+  private readonly actor: ConnActor;
+  private readonly consumers = new Set<Consumer>();
+  private readonly managed: ManagedChannel[] = [];
+  private readonly channelIntensity: IntensityOptions;
+  private admin: ManagedChannel | undefined;
+  private publisherChannel: ManagedChannel | undefined;
+  private stateName = "idle";
+  private everOpen = false;
+  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+
+  constructor(options: ClientOptions = {}) {
+    super();
+    const urls = options.urls ?? [
+      options.url ?? process.env["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/",
+    ];
+    if (urls.length === 0) throw new ConfigError("connect() needs at least one URL");
+    this.urls = urls;
+    this.opts = options;
+    this.channelIntensity = { ...DEFAULT_INTENSITY, ...options.channelRestartIntensity };
+    const machine = connectionMachine.provide({
+      actors: {
+        connect: fromCallback<ConnectionEvent, ConnectInput>(({ sendBack, input }) =>
+          this.connectActor(input, sendBack),
+        ),
+        restore: fromPromise(() => this.restore()),
+        watch: fromCallback<ConnectionEvent>(({ sendBack }) => this.watchActor(sendBack)),
+        shutdown: fromPromise(() => this.shutdown()),
+      },
+    });
+    this.actor = createActor(machine, {
+      input: {
+        hostCount: urls.length,
+        backoff: { ...DEFAULT_BACKOFF, ...options.reconnect },
+        intensity: { ...DEFAULT_INTENSITY, ...options.restartIntensity },
+      },
+    });
+    this.actor.subscribe((snap) => this.onSnapshot(snap.value, snap.context.error));
+    this.actor.start();
+    this.actor.send({ type: "START" });
+  }
+
+  /** The supervisor's state: idle, connecting, handshaking, restoring, running, blocked, recovering, closing, closed, failed. */
+  get state(): string {
+    return this.stateName;
+  }
+
+  /** Resolves when the client is open and its topology restored; rejects once it failed or was closed. */
+  ready(): Promise<void> {
+    if (this.stateName === "running" || this.stateName === "blocked") return Promise.resolve();
+    if (this.stateName === "failed" || this.stateName === "closed") {
+      return Promise.reject(this.failure());
+    }
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+  }
+
+  private failure(): Error {
+    return (
+      (this.actor.getSnapshot().context.error as Error | undefined) ??
+      new ClientClosedError(this.stateName === "closed" ? "the client was closed" : "the client failed")
+    );
+  }
+
+  // ─── supervision plumbing ───────────────────────────────────────────────
+
+  private onSnapshot(value: unknown, error: LifecycleError | undefined): void {
+    const to = leafName(value);
+    if (to === this.stateName) return;
+    const from = this.stateName;
+    this.stateName = to;
+    const wasOpen = from === "restoring" || from === "running" || from === "blocked";
+    const isOpen = to === "restoring" || to === "running" || to === "blocked";
+    if (wasOpen && !isOpen) {
+      for (const c of this.consumers) c.send({ type: "CONNECTION_LOST" });
+      for (const m of this.managed) m.actor.send({ type: "CONNECTION_LOST" });
+    }
+    if (to === "running" || to === "blocked") {
+      this.everOpen = true;
+      const w = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const x of w) x.resolve();
+    }
+    if (to === "failed" || to === "closed") {
+      const err = this.failure();
+      const w = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const x of w) x.reject(err);
+      for (const c of this.consumers) c.send({ type: "CONNECTION_LOST" });
+      for (const m of this.managed) m.actor.send({ type: "CLOSE" });
+      if (to === "failed") {
+        const conn = this.connection;
+        this.connection = undefined;
+        void conn?.close({ timeout: 1000 });
+        if (this.listenerCount("error") > 0) this.emit("error", err);
+      }
+    }
+    this.emit("state", { from, to, error: to === "running" ? undefined : error });
+  }
+
+  private connectActor(input: { hostIndex: number }, sendBack: (e: ConnectionEvent) => void): () => void {
+    let abandoned = false;
+    const url = this.urls[input.hostIndex % this.urls.length]!;
+    const {
+      urls: _u,
+      url: _url,
+      reconnect: _r,
+      restartIntensity: _ri,
+      channelRestartIntensity: _ci,
+      ...rest
+    } = this.opts;
+    const options: ConnectionOptions = { ...rest, url };
+    Connection.open(options, { onSocketOpen: () => !abandoned && sendBack({ type: "SOCKET_OPEN" }) }).then(
+      (conn) => {
+        if (abandoned) {
+          void conn.close({ timeout: 1000 });
+          return;
+        }
+        this.connection = conn;
+        sendBack({ type: "CONNECTED" });
+      },
+      (error: LifecycleError) => {
+        if (!abandoned) sendBack({ type: "CONNECT_FAILED", error });
+      },
+    );
+    return () => {
+      abandoned = true;
+    };
+  }
+
+  private watchActor(sendBack: (e: ConnectionEvent) => void): () => void {
+    const conn = this.connection;
+    if (!conn) {
+      sendBack({ type: "LOST", error: new ConnectionClosedError("no connection") });
+      return () => undefined;
+    }
+    const onClose = (error: LifecycleError | undefined) => {
+      if (this.connection === conn) this.connection = undefined;
+      sendBack({ type: "LOST", error: error ?? new ConnectionClosedError("the connection closed") });
+    };
+    const onBlocked = (reason: string) => sendBack({ type: "BLOCKED", reason });
+    const onUnblocked = () => sendBack({ type: "UNBLOCKED" });
+    conn.on("close", onClose);
+    conn.on("blocked", onBlocked);
+    conn.on("unblocked", onUnblocked);
+    if (conn.isBlocked) onBlocked(conn.blockedReason ?? "blocked");
+    if (!conn.isOpen) onClose(conn.closeReason);
+    return () => {
+      conn.off("close", onClose);
+      conn.off("blocked", onBlocked);
+      conn.off("unblocked", onUnblocked);
+    };
+  }
+
+  /** After (re)connecting: topology, then channels, then consumers (waiting for their first attempt). */
+  private async restore(): Promise<void> {
+    const conn = this.connection;
+    if (!conn?.isOpen) throw new ConnectionClosedError("the connection closed before it could be restored");
+    if (this.topology.size > 0) {
+      const ch = await conn.openChannel();
+      try {
+        await this.topology.restore(ch, (queue, from, to) => this.emit("queueRenamed", { queue, from, to }));
+      } finally {
+        if (ch.isOpen) await ch.close();
+      }
+    }
+    for (const m of this.managed) m.actor.send({ type: "CONNECTED" });
+    const consumers = [...this.consumers];
+    for (const c of consumers) c.send({ type: "CONNECTED" });
+    await Promise.all(consumers.map((c) => c.settled()));
+  }
+
+  /** @internal a supervised channel gave up: restart the connection (counts toward its intensity). */
+  escalate(error: LifecycleError): void {
+    this.actor.send({ type: "ESCALATE", error });
+    void this.connection?.close({ timeout: 1000 });
+  }
+
+  /** @internal opens a raw channel on the live connection */
+  openRawChannel(): Promise<Channel> {
+    const conn = this.connection;
+    if (!conn?.isOpen || !this.isOpen) return Promise.reject(new ConnectionClosedError("not connected"));
+    return conn.openChannel();
+  }
+
+  private get isOpen(): boolean {
+    return this.stateName === "restoring" || this.stateName === "running" || this.stateName === "blocked";
+  }
+
+  private managedChannel(setup: (ch: Channel) => Promise<void>): ManagedChannel {
+    const m = new ManagedChannel(
+      this,
+      setup,
+      this.isOpen && this.stateName !== "restoring",
+      this.channelIntensity,
+    );
+    this.managed.push(m);
+    return m;
+  }
+
+  private get waitTimeout(): number {
+    return this.opts.connectWaitTimeout ?? 30_000;
+  }
+
+  private checkUsable(): void {
+    if (this.stateName === "closing" || this.stateName === "closed")
+      throw new ClientClosedError("the client is closed");
+    if (this.stateName === "failed") throw this.failure();
+  }
+
+  // ─── topology ───────────────────────────────────────────────────────────
+
+  /**
+   * Declares exchanges, queues and bindings, and records them: they are declared again
+   * after every recovery. Waits (bounded) for the connection. Resolves with the queue
+   * names (the broker's, for server-named queues).
+   */
+  async declare(spec: TopologySpec): Promise<DeclareResult> {
+    this.checkUsable();
+    this.admin ??= this.managedChannel(async () => undefined);
+    const ch = await this.admin.get(this.waitTimeout);
+    return this.topology.declare(ch, spec);
+  }
+
+  /** Deletes a queue and forgets it (and its bindings). */
+  async deleteQueue(queue: string, options: { ifUnused?: boolean; ifEmpty?: boolean } = {}): Promise<number> {
+    this.checkUsable();
+    this.admin ??= this.managedChannel(async () => undefined);
+    const ch = await this.admin.get(this.waitTimeout);
+    const n = await ch.queueDelete({ queue: this.topology.queueName(queue), ...options });
+    this.topology.forgetQueue(queue);
+    return n;
+  }
+
+  /** Deletes an exchange and forgets it (and bindings from or to it). */
+  async deleteExchange(exchange: string, options: { ifUnused?: boolean } = {}): Promise<void> {
+    this.checkUsable();
+    this.admin ??= this.managedChannel(async () => undefined);
+    const ch = await this.admin.get(this.waitTimeout);
+    await ch.exchangeDelete({ exchange, ...options });
+    this.topology.forgetExchange(exchange);
+  }
+
+  /** Removes a binding and forgets it. */
+  async unbind(binding: BindingSpec): Promise<void> {
+    this.checkUsable();
+    this.admin ??= this.managedChannel(async () => undefined);
+    const ch = await this.admin.get(this.waitTimeout);
+    const args = binding.arguments ? { arguments: binding.arguments } : {};
+    if (binding.queue !== undefined) {
+      await ch.queueUnbind({
+        queue: this.topology.queueName(binding.queue),
+        exchange: binding.exchange,
+        routingKey: binding.routingKey ?? "",
+        ...args,
+      });
+    } else if (binding.destination !== undefined) {
+      await ch.exchangeUnbind({
+        destination: binding.destination,
+        source: binding.exchange,
+        routingKey: binding.routingKey ?? "",
+        ...args,
+      });
+    }
+    this.topology.forgetBinding(binding);
+  }
+
+  /** The broker's current name for a queue (server-named queues are renamed by recoveries). */
+  queueName(queue: string): string {
+    return this.topology.queueName(queue);
+  }
+
+  // ─── consuming ──────────────────────────────────────────────────────────
+
+  /**
+   * Starts a supervised consumer on its own channel. It subscribes when the client is
+   * open, resubscribes after a server cancel (re-declaring the queue if the client
+   * declared it) and after every recovery.
+   */
+  consume(options: ConsumeOptions, handler: MessageHandler): Consumer {
+    this.checkUsable();
+    const c = new Consumer(
+      {
+        openChannel: () => this.openRawChannel(),
+        // Declared through the client: bring it (and its bindings) back if it was deleted under us.
+        prepareQueue: (ch, key, lost) =>
+          this.topology.restoreQueue(ch, key, lost, (queue, from, to) =>
+            this.emit("queueRenamed", { queue, from, to }),
+          ),
+        consumerRandom: Math.random,
+      },
+      options,
+      handler,
+      this.isOpen && this.stateName !== "restoring",
+    );
+    this.consumers.add(c);
+    c.on("state", ({ to }) => {
+      if (to === "cancelled") this.consumers.delete(c);
+    });
+    return c;
+  }
+
+  // ─── publishing ─────────────────────────────────────────────────────────
+
+  /**
+   * Publishes with publisher confirms and resolves once the broker confirmed it.
+   * Waits (bounded by connectWaitTimeout) while the client is reconnecting.
+   */
+  async publish(
+    exchange: string,
+    routingKey: string,
+    body: Body,
+    properties?: BasicProperties,
+    options?: PublishOptions,
+  ): Promise<void> {
+    this.checkUsable();
+    this.publisherChannel ??= this.managedChannel((ch) => ch.confirmSelect());
+    const ch = await this.publisherChannel.get(this.waitTimeout);
+    await ch.waitForDrain();
+    await ch.publish(exchange, routingKey, body, properties, options);
+  }
+
+  // ─── closing ────────────────────────────────────────────────────────────
+
+  /**
+   * Graceful close: cancels consumers and waits (bounded) for their running handlers,
+   * waits (bounded) for outstanding confirms, closes channels, then the connection.
+   * Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.stateName === "closed") return;
+    const done = new Promise<void>((resolve) => {
+      if (this.actor.getSnapshot().status === "done") resolve();
+      const sub = this.actor.subscribe((s) => {
+        if (s.status === "done") {
+          sub.unsubscribe();
+          resolve();
+        }
+      });
+    });
+    this.actor.send({ type: "CLOSE" });
+    await done;
+  }
+
+  private async shutdown(): Promise<void> {
+    const timeout = this.opts.closeTimeout ?? 10_000;
+    await Promise.all([...this.consumers].map((c) => c.cancel()));
+    const pub = this.publisherChannel?.channel;
+    if (pub?.isOpen && pub.unconfirmedCount > 0) {
+      const deadline = Date.now() + timeout;
+      while (pub.isOpen && pub.unconfirmedCount > 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const m of this.managed) m.actor.send({ type: "CLOSE" });
+    await Promise.all(
+      this.managed.map(
+        (m) =>
+          new Promise<void>((resolve) => {
+            if (m.actor.getSnapshot().status === "done") resolve();
+            const sub = m.actor.subscribe((s) => {
+              if (s.status === "done") {
+                sub.unsubscribe();
+                resolve();
+              }
+            });
+          }),
+      ),
+    );
+    const conn = this.connection;
+    this.connection = undefined;
+    if (conn) await conn.close({ timeout });
+  }
+
+  /** Where the client connects (URLs without passwords). */
+  get addresses(): string[] {
+    return this.urls.map(redactUrl);
+  }
+
+  /** True once the client has been open at least once. */
+  get hasBeenOpen(): boolean {
+    return this.everOpen;
+  }
+}
+
+/** The innermost state name of a machine state value. */
+function leafName(value: unknown): string {
+  let v = value;
+  while (v !== null && typeof v === "object") v = Object.values(v as Record<string, unknown>)[0];
+  return String(v);
+}
+
+/** Creates a supervised client and starts connecting; `await client.ready()` for the first open. */
+export function connect(options: ClientOptions | string = {}): Client {
+  return new Client(typeof options === "string" ? { url: options } : options);
+}

@@ -1,0 +1,213 @@
+/**
+ * The topology a client declared, recorded so it can be declared again after every
+ * recovery: exchanges, then queues, then bindings (queue and exchange-to-exchange).
+ * A server-named queue keeps the name it was first given as its key; when the broker
+ * names it anew after a recovery, bindings and consumers that use the key follow.
+ */
+import type { Channel } from "../amqp/channel.js";
+import type { FieldTable } from "../protocol/table.js";
+
+export interface ExchangeSpec {
+  name: string;
+  /** direct (default), fanout, topic, headers, or a plugin type. */
+  type?: string;
+  durable?: boolean;
+  autoDelete?: boolean;
+  internal?: boolean;
+  arguments?: FieldTable;
+}
+
+export interface QueueSpec {
+  /** Empty or absent: the broker names it (and names it again after each recovery). */
+  name?: string;
+  durable?: boolean;
+  exclusive?: boolean;
+  autoDelete?: boolean;
+  /** e.g. { "x-queue-type": "quorum" } */
+  arguments?: FieldTable;
+}
+
+export interface BindingSpec {
+  /** The source exchange. */
+  exchange: string;
+  /** Bind this queue (its name, or the name a server-named queue was first given)… */
+  queue?: string;
+  /** …or this exchange (an exchange-to-exchange binding). */
+  destination?: string;
+  routingKey?: string;
+  arguments?: FieldTable;
+}
+
+export interface TopologySpec {
+  exchanges?: ExchangeSpec[];
+  queues?: QueueSpec[];
+  bindings?: BindingSpec[];
+}
+
+export interface DeclareResult {
+  /** The name of each queue of the spec, in order (server-named ones as the broker named them). */
+  queues: string[];
+}
+
+interface QueueRecord {
+  spec: QueueSpec;
+  /** The name the broker uses now. */
+  current: string;
+  serverNamed: boolean;
+}
+
+const bindingKey = (b: BindingSpec) =>
+  JSON.stringify([b.exchange, b.queue ?? null, b.destination ?? null, b.routingKey ?? "", b.arguments ?? {}]);
+
+export class Topology {
+  private readonly exchanges = new Map<string, ExchangeSpec>();
+  /** By key: the queue's own name, or the first name the broker gave a server-named queue. */
+  private readonly queues = new Map<string, QueueRecord>();
+  private readonly bindings = new Map<string, BindingSpec>();
+
+  get size(): number {
+    return this.exchanges.size + this.queues.size + this.bindings.size;
+  }
+
+  /** The name the broker uses now for a queue key (a queue not declared here: unchanged). */
+  queueName(key: string): string {
+    return this.queues.get(key)?.current ?? key;
+  }
+
+  /** The recorded spec of a queue, if the client declared it. */
+  queueSpec(key: string): QueueSpec | undefined {
+    return this.queues.get(key)?.spec;
+  }
+
+  hasQueue(key: string): boolean {
+    return this.queues.has(key);
+  }
+
+  /** Declares a spec on the channel and records it. Resolves with the queue names. */
+  async declare(ch: Channel, spec: TopologySpec): Promise<DeclareResult> {
+    for (const e of spec.exchanges ?? []) await declareExchange(ch, e);
+    for (const e of spec.exchanges ?? []) this.exchanges.set(e.name, e);
+    const names: string[] = [];
+    for (const q of spec.queues ?? []) {
+      const existing = q.name ? this.queues.get(q.name) : undefined;
+      const name = await declareQueue(ch, q, existing?.current ?? q.name ?? "");
+      const serverNamed = !q.name;
+      const key = serverNamed ? name : (q.name as string);
+      this.queues.set(key, { spec: q, current: name, serverNamed });
+      names.push(name);
+    }
+    for (const b of spec.bindings ?? []) {
+      await this.bind(ch, b);
+      this.bindings.set(bindingKey(b), b);
+    }
+    return { queues: names };
+  }
+
+  /**
+   * Declares everything again, in order. `onRename(key, from, to)` is told of server-named
+   * queues that got a new name.
+   */
+  async restore(ch: Channel, onRename: (key: string, from: string, to: string) => void): Promise<void> {
+    for (const e of this.exchanges.values()) await declareExchange(ch, e);
+    for (const [key, r] of this.queues) {
+      const name = await declareQueue(ch, r.spec, r.serverNamed ? "" : key);
+      if (name !== r.current) {
+        const from = r.current;
+        r.current = name;
+        onRename(key, from, name);
+      }
+    }
+    for (const b of this.bindings.values()) await this.bind(ch, b);
+  }
+
+  /**
+   * Brings one recorded queue back (after it was deleted under a consumer): declares it
+   * and its bindings again. A server-named queue is only declared anew when `lost` (its
+   * old name cannot be declared: amq.* is reserved), and then gets a new name.
+   * Returns the queue's current name.
+   */
+  async restoreQueue(
+    ch: Channel,
+    key: string,
+    lost: boolean,
+    onRename: (key: string, from: string, to: string) => void,
+  ): Promise<string> {
+    const r = this.queues.get(key);
+    if (!r) return key;
+    if (r.serverNamed && !lost) return r.current;
+    const name = await declareQueue(ch, r.spec, r.serverNamed ? "" : key);
+    if (name !== r.current) {
+      const from = r.current;
+      r.current = name;
+      onRename(key, from, name);
+    }
+    for (const b of this.bindings.values()) if (b.queue === key) await this.bind(ch, b);
+    return name;
+  }
+
+  private async bind(ch: Channel, b: BindingSpec): Promise<void> {
+    if (b.queue !== undefined) {
+      await ch.queueBind({
+        queue: this.queueName(b.queue),
+        exchange: b.exchange,
+        routingKey: b.routingKey ?? "",
+        ...(b.arguments ? { arguments: b.arguments } : {}),
+      });
+    } else if (b.destination !== undefined) {
+      await ch.exchangeBind({
+        destination: b.destination,
+        source: b.exchange,
+        routingKey: b.routingKey ?? "",
+        ...(b.arguments ? { arguments: b.arguments } : {}),
+      });
+    }
+  }
+
+  /** Forgets a queue and the bindings to it. */
+  forgetQueue(key: string): void {
+    this.queues.delete(key);
+    for (const [k, b] of this.bindings) if (b.queue === key) this.bindings.delete(k);
+  }
+
+  /** Forgets an exchange and every binding from or to it. */
+  forgetExchange(name: string): void {
+    this.exchanges.delete(name);
+    for (const [k, b] of this.bindings)
+      if (b.exchange === name || b.destination === name) this.bindings.delete(k);
+  }
+
+  forgetBinding(b: BindingSpec): void {
+    this.bindings.delete(bindingKey(b));
+  }
+
+  /** A snapshot, for inspection and tests. */
+  snapshot(): { exchanges: string[]; queues: { key: string; name: string }[]; bindings: BindingSpec[] } {
+    return {
+      exchanges: [...this.exchanges.keys()],
+      queues: [...this.queues].map(([key, r]) => ({ key, name: r.current })),
+      bindings: [...this.bindings.values()],
+    };
+  }
+}
+
+function declareExchange(ch: Channel, e: ExchangeSpec): Promise<void> {
+  return ch.exchangeDeclare({
+    exchange: e.name,
+    type: e.type ?? "direct",
+    durable: e.durable ?? false,
+    autoDelete: e.autoDelete ?? false,
+    internal: e.internal ?? false,
+    ...(e.arguments ? { arguments: e.arguments } : {}),
+  });
+}
+
+async function declareQueue(ch: Channel, q: QueueSpec, name: string): Promise<string> {
+  const ok = await ch.queueDeclare({
+    queue: name,
+    durable: q.durable ?? false,
+    exclusive: q.exclusive ?? false,
+    autoDelete: q.autoDelete ?? false,
+    ...(q.arguments ? { arguments: q.arguments } : {}),
+  });
+  return ok.queue;
+}
