@@ -219,6 +219,12 @@ export class UnroutableError extends ChannelError {
   }
 }
 
+/** An operation waited longer than its bound (e.g. publishing while the broker blocks the connection). */
+export class TimeoutError extends WarrenError {
+  readonly code = "TIMEOUT";
+  readonly recoverable = true;
+}
+
 /** A synchronous method got no reply in time. */
 export class RpcTimeoutError extends ChannelError {
   readonly code = "RPC_TIMEOUT";

@@ -38,6 +38,7 @@ import {
   ConnectionClosedError,
   NotConnectedError,
   RpcTimeoutError,
+  TimeoutError,
   type WarrenError,
 } from "../errors.js";
 import { type ConsumeOptions, Consumer, type MessageHandler } from "./consumer.js";
@@ -58,6 +59,8 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   connectWaitTimeout?: number;
   /** How long close() waits for handlers and confirms (ms, default 10000). */
   closeTimeout?: number;
+  /** How long publish() waits while the broker blocks the connection (ms, default 60000). */
+  blockedTimeout?: number;
 }
 
 export interface StateChange {
@@ -475,10 +478,33 @@ export class Client extends TypedEmitter<ClientEvents> {
     options?: PublishOptions,
   ): Promise<void> {
     this.checkUsable();
+    if (this.stateName === "blocked") await this.whenUnblocked();
     this.publisherChannel ??= this.managedChannel((ch) => ch.confirmSelect());
     const ch = await this.publisherChannel.get(this.waitTimeout);
     await ch.waitForDrain();
     await ch.publish(exchange, routingKey, body, properties, options);
+  }
+
+  /** While the broker blocks the connection (memory or disk alarm), publishers wait, bounded by blockedTimeout. */
+  private whenUnblocked(): Promise<void> {
+    const timeout = this.opts.blockedTimeout ?? 60_000;
+    return new Promise((resolve, reject) => {
+      const onState = ({ to }: StateChange) => {
+        if (to === "blocked") return;
+        clearTimeout(timer);
+        this.off("state", onState);
+        resolve(); // running, or recovering/closed: the next step reports those
+      };
+      const timer = setTimeout(() => {
+        this.off("state", onState);
+        reject(
+          new TimeoutError(
+            `the broker has blocked publishing for more than ${timeout} ms (${this.actor.getSnapshot().context.blockedReason ?? "alarm"})`,
+          ),
+        );
+      }, timeout);
+      this.on("state", onState);
+    });
   }
 
   // ─── closing ────────────────────────────────────────────────────────────
