@@ -60,6 +60,7 @@ import {
 } from "../protocol/generated/spec.js";
 import type { FieldTable } from "../protocol/table.js";
 import { ZERO_COPY_THRESHOLD } from "../transport/writer.js";
+import { ConfirmTracker } from "./confirms.js";
 import type { Connection } from "./connection.js";
 import { TypedEmitter } from "./events.js";
 
@@ -249,9 +250,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   /** Handlers of consumes sent without a tag, waiting for consume-ok to name them. */
   private serverNamed: ConsumeHandlers[] = [];
   // publisher confirms
-  private nextSeq = 1;
-  private unconfirmed = new Map<number, Pending>();
-  private lowestUnconfirmed = 1;
+  private confirms = new ConfirmTracker<Pending>();
   // content assembly
   private inState = In.Method;
   private inMethod: Method | undefined;
@@ -272,7 +271,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   /** Publishes sent in confirm mode and not yet acked or nacked. */
   get unconfirmedCount(): number {
-    return this.unconfirmed.size;
+    return this.confirms.size;
   }
 
   /** @internal called by Connection.openChannel */
@@ -565,7 +564,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
       properties,
       options,
     );
-    if (this.confirmMode) this.nextSeq++;
+    if (this.confirmMode) this.confirms.add(undefined);
     return !this.conn.writer.needsDrain;
   }
 
@@ -586,7 +585,6 @@ export class Channel extends TypedEmitter<ChannelEvents> {
       const buf = typeof body === "string" ? Buffer.from(body) : body;
       this.writeContent(exchange, routingKey, buf, properties, options);
       if (!this.confirmMode) return this.waitForDrain();
-      const seq = this.nextSeq++;
       return new Promise<void>((resolve, reject) => {
         const p: Pending = { resolve, reject };
         if (options?.mandatory) {
@@ -595,7 +593,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           p.messageId = properties?.messageId;
           p.body = buf;
         }
-        this.unconfirmed.set(seq, p);
+        this.confirms.add(p);
       });
     } catch (e) {
       return Promise.reject(e);
@@ -621,7 +619,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   /** Sequence number the next publish will get in confirm mode. */
   get nextPublishSeqNo(): number {
-    return this.nextSeq;
+    return this.confirms.nextSeq;
   }
 
   private writeContent(
@@ -802,8 +800,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     const rpcs = this.rpcs;
     this.rpcs = [];
     for (const r of rpcs) r.reject(reason);
-    const pend = this.unconfirmed;
-    this.unconfirmed = new Map();
+    const pend = this.confirms.drain();
     // A broker channel exception is what every pending publish gets too (as the pending RPCs do).
     const unconfirmedErr =
       err instanceof ChannelClosedByBroker
@@ -811,7 +808,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
         : new ChannelClosedError(`channel ${this.id} closed before the broker confirmed the publish`, {
             cause: err,
           });
-    for (const p of pend.values()) p.reject(unconfirmedErr);
+    for (const [, p] of pend) p.reject(unconfirmedErr);
     this.consumers.clear();
     this.serverNamed = [];
     this.conn.releaseChannel(this.id, awaitingCloseOk);
@@ -982,7 +979,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   /** A returned mandatory message belongs to the earliest unconfirmed publish it matches; its ack then rejects it. */
   private matchReturn(r: ReturnedMessage): void {
     if (!this.confirmMode) return;
-    for (const p of this.unconfirmed.values()) {
+    for (const p of this.confirms.values()) {
       if (
         p.exchange === r.exchange &&
         p.routingKey === r.routingKey &&
@@ -1066,26 +1063,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   }
 
   private onConfirm(tag: number, multiple: boolean, nack: boolean): void {
-    if (multiple) {
-      for (let seq = this.lowestUnconfirmed; seq <= tag; seq++) {
-        const p = this.unconfirmed.get(seq);
-        if (p) {
-          this.unconfirmed.delete(seq);
-          this.settle(p, seq, nack);
-        }
-      }
-      this.lowestUnconfirmed = tag + 1;
-    } else {
-      const p = this.unconfirmed.get(tag);
-      if (p) {
-        this.unconfirmed.delete(tag);
-        this.settle(p, tag, nack);
-      }
-      if (tag === this.lowestUnconfirmed) {
-        while (this.lowestUnconfirmed < this.nextSeq && !this.unconfirmed.has(this.lowestUnconfirmed))
-          this.lowestUnconfirmed++;
-      }
-    }
+    this.confirms.settle(tag, multiple, (seq, p) => this.settle(p, seq, nack));
   }
 
   private settle(p: Pending, seq: number, nack: boolean): void {
