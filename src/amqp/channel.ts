@@ -600,6 +600,11 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     }
   }
 
+  /** False while the connection's write buffer is over its high-water mark. */
+  get writable(): boolean {
+    return !this.conn.writer.needsDrain;
+  }
+
   /** Resolves when the connection's write buffer is below its high-water mark. */
   waitForDrain(): Promise<void> {
     const w = this.conn.writer;

@@ -27,7 +27,7 @@ import {
   connectionMachine,
   type LifecycleError,
 } from "../../machines/connection.js";
-import type { BasicProperties, Body, Channel, PublishOptions } from "../amqp/channel.js";
+import type { Body, Channel, PublishOptions } from "../amqp/channel.js";
 import { Connection, type ConnectionOptions } from "../amqp/connection.js";
 import { TypedEmitter } from "../amqp/events.js";
 import { redactUrl } from "../amqp/url.js";
@@ -38,10 +38,10 @@ import {
   ConnectionClosedError,
   NotConnectedError,
   RpcTimeoutError,
-  TimeoutError,
   type WarrenError,
 } from "../errors.js";
 import { type ConsumeOptions, Consumer, type MessageHandler } from "./consumer.js";
+import { Publisher, type PublisherOptions, type PublishProperties } from "./publisher.js";
 import { type BindingSpec, type DeclareResult, Topology, type TopologySpec } from "./topology.js";
 
 export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | "port"> {
@@ -59,8 +59,6 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   connectWaitTimeout?: number;
   /** How long close() waits for handlers and confirms (ms, default 10000). */
   closeTimeout?: number;
-  /** How long publish() waits while the broker blocks the connection (ms, default 60000). */
-  blockedTimeout?: number;
 }
 
 export interface StateChange {
@@ -169,7 +167,8 @@ export class Client extends TypedEmitter<ClientEvents> {
   private readonly managed: ManagedChannel[] = [];
   private readonly channelIntensity: IntensityOptions;
   private admin: ManagedChannel | undefined;
-  private publisherChannel: ManagedChannel | undefined;
+  private readonly publishers: Publisher[] = [];
+  private defaultPublisher: Publisher | undefined;
   private stateName = "idle";
   private everOpen = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -202,7 +201,10 @@ export class Client extends TypedEmitter<ClientEvents> {
     });
     this.actor.subscribe((snap) => this.onSnapshot(snap.value, snap.context.error));
     this.actor.start();
-    this.actor.send({ type: "START" });
+    // On the next microtask: `client.on("state")` right after connect() sees the first attempt too.
+    queueMicrotask(() => {
+      if (this.stateName === "idle") this.actor.send({ type: "START" });
+    });
   }
 
   /** The supervisor's state: idle, connecting, handshaking, restoring, running, blocked, recovering, closing, closed, failed. */
@@ -235,7 +237,8 @@ export class Client extends TypedEmitter<ClientEvents> {
     this.stateName = to;
     const wasOpen = from === "restoring" || from === "running" || from === "blocked";
     const isOpen = to === "restoring" || to === "running" || to === "blocked";
-    if (wasOpen && !isOpen) {
+    // Closing is not a lost connection: shutdown() drains consumers and closes channels itself.
+    if (wasOpen && !isOpen && to !== "closing") {
       for (const c of this.consumers) c.send({ type: "CONNECTION_LOST" });
       for (const m of this.managed) m.actor.send({ type: "CONNECTION_LOST" });
     }
@@ -251,7 +254,8 @@ export class Client extends TypedEmitter<ClientEvents> {
       this.readyWaiters = [];
       for (const x of w) x.reject(err);
       for (const c of this.consumers) c.send({ type: "CONNECTION_LOST" });
-      for (const m of this.managed) m.actor.send({ type: "CLOSE" });
+      for (const m of this.managed)
+        if (m.actor.getSnapshot().status !== "done") m.actor.send({ type: "CLOSE" });
       if (to === "failed") {
         const conn = this.connection;
         this.connection = undefined;
@@ -453,7 +457,10 @@ export class Client extends TypedEmitter<ClientEvents> {
           ),
         consumerRandom: Math.random,
       },
-      options,
+      // close() waits at most closeTimeout for running handlers, unless the consumer says otherwise.
+      options.drainTimeout === undefined && this.opts.closeTimeout !== undefined
+        ? { ...options, drainTimeout: this.opts.closeTimeout }
+        : options,
       handler,
       this.isOpen && this.stateName !== "restoring",
     );
@@ -467,44 +474,59 @@ export class Client extends TypedEmitter<ClientEvents> {
   // ─── publishing ─────────────────────────────────────────────────────────
 
   /**
-   * Publishes with publisher confirms and resolves once the broker confirmed it.
-   * Waits (bounded by connectWaitTimeout) while the client is reconnecting.
+   * A publisher with its own supervised confirm channel: bounded in-flight window,
+   * re-publish after recovery, optional durable outbox. See Publisher.
    */
-  async publish(
+  publisher(options: PublisherOptions = {}): Publisher {
+    this.checkUsable();
+    const confirm = options.confirm ?? true;
+    const managed = this.managedChannel(async (ch) => {
+      if (confirm) await ch.confirmSelect();
+    });
+    const client = this;
+    const pub = new Publisher(
+      {
+        channel: (timeout) => managed.get(timeout),
+        get blocked() {
+          return client.stateName === "blocked";
+        },
+        onStateChange: (fn) => this.on("state", ({ to }) => fn(to)),
+        get closed() {
+          return (
+            client.stateName === "closing" || client.stateName === "closed" || client.stateName === "failed"
+          );
+        },
+      },
+      options,
+    );
+    this.publishers.push(pub);
+    return pub;
+  }
+
+  /**
+   * Publishes through the client's default publisher (confirms, re-publish after recovery)
+   * and resolves once the broker confirmed it.
+   */
+  publish(
     exchange: string,
     routingKey: string,
     body: Body,
-    properties?: BasicProperties,
+    properties?: PublishProperties,
     options?: PublishOptions,
   ): Promise<void> {
-    this.checkUsable();
-    if (this.stateName === "blocked") await this.whenUnblocked();
-    this.publisherChannel ??= this.managedChannel((ch) => ch.confirmSelect());
-    const ch = await this.publisherChannel.get(this.waitTimeout);
-    await ch.waitForDrain();
-    await ch.publish(exchange, routingKey, body, properties, options);
-  }
-
-  /** While the broker blocks the connection (memory or disk alarm), publishers wait, bounded by blockedTimeout. */
-  private whenUnblocked(): Promise<void> {
-    const timeout = this.opts.blockedTimeout ?? 60_000;
-    return new Promise((resolve, reject) => {
-      const onState = ({ to }: StateChange) => {
-        if (to === "blocked") return;
-        clearTimeout(timer);
-        this.off("state", onState);
-        resolve(); // running, or recovering/closed: the next step reports those
-      };
-      const timer = setTimeout(() => {
-        this.off("state", onState);
-        reject(
-          new TimeoutError(
-            `the broker has blocked publishing for more than ${timeout} ms (${this.actor.getSnapshot().context.blockedReason ?? "alarm"})`,
-          ),
-        );
-      }, timeout);
-      this.on("state", onState);
-    });
+    try {
+      this.checkUsable();
+      this.defaultPublisher ??= this.publisher();
+      return this.defaultPublisher.publish({
+        exchange,
+        routingKey,
+        body,
+        ...(properties ? { properties } : {}),
+        ...(options?.mandatory ? { mandatory: true } : {}),
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   // ─── closing ────────────────────────────────────────────────────────────
@@ -532,12 +554,7 @@ export class Client extends TypedEmitter<ClientEvents> {
   private async shutdown(): Promise<void> {
     const timeout = this.opts.closeTimeout ?? 10_000;
     await Promise.all([...this.consumers].map((c) => c.cancel()));
-    const pub = this.publisherChannel?.channel;
-    if (pub?.isOpen && pub.unconfirmedCount > 0) {
-      const deadline = Date.now() + timeout;
-      while (pub.isOpen && pub.unconfirmedCount > 0 && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 10));
-    }
+    await Promise.all(this.publishers.map((p) => p.close(timeout)));
     for (const m of this.managed) m.actor.send({ type: "CLOSE" });
     await Promise.all(
       this.managed.map(

@@ -1,0 +1,440 @@
+/**
+ * Reliable publishing. `client.publisher(options)` gives a Publisher with its own
+ * supervised confirm channel:
+ *
+ * - publish() resolves once the broker confirmed the message (basic.ack), and rejects
+ *   with a typed error otherwise: PublishNackedError, UnroutableError (mandatory),
+ *   TimeoutError (waited longer than publishTimeout), ClientClosedError. Every promise
+ *   settles.
+ * - At most maxInFlight messages are queued or unconfirmed; past that publish() waits.
+ *   It also waits while the socket is full or the broker blocks the connection.
+ * - When the channel or connection dies, messages sent but not confirmed are published
+ *   again on the new channel, in their original order (at-least-once; every message
+ *   carries a message-id, generated unless given, so consumers can de-duplicate), or
+ *   rejected with `republish: false`.
+ * - With `outbox`, publish() resolves once the message is durably stored in SQLite; a
+ *   relay sends it and deletes it on confirm, across restarts of the process.
+ */
+import { randomUUID } from "node:crypto";
+import type { Body, Channel } from "../amqp/channel.js";
+import {
+  ChannelClosedByBroker,
+  ChannelClosedError,
+  ClientClosedError,
+  ConnectionClosedError,
+  ConnectionError,
+  PublishNackedError,
+  TimeoutError,
+  UnroutableError,
+} from "../errors.js";
+import { type DeadLetter, Outbox, type OutboxOptions, type StoredMessage } from "../outbox/outbox.js";
+import type { BasicProperties } from "../protocol/generated/spec.js";
+
+export interface PublishProperties extends BasicProperties {
+  /** Shorthand for deliveryMode 2 (true) or 1 (false). */
+  persistent?: boolean;
+}
+
+export interface OutgoingMessage {
+  exchange: string;
+  routingKey: string;
+  body: Body;
+  properties?: PublishProperties;
+  /** Reject with UnroutableError when no queue takes it. */
+  mandatory?: boolean;
+}
+
+export interface PublisherOptions {
+  /** Publisher confirms (default true). Without them publish() resolves once written. */
+  confirm?: boolean;
+  /** Messages queued or awaiting a confirm at most (default 1000). */
+  maxInFlight?: number;
+  /** Publish again what was unconfirmed when a channel or connection died (default true). */
+  republish?: boolean;
+  /** How long a message may wait to be sent (reconnecting, blocked, full), in ms (default 60000). */
+  publishTimeout?: number;
+  /** A durable outbox: publish() resolves once stored; a relay delivers. */
+  outbox?: OutboxOptions;
+}
+
+/** What the publisher needs from its client. */
+export interface PublisherHost {
+  /** The publisher's supervised channel (confirm mode set up), waiting while it is reopened. */
+  channel(timeout: number): Promise<Channel>;
+  /** True while the broker blocks the connection. */
+  readonly blocked: boolean;
+  /** Calls fn on every change of the client's state. */
+  onStateChange(fn: (state: string) => void): void;
+  readonly closed: boolean;
+}
+
+interface Entry {
+  exchange: string;
+  routingKey: string;
+  body: Body;
+  properties: BasicProperties;
+  mandatory: boolean;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  /** When it was accepted (for publishTimeout). */
+  since: number;
+  /** Outbox row id. */
+  rowId?: number;
+}
+
+/** Fills in message-id and delivery mode. */
+export function normaliseProperties(p: PublishProperties | undefined): BasicProperties {
+  const { persistent, ...rest } = p ?? {};
+  const out: BasicProperties = { ...rest };
+  if (out.messageId === undefined) out.messageId = randomUUID();
+  if (persistent !== undefined && out.deliveryMode === undefined) out.deliveryMode = persistent ? 2 : 1;
+  return out;
+}
+
+/** The exchange a broker error names (`NOT_FOUND - no exchange 'x' in vhost '/'`), if any. */
+function exchangeNamed(err: ChannelClosedByBroker): string | undefined {
+  return /exchange '([^']*)'/.exec(err.replyText)?.[1];
+}
+
+export class Publisher {
+  private readonly maxInFlight: number;
+  private readonly republish: boolean;
+  private readonly timeout: number;
+  private readonly confirm: boolean;
+  /** Accepted, not yet sent (retries first). */
+  private queue: Entry[] = [];
+  private retry: Entry[] = [];
+  /** Sent, awaiting a confirm. */
+  private inFlight = 0;
+  private capacityWaiters: (() => void)[] = [];
+  private pumping = false;
+  private closedFlag = false;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly outbox: Outbox | undefined;
+  private relayCursor = 0;
+  private relayInFlight = new Set<number>();
+  private relayScheduled = false;
+  private relaying = false;
+  private relayAgain = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly host: PublisherHost,
+    options: PublisherOptions = {},
+  ) {
+    this.maxInFlight = Math.max(1, options.maxInFlight ?? 1000);
+    this.republish = options.republish ?? true;
+    this.timeout = options.publishTimeout ?? 60_000;
+    this.confirm = options.confirm ?? true;
+    if (options.outbox) {
+      this.outbox = Outbox.open(options.outbox);
+      this.scheduleRelay();
+    }
+    host.onStateChange((state) => {
+      if (state === "running") {
+        this.pump();
+        this.scheduleRelay();
+      }
+    });
+    this.sweepTimer = setInterval(() => this.sweep(), Math.min(1000, this.timeout)).unref();
+  }
+
+  /** Messages accepted and not yet confirmed (queued, sending or awaiting a confirm). */
+  get pending(): number {
+    return this.queue.length + this.retry.length + this.inFlight;
+  }
+
+  /** Messages the outbox holds (stored, not yet confirmed), when there is one. */
+  get stored(): number {
+    return this.outbox?.count() ?? 0;
+  }
+
+  /** Nacked or unroutable messages the outbox set aside. */
+  get deadLetters(): {
+    list(limit?: number): DeadLetter[];
+    retry(id: number): void;
+    drop(id: number): void;
+  } {
+    const o = this.outbox;
+    if (!o) throw new ClientClosedError("dead letters need an outbox");
+    return {
+      list: (limit = 100) => o.deadLetters(limit),
+      retry: (id) => {
+        o.retryDeadLetter(id);
+        this.scheduleRelay();
+      },
+      drop: (id) => o.dropDeadLetter(id),
+    };
+  }
+
+  /**
+   * Publishes. Without an outbox: resolves on the broker's confirm. With one: resolves once
+   * the message is durably stored (it is then delivered at least once).
+   */
+  async publish(message: OutgoingMessage): Promise<void> {
+    if (this.closedFlag || this.host.closed) throw new ClientClosedError("the publisher is closed");
+    const properties = normaliseProperties(message.properties);
+    if (this.outbox) {
+      await this.outbox.append({
+        exchange: message.exchange,
+        routingKey: message.routingKey,
+        mandatory: message.mandatory ?? false,
+        properties,
+        body: typeof message.body === "string" ? Buffer.from(message.body) : Buffer.from(message.body),
+      });
+      this.scheduleRelay();
+      return;
+    }
+    if (this.pending >= this.maxInFlight) await this.waitForCapacity();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({
+        exchange: message.exchange,
+        routingKey: message.routingKey,
+        body: message.body,
+        properties,
+        mandatory: message.mandatory ?? false,
+        resolve,
+        reject,
+        since: Date.now(),
+      });
+      this.pump();
+    });
+  }
+
+  private waitForCapacity(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.capacityWaiters.indexOf(go);
+        if (i >= 0) this.capacityWaiters.splice(i, 1);
+        reject(
+          new TimeoutError(`no room among ${this.maxInFlight} in-flight messages within ${this.timeout} ms`),
+        );
+      }, this.timeout);
+      const go = () => {
+        clearTimeout(timer);
+        if (this.closedFlag) reject(new ClientClosedError("the publisher is closed"));
+        else resolve();
+      };
+      this.capacityWaiters.push(go);
+    });
+  }
+
+  private releaseCapacity(): void {
+    while (this.capacityWaiters.length > 0 && this.pending < this.maxInFlight)
+      this.capacityWaiters.shift()!();
+    if (this.pending === 0 && this.idleWaiters.length > 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const r of w) r();
+    }
+  }
+
+  /** Sends queued messages while the channel is open, the broker does not block us and the socket takes more. */
+  private pump(): void {
+    if (this.pumping || this.closedFlag) return;
+    if (this.queue.length === 0 && this.retry.length === 0) return;
+    this.pumping = true;
+    void this.host.channel(this.timeout).then(
+      (ch) => {
+        this.pumping = false;
+        if (this.host.blocked) return; // resumed by the next state change
+        while (ch.isOpen && (this.retry.length > 0 || this.queue.length > 0)) {
+          const e = this.retry.length > 0 ? this.retry.shift()! : this.queue.shift()!;
+          this.send(ch, e);
+          if (ch.isOpen && (this.retry.length > 0 || this.queue.length > 0) && !this.canWrite(ch)) {
+            void ch.waitForDrain().then(
+              () => this.pump(),
+              () => this.pump(),
+            );
+            return;
+          }
+        }
+      },
+      () => {
+        this.pumping = false; // timed out waiting for a channel: sweep() rejects what is too old
+        setTimeout(() => this.pump(), 100).unref();
+      },
+    );
+  }
+
+  private canWrite(ch: Channel): boolean {
+    return ch.writable;
+  }
+
+  private send(ch: Channel, e: Entry): void {
+    this.inFlight++;
+    const p = this.confirm
+      ? ch.publish(e.exchange, e.routingKey, e.body, e.properties, { mandatory: e.mandatory })
+      : Promise.resolve(
+          ch.basicPublish(e.exchange, e.routingKey, e.body, e.properties, { mandatory: e.mandatory }),
+        ).then(() => undefined);
+    p.then(
+      () => {
+        this.inFlight--;
+        e.resolve();
+        this.releaseCapacity();
+      },
+      (err: Error) => {
+        this.inFlight--;
+        if (this.shouldRepublish(err, e)) {
+          this.retry.push(e); // rejections arrive in sequence order: the original order is kept
+          this.pump();
+        } else {
+          e.reject(err);
+          this.releaseCapacity();
+        }
+      },
+    );
+  }
+
+  /** A closed channel or connection is no verdict on the message: publish it again. */
+  private shouldRepublish(err: Error, e: Entry): boolean {
+    if (!this.republish || this.closedFlag) return false;
+    if (err instanceof PublishNackedError || err instanceof UnroutableError) return false;
+    if (err instanceof ChannelClosedByBroker) {
+      // The broker closed the channel because of one publish (e.g. 404 no exchange 'x'): that one fails.
+      const named = exchangeNamed(err);
+      return named !== undefined && named !== e.exchange;
+    }
+    return (
+      err instanceof ChannelClosedError ||
+      err instanceof ConnectionClosedError ||
+      err instanceof ConnectionError
+    );
+  }
+
+  /** Rejects messages that waited longer than publishTimeout without being sent. */
+  private sweep(): void {
+    const limit = Date.now() - this.timeout;
+    for (const list of [this.retry, this.queue]) {
+      while (list.length > 0 && list[0]!.since < limit) {
+        const e = list.shift()!;
+        e.reject(
+          new TimeoutError(`not sent within ${this.timeout} ms (the client was ${this.describeState()})`),
+        );
+      }
+    }
+    this.releaseCapacity();
+  }
+
+  private describeState(): string {
+    return this.host.blocked ? "blocked by the broker" : "not connected";
+  }
+
+  // ─── outbox relay ───────────────────────────────────────────────────────
+
+  private scheduleRelay(): void {
+    if (!this.outbox || this.relayScheduled || this.closedFlag) return;
+    this.relayScheduled = true;
+    setImmediate(() => {
+      this.relayScheduled = false;
+      void this.relay();
+    });
+  }
+
+  /** Sends stored rows in id order, at most maxInFlight unconfirmed; one pass at a time. */
+  private async relay(): Promise<void> {
+    if (this.relaying) {
+      this.relayAgain = true;
+      return;
+    }
+    this.relaying = true;
+    try {
+      await this.relayPass();
+    } finally {
+      this.relaying = false;
+      if (this.relayAgain) {
+        this.relayAgain = false;
+        this.scheduleRelay();
+      }
+    }
+  }
+
+  private async relayPass(): Promise<void> {
+    const o = this.outbox;
+    if (!o || this.closedFlag) return;
+    const room = this.maxInFlight - this.relayInFlight.size;
+    if (room <= 0) return;
+    let ch: Channel;
+    try {
+      ch = await this.host.channel(this.timeout);
+    } catch {
+      return; // the next "running" state change schedules the relay again
+    }
+    if (this.host.blocked) return;
+    const rows = o.pending(this.relayCursor, room);
+    for (const row of rows) {
+      if (!ch.isOpen) break;
+      this.relayCursor = row.id;
+      this.relayOne(ch, row);
+    }
+    if (rows.length === room) this.scheduleRelay();
+  }
+
+  private relayOne(ch: Channel, row: StoredMessage): void {
+    const o = this.outbox!;
+    this.relayInFlight.add(row.id);
+    ch.publish(row.exchange, row.routingKey, row.body, row.properties, { mandatory: row.mandatory }).then(
+      () => {
+        this.relayInFlight.delete(row.id);
+        o.confirmed(row.id);
+        this.afterRelay();
+      },
+      (err: Error) => {
+        this.relayInFlight.delete(row.id);
+        if (err instanceof PublishNackedError || err instanceof UnroutableError) {
+          o.deadLetter(row.id, `${err.name}: ${err.message}`);
+        } else if (err instanceof ChannelClosedByBroker && exchangeNamed(err) === row.exchange) {
+          o.deadLetter(row.id, `${err.name}: ${err.message}`);
+        } else if (row.id <= this.relayCursor) {
+          // Not confirmed because the channel died: read it again (rows stay until confirmed).
+          this.relayCursor = Math.min(this.relayCursor, row.id - 1);
+        }
+        this.afterRelay();
+      },
+    );
+  }
+
+  private afterRelay(): void {
+    this.scheduleRelay();
+    if (this.relayInFlight.size === 0 && this.idleWaiters.length > 0 && (this.outbox?.count() ?? 0) === 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const r of w) r();
+    }
+  }
+
+  // ─── closing ────────────────────────────────────────────────────────────
+
+  /** Resolves once nothing is pending (or the outbox is empty), bounded by timeout. */
+  whenIdle(timeout: number): Promise<void> {
+    const idle = this.outbox
+      ? this.outbox.count() === 0 && this.relayInFlight.size === 0
+      : this.pending === 0;
+    if (idle) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeout);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Stops: waits (bounded) for what is pending, then rejects what is left with
+   * ClientClosedError. Stored outbox rows stay for the next run.
+   */
+  async close(timeout = 10_000): Promise<void> {
+    if (this.closedFlag) return;
+    await this.whenIdle(timeout);
+    this.closedFlag = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    const err = new ClientClosedError("the client was closed before the message was confirmed");
+    for (const e of [...this.retry, ...this.queue]) e.reject(err);
+    this.retry = [];
+    this.queue = [];
+    for (const w of this.capacityWaiters.splice(0)) w();
+    this.outbox?.close();
+  }
+}
