@@ -47,8 +47,16 @@ export {
   type ConsumerEvents,
   type MessageHandler,
 } from "./client/consumer.js";
+export {
+  normaliseProperties,
+  type OutgoingMessage,
+  Publisher,
+  type PublisherOptions,
+  type PublishProperties,
+} from "./client/publisher.js";
 export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
+export { type DeadLetter, Outbox, type OutboxOptions, type StoredMessage } from "./outbox/outbox.js";
 export {
   Decimal,
   Field,
