@@ -141,7 +141,13 @@ export class Topology {
       r.current = name;
       onRename(key, from, name);
     }
-    for (const b of this.bindings.values()) if (b.queue === key) await this.bind(ch, b);
+    const bindings = [...this.bindings.values()].filter((b) => b.queue === key);
+    // An auto-delete exchange goes when its last binding does: declare the recorded sources again first.
+    for (const b of bindings) {
+      const e = this.exchanges.get(b.exchange);
+      if (e) await declareExchange(ch, e);
+    }
+    for (const b of bindings) await this.bind(ch, b);
     return name;
   }
 
