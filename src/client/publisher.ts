@@ -107,6 +107,8 @@ export class Publisher {
   /** Sent, awaiting a confirm. */
   private inFlight = 0;
   private capacityWaiters: (() => void)[] = [];
+  /** Places handed to woken capacity waiters that have not queued their message yet. */
+  private reserved = 0;
   private pumping = false;
   private closedFlag = false;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -185,7 +187,10 @@ export class Publisher {
       this.scheduleRelay();
       return;
     }
-    if (this.pending >= this.maxInFlight) await this.waitForCapacity();
+    if (this.pending + this.reserved >= this.maxInFlight || this.capacityWaiters.length > 0) {
+      await this.waitForCapacity(); // a place is reserved for us when this resolves
+      this.reserved--;
+    }
     return new Promise<void>((resolve, reject) => {
       this.queue.push({
         exchange: message.exchange,
@@ -212,16 +217,20 @@ export class Publisher {
       }, this.timeout);
       const go = () => {
         clearTimeout(timer);
-        if (this.closedFlag) reject(new ClientClosedError("the publisher is closed"));
-        else resolve();
+        if (this.closedFlag) {
+          this.reserved--;
+          reject(new ClientClosedError("the publisher is closed"));
+        } else resolve();
       };
       this.capacityWaiters.push(go);
     });
   }
 
   private releaseCapacity(): void {
-    while (this.capacityWaiters.length > 0 && this.pending < this.maxInFlight)
+    while (this.capacityWaiters.length > 0 && this.pending + this.reserved < this.maxInFlight) {
+      this.reserved++;
       this.capacityWaiters.shift()!();
+    }
     if (this.pending === 0 && this.idleWaiters.length > 0) {
       const w = this.idleWaiters;
       this.idleWaiters = [];
@@ -238,6 +247,10 @@ export class Publisher {
       (ch) => {
         this.pumping = false;
         if (this.host.blocked) return; // resumed by the next state change
+        if (!ch.isOpen) {
+          setTimeout(() => this.pump(), 50).unref(); // it is being reopened
+          return;
+        }
         while (ch.isOpen && (this.retry.length > 0 || this.queue.length > 0)) {
           const e = this.retry.length > 0 ? this.retry.shift()! : this.queue.shift()!;
           this.send(ch, e);
