@@ -6,13 +6,13 @@
 export interface BackoffOptions {
   /** First ceiling in ms (default 100). */
   initial: number;
-  /** Largest ceiling in ms (default 10000). */
+  /** Largest ceiling in ms (default 2000). */
   max: number;
   /** Growth per attempt (default 2). */
   multiplier: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffOptions = { initial: 100, max: 10_000, multiplier: 2 };
+export const DEFAULT_BACKOFF: BackoffOptions = { initial: 100, max: 2_000, multiplier: 2 };
 
 /** Delay in ms before retry number `attempt` (0-based); `random` returns [0, 1). */
 export function backoffDelay(attempt: number, o: BackoffOptions, random: () => number): number {

@@ -49,7 +49,7 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   urls?: string[];
   /** One broker (same as urls: [url]). Default: $AMQP_URL or amqp://guest:guest@127.0.0.1:5672/. */
   url?: string;
-  /** Reconnect backoff: full jitter, ceiling initial × multiplier^n up to max (ms). Default 100, 10000, 2. */
+  /** Reconnect backoff: full jitter, ceiling initial × multiplier^n up to max (ms). Default 100, 2000, 2. */
   reconnect?: Partial<BackoffOptions>;
   /** At most maxRestarts recoveries of an open connection within withinMs, then `failed`. Default 10 in 30 s. */
   restartIntensity?: Partial<IntensityOptions>;
