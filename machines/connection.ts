@@ -167,9 +167,22 @@ export const connectionMachine = setup({
             src: "restore",
             onDone: "running",
             onError: [
-              { guard: "restoreFatal", target: "#connection.failed", actions: "setRestoreError" },
-              // A restore that failed (e.g. the connection dropped meanwhile) is a lost connection.
-              { target: "#connection.recovering", actions: ["setRestoreError", "countRestart"] },
+              {
+                guard: "restoreFatal",
+                target: "#connection.failed",
+                actions: ["setRestoreError", "clearBlocked"],
+              },
+              // A restore that failed (e.g. the connection dropped meanwhile) is a lost connection,
+              // bounded by the same restart intensity as LOST.
+              {
+                guard: "intensityExceeded",
+                target: "#connection.failed",
+                actions: ["intensityError", "clearBlocked"],
+              },
+              {
+                target: "#connection.recovering",
+                actions: ["setRestoreError", "countRestart", "clearBlocked"],
+              },
             ],
           },
           on: { BLOCKED: { actions: "setBlocked" }, UNBLOCKED: { actions: "clearBlocked" } },
