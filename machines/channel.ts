@@ -44,7 +44,11 @@ export interface ChannelContext {
 export type ChannelEvent =
   | { type: "CONNECTED" }
   | { type: "CONNECTION_LOST" }
-  | { type: "CHANNEL_CLOSED"; error: LifecycleError }
+  /**
+   * `caller`: the broker closed the channel because of what the application asked (e.g. a publish
+   * to a missing exchange): it is reopened, but it does not count toward the restart intensity.
+   */
+  | { type: "CHANNEL_CLOSED"; error: LifecycleError; caller?: boolean }
   | { type: "FLOW"; active: boolean }
   | { type: "CLOSE" };
 
@@ -61,8 +65,9 @@ export const channelMachine = setup({
   guards: {
     connected: ({ context }) => context.connected,
     giveUp: ({ context, event }) =>
-      (event.type === "CHANNEL_CLOSED" && event.error.recoverable === false) ||
-      intensityExceeded(context.restarts, context.now(), context.intensity),
+      event.type === "CHANNEL_CLOSED" &&
+      (event.error.recoverable === false ||
+        (!event.caller && intensityExceeded(context.restarts, context.now(), context.intensity))),
     openFailedFatal: ({ context, event }) =>
       (event as { error?: LifecycleError }).error?.recoverable === false ||
       intensityExceeded(context.restarts, context.now(), context.intensity),
@@ -74,7 +79,10 @@ export const channelMachine = setup({
     restart: assign({
       error: ({ event }) => (event as { error?: LifecycleError }).error,
       attempt: ({ context }) => context.attempt + 1,
-      restarts: ({ context }) => recordRestart(context.restarts, context.now(), context.intensity),
+      restarts: ({ context, event }) =>
+        event.type === "CHANNEL_CLOSED" && event.caller
+          ? context.restarts
+          : recordRestart(context.restarts, context.now(), context.intensity),
     }),
     setError: assign({ error: ({ event }) => (event as { error?: LifecycleError }).error }),
   },

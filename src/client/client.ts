@@ -98,7 +98,13 @@ class ManagedChannel {
             if (this.channel !== ch) return;
             this.channel = undefined;
             if (err instanceof ChannelClosedByBroker || err instanceof RpcTimeoutError) {
-              this.actor.send({ type: "CHANNEL_CLOSED", error: err });
+              // Refused publishes and declares are the caller's: they reopen the channel without
+              // counting toward its restart intensity (which would end in a connection restart).
+              const caller =
+                err instanceof ChannelClosedByBroker &&
+                err.methodName !== undefined &&
+                /^(basic\.publish|exchange\.|queue\.)/.test(err.methodName);
+              this.actor.send({ type: "CHANNEL_CLOSED", error: err, caller });
             }
           });
           ch.on("flow", (active) => this.actor.send({ type: "FLOW", active }));

@@ -1,0 +1,62 @@
+/** A channel the broker closed because of the caller's request is reopened without counting toward its intensity. */
+import { describe, expect, it } from "vitest";
+import { createActor, fromPromise, SimulatedClock } from "xstate";
+import { channelMachine } from "../../machines/channel.js";
+import { ChannelClosedByBroker } from "../../src/errors.js";
+
+const notFound = () =>
+  new ChannelClosedByBroker({
+    replyCode: 404,
+    replyText: "NOT_FOUND - no exchange 'x'",
+    classId: 60,
+    methodId: 40,
+  });
+
+function start() {
+  const clock = new SimulatedClock();
+  const machine = channelMachine.provide({
+    actors: { open: fromPromise(async () => undefined), close: fromPromise(async () => undefined) },
+  });
+  const actor = createActor(machine, {
+    clock,
+    input: {
+      connected: true,
+      intensity: { maxRestarts: 2, withinMs: 60_000 },
+      now: () => 0,
+      random: () => 0,
+    },
+  });
+  actor.start();
+  return { actor, clock };
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+}
+
+describe("channel machine: closes the caller caused", () => {
+  it("reopen for ever without escalating", async () => {
+    const { actor, clock } = start();
+    for (let i = 0; i < 10; i++) {
+      await settle();
+      expect(actor.getSnapshot().matches("open")).toBe(true);
+      actor.send({ type: "CHANNEL_CLOSED", error: notFound(), caller: true });
+      expect(actor.getSnapshot().value).toBe("reopening");
+      clock.increment(1);
+    }
+    expect(actor.getSnapshot().context.restarts).toEqual([]);
+  });
+
+  it("other closes count and, past the intensity, give up", async () => {
+    const { actor, clock } = start();
+    for (let i = 0; i < 2; i++) {
+      await settle();
+      actor.send({ type: "CHANNEL_CLOSED", error: notFound() });
+      expect(actor.getSnapshot().value).toBe("reopening");
+      clock.increment(1);
+    }
+    await settle();
+    actor.send({ type: "CHANNEL_CLOSED", error: notFound() });
+    expect(actor.getSnapshot().value).toBe("failed");
+  });
+});
