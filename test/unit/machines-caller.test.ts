@@ -15,7 +15,10 @@ const notFound = () =>
 function start() {
   const clock = new SimulatedClock();
   const machine = channelMachine.provide({
-    actors: { open: fromPromise(async () => undefined), close: fromPromise(async () => undefined) },
+    actors: {
+      open: fromPromise<void>(async () => undefined),
+      close: fromPromise<void>(async () => undefined),
+    },
   });
   const actor = createActor(machine, {
     clock,
