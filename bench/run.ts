@@ -1,6 +1,9 @@
 /**
  * Throughput and client CPU cost of warren against amqplib, rabbitmq-client and
- * @cloudamqp/amqp-client, in one run against the same broker.
+ * @cloudamqp/amqp-client, in one run against the same broker. warren is measured three
+ * ways: "warren" (the low-level Connection/Channel API), "warren-client" (the supervised
+ * client: its publishers and consumers) and "warren-outbox" (the supervised client
+ * publishing through its durable SQLite outbox; confirm workload only).
  *
  *   npx tsx bench/run.ts [--reps N] [--quick] [--clients a,b] [--workloads w,x]
  *                        [--frame-max N|default] [--cpu-prof] [--write | --no-write]
@@ -11,6 +14,9 @@
  *   confirm   30 000 × 256 B with confirms, at most 1000 unconfirmed
  *   consume   50 000 × 256 B pre-filled (untimed), consumed with prefetch 1000, each acked
  *   large       300 × 1 MiB with confirms (≤ 50 unconfirmed), then consumed (prefetch 50)
+ *
+ * A client that does not run a workload (CLIENT_WORKLOADS in clients/types.ts) is shown
+ * as n/a. "Best peer" is the best of the three other libraries.
  *
  * Each (client, workload, repetition) runs in a fresh forked process (bench/worker.ts)
  * that warms up on the same code path before its timed phase; the order of clients
@@ -32,7 +38,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Channel, Connection } from "../src/index.js";
 import { pump, WRITE_WINDOW } from "./clients/pump.js";
-import { CLIENT_NAMES, type ClientName } from "./clients/types.js";
+import { CLIENT_NAMES, type ClientName, PEERS, runsWorkload } from "./clients/types.js";
 import {
   type Job,
   PHASES_OF,
@@ -88,6 +94,8 @@ const LARGE_PREFETCH = 50;
  */
 const CLIENT_FRAME_MAX: Record<ClientName, number> = {
   warren: 131_072,
+  "warren-client": 131_072,
+  "warren-outbox": 131_072,
   amqplib: 131_072,
   "rabbitmq-client": 8192,
   "@cloudamqp/amqp-client": 8192,
@@ -106,7 +114,7 @@ interface Args {
 
 function usage(): never {
   console.error(
-    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,amqplib,...] [--workloads publish,confirm,consume,large] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
+    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,warren-client,warren-outbox,amqplib,...] [--workloads publish,confirm,consume,large] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
   );
   process.exit(2);
 }
@@ -301,6 +309,8 @@ interface Sample {
 interface Summary {
   phase: Phase;
   client: ClientName;
+  /** False when the client does not run this workload (n/a). */
+  applicable: boolean;
   samples: Sample[];
   failures: string[];
   msgsPerSec: number | null;
@@ -339,9 +349,10 @@ interface Ratios {
   bestCpuPeer: ClientName | null;
 }
 
-function ratios(rows: Summary[]): Ratios {
-  const w = rows.find((r) => r.client === "warren");
-  const peers = rows.filter((r) => r.client !== "warren");
+/** `subject` ÷ the best of the other libraries (throughput), best ÷ subject (CPU). */
+function ratios(rows: Summary[], subject: ClientName = "warren"): Ratios {
+  const w = rows.find((r) => r.client === subject);
+  const peers = rows.filter((r) => PEERS.includes(r.client));
   let bt: Summary | undefined;
   let bc: Summary | undefined;
   for (const p of peers) {
@@ -356,66 +367,135 @@ function ratios(rows: Summary[]): Ratios {
   };
 }
 
+function fmtRatio(x: number | null, vs: ClientName | null): string {
+  return x === null ? "—" : `${x.toFixed(2)}×${vs ? ` (vs ${vs})` : ""}`;
+}
+
+/** The ratio columns: the low-level warren, and the supervised client when it was run, vs the best peer. */
+function ratioSubjects(clients: ClientName[]): ClientName[] {
+  if (!clients.some((c) => PEERS.includes(c))) return [];
+  return (["warren", "warren-client"] as const).filter((c) => clients.includes(c));
+}
+
 function table(summaries: Summary[], phases: Phase[], clients: ClientName[], sizes: Sizes): string {
-  const hasPeers = clients.some((c) => c !== "warren") && clients.includes("warren");
-  const head = ["Workload", "Metric", ...clients.map((c) => (c === "warren" ? "**warren**" : c))];
-  if (hasPeers) head.push("warren vs best peer");
+  const subjects = ratioSubjects(clients);
+  const head = [
+    "Workload",
+    "Metric",
+    ...clients.map((c) => (c === "warren" ? "**warren**" : c)),
+    ...subjects.map((c) => `${c} vs best peer`),
+  ];
   const lines = [`| ${head.join(" | ")} |`, `|${head.map((_, i) => (i < 2 ? "---" : "---:")).join("|")}|`];
   for (const ph of phases) {
     const rows = clients.map((c) => summaries.find((s) => s.phase === ph && s.client === c)!);
-    const r = ratios(rows);
+    const rs = subjects.map((c) => ratios(rows, c));
     const large = ph.startsWith("large");
     const cell = (s: Summary, v: number | null, d: number) =>
-      s.failures.length && v === null ? "failed" : fmtNum(v, d) + (s.failures.length ? "*" : "");
+      !s.applicable
+        ? "n/a"
+        : s.failures.length && v === null
+          ? "failed"
+          : fmtNum(v, d) + (s.failures.length ? "*" : "");
+    const row = (metric: string, cells: string[], extra: string[]) =>
+      `| ${[metric, ...cells, ...extra].join(" | ")} |`;
     const tput = rows.map((s) => cell(s, s.msgsPerSec, large ? 1 : 0));
-    const ratioT = r.throughput === null ? "—" : `${r.throughput.toFixed(2)}× (vs ${r.bestThroughputPeer})`;
-    const ratioC = r.cpu === null ? "—" : `${r.cpu.toFixed(2)}× (vs ${r.bestCpuPeer})`;
     lines.push(
-      `| ${PHASE_LABEL[ph](sizes)} | msgs/s | ${tput.join(" | ")}${hasPeers ? ` | ${ratioT} |` : " |"}`,
+      `| ${PHASE_LABEL[ph](sizes)} ${row(
+        "msgs/s",
+        tput,
+        rs.map((r) => fmtRatio(r.throughput, r.bestThroughputPeer)),
+      )}`,
     );
     if (large) {
       const mb = rows.map((s) => cell(s, s.mbPerSec, 1));
-      lines.push(`| | MB/s | ${mb.join(" | ")}${hasPeers ? " | |" : " |"}`);
+      lines.push(
+        `| ${row(
+          "MB/s",
+          mb,
+          subjects.map(() => ""),
+        )}`,
+      );
     }
     const cpu = rows.map((s) => cell(s, s.cpuUsPerMsg, large ? 0 : 2));
-    lines.push(`| | CPU µs/msg | ${cpu.join(" | ")}${hasPeers ? ` | ${ratioC} |` : " |"}`);
+    lines.push(
+      `| ${row(
+        "CPU µs/msg",
+        cpu,
+        rs.map((r) => fmtRatio(r.cpu, r.bestCpuPeer)),
+      )}`,
+    );
   }
   return lines.join("\n");
 }
 
+interface HeadlineRatios {
+  /** warren-client ÷ best peer on confirmed publishing (throughput; CPU best peer ÷ warren-client). */
+  clientVsBestPeer: Ratios | null;
+  /** warren-client ÷ low-level warren on confirmed publishing (throughput; CPU warren ÷ warren-client). */
+  clientVsWarren: { throughput: number | null; cpu: number | null } | null;
+  /** warren-outbox ÷ warren-client confirmed throughput (target ≥ 0.5), and CPU warren-client ÷ warren-outbox. */
+  outboxVsClient: { throughput: number | null; cpu: number | null } | null;
+}
+
+function div(a: number | null | undefined, b: number | null | undefined): number | null {
+  return a != null && b ? a / b : null;
+}
+
+function headlineRatios(summaries: Summary[], clients: ClientName[]): HeadlineRatios {
+  const at = (c: ClientName) => summaries.find((s) => s.phase === "confirm" && s.client === c);
+  const w = at("warren");
+  const wc = at("warren-client");
+  const wo = at("warren-outbox");
+  const rows = clients.map((c) => at(c)).filter((s): s is Summary => s !== undefined);
+  return {
+    clientVsBestPeer: wc && clients.some((c) => PEERS.includes(c)) ? ratios(rows, "warren-client") : null,
+    clientVsWarren:
+      wc && w
+        ? { throughput: div(wc.msgsPerSec, w.msgsPerSec), cpu: div(w.cpuUsPerMsg, wc.cpuUsPerMsg) }
+        : null,
+    outboxVsClient:
+      wo && wc
+        ? { throughput: div(wo.msgsPerSec, wc.msgsPerSec), cpu: div(wc.cpuUsPerMsg, wo.cpuUsPerMsg) }
+        : null,
+  };
+}
+
+function headlineLines(h: HeadlineRatios): string[] {
+  const out: string[] = [];
+  const f = (x: number | null) => (x === null ? "—" : `${x.toFixed(2)}×`);
+  if (h.clientVsBestPeer)
+    out.push(
+      `- Confirms, warren-client vs best peer: throughput ${fmtRatio(h.clientVsBestPeer.throughput, h.clientVsBestPeer.bestThroughputPeer)}, ` +
+        `CPU/msg ${fmtRatio(h.clientVsBestPeer.cpu, h.clientVsBestPeer.bestCpuPeer)} (above 1× means warren-client is ahead).`,
+    );
+  if (h.clientVsWarren)
+    out.push(
+      `- Confirms, warren-client vs the low-level warren: throughput ${f(h.clientVsWarren.throughput)}, ` +
+        `CPU/msg ${f(h.clientVsWarren.cpu)} (warren ÷ warren-client; below 1× is the cost of the supervised layer).`,
+    );
+  if (h.outboxVsClient)
+    out.push(
+      `- Confirms, warren-outbox ÷ warren-client: throughput ${f(h.outboxVsClient.throughput)} (target ≥ 0.50×), ` +
+        `CPU/msg ${f(h.outboxVsClient.cpu)} (warren-client ÷ warren-outbox).`,
+    );
+  return out;
+}
+
 /** Lowest and highest repetition, to show how much the medians can be trusted. */
 function spreadTable(summaries: Summary[], phases: Phase[], clients: ClientName[], sizes: Sizes): string {
-  const head = ["Workload", ...clients.map((c) => `${c} msgs/s`), ...clients.map((c) => `${c} CPU µs/msg`)];
-  const lines = [
-    `| ${head.join(" | ")} |`,
-    `|---|${head
-      .slice(1)
-      .map(() => "---:")
-      .join("|")}|`,
-  ];
+  const head = ["Workload", "Metric", ...clients];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map((_, i) => (i < 2 ? "---" : "---:")).join("|")}|`];
   const range = (xs: number[], d: number) =>
     xs.length === 0 ? "—" : `${fmtNum(Math.min(...xs), d)}–${fmtNum(Math.max(...xs), d)}`;
   for (const ph of phases) {
     const rows = clients.map((c) => summaries.find((s) => s.phase === ph && s.client === c)!);
-    const ok = rows.map((r) => r.samples.filter((x) => x.verified));
     const large = ph.startsWith("large");
-    lines.push(
-      `| ${PHASE_LABEL[ph](sizes)} | ${ok
-        .map((xs) =>
-          range(
-            xs.map((x) => x.msgsPerSec),
-            large ? 1 : 0,
-          ),
-        )
-        .join(" | ")} | ${ok
-        .map((xs) =>
-          range(
-            xs.map((x) => x.cpuUsPerMsg),
-            large ? 0 : 2,
-          ),
-        )
-        .join(" | ")} |`,
-    );
+    const cells = (pick: (x: Sample) => number, d: number) =>
+      rows
+        .map((r) => (r.applicable ? range(r.samples.filter((x) => x.verified).map(pick), d) : "n/a"))
+        .join(" | ");
+    lines.push(`| ${PHASE_LABEL[ph](sizes)} | msgs/s | ${cells((x) => x.msgsPerSec, large ? 1 : 0)} |`);
+    lines.push(`| | CPU µs/msg | ${cells((x) => x.cpuUsPerMsg, large ? 0 : 2)} |`);
   }
   return lines.join("\n");
 }
@@ -451,6 +531,7 @@ async function main(): Promise<void> {
       summaries.push({
         phase: ph,
         client: c,
+        applicable: runsWorkload(c, WORKLOADS.find((w) => PHASES_OF[w].includes(ph))!),
         samples: [],
         failures: [],
         msgsPerSec: null,
@@ -475,6 +556,7 @@ async function main(): Promise<void> {
       for (const workload of args.workloads) {
         for (let position = 0; position < order.length && !interrupted; position++) {
           const client = order[position]!;
+          if (!runsWorkload(client, workload)) continue;
           await runOne(
             admin,
             { client, workload, rep, position, sizes, profileDir, phaseTimeoutMs, frameMax: args.frameMax },
@@ -497,14 +579,17 @@ async function main(): Promise<void> {
 
   const totalSec = (Date.now() - started) / 1000;
   const md = table(summaries, phases, args.clients, sizes);
+  const headline = headlineRatios(summaries, args.clients);
+  const headlines = headlineLines(headline);
   const spread = args.reps > 1 ? spreadTable(summaries, phases, args.clients, sizes) : undefined;
   console.log(`\n${md}\n`);
+  if (headlines.length) console.log(`${headlines.join("\n")}\n`);
   if (spread) console.log(`Range over the ${args.reps} repetitions:\n\n${spread}\n`);
   console.log(
     "msgs/s: median over repetitions; CPU µs/msg: the client process's user+system CPU time over the timed phase ÷ messages.",
   );
   console.log(
-    "warren vs best peer: throughput warren ÷ best peer, CPU best peer ÷ warren (above 1 = warren ahead).",
+    "X vs best peer: throughput X ÷ best peer, CPU best peer ÷ X (above 1 = X ahead); peers: amqplib, rabbitmq-client, @cloudamqp/amqp-client.",
   );
   const failed = summaries.flatMap((s) => s.failures.map((f) => `${s.client} ${s.phase}: ${f}`));
   if (failed.length)
@@ -540,19 +625,27 @@ async function main(): Promise<void> {
     const results = summaries.map((s) => ({
       phase: s.phase,
       client: s.client,
+      ...(s.applicable ? {} : { notApplicable: true }),
       median: { msgsPerSec: s.msgsPerSec, mbPerSec: s.mbPerSec, cpuUsPerMsg: s.cpuUsPerMsg },
       samples: s.samples,
       failures: s.failures,
     }));
-    const ratioList = phases.map((ph) => ({
-      phase: ph,
-      ...ratios(args.clients.map((c) => summaries.find((s) => s.phase === ph && s.client === c)!)),
-    }));
+    const ratioList = phases.map((ph) => {
+      const rows = args.clients.map((c) => summaries.find((s) => s.phase === ph && s.client === c)!);
+      return {
+        phase: ph,
+        ...ratios(rows),
+        ...(args.clients.includes("warren-client") ? { warrenClient: ratios(rows, "warren-client") } : {}),
+      };
+    });
     writeFileSync(
       join(HERE, "results.json"),
-      `${JSON.stringify({ meta, results, ratios: ratioList }, null, 2)}\n`,
+      `${JSON.stringify({ meta, results, ratios: ratioList, confirm: headline }, null, 2)}\n`,
     );
-    const versions = args.clients.map((c) => `${c} ${versionOf(c)}`).join(", ");
+    const versions = args.clients
+      .filter((c) => c === "warren" || !c.startsWith("warren"))
+      .map((c) => `${c} ${versionOf(c)}`)
+      .join(", ");
     const doc = [
       "# Benchmark results",
       "",
@@ -565,12 +658,21 @@ async function main(): Promise<void> {
       "",
       md,
       "",
+      ...headlines,
+      "",
       "- msgs/s: messages ÷ wall time of the timed phase. Publishing without confirms ends once the broker has " +
         "answered a queue.declare sent after the last message on the same channel; the queue's message count is " +
         "then checked. Confirmed publishing ends at the last confirm; consuming at a round trip after the last ack.",
       "- CPU µs/msg: user + system CPU time of the client's process (`process.cpuUsage()`) over the timed phase ÷ " +
         "messages. The broker runs on the same cores, so throughput is partly the broker's; CPU/msg is the client's alone.",
-      "- warren vs best peer: throughput warren ÷ the fastest peer, CPU the most frugal peer ÷ warren; above 1× means warren is ahead.",
+      "- Clients: **warren** is the low-level API (`Connection.open()`, channels); warren-client the supervised client " +
+        "(`connect()`): `client.publisher({ confirm: false })` without confirms, `client.publisher({ maxInFlight })` with " +
+        "them (every message handed to `publish()` at once, the publisher bounding what is in flight, all promises " +
+        "awaited), `client.consume()` with an async handler; warren-outbox the same client publishing through " +
+        '`client.publisher({ maxInFlight, outbox: { path, synchronous: "FULL" } })` into a fresh SQLite file, timed until ' +
+        "every message is stored, relayed and confirmed (`pub.stored === 0`); n/a: not run (the outbox has only the confirm workload).",
+      "- X vs best peer: throughput X ÷ the fastest of amqplib, rabbitmq-client and @cloudamqp/amqp-client, CPU the most " +
+        "frugal of them ÷ X; above 1× means X is ahead.",
       `- frame_max: ${
         args.frameMax === undefined
           ? "each client's default (warren and amqplib 131072, rabbitmq-client and @cloudamqp/amqp-client 8192)"
@@ -701,8 +803,9 @@ function sample(
 
 function versionOf(c: ClientName): string {
   try {
-    const path =
-      c === "warren" ? join(HERE, "..", "package.json") : join(HERE, "..", "node_modules", c, "package.json");
+    const path = c.startsWith("warren")
+      ? join(HERE, "..", "package.json")
+      : join(HERE, "..", "node_modules", c, "package.json");
     return (JSON.parse(readFileSync(path, "utf8")) as { version: string }).version;
   } catch {
     return "?";

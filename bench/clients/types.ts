@@ -8,6 +8,8 @@
  * with a synchronous round trip on the publishing channel (or the last
  * confirm), consumes with one after the last ack.
  */
+import type { Workload } from "../jobs.js";
+
 export interface OpenOptions {
   url: string;
   /** Negotiated frame_max to ask for; undefined keeps the client's default. */
@@ -36,20 +38,49 @@ export interface BenchClient {
   close(): Promise<void>;
 }
 
-export type ClientName = "warren" | "amqplib" | "rabbitmq-client" | "@cloudamqp/amqp-client";
+export type ClientName =
+  | "warren"
+  | "warren-client"
+  | "warren-outbox"
+  | "amqplib"
+  | "rabbitmq-client"
+  | "@cloudamqp/amqp-client";
 
+/**
+ * "warren" is the low-level Connection/Channel API, "warren-client" the supervised client
+ * (`connect()`, its publishers and consumers), "warren-outbox" the supervised client
+ * publishing through its durable SQLite outbox.
+ */
 export const CLIENT_NAMES: readonly ClientName[] = [
   "warren",
+  "warren-client",
+  "warren-outbox",
   "amqplib",
   "rabbitmq-client",
   "@cloudamqp/amqp-client",
 ];
+
+/** The other libraries: "best peer" is the best of these. */
+export const PEERS: readonly ClientName[] = ["amqplib", "rabbitmq-client", "@cloudamqp/amqp-client"];
+
+/** Clients that run only some workloads (the rest are reported as n/a); absent: all. */
+export const CLIENT_WORKLOADS: Partial<Record<ClientName, readonly Workload[]>> = {
+  "warren-outbox": ["confirm"],
+};
+
+export function runsWorkload(client: ClientName, workload: Workload): boolean {
+  return CLIENT_WORKLOADS[client]?.includes(workload) ?? true;
+}
 
 /** Loads only the module of the client asked for, so a worker holds one library. */
 export async function loadClient(name: ClientName): Promise<BenchClient> {
   switch (name) {
     case "warren":
       return new (await import("./warren.js")).WarrenClient();
+    case "warren-client":
+      return new (await import("./warren-client.js")).WarrenClientClient();
+    case "warren-outbox":
+      return new (await import("./warren-outbox.js")).WarrenOutboxClient();
     case "amqplib":
       return new (await import("./amqplib.js")).AmqplibClient();
     case "rabbitmq-client":

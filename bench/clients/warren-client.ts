@@ -1,0 +1,85 @@
+/**
+ * warren's supervised client (`connect()`), driven the way its README suggests: publishers
+ * from `client.publisher()` (which bound what is in flight and wait for the socket to
+ * drain themselves, so every message is handed over at once and all promises awaited), and
+ * `client.consume()` with an async handler (acked once it resolves).
+ *
+ * The publisher's and the consumer's channels are the client's own, so the round trip that
+ * ends an unconfirmed publish goes over a separate raw channel of the same connection (the
+ * broker has then read every byte sent before it); a consume ends with consumer.cancel(),
+ * whose basic.cancel and channel.close follow the last ack on the consumer's channel.
+ */
+import {
+  type Channel,
+  type Client,
+  type ClientOptions,
+  type ConsumedMessage,
+  connect,
+  type Publisher,
+} from "../../src/index.js";
+import type { BenchClient, OpenOptions } from "./types.js";
+
+export class WarrenClientClient implements BenchClient {
+  readonly name: string = "warren-client";
+  protected client!: Client;
+  private plain: Publisher | undefined;
+  private confirmed = new Map<number, Publisher>();
+  private sync: Channel | undefined;
+
+  async open(o: OpenOptions): Promise<void> {
+    const opts: ClientOptions = { url: o.url };
+    if (o.frameMax !== undefined) opts.frameMax = o.frameMax;
+    this.client = connect(opts);
+    await this.client.ready();
+  }
+
+  async publish(queue: string, body: Buffer, count: number): Promise<void> {
+    this.plain ??= this.client.publisher({ confirm: false });
+    await publishAll(this.plain, queue, body, count);
+    // The client exposes no channel of its publisher: a round trip on another channel of the
+    // same connection shows the broker has read everything written before it.
+    if (!this.sync?.isOpen) {
+      const conn = this.client.connection;
+      if (!conn) throw new Error("the client has no connection");
+      this.sync = await conn.openChannel();
+    }
+    await this.sync.queueDeclare({ queue, passive: true });
+  }
+
+  async publishConfirmed(queue: string, body: Buffer, count: number, maxInFlight: number): Promise<void> {
+    let pub = this.confirmed.get(maxInFlight);
+    if (!pub) {
+      pub = this.client.publisher({ maxInFlight, confirm: true });
+      this.confirmed.set(maxInFlight, pub);
+    }
+    await publishAll(pub, queue, body, count);
+  }
+
+  async consume(queue: string, count: number, prefetch: number, bodySize: number): Promise<void> {
+    let received = 0;
+    let consumer: ReturnType<Client["consume"]> | undefined;
+    await new Promise<void>((resolve, reject) => {
+      consumer = this.client.consume({ queue, prefetch }, async (m: ConsumedMessage) => {
+        if (m.body.length !== bodySize) reject(new Error(`body of ${m.body.length} bytes, not ${bodySize}`));
+        // The ack follows this handler's promise; cancel() below is sent after it.
+        if (++received === count) setImmediate(resolve);
+      });
+      consumer.on("state", ({ to, error }) => {
+        if (to === "failed") reject(error ?? new Error("the consumer failed"));
+      });
+    });
+    await consumer!.cancel();
+  }
+
+  async close(): Promise<void> {
+    if (this.sync?.isOpen) await this.sync.close();
+    await this.client.close();
+  }
+}
+
+/** Hands every message to the publisher at once and waits for all of them. */
+function publishAll(pub: Publisher, queue: string, body: Buffer, count: number): Promise<unknown> {
+  const all: Promise<void>[] = new Array(count);
+  for (let i = 0; i < count; i++) all[i] = pub.publish({ exchange: "", routingKey: queue, body });
+  return Promise.all(all);
+}
