@@ -21,6 +21,7 @@ import {
   ChannelClosedByBroker,
   ChannelClosedError,
   ClientClosedError,
+  ConfigError,
   ConnectionClosedError,
   ConnectionError,
   PublishNackedError,
@@ -158,7 +159,7 @@ export class Publisher {
     drop(id: number): void;
   } {
     const o = this.outbox;
-    if (!o) throw new ClientClosedError("dead letters need an outbox");
+    if (!o) throw new ConfigError("dead letters need an outbox: client.publisher({ outbox: { path } })");
     return {
       list: (limit = 100) => o.deadLetters(limit),
       retry: (id) => {
@@ -231,7 +232,8 @@ export class Publisher {
       this.reserved++;
       this.capacityWaiters.shift()!();
     }
-    if (this.pending === 0 && this.idleWaiters.length > 0) {
+    // With an outbox, idle means the outbox is empty (afterRelay), not an empty queue.
+    if (!this.outbox && this.pending === 0 && this.idleWaiters.length > 0) {
       const w = this.idleWaiters;
       this.idleWaiters = [];
       for (const r of w) r();
@@ -410,7 +412,10 @@ export class Publisher {
 
   private afterRelay(): void {
     this.scheduleRelay();
-    if (this.relayInFlight.size === 0 && this.idleWaiters.length > 0 && (this.outbox?.count() ?? 0) === 0) {
+    if (this.relayInFlight.size === 0 && this.idleWaiters.length > 0) {
+      // Deletes of confirmed rows are group committed later: commit them now, or count() still has them.
+      this.outbox?.flush();
+      if ((this.outbox?.count() ?? 0) > 0) return;
       const w = this.idleWaiters;
       this.idleWaiters = [];
       for (const r of w) r();
