@@ -580,24 +580,52 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     properties?: BasicProperties,
     options?: PublishOptions,
   ): Promise<void> {
-    try {
-      this.checkOpen();
-      const buf = typeof body === "string" ? Buffer.from(body) : body;
-      this.writeContent(exchange, routingKey, buf, properties, options);
-      if (!this.confirmMode) return this.waitForDrain();
-      return new Promise<void>((resolve, reject) => {
-        const p: Pending = { resolve, reject };
-        if (options?.mandatory) {
-          p.exchange = exchange;
-          p.routingKey = routingKey;
-          p.messageId = properties?.messageId;
-          p.body = buf;
-        }
-        this.confirms.add(p);
-      });
-    } catch (e) {
-      return Promise.reject(e);
+    if (!this.confirmMode) {
+      try {
+        this.publishTo(exchange, routingKey, body, properties, options, undefined);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return this.waitForDrain();
     }
+    return new Promise<void>((resolve, reject) => {
+      try {
+        this.publishTo(exchange, routingKey, body, properties, options, { resolve, reject });
+      } catch (e) {
+        reject(e);
+      }
+    });
+  }
+
+  /**
+   * Publishes and, in confirm mode, settles `sink` on the broker's answer (as `publish()`
+   * does its promise, without allocating one). Throws when the channel is closed or the
+   * message cannot be encoded.
+   */
+  publishTo(
+    exchange: string,
+    routingKey: string,
+    body: Body,
+    properties: BasicProperties | undefined,
+    options: PublishOptions | undefined,
+    sink: { resolve: () => void; reject: (e: Error) => void } | undefined,
+  ): void {
+    this.checkOpen();
+    const buf = typeof body === "string" ? Buffer.from(body) : body;
+    this.writeContent(exchange, routingKey, buf, properties, options);
+    if (!this.confirmMode) return;
+    if (sink === undefined) {
+      this.confirms.add(undefined);
+      return;
+    }
+    const p: Pending = { resolve: sink.resolve, reject: sink.reject };
+    if (options?.mandatory) {
+      p.exchange = exchange;
+      p.routingKey = routingKey;
+      p.messageId = properties?.messageId;
+      p.body = buf;
+    }
+    this.confirms.add(p);
   }
 
   /** False while the connection's write buffer is over its high-water mark. */

@@ -30,6 +30,7 @@ import {
 } from "../errors.js";
 import { type DeadLetter, Outbox, type OutboxOptions, type StoredMessage } from "../outbox/outbox.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
+import { Deque } from "./deque.js";
 
 export interface PublishProperties extends BasicProperties {
   /** Shorthand for deliveryMode 2 (true) or 1 (false). */
@@ -81,6 +82,8 @@ interface Entry {
   since: number;
   /** Outbox row id. */
   rowId?: number;
+  /** Settles this entry from the channel's confirm tracking. */
+  sink: { resolve: () => void; reject: (e: Error) => void };
 }
 
 /** Fills in message-id and delivery mode. */
@@ -107,9 +110,8 @@ export class Publisher {
   private retry: Entry[] = [];
   /** Sent, awaiting a confirm. */
   private inFlight = 0;
-  private capacityWaiters: (() => void)[] = [];
-  /** Places handed to woken capacity waiters that have not queued their message yet. */
-  private reserved = 0;
+  /** Accepted past maxInFlight, oldest first: moved to the queue as room frees (publishTimeout applies). */
+  private backlog = new Deque<Entry>();
   private pumping = false;
   private closedFlag = false;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -174,26 +176,30 @@ export class Publisher {
    * Publishes. Without an outbox: resolves on the broker's confirm. With one: resolves once
    * the message is durably stored (it is then delivered at least once).
    */
-  async publish(message: OutgoingMessage): Promise<void> {
-    if (this.closedFlag || this.host.closed) throw new ClientClosedError("the publisher is closed");
-    const properties = normaliseProperties(message.properties);
+  publish(message: OutgoingMessage): Promise<void> {
+    if (this.closedFlag || this.host.closed)
+      return Promise.reject(new ClientClosedError("the publisher is closed"));
+    let properties: BasicProperties;
+    try {
+      properties = normaliseProperties(message.properties);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (this.outbox) {
-      await this.outbox.append({
-        exchange: message.exchange,
-        routingKey: message.routingKey,
-        mandatory: message.mandatory ?? false,
-        properties,
-        body: typeof message.body === "string" ? Buffer.from(message.body) : Buffer.from(message.body),
-      });
-      this.scheduleRelay();
-      return;
+      const body = typeof message.body === "string" ? Buffer.from(message.body) : Buffer.from(message.body);
+      return this.outbox
+        .append({
+          exchange: message.exchange,
+          routingKey: message.routingKey,
+          mandatory: message.mandatory ?? false,
+          properties,
+          body,
+        })
+        .then(() => this.scheduleRelay());
     }
-    if (this.pending + this.reserved >= this.maxInFlight || this.capacityWaiters.length > 0) {
-      await this.waitForCapacity(); // a place is reserved for us when this resolves
-      this.reserved--;
-    }
+    // One promise per message: past maxInFlight it waits in the backlog until there is room.
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({
+      const e: Entry = {
         exchange: message.exchange,
         routingKey: message.routingKey,
         body: message.body,
@@ -202,36 +208,23 @@ export class Publisher {
         resolve,
         reject,
         since: Date.now(),
-      });
-      this.pump();
-    });
-  }
-
-  private waitForCapacity(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const i = this.capacityWaiters.indexOf(go);
-        if (i >= 0) this.capacityWaiters.splice(i, 1);
-        reject(
-          new TimeoutError(`no room among ${this.maxInFlight} in-flight messages within ${this.timeout} ms`),
-        );
-      }, this.timeout);
-      const go = () => {
-        clearTimeout(timer);
-        if (this.closedFlag) {
-          this.reserved--;
-          reject(new ClientClosedError("the publisher is closed"));
-        } else resolve();
+        sink: undefined as unknown as Entry["sink"],
       };
-      this.capacityWaiters.push(go);
+      e.sink = { resolve: () => this.settled(e, undefined), reject: (err) => this.settled(e, err) };
+      if (this.backlog.length === 0 && this.pending < this.maxInFlight) {
+        this.queue.push(e);
+        this.pump();
+      } else this.backlog.push(e);
     });
   }
 
   private releaseCapacity(): void {
-    while (this.capacityWaiters.length > 0 && this.pending + this.reserved < this.maxInFlight) {
-      this.reserved++;
-      this.capacityWaiters.shift()!();
+    let moved = false;
+    while (this.backlog.length > 0 && this.pending < this.maxInFlight) {
+      this.queue.push(this.backlog.shift()!);
+      moved = true;
     }
+    if (moved) this.pump();
     // With an outbox, idle means the outbox is empty (afterRelay), not an empty queue.
     if (!this.outbox && this.pending === 0 && this.idleWaiters.length > 0) {
       const w = this.idleWaiters;
@@ -278,28 +271,35 @@ export class Publisher {
 
   private send(ch: Channel, e: Entry): void {
     this.inFlight++;
-    const p = this.confirm
-      ? ch.publish(e.exchange, e.routingKey, e.body, e.properties, { mandatory: e.mandatory })
-      : Promise.resolve(
-          ch.basicPublish(e.exchange, e.routingKey, e.body, e.properties, { mandatory: e.mandatory }),
-        ).then(() => undefined);
-    p.then(
-      () => {
-        this.inFlight--;
-        e.resolve();
-        this.releaseCapacity();
-      },
-      (err: Error) => {
-        this.inFlight--;
-        if (this.shouldRepublish(err, e)) {
-          this.retry.push(e); // rejections arrive in sequence order: the original order is kept
-          this.pump();
-        } else {
-          e.reject(err);
-          this.releaseCapacity();
-        }
-      },
-    );
+    try {
+      ch.publishTo(
+        e.exchange,
+        e.routingKey,
+        e.body,
+        e.properties,
+        { mandatory: e.mandatory },
+        this.confirm ? e.sink : undefined,
+      );
+    } catch (err) {
+      e.sink.reject(err as Error);
+      return;
+    }
+    if (!this.confirm) e.sink.resolve();
+  }
+
+  /** The broker's answer to one message (or the channel's death). */
+  private settled(e: Entry, err: Error | undefined): void {
+    this.inFlight--;
+    if (err === undefined) {
+      e.resolve();
+      this.releaseCapacity();
+    } else if (this.shouldRepublish(err, e)) {
+      this.retry.push(e); // rejections arrive in sequence order: the original order is kept
+      this.pump();
+    } else {
+      e.reject(err);
+      this.releaseCapacity();
+    }
   }
 
   /** A closed channel or connection is no verdict on the message: publish it again. */
@@ -321,6 +321,12 @@ export class Publisher {
   /** Rejects messages that waited longer than publishTimeout without being sent. */
   private sweep(): void {
     const limit = Date.now() - this.timeout;
+    for (let e = this.backlog.peek(); e !== undefined && e.since < limit; e = this.backlog.peek()) {
+      this.backlog.shift();
+      e.reject(
+        new TimeoutError(`no room among ${this.maxInFlight} in-flight messages within ${this.timeout} ms`),
+      );
+    }
     for (const list of [this.retry, this.queue]) {
       while (list.length > 0 && list[0]!.since < limit) {
         const e = list.shift()!;
@@ -452,7 +458,7 @@ export class Publisher {
     for (const e of [...this.retry, ...this.queue]) e.reject(err);
     this.retry = [];
     this.queue = [];
-    for (const w of this.capacityWaiters.splice(0)) w();
+    for (const e of this.backlog.drain()) e.reject(err);
     this.outbox?.close();
   }
 }
