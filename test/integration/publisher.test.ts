@@ -515,11 +515,6 @@ async function startProxy(): Promise<Proxy> {
   };
 }
 
-/**
- * Through a proxy throttled to about 160 KB/s (a stream of `total` small publishes takes several
- * seconds), publishes k-0… to `q` while the CLI kills the client's connection; the throttle is lifted
- * once the connection is lost. Returns the promises and what the stream looked like at the loss.
- */
 /** How far the stream had got when the connection was lost. */
 interface AtLoss {
   /** publish() calls made. */
@@ -531,6 +526,12 @@ interface AtLoss {
   stored: number;
 }
 
+/**
+ * Through a proxy throttled so that a stream of `total` small publishes would take about 10 s (the
+ * CLI's kill lands in it even on a busy machine), publishes k-0… to `q` while the CLI kills the
+ * client's connection; the throttle is lifted once the connection is lost. Returns the promises and
+ * what the stream looked like at the loss.
+ */
 async function killMidStream(
   pub: Publisher,
   c: Client,
@@ -554,7 +555,8 @@ async function killMidStream(
   });
   const kill = killLater(name);
   await kill.listed;
-  proxy.throttle(1600);
+  // A publish is about 130 bytes on the wire: the whole stream would take about 10 s.
+  proxy.throttle(Math.ceil((total * 130) / 1000));
   kill.go();
   for (let i = 0; i < total; i++) {
     const p = pub.publish({
