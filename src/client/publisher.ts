@@ -395,14 +395,17 @@ export class Publisher {
   private relayOne(ch: Channel, row: StoredMessage): void {
     const o = this.outbox!;
     this.relayInFlight.add(row.id);
+    const settled = () => !this.closedFlag; // after close() the outbox is closed: the row stays for the next run
     ch.publish(row.exchange, row.routingKey, row.body, row.properties, { mandatory: row.mandatory }).then(
       () => {
         this.relayInFlight.delete(row.id);
+        if (!settled()) return;
         o.confirmed(row.id);
         this.afterRelay();
       },
       (err: Error) => {
         this.relayInFlight.delete(row.id);
+        if (!settled()) return;
         if (err instanceof PublishNackedError || err instanceof UnroutableError) {
           o.deadLetter(row.id, `${err.name}: ${err.message}`);
         } else if (err instanceof ChannelClosedByBroker && exchangeNamed(err) === row.exchange) {
