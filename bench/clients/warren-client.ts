@@ -17,6 +17,7 @@ import {
   connect,
   type Publisher,
 } from "../../src/index.js";
+import { pump } from "./pump.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
 export class WarrenClientClient implements BenchClient {
@@ -52,7 +53,16 @@ export class WarrenClientClient implements BenchClient {
       pub = this.client.publisher({ maxInFlight, confirm: true });
       this.confirmed.set(maxInFlight, pub);
     }
-    await publishAll(pub, queue, body, count);
+    // The same caller-side window as every peer's confirm loop (the publisher bounds it too).
+    await pump(
+      count,
+      maxInFlight,
+      (done, fail) => {
+        pub.publish({ exchange: "", routingKey: queue, body }).then(done, fail);
+        return true;
+      },
+      (resume) => resume(),
+    );
   }
 
   async consume(queue: string, count: number, prefetch: number, bodySize: number): Promise<void> {
