@@ -667,8 +667,8 @@ async function main(): Promise<void> {
         "messages. The broker runs on the same cores, so throughput is partly the broker's; CPU/msg is the client's alone.",
       "- Clients: **warren** is the low-level API (`Connection.open()`, channels); warren-client the supervised client " +
         "(`connect()`): `client.publisher({ confirm: false })` without confirms, `client.publisher({ maxInFlight })` with " +
-        "them (every message handed to `publish()` at once, the publisher bounding what is in flight, all promises " +
-        "awaited), `client.consume()` with an async handler; warren-outbox the same client publishing through " +
+        "them (driven with the same caller-side window of maxInFlight as the peers), " +
+        "`client.consume()` with an async handler; warren-outbox the same client publishing through " +
         '`client.publisher({ maxInFlight, outbox: { path, synchronous: "FULL" } })` into a fresh SQLite file, timed until ' +
         "every message is stored, relayed and confirmed (`pub.stored === 0`); n/a: not run (the outbox has only the confirm workload).",
       "- X vs best peer: throughput X ÷ the fastest of amqplib, rabbitmq-client and @cloudamqp/amqp-client, CPU the most " +
