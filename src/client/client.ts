@@ -495,6 +495,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     const pub = new Publisher(
       {
         channel: (timeout) => managed.get(timeout),
+        current: () => (managed.channel?.isOpen ? managed.channel : undefined),
         get blocked() {
           return client.stateName === "blocked";
         },

@@ -63,6 +63,8 @@ export interface PublisherOptions {
 export interface PublisherHost {
   /** The publisher's supervised channel (confirm mode set up), waiting while it is reopened. */
   channel(timeout: number): Promise<Channel>;
+  /** The channel if it is open right now (the hot path: no promise). */
+  current(): Channel | undefined;
   /** True while the broker blocks the connection. */
   readonly blocked: boolean;
   /** Calls fn on every change of the client's state. */
@@ -237,6 +239,11 @@ export class Publisher {
   private pump(): void {
     if (this.pumping || this.closedFlag) return;
     if (this.queue.length === 0 && this.retry.length === 0) return;
+    const open = this.host.current();
+    if (open !== undefined && !this.host.blocked) {
+      this.drainQueue(open);
+      return;
+    }
     this.pumping = true;
     void this.host.channel(this.timeout).then(
       (ch) => {
@@ -246,23 +253,35 @@ export class Publisher {
           setTimeout(() => this.pump(), 50).unref(); // it is being reopened
           return;
         }
-        while (ch.isOpen && (this.retry.length > 0 || this.queue.length > 0)) {
-          const e = this.retry.length > 0 ? this.retry.shift()! : this.queue.shift()!;
-          this.send(ch, e);
-          if (ch.isOpen && (this.retry.length > 0 || this.queue.length > 0) && !this.canWrite(ch)) {
-            void ch.waitForDrain().then(
-              () => this.pump(),
-              () => this.pump(),
-            );
-            return;
-          }
-        }
+        this.drainQueue(ch);
       },
       () => {
         this.pumping = false; // timed out waiting for a channel: sweep() rejects what is too old
         setTimeout(() => this.pump(), 100).unref();
       },
     );
+  }
+
+  /** Sends what is queued (retries first) while the channel is open and the socket takes more. */
+  private drainQueue(ch: Channel): void {
+    while (ch.isOpen && (this.retry.length > 0 || this.queue.length > 0)) {
+      const e = this.retry.length > 0 ? this.retry.shift()! : this.queue.shift()!;
+      this.send(ch, e);
+      if (ch.isOpen && (this.retry.length > 0 || this.queue.length > 0) && !this.canWrite(ch)) {
+        this.pumping = true;
+        void ch.waitForDrain().then(
+          () => {
+            this.pumping = false;
+            this.pump();
+          },
+          () => {
+            this.pumping = false;
+            this.pump();
+          },
+        );
+        return;
+      }
+    }
   }
 
   private canWrite(ch: Channel): boolean {
