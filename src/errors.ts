@@ -40,8 +40,7 @@ export class ConfigError extends WarrenError {
 
 export abstract class ConnectionError extends WarrenError {}
 
-/** The peer sent bytes that are not valid AMQP frames (bad frame end, oversized, unknown type). */
-/** A FrameError always ends the connection. */
+/** The peer sent bytes that are not valid AMQP frames (bad frame end, oversized, unknown type); it ends the connection. */
 export class FrameError extends ConnectionError {
   readonly code = "FRAME_ERROR";
   readonly recoverable = true;

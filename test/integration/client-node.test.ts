@@ -14,25 +14,9 @@ import {
 } from "../../src/index.js";
 import { uniqueName, withMemoryAlarm } from "../support/broker.js";
 import { type ExtraNode, extraNodesSupported, findFreePorts, startExtraNode } from "../support/extra-node.js";
+import { waitFor } from "../support/wait.js";
 
 // ─── helpers ────────────────────────────────────────────────────────────────
-
-/** Polls `predicate` until it holds; a hard timeout is only a safety net. */
-function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  if (predicate()) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const timer = setInterval(() => {
-      if (predicate()) {
-        clearInterval(timer);
-        resolve();
-      } else if (Date.now() - started > timeoutMs) {
-        clearInterval(timer);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      }
-    }, 5);
-  });
-}
 
 interface Change {
   from: string;

@@ -32,25 +32,9 @@ import {
   rabbitmqctl,
   uniqueName,
 } from "../support/broker.js";
+import { waitFor } from "../support/wait.js";
 
 // ─── helpers ────────────────────────────────────────────────────────────────
-
-/** Polls `predicate` until it holds; a hard timeout is only a safety net. */
-function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  if (predicate()) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const timer = setInterval(() => {
-      if (predicate()) {
-        clearInterval(timer);
-        resolve();
-      } else if (Date.now() - started > timeoutMs) {
-        clearInterval(timer);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      }
-    }, 5);
-  });
-}
 
 function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
   let resolve!: (v: T) => void;

@@ -19,28 +19,12 @@ import {
 } from "../../src/index.js";
 import { AMQP_URL, uniqueName } from "../support/broker.js";
 import { findFreePorts } from "../support/extra-node.js";
+import { waitFor } from "../support/wait.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const CHILD = join(ROOT, "test/fixtures/outbox-child.ts");
 
 // ─── helpers ────────────────────────────────────────────────────────────────
-
-/** Polls `predicate` until it holds; the timeout is only a safety net. */
-function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  if (predicate()) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const timer = setInterval(() => {
-      if (predicate()) {
-        clearInterval(timer);
-        resolve();
-      } else if (Date.now() - started > timeoutMs) {
-        clearInterval(timer);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      }
-    }, 5);
-  });
-}
 
 /** Rejects if `p` has not settled within `ms` (a safety net, not a synchronisation). */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -1,0 +1,16 @@
+/** Polls `predicate` until it holds; the timeout is only a safety net against a hang. */
+export function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  if (predicate()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const timer = setInterval(() => {
+      if (predicate()) {
+        clearInterval(timer);
+        resolve();
+      } else if (Date.now() - started > timeoutMs) {
+        clearInterval(timer);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      }
+    }, 5);
+  });
+}
