@@ -208,9 +208,14 @@ interface Rpc {
   reject: (e: Error) => void;
 }
 
+/** Told the broker's answer to one publish; called as methods (an object with state may be its own sink). */
+export interface ConfirmSink {
+  resolve(): void;
+  reject(e: Error): void;
+}
+
 interface Pending {
-  resolve: () => void;
-  reject: (e: Error) => void;
+  sink: ConfirmSink;
   /** For matching basic.return to a mandatory publish. */
   exchange?: string;
   routingKey?: string;
@@ -608,7 +613,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     body: Body,
     properties: BasicProperties | undefined,
     options: PublishOptions | undefined,
-    sink: { resolve: () => void; reject: (e: Error) => void } | undefined,
+    sink: ConfirmSink | undefined,
   ): void {
     this.checkOpen();
     const buf = typeof body === "string" ? Buffer.from(body) : body;
@@ -618,7 +623,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
       this.confirms.add(undefined);
       return;
     }
-    const p: Pending = { resolve: sink.resolve, reject: sink.reject };
+    const p: Pending = { sink };
     if (options?.mandatory) {
       p.exchange = exchange;
       p.routingKey = routingKey;
@@ -841,7 +846,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
         : new ChannelClosedError(`channel ${this.id} closed before the broker confirmed the publish`, {
             cause: err,
           });
-    for (const [, p] of pend) p.reject(unconfirmedErr);
+    for (const [, p] of pend) p.sink.reject(unconfirmedErr);
     this.consumers.clear();
     this.serverNamed = [];
     this.conn.releaseChannel(this.id, awaitingCloseOk);
@@ -1101,10 +1106,10 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   private settle(p: Pending, seq: number, nack: boolean): void {
     if (nack)
-      p.reject(
+      p.sink.reject(
         new PublishNackedError(`the broker nacked publish #${seq} on channel ${this.id}; publish it again`),
       );
-    else if (p.returned) p.reject(new UnroutableError(p.returned));
-    else p.resolve();
+    else if (p.returned) p.sink.reject(new UnroutableError(p.returned));
+    else p.sink.resolve();
   }
 }

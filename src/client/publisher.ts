@@ -72,20 +72,32 @@ export interface PublisherHost {
   readonly closed: boolean;
 }
 
-interface Entry {
-  exchange: string;
-  routingKey: string;
-  body: Body;
-  properties: BasicProperties;
-  mandatory: boolean;
-  resolve: () => void;
-  reject: (e: Error) => void;
-  /** When it was accepted (for publishTimeout). */
-  since: number;
-  /** Outbox row id. */
-  rowId?: number;
-  /** Settles this entry from the channel's confirm tracking. */
-  sink: { resolve: () => void; reject: (e: Error) => void };
+/**
+ * One accepted message. It is also the sink the channel settles on the broker's answer
+ * (`resolve`/`reject` are called by the channel; `done`/`fail` settle the caller's promise),
+ * so a publish allocates no closures.
+ */
+class Entry {
+  constructor(
+    private readonly owner: Publisher,
+    readonly exchange: string,
+    readonly routingKey: string,
+    readonly body: Body,
+    readonly properties: BasicProperties,
+    readonly mandatory: boolean,
+    readonly done: () => void,
+    readonly fail: (e: Error) => void,
+    /** When it was accepted (for publishTimeout). */
+    readonly since: number,
+  ) {}
+
+  resolve(): void {
+    this.owner.settled(this, undefined);
+  }
+
+  reject(e: Error): void {
+    this.owner.settled(this, e);
+  }
 }
 
 /** Fills in message-id and delivery mode. */
@@ -201,18 +213,17 @@ export class Publisher {
     }
     // One promise per message: past maxInFlight it waits in the backlog until there is room.
     return new Promise<void>((resolve, reject) => {
-      const e: Entry = {
-        exchange: message.exchange,
-        routingKey: message.routingKey,
-        body: message.body,
+      const e = new Entry(
+        this,
+        message.exchange,
+        message.routingKey,
+        message.body,
         properties,
-        mandatory: message.mandatory ?? false,
+        message.mandatory ?? false,
         resolve,
         reject,
-        since: Date.now(),
-        sink: undefined as unknown as Entry["sink"],
-      };
-      e.sink = { resolve: () => this.settled(e, undefined), reject: (err) => this.settled(e, err) };
+        Date.now(),
+      );
       if (this.backlog.length === 0 && this.pending < this.maxInFlight) {
         this.queue.push(e);
         this.pump();
@@ -297,26 +308,26 @@ export class Publisher {
         e.body,
         e.properties,
         { mandatory: e.mandatory },
-        this.confirm ? e.sink : undefined,
+        this.confirm ? e : undefined,
       );
     } catch (err) {
-      e.sink.reject(err as Error);
+      e.reject(err as Error);
       return;
     }
-    if (!this.confirm) e.sink.resolve();
+    if (!this.confirm) e.resolve();
   }
 
-  /** The broker's answer to one message (or the channel's death). */
-  private settled(e: Entry, err: Error | undefined): void {
+  /** @internal the broker's answer to one message (or its channel's death) */
+  settled(e: Entry, err: Error | undefined): void {
     this.inFlight--;
     if (err === undefined) {
-      e.resolve();
+      e.done();
       this.releaseCapacity();
     } else if (this.shouldRepublish(err, e)) {
       this.retry.push(e); // rejections arrive in sequence order: the original order is kept
       this.pump();
     } else {
-      e.reject(err);
+      e.fail(err);
       this.releaseCapacity();
     }
   }
@@ -342,14 +353,14 @@ export class Publisher {
     const limit = Date.now() - this.timeout;
     for (let e = this.backlog.peek(); e !== undefined && e.since < limit; e = this.backlog.peek()) {
       this.backlog.shift();
-      e.reject(
+      e.fail(
         new TimeoutError(`no room among ${this.maxInFlight} in-flight messages within ${this.timeout} ms`),
       );
     }
     for (const list of [this.retry, this.queue]) {
       while (list.length > 0 && list[0]!.since < limit) {
         const e = list.shift()!;
-        e.reject(
+        e.fail(
           new TimeoutError(`not sent within ${this.timeout} ms (the client was ${this.describeState()})`),
         );
       }
@@ -477,10 +488,10 @@ export class Publisher {
     this.closedFlag = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     const err = new ClientClosedError("the client was closed before the message was confirmed");
-    for (const e of [...this.retry, ...this.queue]) e.reject(err);
+    for (const e of [...this.retry, ...this.queue]) e.fail(err);
     this.retry = [];
     this.queue = [];
-    for (const e of this.backlog.drain()) e.reject(err);
+    for (const e of this.backlog.drain()) e.fail(err);
     this.outbox?.close();
   }
 }
