@@ -5,7 +5,7 @@ import { defineConfig } from "vitest/config";
 // bench/ are run by their own scripts.
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "chaos/**/*.test.ts"],
     pool: "forks",
     fileParallelism: true,
     minWorkers: 1,

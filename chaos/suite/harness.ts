@@ -1,0 +1,368 @@
+/**
+ * Chaos harness: a warren client talks to RabbitMQ through a fault proxy (the in-process
+ * Toxiproxy-compatible server of chaos/toxiproxy, or a real Toxiproxy when TOXIPROXY_URL is set),
+ * publishes a steady stream of confirmed, persistent messages into a durable queue and consumes
+ * them, while a scenario injects a fault and heals it. A ledger then says what happened to every
+ * message id: confirmed, consumed, lost, duplicated, rejected, and how long recovery took.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Proxy as ToxiProxy, Toxiproxy } from "toxiproxy-node-client";
+import {
+  type Client,
+  type ClientOptions,
+  Connection,
+  type Consumer,
+  connect,
+  type Publisher,
+} from "../../src/index.js";
+import { startToxiproxy } from "../toxiproxy/server.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** Where results are written (under .tmp/, which git ignores). */
+export const RESULTS_FILE = join(ROOT, ".tmp", "chaos-results.json");
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export interface ChaosEnv {
+  toxiproxy: Toxiproxy;
+  /** The Toxiproxy HTTP API base URL. */
+  apiUrl: string;
+  proxy: ToxiProxy;
+  /** The proxy's listen address, ip:port. */
+  listen: string;
+  /** The broker behind the proxy, ip:port. */
+  upstream: string;
+  /** amqp:// URL that goes through the proxy. */
+  proxyUrl: string;
+  /** amqp:// URL of the broker itself (for setup and clean-up, bypassing faults). */
+  directUrl: string;
+  close(): Promise<void>;
+}
+
+let proxyCounter = 0;
+
+/**
+ * Starts the fault proxy (unless TOXIPROXY_URL names a running Toxiproxy) with one proxy in front of
+ * `directUrl`'s broker, listening on a free port of 127.0.0.1.
+ */
+export async function startChaos(
+  directUrl = process.env["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/",
+): Promise<ChaosEnv> {
+  const external = process.env["TOXIPROXY_URL"];
+  const server = external ? undefined : await startToxiproxy({ host: "127.0.0.1", port: 0 });
+  const apiUrl = (external ?? server!.url).replace(/\/$/, "");
+  const toxiproxy = new Toxiproxy(apiUrl);
+  const u = new URL(directUrl);
+  const upstream = `${u.hostname}:${u.port || "5672"}`;
+  proxyCounter += 1;
+  const proxy = await toxiproxy.createProxy({
+    name: `warren-chaos-${process.pid}-${proxyCounter}`,
+    listen: "127.0.0.1:0",
+    upstream,
+  });
+  const listen = proxy.listen;
+  const p = new URL(directUrl);
+  const [host, port] = splitHostPort(listen);
+  p.hostname = host;
+  p.port = port;
+  return {
+    toxiproxy,
+    apiUrl,
+    proxy,
+    listen,
+    upstream,
+    proxyUrl: p.toString(),
+    directUrl,
+    async close() {
+      await proxy.remove().catch(() => undefined);
+      await server?.close();
+    },
+  };
+}
+
+function splitHostPort(address: string): [string, string] {
+  const i = address.lastIndexOf(":");
+  return [address.slice(0, i).replace(/^\[|\]$/g, ""), address.slice(i + 1)];
+}
+
+/** Removes every toxic of the proxy and makes sure it is enabled (a scenario's default heal, and clean-up). */
+export async function resetProxy(env: ChaosEnv): Promise<void> {
+  const base = `${env.apiUrl}/proxies/${encodeURIComponent(env.proxy.name)}`;
+  const toxics = (await (await fetch(`${base}/toxics`)).json()) as { name: string }[];
+  for (const t of toxics) {
+    await fetch(`${base}/toxics/${encodeURIComponent(t.name)}`, { method: "DELETE" });
+  }
+  await env.proxy.update({ enabled: true, listen: env.listen, upstream: env.upstream });
+}
+
+export interface Ledger {
+  published: number;
+  confirmed: number;
+  consumed: number;
+  duplicates: number;
+  lost: number;
+  rejected: number;
+  rejectedBy: Record<string, number>;
+  /** Heal → first message consumed after the heal (or the consumer back in `consuming`, whichever first). */
+  recoveryMs: number | undefined;
+  /** Times the client went through `recovering` (connection lost and re-established). */
+  reconnects: number;
+}
+
+export interface ScenarioResult extends Ledger {
+  name: string;
+  durationMs: number;
+  finalClientState: string;
+  finalConsumerState: string;
+  /** Every client state transition, in order ("from→to"). */
+  states: string[];
+  /** Ids confirmed but never consumed (at most 20). */
+  lostIds: string[];
+  /** Lost ids published at or after the heal (at most 20). */
+  lostAfterHeal: string[];
+  /** Anything a scenario wants to report. */
+  notes: Record<string, unknown>;
+}
+
+export interface ScenarioContext {
+  env: ChaosEnv;
+  client: Client;
+  publisher: Publisher;
+  consumer: Consumer;
+  queue: string;
+  connectionName: string;
+  /** Free-form notes, copied into the result. */
+  notes: Record<string, unknown>;
+}
+
+export interface Scenario {
+  name: string;
+  fault: (ctx: ScenarioContext) => Promise<void>;
+  /** Default: remove every toxic and enable the proxy. */
+  heal?: (ctx: ScenarioContext) => Promise<void>;
+  /** How long the fault stays before heal (ms, default 2000). */
+  faultMs?: number;
+  /** Steady publishing before the fault and after the heal (ms, default 1000 and 1500). */
+  warmupMs?: number;
+  afterMs?: number;
+  /** Messages per second (default 200). */
+  rate?: number;
+  /** Extra client options (heartbeat, intensities...). */
+  client?: Partial<ClientOptions>;
+  /** How long to wait for confirms and consumption at the end (ms, default 45000). */
+  settleMs?: number;
+}
+
+/** Runs one scenario against `env` and returns its ledger; the queue is deleted and the client closed. */
+export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<ScenarioResult> {
+  const started = Date.now();
+  const rate = scenario.rate ?? 200;
+  const tag = `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const queue = `warren-chaos-${scenario.name.replace(/[^a-z0-9]+/gi, "-")}-${tag}`;
+  const connectionName = `warren-chaos-${tag}`;
+  const client = connect({
+    url: env.proxyUrl,
+    connectionName,
+    heartbeat: 1,
+    connectionTimeout: 5000,
+    reconnect: { initial: 100, max: 1000 },
+    restartIntensity: { maxRestarts: 1000, withinMs: 60_000 },
+    ...scenario.client,
+  });
+  const states: string[] = [];
+  let reconnects = 0;
+  client.on("state", ({ from, to }) => {
+    states.push(`${from}→${to}`);
+    if (to === "recovering") reconnects += 1;
+  });
+  client.on("error", () => undefined);
+
+  const publishedAt = new Map<string, number>();
+  const confirmed = new Set<string>();
+  const consumed = new Set<string>();
+  let consumedTotal = 0;
+  const rejectedBy: Record<string, number> = {};
+  let rejected = 0;
+  let healAt: number | undefined;
+  let firstAfterHeal: number | undefined;
+  let consumingAfterHeal: number | undefined;
+  const pending = new Set<Promise<void>>();
+  const notes: Record<string, unknown> = {};
+
+  try {
+    await client.ready();
+    await client.declare({ queues: [{ name: queue, durable: true }] });
+    const publisher = client.publisher({ maxInFlight: 200 });
+    const consumer = client.consume({ queue, prefetch: 100 }, (m) => {
+      const id = m.properties.messageId;
+      if (id === undefined) return;
+      consumedTotal += 1;
+      consumed.add(id);
+      if (healAt !== undefined && firstAfterHeal === undefined) firstAfterHeal = Date.now();
+    });
+    consumer.on("state", ({ to }) => {
+      if (to === "consuming" && healAt !== undefined && consumingAfterHeal === undefined)
+        consumingAfterHeal = Date.now();
+    });
+    const ctx: ScenarioContext = { env, client, publisher, consumer, queue, connectionName, notes };
+
+    // Steady publishing: every 10 ms, as many messages as the rate asks for.
+    let seq = 0;
+    let publishing = true;
+    const t0 = Date.now();
+    const pump = setInterval(() => {
+      if (!publishing) return;
+      const due = Math.floor(((Date.now() - t0) * rate) / 1000);
+      while (seq < due) {
+        seq += 1;
+        const id = `${tag}-${seq}`;
+        publishedAt.set(id, Date.now());
+        const p = publisher
+          .publish({
+            exchange: "",
+            routingKey: queue,
+            body: `chaos ${id}`,
+            properties: { messageId: id, persistent: true },
+          })
+          .then(
+            () => {
+              confirmed.add(id);
+            },
+            (e: unknown) => {
+              rejected += 1;
+              const name = e instanceof Error ? e.name : typeof e;
+              rejectedBy[name] = (rejectedBy[name] ?? 0) + 1;
+            },
+          )
+          .finally(() => pending.delete(p));
+        pending.add(p);
+      }
+    }, 10);
+
+    try {
+      await sleep(scenario.warmupMs ?? 1000);
+      await scenario.fault(ctx);
+      await sleep(scenario.faultMs ?? 2000);
+      healAt = Date.now();
+      if (scenario.heal) await scenario.heal(ctx);
+      else await resetProxy(env);
+      await sleep(scenario.afterMs ?? 1500);
+    } finally {
+      publishing = false;
+      clearInterval(pump);
+    }
+
+    // Every publish settles (confirmed or rejected), then everything confirmed is consumed.
+    const deadline = Date.now() + (scenario.settleMs ?? 45_000);
+    while (pending.size > 0 && Date.now() < deadline) {
+      await Promise.race([Promise.allSettled([...pending]), sleep(250)]);
+    }
+    notes["pendingAtEnd"] = pending.size;
+    while (Date.now() < deadline) {
+      let missing = 0;
+      for (const id of confirmed) if (!consumed.has(id)) missing += 1;
+      if (missing === 0) break;
+      await sleep(100);
+    }
+
+    const lostIds: string[] = [];
+    for (const id of confirmed) if (!consumed.has(id)) lostIds.push(id);
+    const lostAfterHeal = lostIds.filter((id) => (publishedAt.get(id) ?? 0) >= (healAt ?? 0));
+    const candidates = [firstAfterHeal, consumingAfterHeal].filter((x): x is number => x !== undefined);
+    const recoveredAt = candidates.length > 0 ? Math.min(...candidates) : undefined;
+    const result: ScenarioResult = {
+      name: scenario.name,
+      published: seq,
+      confirmed: confirmed.size,
+      consumed: consumed.size,
+      duplicates: consumedTotal - consumed.size,
+      lost: lostIds.length,
+      rejected,
+      rejectedBy,
+      recoveryMs: recoveredAt !== undefined && healAt !== undefined ? recoveredAt - healAt : undefined,
+      reconnects,
+      durationMs: 0,
+      finalClientState: client.state,
+      finalConsumerState: consumer.state,
+      states,
+      lostIds: lostIds.slice(0, 20),
+      lostAfterHeal: lostAfterHeal.slice(0, 20),
+      notes,
+    };
+    result.durationMs = Date.now() - started;
+    record(result);
+    return result;
+  } finally {
+    await Promise.race([client.close(), sleep(15_000)]).catch(() => undefined);
+    await resetProxy(env).catch(() => undefined);
+    await deleteQueue(env.directUrl, queue);
+  }
+}
+
+/** Deletes a queue directly on the broker (not through the proxy); a missing queue is fine. */
+export async function deleteQueue(url: string, queue: string): Promise<void> {
+  const conn = await Connection.open({ url, connectionTimeout: 10_000 });
+  try {
+    const ch = await conn.openChannel();
+    await ch.queueDelete({ queue });
+  } catch {
+    // already gone
+  } finally {
+    await conn.close({ timeout: 5000 }).catch(() => undefined);
+  }
+}
+
+// ─── results ───────────────────────────────────────────────────────────────
+
+const results: ScenarioResult[] = [];
+
+/** Adds a result to this process's table and to RESULTS_FILE (merged by scenario name). */
+export function record(result: ScenarioResult): void {
+  results.push(result);
+  mkdirSync(dirname(RESULTS_FILE), { recursive: true });
+  let all: Record<string, ScenarioResult> = {};
+  try {
+    all = JSON.parse(readFileSync(RESULTS_FILE, "utf8")) as Record<string, ScenarioResult>;
+  } catch {
+    // first result
+  }
+  all[result.name] = result;
+  writeFileSync(RESULTS_FILE, `${JSON.stringify(all, null, 2)}\n`);
+}
+
+/** Prints this process's results as a table (console.info). */
+export function printResults(title = "chaos results"): void {
+  if (results.length === 0) return;
+  const rows = results.map((r) => ({
+    scenario: r.name,
+    published: r.published,
+    confirmed: r.confirmed,
+    consumed: r.consumed,
+    lost: r.lost,
+    dups: r.duplicates,
+    rejected: r.rejected,
+    reconnects: r.reconnects,
+    "recovery ms": r.recoveryMs ?? "-",
+    "duration ms": r.durationMs,
+  }));
+  const cols = Object.keys(rows[0]!) as (keyof (typeof rows)[number])[];
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (cells: string[]) => cells.map((x, i) => x.padEnd(width[i]!)).join(" | ");
+  const text = [
+    line(cols),
+    width.map((w) => "-".repeat(w)).join("-|-"),
+    ...rows.map((r) => line(cols.map((c) => String(r[c])))),
+  ];
+  console.info(`\n${title}\n${text.join("\n")}`);
+}
+
+/** Polls `predicate` every 50 ms until it holds, or throws after timeoutMs. */
+export async function waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
