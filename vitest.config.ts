@@ -1,8 +1,8 @@
 import { defineConfig } from "vitest/config";
 
 // Integration tests talk to a real RabbitMQ broker (see scripts/broker.sh), so test files run in
-// separate processes and at most two at a time. Only test/ is collected by default; chaos/ and
-// bench/ are run by their own scripts.
+// separate processes and at most two at a time. test/ and the chaos suite (chaos/) are collected;
+// bench/ is run by its own script, never as tests.
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts", "chaos/**/*.test.ts"],
