@@ -264,7 +264,7 @@ export class Client extends TypedEmitter<ClientEvents> {
         if (m.actor.getSnapshot().status !== "done") m.actor.send({ type: "CLOSE" });
       if (to === "failed") {
         // Nothing will be sent any more: settle what publishers hold, close their outboxes (rows stay stored).
-        for (const p of this.publishers) void p.close(0);
+        for (const p of this.publishers) void p.close(0, err);
         const conn = this.connection;
         this.connection = undefined;
         void conn?.close({ timeout: 1000 });

@@ -482,12 +482,14 @@ export class Publisher {
    * Stops: waits (bounded) for what is pending, then rejects what is left with
    * ClientClosedError. Stored outbox rows stay for the next run.
    */
-  async close(timeout = 10_000): Promise<void> {
+  async close(timeout = 10_000, cause?: Error): Promise<void> {
     if (this.closedFlag) return;
     await this.whenIdle(timeout);
     this.closedFlag = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    const err = new ClientClosedError("the client was closed before the message was confirmed");
+    const err = cause
+      ? new ClientClosedError(`the client failed before the message was sent: ${cause.message}`, { cause })
+      : new ClientClosedError("the client was closed before the message was confirmed");
     for (const e of [...this.retry, ...this.queue]) e.fail(err);
     this.retry = [];
     this.queue = [];
