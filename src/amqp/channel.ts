@@ -366,6 +366,12 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     return m.args as MethodArgs[K];
   }
 
+  /** Sends a method and waits for its reply, or (no-wait) only sends it. */
+  private async send(m: MethodInput, noWait: boolean | undefined): Promise<void> {
+    if (noWait) this.cast(m);
+    else await this.rpc(m);
+  }
+
   /** Sends a method that has no reply (no-wait forms, acks). */
   private cast(method: MethodInput): void {
     this.checkOpen();
@@ -388,8 +394,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
         arguments: o.arguments,
       },
     };
-    if (o.noWait) this.cast(m);
-    else await this.rpc(m);
+    await this.send(m, o.noWait);
   }
 
   async exchangeDelete(o: ExchangeDeleteOptions): Promise<void> {
@@ -397,39 +402,16 @@ export class Channel extends TypedEmitter<ChannelEvents> {
       name: "exchange.delete",
       args: { exchange: o.exchange, ifUnused: o.ifUnused, nowait: o.noWait },
     };
-    if (o.noWait) this.cast(m);
-    else await this.rpc(m);
+    await this.send(m, o.noWait);
   }
 
   /** Binds exchange `destination` to exchange `source` (a RabbitMQ extension). */
   async exchangeBind(o: ExchangeBindOptions): Promise<void> {
-    const m: MethodInput = {
-      name: "exchange.bind",
-      args: {
-        destination: o.destination,
-        source: o.source,
-        routingKey: o.routingKey,
-        nowait: o.noWait,
-        arguments: o.arguments,
-      },
-    };
-    if (o.noWait) this.cast(m);
-    else await this.rpc(m);
+    await this.send({ name: "exchange.bind", args: exchangeBindArgs(o) }, o.noWait);
   }
 
   async exchangeUnbind(o: ExchangeBindOptions): Promise<void> {
-    const m: MethodInput = {
-      name: "exchange.unbind",
-      args: {
-        destination: o.destination,
-        source: o.source,
-        routingKey: o.routingKey,
-        nowait: o.noWait,
-        arguments: o.arguments,
-      },
-    };
-    if (o.noWait) this.cast(m);
-    else await this.rpc(m);
+    await this.send({ name: "exchange.unbind", args: exchangeBindArgs(o) }, o.noWait);
   }
 
   // ─── queue ──────────────────────────────────────────────────────────────
@@ -465,8 +447,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
         arguments: o.arguments,
       },
     };
-    if (o.noWait) this.cast(m);
-    else await this.rpc(m);
+    await this.send(m, o.noWait);
   }
 
   async queueUnbind(o: QueueUnbindOptions): Promise<void> {
@@ -1112,4 +1093,14 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     else if (p.returned) p.sink.reject(new UnroutableError(p.returned));
     else p.sink.resolve();
   }
+}
+
+function exchangeBindArgs(o: ExchangeBindOptions) {
+  return {
+    destination: o.destination,
+    source: o.source,
+    routingKey: o.routingKey,
+    nowait: o.noWait,
+    arguments: o.arguments,
+  };
 }
