@@ -19,6 +19,7 @@ import {
 } from "../../src/index.js";
 import { AMQP_URL, uniqueName } from "../support/broker.js";
 import { findFreePorts } from "../support/extra-node.js";
+import { drainQueue } from "../support/queue.js";
 import { waitFor } from "../support/wait.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -73,23 +74,8 @@ async function depth(q: string): Promise<number> {
 }
 
 /** Consumes everything the queue holds now, in order. */
-async function drain(q: string): Promise<Message[]> {
-  const ch = await admin.openChannel();
-  const count = (await ch.queueDeclare({ queue: q, passive: true })).messageCount;
-  const got: Message[] = [];
-  if (count > 0) {
-    let done!: () => void;
-    const all = new Promise<void>((r) => {
-      done = r;
-    });
-    await ch.basicConsume({ queue: q, noAck: true }, (m) => {
-      got.push(m);
-      if (got.length === count) done();
-    });
-    await within(all, 30_000, `draining ${count} messages from ${q}`);
-  }
-  await ch.close();
-  return got;
+function drain(q: string): Promise<Message[]> {
+  return drainQueue(admin, q);
 }
 
 function ids(messages: Message[]): string[] {

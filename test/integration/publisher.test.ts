@@ -34,6 +34,7 @@ import {
   withMemoryAlarm,
 } from "../support/broker.js";
 import { type ExtraNode, extraNodesSupported, findFreePorts, startExtraNode } from "../support/extra-node.js";
+import { drainQueue } from "../support/queue.js";
 import { waitFor } from "../support/wait.js";
 
 // ─── helpers ────────────────────────────────────────────────────────────────
@@ -99,24 +100,9 @@ async function depth(q: string): Promise<number> {
   return (await adminCh.queueDeclare({ queue: q, passive: true })).messageCount;
 }
 
-/** Consumes everything the queue holds now (all publishes confirmed), in order. */
-async function drain(q: string): Promise<Message[]> {
-  const ch = await admin.openChannel();
-  const count = (await ch.queueDeclare({ queue: q, passive: true })).messageCount;
-  const got: Message[] = [];
-  if (count > 0) {
-    let done!: () => void;
-    const all = new Promise<void>((r) => {
-      done = r;
-    });
-    await ch.basicConsume({ queue: q, noAck: true }, (m) => {
-      got.push(m);
-      if (got.length === count) done();
-    });
-    await within(all, 30_000, `draining ${count} messages from ${q}`);
-  }
-  await ch.close();
-  return got;
+/** Consumes everything the queue holds now, in order. */
+function drain(q: string): Promise<Message[]> {
+  return drainQueue(admin, q);
 }
 
 function ids(messages: Message[]): string[] {
