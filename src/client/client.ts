@@ -176,6 +176,8 @@ export class Client extends TypedEmitter<ClientEvents> {
   private readonly publishers: Publisher[] = [];
   private defaultPublisher: Publisher | undefined;
   private stateName = "idle";
+  /** True once restore() started the supervised children on this connection (until it is lost). */
+  private childrenUp = false;
   private everOpen = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
@@ -243,6 +245,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     this.stateName = to;
     const wasOpen = from === "restoring" || from === "running" || from === "blocked";
     const isOpen = to === "restoring" || to === "running" || to === "blocked";
+    if (!isOpen) this.childrenUp = false;
     // Closing is not a lost connection: shutdown() drains consumers and closes channels itself.
     if (wasOpen && !isOpen && to !== "closing") {
       for (const c of this.consumers) c.send({ type: "CONNECTION_LOST" });
@@ -340,6 +343,8 @@ export class Client extends TypedEmitter<ClientEvents> {
         if (ch.isOpen) await ch.close();
       }
     }
+    // Channels and consumers created from here on start at once (they would miss the broadcast).
+    this.childrenUp = true;
     for (const m of this.managed) m.actor.send({ type: "CONNECTED" });
     const consumers = [...this.consumers];
     for (const c of consumers) c.send({ type: "CONNECTED" });
@@ -364,12 +369,7 @@ export class Client extends TypedEmitter<ClientEvents> {
   }
 
   private managedChannel(setup: (ch: Channel) => Promise<void>): ManagedChannel {
-    const m = new ManagedChannel(
-      this,
-      setup,
-      this.isOpen && this.stateName !== "restoring",
-      this.channelIntensity,
-    );
+    const m = new ManagedChannel(this, setup, this.isOpen && this.childrenUp, this.channelIntensity);
     this.managed.push(m);
     return m;
   }
@@ -470,7 +470,7 @@ export class Client extends TypedEmitter<ClientEvents> {
         ? { ...options, drainTimeout: this.opts.closeTimeout }
         : options,
       handler,
-      this.isOpen && this.stateName !== "restoring",
+      this.isOpen && this.childrenUp,
     );
     this.consumers.add(c);
     c.on("state", ({ to }) => {

@@ -608,6 +608,40 @@ describe.skipIf(!usable)("the supervised client against the broker", { timeout: 
 
   // ─── restart intensity ────────────────────────────────────────────────────
 
+  it("a publisher and a consumer created while the client restores its consumers start on that connection", async () => {
+    const { client: c, name, log } = client();
+    const queue = uniqueName("warren-late-children");
+    const other = uniqueName("warren-late-children");
+    queuesToDelete.push(queue, other);
+    await c.ready();
+    await c.declare({ queues: [{ name: queue }, { name: other }] });
+    const first = c.consume({ queue }, () => undefined);
+    await waitFor(() => first.state === "consuming", "the first consumer");
+    // The first consumer resubscribing means restore() already started the children it knew of.
+    const got: string[] = [];
+    const late = deferred<{
+      state: string;
+      publisher: ReturnType<Client["publisher"]>;
+      consumer: typeof first;
+    }>();
+    first.on("state", ({ to }) => {
+      if (to !== "subscribing") return;
+      const consumer = c.consume({ queue: other }, (msg) => {
+        got.push(msg.body.toString());
+      });
+      late.resolve({ state: c.state, publisher: c.publisher(), consumer });
+    });
+    const mark = log.changes.length;
+    await kill(name);
+    const { state, publisher, consumer } = await late.promise;
+    expect(state).toBe("restoring");
+    await log.next("running", mark);
+    await publisher.publish({ exchange: "", routingKey: other, body: "late" });
+    await waitFor(() => got.length > 0, "the late consumer's delivery");
+    expect(got).toEqual(["late"]);
+    expect(consumer.state).toBe("consuming");
+  });
+
   it("gives up after more restarts than the restart intensity allows", async () => {
     const { client: c, name, log } = client({ restartIntensity: { maxRestarts: 3, withinMs: 60_000 } });
     const errors: Error[] = [];
