@@ -4,6 +4,8 @@
  *   waiting ─CONNECTED→ opening ─(open done)→ open{flowing ⇄ paused}
  *   open ─CHANNEL_CLOSED→ reopening (backoff) ─after→ opening, or failed (escalate)
  *        when the restart intensity is exceeded or the error is not recoverable
+ *   open ─RENEW→ reopening: the owner closed a channel that still works but misbehaves
+ *        (e.g. the broker nacks every publish on it); not counted toward the intensity
  *   any ─CONNECTION_LOST→ waiting;  any ─CLOSE→ closing → closed
  *
  * Pure: opening (channel.open, qos, confirm.select) and closing are the named
@@ -50,6 +52,8 @@ export type ChannelEvent =
    */
   | { type: "CHANNEL_CLOSED"; error: LifecycleError; caller?: boolean }
   | { type: "FLOW"; active: boolean }
+  /** The owner closed the open channel to get a fresh one (not a failure). */
+  | { type: "RENEW" }
   | { type: "CLOSE" };
 
 export const channelMachine = setup({
@@ -85,6 +89,7 @@ export const channelMachine = setup({
           : recordRestart(context.restarts, context.now(), context.intensity),
     }),
     setError: assign({ error: ({ event }) => (event as { error?: LifecycleError }).error }),
+    renewing: assign({ attempt: ({ context }) => context.attempt + 1 }),
   },
   delays: {
     backoff: ({ context }) => backoffDelay(Math.max(0, context.attempt - 1), context.backoff, context.random),
@@ -128,6 +133,7 @@ export const channelMachine = setup({
           { guard: "giveUp", target: "failed", actions: "setError" },
           { target: "reopening", actions: "restart" },
         ],
+        RENEW: { target: "reopening", actions: "renewing" },
       },
     },
     reopening: {

@@ -193,6 +193,12 @@ export class ChannelLimitError extends ChannelError {
 export class PublishNackedError extends ChannelError {
   readonly code = "PUBLISH_NACKED";
   readonly recoverable = true;
+  /** How many times the broker nacked it (a publisher retries nacks before giving up). */
+  readonly attempts: number;
+  constructor(message: string, options?: ErrorOptions & { attempts?: number }) {
+    super(message, options);
+    this.attempts = options?.attempts ?? 1;
+  }
 }
 
 /** A mandatory publish could not be routed to any queue (basic.return). */

@@ -74,6 +74,8 @@ export interface ClientEvents {
   error: (error: WarrenError | Error) => void;
   /** A server-named queue got a new name after a recovery. */
   queueRenamed: (change: { queue: string; from: string; to: string }) => void;
+  /** A publisher's channel was closed and opened again because the broker kept nacking on it. */
+  channelRenewed: (info: { reason: "nacks" }) => void;
 }
 
 type ConnActor = Actor<typeof connectionMachine>;
@@ -126,6 +128,20 @@ class ManagedChannel {
       if (v === "closed") this.release(new ClientClosedError("the client was closed"));
     });
     this.actor.start();
+  }
+
+  /**
+   * Closes the open channel `ch` and opens a fresh one (confirm mode and qos set up again):
+   * for a channel that works but misbehaves, e.g. one the broker nacks every publish on after
+   * a quorum queue lost its leader. What was unconfirmed on it is rejected with
+   * ChannelClosedError (publishers send it again). Not counted toward the restart intensity.
+   */
+  renew(ch: Channel): boolean {
+    if (this.channel !== ch || !ch.isOpen) return false;
+    this.channel = undefined;
+    this.actor.send({ type: "RENEW" });
+    void ch.close().catch(() => undefined);
+    return true;
   }
 
   /** The open channel, waiting (bounded) while it is being (re)opened. */
@@ -496,6 +512,9 @@ export class Client extends TypedEmitter<ClientEvents> {
       {
         channel: (timeout) => managed.get(timeout),
         current: () => (managed.channel?.isOpen ? managed.channel : undefined),
+        renew: (ch) => {
+          if (managed.renew(ch)) this.emit("channelRenewed", { reason: "nacks" });
+        },
         get blocked() {
           return client.stateName === "blocked";
         },

@@ -12,6 +12,11 @@
  *   again on the new channel, in their original order (at-least-once; every message
  *   carries a message-id, generated unless given, so consumers can de-duplicate), or
  *   rejected with `republish: false`.
+ * - A nacked message is sent again after a jittered backoff, up to `nackRetry.attempts`
+ *   times within `nackRetry.withinMs` (defaults ride out a quorum queue's leader election);
+ *   then it rejects with PublishNackedError (carrying the attempts). A streak of nacks on
+ *   one channel with no ack between them renews that channel: RabbitMQ keeps nacking on a
+ *   channel that reached a quorum queue while it had no leader, until it is reopened.
  * - With `outbox`, publish() resolves once the message is durably stored in SQLite; a
  *   relay sends it and deletes it on confirm, across restarts of the process.
  */
@@ -57,6 +62,37 @@ export interface PublisherOptions {
   publishTimeout?: number;
   /** A durable outbox: publish() resolves once stored; a relay delivers. */
   outbox?: OutboxOptions;
+  /**
+   * Nacked publishes are sent again with jittered exponential backoff; false rejects at the
+   * first nack. Default { attempts: 5, withinMs: 10000, initialDelayMs: 200, maxDelayMs: 2000 }.
+   */
+  nackRetry?: false | NackRetryOptions;
+  /** Nacks in a row on one channel, with no ack between them, that renew the channel (default 3; 0: never). */
+  renewAfterNacks?: number;
+}
+
+export interface NackRetryOptions {
+  /** Sends in all, the first included (default 5). */
+  attempts?: number;
+  /** No retry later than this after the first nack, in ms (default 10000). */
+  withinMs?: number;
+  /** Backoff before the first retry, in ms (default 200); doubles per attempt, half of it random. */
+  initialDelayMs?: number;
+  /** Backoff cap, in ms (default 2000). */
+  maxDelayMs?: number;
+}
+
+export const DEFAULT_NACK_RETRY: Required<NackRetryOptions> = {
+  attempts: 5,
+  withinMs: 10_000,
+  initialDelayMs: 200,
+  maxDelayMs: 2000,
+};
+
+/** Equal-jitter backoff before retry number `retry` (1-based): half fixed, half random. */
+export function nackRetryDelay(retry: number, o: Required<NackRetryOptions>, random = Math.random): number {
+  const base = Math.min(o.maxDelayMs, o.initialDelayMs * 2 ** Math.max(0, retry - 1));
+  return base / 2 + random() * (base / 2);
 }
 
 /** What the publisher needs from its client. */
@@ -65,6 +101,8 @@ export interface PublisherHost {
   channel(timeout: number): Promise<Channel>;
   /** The channel if it is open right now (the hot path: no promise). */
   current(): Channel | undefined;
+  /** Closes `ch` (if it is still the publisher's channel) and opens a fresh one. */
+  renew(ch: Channel): void;
   /** True while the broker blocks the connection. */
   readonly blocked: boolean;
   /** Calls fn on every change of the client's state. */
@@ -78,6 +116,14 @@ export interface PublisherHost {
  * so a publish allocates no closures.
  */
 class Entry {
+  /** Nacks so far, and when the first came. */
+  nacks = 0;
+  firstNackAt = 0;
+  /** When a nacked entry may be sent again. */
+  due = 0;
+  /** The channel it was last sent on. */
+  channel: Channel | undefined = undefined;
+
   constructor(
     private readonly owner: Publisher,
     readonly exchange: string,
@@ -99,6 +145,9 @@ class Entry {
     this.owner.settled(this, e);
   }
 }
+
+/** An outbox row nacked by the broker, waiting for its backoff. */
+type RetryRow = StoredMessage & { due: number };
 
 /** Fills in message-id and delivery mode. */
 export function normaliseProperties(p: PublishProperties | undefined): BasicProperties {
@@ -136,6 +185,21 @@ export class Publisher {
   private relaying = false;
   private relayAgain = false;
   private idleWaiters: (() => void)[] = [];
+  private readonly nackPolicy: Required<NackRetryOptions> | undefined;
+  private readonly renewAfter: number;
+  /** Nacked, waiting for their backoff to pass. */
+  private delayed: Entry[] = [];
+  private delayTimer: NodeJS.Timeout | undefined;
+  /** The nack streak: nacks in a row on streakChannel with no ack between them. */
+  private streakChannel: Channel | undefined;
+  private streak = 0;
+  /** Renewals back off too (100 ms doubling to 2 s) until a channel gets an ack. */
+  private renewGap = 0;
+  private renewNotBefore = 0;
+  /** Outbox rows nacked so far: attempts and first nack time, by row id. */
+  private rowNacks = new Map<number, { nacks: number; first: number }>();
+  private relayRetry: RetryRow[] = [];
+  private stats = { nackRetries: 0, renewals: 0 };
 
   constructor(
     private readonly host: PublisherHost,
@@ -145,6 +209,10 @@ export class Publisher {
     this.republish = options.republish ?? true;
     this.timeout = options.publishTimeout ?? 60_000;
     this.confirm = options.confirm ?? true;
+    this.nackPolicy = options.nackRetry === false ? undefined : { ...DEFAULT_NACK_RETRY, ...options.nackRetry };
+    if (this.nackPolicy && (!(this.nackPolicy.attempts >= 1) || !(this.nackPolicy.withinMs >= 0)))
+      throw new ConfigError("nackRetry.attempts must be at least 1 and nackRetry.withinMs at least 0");
+    this.renewAfter = options.renewAfterNacks ?? 3;
     if (options.outbox) {
       this.outbox = Outbox.open(options.outbox);
       this.scheduleRelay();
@@ -158,9 +226,14 @@ export class Publisher {
     this.sweepTimer = setInterval(() => this.sweep(), Math.min(1000, this.timeout)).unref();
   }
 
-  /** Messages accepted and not yet confirmed (queued, sending or awaiting a confirm). */
+  /** Messages accepted and not yet confirmed (queued, sending, awaiting a confirm or a nack retry). */
   get pending(): number {
-    return this.queue.length + this.retry.length + this.inFlight;
+    return this.queue.length + this.retry.length + this.inFlight + this.delayed.length;
+  }
+
+  /** Nacked publishes sent again, and channels renewed after a nack streak, since the start. */
+  get counters(): { nackRetries: number; channelRenewals: number } {
+    return { nackRetries: this.stats.nackRetries, channelRenewals: this.stats.renewals };
   }
 
   /** Messages the outbox holds (stored, not yet confirmed), when there is one. */
@@ -301,6 +374,7 @@ export class Publisher {
 
   private send(ch: Channel, e: Entry): void {
     this.inFlight++;
+    e.channel = ch;
     try {
       ch.publishTo(
         e.exchange,
@@ -321,8 +395,32 @@ export class Publisher {
   settled(e: Entry, err: Error | undefined): void {
     this.inFlight--;
     if (err === undefined) {
+      if (e.channel !== undefined) this.acked(e.channel);
       e.done();
       this.releaseCapacity();
+    } else if (err instanceof PublishNackedError && !this.closedFlag) {
+      if (e.channel !== undefined) this.nacked(e.channel);
+      const now = Date.now();
+      e.nacks += 1;
+      if (e.nacks === 1) e.firstNackAt = now;
+      const p = this.nackPolicy;
+      if (p && e.nacks < p.attempts && now - e.firstNackAt < p.withinMs) {
+        // Never before the one nacked earlier: retries keep the original order.
+        e.due = Math.max(now + nackRetryDelay(e.nacks, p), this.delayed.at(-1)?.due ?? 0);
+        this.stats.nackRetries += 1;
+        this.delayed.push(e);
+        this.armDelayTimer();
+      } else {
+        e.fail(
+          e.nacks === 1
+            ? err
+            : new PublishNackedError(
+                `the broker nacked the publish ${e.nacks} times within ${now - e.firstNackAt} ms`,
+                { attempts: e.nacks, cause: err },
+              ),
+        );
+        this.releaseCapacity();
+      }
     } else if (this.shouldRepublish(err, e)) {
       this.retry.push(e); // rejections arrive in sequence order: the original order is kept
       this.pump();
@@ -330,6 +428,50 @@ export class Publisher {
       e.fail(err);
       this.releaseCapacity();
     }
+  }
+
+  // ─── nacks: retry with backoff, renew a channel that keeps nacking ──────
+
+  private armDelayTimer(): void {
+    const head = this.delayed[0];
+    if (this.delayTimer !== undefined || head === undefined) return;
+    // Dues never decrease along the list: the head is the next one.
+    this.delayTimer = setTimeout(
+      () => {
+        this.delayTimer = undefined;
+        const now = Date.now();
+        let k = 0;
+        while (k < this.delayed.length && this.delayed[k]!.due <= now) k++;
+        for (const e of this.delayed.splice(0, k)) this.retry.push(e);
+        this.armDelayTimer();
+        this.pump();
+      },
+      Math.max(0, head.due - Date.now()),
+    );
+  }
+
+  private acked(ch: Channel): void {
+    if (ch === this.streakChannel) {
+      this.streak = 0;
+      this.renewGap = 0;
+    }
+  }
+
+  /** One more nack on `ch`: past renewAfterNacks in a row (no ack between), renew the channel. */
+  private nacked(ch: Channel): void {
+    if (ch !== this.streakChannel) {
+      this.streakChannel = ch;
+      this.streak = 0;
+    }
+    this.streak += 1;
+    if (this.renewAfter <= 0 || this.streak < this.renewAfter || !ch.isOpen) return;
+    const now = Date.now();
+    if (now < this.renewNotBefore) return;
+    this.streak = 0;
+    this.renewGap = Math.min(2000, Math.max(100, this.renewGap * 2));
+    this.renewNotBefore = now + this.renewGap;
+    this.stats.renewals += 1;
+    this.host.renew(ch);
   }
 
   /** A closed channel or connection is no verdict on the message: publish it again. */
@@ -404,19 +546,34 @@ export class Publisher {
   private async relayPass(): Promise<void> {
     const o = this.outbox;
     if (!o || this.closedFlag) return;
-    const room = this.maxInFlight - this.relayInFlight.size;
-    if (room <= 0) return;
+    const hasDue = this.relayRetry.some((r) => r.due <= Date.now());
+    if (!hasDue && this.maxInFlight - this.relayInFlight.size <= 0) return;
     let ch: Channel;
     try {
       ch = await this.host.channel(this.timeout);
     } catch {
       return; // the next "running" state change schedules the relay again
     }
-    if (this.host.blocked) return;
+    if (this.host.blocked || this.closedFlag) return;
+    // Nacked rows whose backoff passed go first (they are still counted in relayInFlight).
+    const now = Date.now();
+    const waiting: RetryRow[] = [];
+    for (const row of this.relayRetry) {
+      if (row.due > now || !ch.isOpen) {
+        waiting.push(row);
+        continue;
+      }
+      this.relayInFlight.delete(row.id);
+      this.relayOne(ch, row);
+    }
+    this.relayRetry = waiting;
+    const room = this.maxInFlight - this.relayInFlight.size;
+    if (room <= 0) return;
     const rows = o.pending(this.relayCursor, room);
     for (const row of rows) {
       if (!ch.isOpen) break;
       this.relayCursor = row.id;
+      if (this.relayInFlight.has(row.id)) continue; // sent again already, or waiting for its nack backoff
       this.relayOne(ch, row);
     }
     if (rows.length === room) this.scheduleRelay();
@@ -429,14 +586,21 @@ export class Publisher {
     ch.publish(row.exchange, row.routingKey, row.body, row.properties, { mandatory: row.mandatory }).then(
       () => {
         this.relayInFlight.delete(row.id);
+        this.acked(ch);
+        this.rowNacks.delete(row.id);
         if (!settled()) return;
         o.confirmed(row.id);
         this.afterRelay();
       },
       (err: Error) => {
+        if (err instanceof PublishNackedError && settled() && this.retryRow(ch, row)) return;
         this.relayInFlight.delete(row.id);
         if (!settled()) return;
-        if (err instanceof PublishNackedError || err instanceof UnroutableError) {
+        if (err instanceof PublishNackedError) {
+          const n = this.rowNacks.get(row.id)?.nacks ?? 1;
+          this.rowNacks.delete(row.id);
+          o.deadLetter(row.id, `${err.name}: ${err.message}${n > 1 ? ` (nacked ${n} times)` : ""}`);
+        } else if (err instanceof UnroutableError) {
           o.deadLetter(row.id, `${err.name}: ${err.message}`);
         } else if (err instanceof ChannelClosedByBroker && exchangeNamed(err) === row.exchange) {
           o.deadLetter(row.id, `${err.name}: ${err.message}`);
@@ -447,6 +611,22 @@ export class Publisher {
         this.afterRelay();
       },
     );
+  }
+
+  /** A nacked row: sent again after its backoff unless the retry bound is reached (then it is dead-lettered). */
+  private retryRow(ch: Channel, row: StoredMessage): boolean {
+    this.nacked(ch);
+    const p = this.nackPolicy;
+    const now = Date.now();
+    const n = this.rowNacks.get(row.id) ?? { nacks: 0, first: now };
+    n.nacks += 1;
+    this.rowNacks.set(row.id, n);
+    if (!p || n.nacks >= p.attempts || now - n.first >= p.withinMs) return false;
+    this.stats.nackRetries += 1;
+    const delay = nackRetryDelay(n.nacks, p);
+    this.relayRetry.push({ ...row, due: now + delay });
+    setTimeout(() => this.scheduleRelay(), delay + 1).unref();
+    return true;
   }
 
   private afterRelay(): void {
@@ -490,7 +670,10 @@ export class Publisher {
     const err = cause
       ? new ClientClosedError(`the client failed before the message was sent: ${cause.message}`, { cause })
       : new ClientClosedError("the client was closed before the message was confirmed");
-    for (const e of [...this.retry, ...this.queue]) e.fail(err);
+    if (this.delayTimer) clearTimeout(this.delayTimer);
+    this.delayTimer = undefined;
+    for (const e of [...this.delayed, ...this.retry, ...this.queue]) e.fail(err);
+    this.delayed = [];
     this.retry = [];
     this.queue = [];
     for (const e of this.backlog.drain()) e.fail(err);

@@ -107,6 +107,7 @@ export class FakePeer {
   private waiters: Waiter[] = [];
   private taken = new Set<Frame>();
   private answers = new Map<string, Answer>();
+  private watchers: ((f: Frame) => void)[] = [];
   private headerWaiters: (() => void)[] = [];
   /** A parse failure of the client's bytes (the client sent something that is not AMQP). */
   parseError: unknown;
@@ -150,6 +151,7 @@ export class FakePeer {
       }
     }
     this.frames.push(f);
+    for (const w of this.watchers) w(f);
     for (const w of [...this.waiters]) {
       if (!this.taken.has(f) && w.match(f)) {
         this.taken.add(f);
@@ -198,6 +200,12 @@ export class FakePeer {
   }
 
   // ─── answering ──────────────────────────────────────────────────────────
+
+  /** Calls fn with every frame the client sends from now on (before answers are sent). */
+  watch(fn: (f: Frame) => void): this {
+    this.watchers.push(fn);
+    return this;
+  }
 
   /** Answers every future `name` from the client with what `fn` returns. */
   answer<K extends MethodName>(name: K, fn: Answer): this {

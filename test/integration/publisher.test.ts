@@ -197,23 +197,32 @@ describe("confirms", () => {
 // ─── nacks and returns ──────────────────────────────────────────────────────
 
 describe("nacks and returns", () => {
-  it("a full queue (reject-publish) nacks: PublishNackedError; with an outbox the message is dead-lettered, retried, dropped", async () => {
+  it("a full queue (reject-publish) nacks: PublishNackedError after the retries; with an outbox the message is dead-lettered, retried, dropped", async () => {
     const q = await queue({ "x-max-length": 1, "x-overflow": "reject-publish" });
     const { client: c } = client();
     await c.ready();
-    const pub = c.publisher();
+    const nackRetry = { attempts: 3, initialDelayMs: 20, maxDelayMs: 40 };
+    const pub = c.publisher({ nackRetry });
     await pub.publish({ exchange: "", routingKey: q, body: "first" });
     const err = await errorOf(pub.publish({ exchange: "", routingKey: q, body: "second" }));
     expect(err).toBeInstanceOf(PublishNackedError);
+    expect((err as PublishNackedError).attempts).toBe(3);
+    expect(pub.counters.nackRetries).toBe(2);
     expect(pub.pending).toBe(0);
     expect(() => pub.deadLetters).toThrow(ConfigError); // no outbox, no dead letters
+    // Without retries the first nack rejects.
+    const once = c.publisher({ nackRetry: false });
+    const err1 = await errorOf(once.publish({ exchange: "", routingKey: q, body: "second" }));
+    expect((err1 as PublishNackedError).attempts).toBe(1);
+    expect(once.counters.nackRetries).toBe(0);
 
-    const ob = c.publisher({ outbox: { path: await outboxPath() } });
+    const ob = c.publisher({ outbox: { path: await outboxPath() }, nackRetry });
     await ob.publish({ exchange: "", routingKey: q, body: "third", properties: { messageId: "nacked-1" } });
     await waitFor(() => ob.deadLetters.list().length === 1, "the nacked message in the dead letters");
     expect(ob.stored).toBe(0);
+    expect(ob.counters.nackRetries).toBe(2);
     const [dead] = ob.deadLetters.list();
-    expect(dead!.reason).toMatch(/PublishNackedError/);
+    expect(dead!.reason).toMatch(/PublishNackedError.*nacked 3 times/);
     expect(dead!.properties.messageId).toBe("nacked-1");
     expect(dead!.body.toString()).toBe("third");
     expect(dead!.routingKey).toBe(q);
@@ -238,6 +247,30 @@ describe("nacks and returns", () => {
     expect(ob.deadLetters.list()).toEqual([]);
     expect(ob.stored).toBe(0);
     expect(ids(await drain(q)).length).toBe(1);
+  });
+
+  it("a nacked publish is sent again after a backoff and resolves once the queue has room (also through the outbox)", async () => {
+    const q = await queue({ "x-max-length": 1, "x-overflow": "reject-publish" });
+    const { client: c } = client();
+    await c.ready();
+    const nackRetry = { attempts: 20, withinMs: 20_000, initialDelayMs: 50, maxDelayMs: 200 };
+    const pub = c.publisher({ nackRetry });
+    await pub.publish({ exchange: "", routingKey: q, body: "fill", properties: { messageId: "fill" } });
+    const later = pub.publish({ exchange: "", routingKey: q, body: "later", properties: { messageId: "later" } });
+    await waitFor(() => pub.counters.nackRetries >= 1, "the first nack");
+    expect(ids(await drain(q))).toEqual(["fill"]);
+    await later;
+    expect(ids(await drain(q))).toEqual(["later"]);
+
+    const ob = c.publisher({ outbox: { path: await outboxPath() }, nackRetry });
+    await pub.publish({ exchange: "", routingKey: q, body: "fill", properties: { messageId: "fill-2" } });
+    await ob.publish({ exchange: "", routingKey: q, body: "stored", properties: { messageId: "stored" } });
+    await waitFor(() => ob.counters.nackRetries >= 1, "the relay's first nack");
+    expect(ids(await drain(q))).toEqual(["fill-2"]);
+    await ob.whenIdle(10_000);
+    expect(ob.stored).toBe(0);
+    expect(ob.deadLetters.list()).toEqual([]);
+    expect(ids(await drain(q))).toEqual(["stored"]);
   });
 
   it("mandatory to an exchange with no bindings: UnroutableError; with an outbox a dead letter", async () => {

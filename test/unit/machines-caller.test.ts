@@ -50,6 +50,20 @@ describe("channel machine: closes the caller caused", () => {
     expect(actor.getSnapshot().context.restarts).toEqual([]);
   });
 
+  it("renewals (RENEW: the owner replaces a channel that keeps nacking) reopen without counting", async () => {
+    const { actor, clock } = start();
+    for (let i = 0; i < 10; i++) {
+      await settle();
+      expect(actor.getSnapshot().matches("open")).toBe(true);
+      actor.send({ type: "RENEW" });
+      expect(actor.getSnapshot().value).toBe("reopening");
+      clock.increment(1);
+    }
+    await settle();
+    expect(actor.getSnapshot().matches("open")).toBe(true);
+    expect(actor.getSnapshot().context.restarts).toEqual([]);
+  });
+
   it("other closes count and, past the intensity, give up", async () => {
     const { actor, clock } = start();
     for (let i = 0; i < 2; i++) {

@@ -372,6 +372,7 @@ const specs: WalkSpec[] = [
         { type: "FLOW", active: false },
         { type: "FLOW", active: true },
       ],
+      RENEW: [{ type: "RENEW" }],
       CLOSE: [{ type: "CLOSE" }],
     },
     serialize: (s) => {
