@@ -64,7 +64,8 @@ export interface PublisherOptions {
   outbox?: OutboxOptions;
   /**
    * Nacked publishes are sent again with jittered exponential backoff; false rejects at the
-   * first nack. Default { attempts: 5, withinMs: 10000, initialDelayMs: 200, maxDelayMs: 2000 }.
+   * first nack. Default { attempts: 8, withinMs: 10000, initialDelayMs: 200, maxDelayMs: 2000 }:
+   * the retries span 4.5 to 9 s, which rides out a quorum queue's leader election.
    */
   nackRetry?: false | NackRetryOptions;
   /** Nacks in a row on one channel, with no ack between them, that renew the channel (default 3; 0: never). */
@@ -72,7 +73,7 @@ export interface PublisherOptions {
 }
 
 export interface NackRetryOptions {
-  /** Sends in all, the first included (default 5). */
+  /** Sends in all, the first included (default 8). */
   attempts?: number;
   /** No retry later than this after the first nack, in ms (default 10000). */
   withinMs?: number;
@@ -83,7 +84,7 @@ export interface NackRetryOptions {
 }
 
 export const DEFAULT_NACK_RETRY: Required<NackRetryOptions> = {
-  attempts: 5,
+  attempts: 8,
   withinMs: 10_000,
   initialDelayMs: 200,
   maxDelayMs: 2000,
