@@ -210,7 +210,8 @@ export class Publisher {
     this.republish = options.republish ?? true;
     this.timeout = options.publishTimeout ?? 60_000;
     this.confirm = options.confirm ?? true;
-    this.nackPolicy = options.nackRetry === false ? undefined : { ...DEFAULT_NACK_RETRY, ...options.nackRetry };
+    this.nackPolicy =
+      options.nackRetry === false ? undefined : { ...DEFAULT_NACK_RETRY, ...options.nackRetry };
     if (this.nackPolicy && (!(this.nackPolicy.attempts >= 1) || !(this.nackPolicy.withinMs >= 0)))
       throw new ConfigError("nackRetry.attempts must be at least 1 and nackRetry.withinMs at least 0");
     this.renewAfter = options.renewAfterNacks ?? 3;

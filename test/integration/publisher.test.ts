@@ -256,7 +256,12 @@ describe("nacks and returns", () => {
     const nackRetry = { attempts: 20, withinMs: 20_000, initialDelayMs: 50, maxDelayMs: 200 };
     const pub = c.publisher({ nackRetry });
     await pub.publish({ exchange: "", routingKey: q, body: "fill", properties: { messageId: "fill" } });
-    const later = pub.publish({ exchange: "", routingKey: q, body: "later", properties: { messageId: "later" } });
+    const later = pub.publish({
+      exchange: "",
+      routingKey: q,
+      body: "later",
+      properties: { messageId: "later" },
+    });
     await waitFor(() => pub.counters.nackRetries >= 1, "the first nack");
     expect(ids(await drain(q))).toEqual(["fill"]);
     await later;
