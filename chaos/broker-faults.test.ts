@@ -1,10 +1,18 @@
 /**
  * Faults on the broker side: forced connection closes, a queue deleted under its consumer, wrong
- * credentials, a storm of the caller's own channel errors, and (on a private extra node) the broker
+ * credentials, a storm of the caller's own channel errors, a storm of channel errors the broker
+ * raises on its own (beyond the restart intensities), and (on a private extra node) the broker
  * application stopped and started, and a memory alarm.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuthenticationError, ChannelClosedByBroker, connect } from "../src/index.js";
+import {
+  AuthenticationError,
+  ChannelClosedByBroker,
+  ClientClosedError,
+  Connection,
+  connect,
+  RestartIntensityError,
+} from "../src/index.js";
 import {
   clearMemoryAlarm,
   closeConnectionsNamed,
@@ -17,10 +25,13 @@ import {
   findFreePorts,
   startExtraNode,
 } from "../test/support/extra-node.js";
+import { type ChannelStorm, STORM_DELIVERY_TAG, startChannelStorm } from "./suite/channel-storm.js";
 import {
   type ChaosEnv,
   deleteQueue,
   printResults,
+  record,
+  resetProxy,
   runScenario,
   startChaos,
   waitFor,
@@ -174,7 +185,219 @@ describe("chaos: broker faults (main broker)", () => {
     expect(r.finalClientState).toBe("running");
     expect(r.finalConsumerState).toBe("consuming");
   });
+
+  it("a channel-error storm that exceeds restart intensity (escalates, reported)", {
+    timeout: 60_000,
+  }, async () => {
+    // The broker keeps closing the publisher's channel with 406 PRECONDITION_FAILED (an unknown
+    // delivery tag on a basic.ack the client never sent; see suite/channel-storm.ts): not the
+    // caller's fault, so every close counts. Channel intensity 2 in 10 s: the third close fails
+    // the channel and the client restarts the connection (escalation). The channel keeps its
+    // restart history, so on each new connection the next close escalates again; connection
+    // intensity 2 in 10 s: the third escalation ends the client in `failed`. 30 ms of upstream
+    // latency and a window of 5 in-flight publishes keep a backlog waiting (the stream asks for
+    // 200/s, the window passes less), so publishes are pending when the client gives up.
+    const name = "channel-error storm (escalates)";
+    const intensity = { maxRestarts: 2, withinMs: 10_000 };
+    const started = Date.now();
+    const connectionName = uniqueName("warren-chaos-storm");
+    const queue = uniqueName("warren-chaos-storm-q");
+    await env.proxy.addToxic({
+      name: "storm-upstream-latency",
+      type: "latency",
+      stream: "upstream",
+      toxicity: 1,
+      attributes: { latency: 30, jitter: 0 },
+    });
+    const client = connect({
+      url: env.proxyUrl,
+      connectionName,
+      heartbeat: 1,
+      connectionTimeout: 5000,
+      reconnect: { initial: 100, max: 1000 },
+      restartIntensity: intensity,
+      channelRestartIntensity: intensity,
+    });
+    const changes: { from: string; to: string; error: Error | undefined; at: number }[] = [];
+    client.on("state", ({ from, to, error }) => changes.push({ from, to, error, at: Date.now() }));
+    const errorEvents: Error[] = [];
+    client.on("error", (e) => errorEvents.push(e));
+
+    const rate = 200;
+    let published = 0;
+    const confirmed = new Set<string>();
+    const consumed = new Set<string>();
+    let deliveries = 0;
+    let rejected = 0;
+    const rejectedBy: Record<string, number> = {};
+    let rejectedByFailure = 0;
+    const pending = new Set<Promise<void>>();
+    let pump: ReturnType<typeof setInterval> | undefined;
+    let storm: ChannelStorm | undefined;
+    try {
+      await client.ready();
+      await client.declare({ queues: [{ name: queue, durable: true }] });
+      const publisher = client.publisher({ maxInFlight: 5 });
+      const consumer = client.consume({ queue, prefetch: 100 }, (m) => {
+        const id = m.properties.messageId;
+        if (id === undefined) return;
+        deliveries += 1;
+        consumed.add(id);
+      });
+      const t0 = Date.now();
+      pump = setInterval(() => {
+        if (client.state === "failed") return;
+        const due = Math.floor(((Date.now() - t0) * rate) / 1000);
+        while (published < due) {
+          published += 1;
+          const id = `${connectionName}-${published}`;
+          const p = publisher
+            .publish({
+              exchange: "",
+              routingKey: queue,
+              body: `chaos ${id}`,
+              properties: { messageId: id, persistent: true },
+            })
+            .then(
+              () => {
+                confirmed.add(id);
+              },
+              (e: unknown) => {
+                rejected += 1;
+                const n = e instanceof Error ? e.name : typeof e;
+                rejectedBy[n] = (rejectedBy[n] ?? 0) + 1;
+                if (e instanceof ClientClosedError && e.cause instanceof RestartIntensityError)
+                  rejectedByFailure += 1;
+              },
+            )
+            .finally(() => pending.delete(p));
+          pending.add(p);
+        }
+      }, 10);
+      await waitFor(() => consumed.size >= 100, "the stream to flow", 10_000);
+
+      const stormAt = Date.now();
+      storm = startChannelStorm(connectionName);
+      await waitFor(() => changes.some((c) => c.to === "recovering"), "the first escalation", 10_000);
+      await waitFor(() => client.state === "failed", "the client to give up", 15_000);
+      const failedAt = Date.now();
+      clearInterval(pump);
+      await storm.stop();
+      await waitFor(() => pending.size === 0, "every publish to settle", 5000);
+      // What was confirmed and not consumed is still in the queue (unacked deliveries come back
+      // once the broker has dropped the failed client's connection).
+      const left = new Set<string>();
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        for (const id of await drainQueue(env.directUrl, queue)) left.add(id);
+        const missing = [...confirmed].filter((id) => !consumed.has(id) && !left.has(id));
+        if (missing.length === 0 || Date.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const lostIds = [...confirmed].filter((id) => !consumed.has(id) && !left.has(id));
+
+      const firstEscalation = changes.find((c) => c.to === "recovering")!;
+      const recoveries = changes.filter((c) => c.to === "recovering");
+      const failed = changes.find((c) => c.to === "failed");
+      const byStorm = (e: unknown) => e instanceof ChannelClosedByBroker && e.replyCode === 406;
+      const escalations =
+        recoveries.filter((c) => byStorm(c.error)).length + (failed && byStorm(failed.error?.cause) ? 1 : 0);
+      const closesBeforeEscalation = storm.history
+        .filter((round) => round.startedAt < firstEscalation.at)
+        .reduce((sum, round) => sum + round.hits, 0);
+      const stormMs = failedAt - stormAt;
+      console.info(
+        `[chaos] ${name}: published ${published}, confirmed ${confirmed.size}, consumed ${consumed.size}, left in queue ${left.size}, lost ${lostIds.length}, dups ${deliveries - consumed.size}, rejected ${rejected} ${JSON.stringify(rejectedBy)} (${rejectedByFailure} by the failure), broker channel closes ${storm.closes} (${closesBeforeEscalation} before the first escalation, ${storm.rounds} rounds), restarts ${recoveries.length}, escalations ${escalations}, final ${client.state} (${failed?.error?.name}) ${stormMs} ms after the storm began`,
+      );
+      console.info(
+        `[chaos] ${name}: states ${changes.map((c) => `${c.from}→${c.to}${c.error ? `(${c.error.name})` : ""} +${c.at - stormAt}ms`).join(", ")}`,
+      );
+      record({
+        name,
+        published,
+        confirmed: confirmed.size,
+        consumed: consumed.size,
+        duplicates: deliveries - consumed.size,
+        lost: lostIds.length,
+        rejected,
+        rejectedBy,
+        recoveryMs: undefined,
+        reconnects: recoveries.length,
+        durationMs: Date.now() - started,
+        finalClientState: client.state,
+        finalConsumerState: consumer.state,
+        states: changes.map((c) => `${c.from}→${c.to}`),
+        lostIds: lostIds.slice(0, 20),
+        lostAfterHeal: [],
+        notes: {
+          rejectedByFailure,
+          closes: storm.closes,
+          closesBeforeEscalation,
+          escalations,
+          stormMs,
+          leftInQueue: left.size,
+        },
+      });
+
+      // (1) The channel's intensity (2 in 10 s) is exceeded by the third close: the client
+      // restarts the connection, and says why.
+      expect(storm.errors).toEqual([]);
+      expect(closesBeforeEscalation).toBe(intensity.maxRestarts + 1);
+      expect(firstEscalation.from).toBe("running");
+      expect(firstEscalation.error).toBeInstanceOf(ChannelClosedByBroker);
+      const closeError = firstEscalation.error as ChannelClosedByBroker;
+      expect(closeError.replyCode).toBe(406);
+      expect(closeError.methodName).toBe("basic.ack");
+      expect(closeError.replyText).toContain(`unknown delivery tag ${STORM_DELIVERY_TAG}`);
+      // (2) The storm goes on: each new connection's channel escalates at its first close, and the
+      // third escalation exceeds the connection's intensity (2 in 10 s).
+      expect(recoveries).toHaveLength(intensity.maxRestarts);
+      expect(recoveries.every((c) => byStorm(c.error))).toBe(true);
+      expect(escalations).toBe(intensity.maxRestarts + 1);
+      expect(client.state).toBe("failed");
+      expect(failed?.error).toBeInstanceOf(RestartIntensityError);
+      expect(failed?.error?.cause).toBeInstanceOf(ChannelClosedByBroker);
+      expect(errorEvents).toHaveLength(1);
+      expect(errorEvents[0]).toBe(failed?.error);
+      await expect(client.ready()).rejects.toBeInstanceOf(RestartIntensityError);
+      await expect(client.publish("", queue, "after")).rejects.toBeInstanceOf(RestartIntensityError);
+      expect(stormMs).toBeLessThan(30_000);
+      // Nothing is left pending: every publish was confirmed or rejected (those waiting when the
+      // client gave up with the failure as their cause), and nothing confirmed is lost.
+      expect(pending.size).toBe(0);
+      expect(rejectedByFailure).toBeGreaterThan(0);
+      // The rest were in flight on a channel the broker closed (the publisher takes a broker
+      // channel close that names no other exchange as the verdict on what was in flight).
+      expect(rejected).toBe((rejectedBy["ChannelClosedByBroker"] ?? 0) + rejectedByFailure);
+      expect(confirmed.size + rejected).toBe(published);
+      expect(lostIds).toEqual([]);
+    } finally {
+      if (pump) clearInterval(pump);
+      await storm?.stop();
+      await Promise.race([client.close(), new Promise((r) => setTimeout(r, 15_000))]).catch(() => undefined);
+      await resetProxy(env).catch(() => undefined);
+      await deleteQueue(env.directUrl, queue);
+    }
+  });
 });
+
+/** Takes every message out of `queue` (basic.get, no ack) on a direct connection; resolves with their ids. */
+async function drainQueue(url: string, queue: string): Promise<string[]> {
+  const conn = await Connection.open({ url, connectionTimeout: 10_000 });
+  const ids: string[] = [];
+  try {
+    const ch = await conn.openChannel();
+    for (
+      let m = await ch.basicGet({ queue, noAck: true });
+      m !== null;
+      m = await ch.basicGet({ queue, noAck: true })
+    )
+      if (m.properties.messageId !== undefined) ids.push(m.properties.messageId);
+  } finally {
+    await conn.close({ timeout: 5000 }).catch(() => undefined);
+  }
+  return ids;
+}
 
 function count(xs: string[]): Record<string, number> {
   const out: Record<string, number> = {};
