@@ -3,7 +3,10 @@
  *
  *   idle ─START→ opening{connecting ─SOCKET_OPEN→ handshaking} ─CONNECTED→ open{restoring → running ⇄ blocked}
  *   opening ─CONNECT_FAILED→ recovering (backoff, next host) ─after→ opening
- *   open ─LOST / ESCALATE→ recovering, or failed when the restart intensity is exceeded
+ *   open ─LOST / ESCALATE→ recovering (next host), or failed when the restart intensity is exceeded
+ *
+ * Hosts: the one that refused or whose connection died rests for `hostCooldown` ms; the next
+ * attempt goes to the next host not resting (machines/hosts.ts).
  *   any ─CLOSE→ closing → closed;  non-recoverable errors → failed
  *
  * Pure: opening a socket, restoring topology, watching the live connection and
@@ -22,6 +25,7 @@ import {
   intensityExceeded,
   recordRestart,
 } from "./backoff.js";
+import { coolDown, DEFAULT_HOST_COOLDOWN, nextHost } from "./hosts.js";
 
 /** Errors carry `recoverable` (warren's error tree); anything else is taken as recoverable. */
 export interface LifecycleError extends Error {
@@ -33,6 +37,8 @@ export interface ConnectionMachineInput {
   hostCount: number;
   backoff?: BackoffOptions;
   intensity?: IntensityOptions;
+  /** How long a host that died or refused rests before it is tried again, in ms (default 10000). */
+  hostCooldown?: number;
   now?: () => number;
   random?: () => number;
 }
@@ -41,6 +47,9 @@ export interface ConnectionContext {
   hostCount: number;
   /** Host the next (or current) attempt uses. */
   hostIndex: number;
+  /** Per host: resting until this time (ms, `now()`'s clock); 0 = available. */
+  cooldownUntil: number[];
+  hostCooldown: number;
   /** Consecutive failed attempts since the connection was last open. */
   attempt: number;
   /** Times of recoveries from an open connection, for the restart intensity. */
@@ -104,9 +113,12 @@ export const connectionMachine = setup({
         ),
     }),
     setRestoreError: assign({ error: ({ event }) => (event as { error?: LifecycleError }).error }),
-    connectFailed: assign({
-      attempt: ({ context }) => context.attempt + 1,
-      hostIndex: ({ context }) => (context.hostIndex + 1) % context.hostCount,
+    connectFailed: assign({ attempt: ({ context }) => context.attempt + 1 }),
+    /** The current host refused or died: it rests, and the next attempt goes elsewhere if it can. */
+    leaveHost: assign(({ context }) => {
+      const now = context.now();
+      const cooldownUntil = coolDown(context.cooldownUntil, context.hostIndex, now + context.hostCooldown);
+      return { cooldownUntil, hostIndex: nextHost(context.hostIndex, cooldownUntil, now) };
     }),
     opened: assign({ attempt: 0, error: undefined }),
     countRestart: assign({
@@ -125,6 +137,8 @@ export const connectionMachine = setup({
   context: ({ input }) => ({
     hostCount: Math.max(1, input.hostCount),
     hostIndex: 0,
+    cooldownUntil: new Array<number>(Math.max(1, input.hostCount)).fill(0),
+    hostCooldown: input.hostCooldown ?? DEFAULT_HOST_COOLDOWN,
     attempt: 0,
     restarts: [],
     error: undefined,
@@ -153,7 +167,7 @@ export const connectionMachine = setup({
         CONNECTED: { target: "open", actions: "opened" },
         CONNECT_FAILED: [
           { guard: "fatal", target: "failed", actions: "setError" },
-          { target: "recovering", actions: ["setError", "connectFailed"] },
+          { target: "recovering", actions: ["setError", "connectFailed", "leaveHost"] },
         ],
         CLOSE: "closing",
       },
@@ -181,7 +195,7 @@ export const connectionMachine = setup({
               },
               {
                 target: "#connection.recovering",
-                actions: ["setRestoreError", "countRestart", "clearBlocked"],
+                actions: ["setRestoreError", "countRestart", "clearBlocked", "leaveHost"],
               },
             ],
           },
@@ -199,10 +213,11 @@ export const connectionMachine = setup({
         LOST: [
           { guard: "fatal", target: "failed", actions: ["setError", "clearBlocked"] },
           { guard: "intensityExceeded", target: "failed", actions: ["intensityError", "clearBlocked"] },
-          { target: "recovering", actions: ["setError", "countRestart", "clearBlocked"] },
+          { target: "recovering", actions: ["setError", "countRestart", "clearBlocked", "leaveHost"] },
         ],
         ESCALATE: [
           { guard: "intensityExceeded", target: "failed", actions: ["intensityError", "clearBlocked"] },
+          // A supervised channel gave up: the connection restarts, on the same host if it is the only one.
           { target: "recovering", actions: ["setError", "countRestart", "clearBlocked"] },
         ],
         CLOSE: "closing",

@@ -45,8 +45,15 @@ import { Publisher, type PublisherOptions, type PublishProperties } from "./publ
 import { type BindingSpec, type DeclareResult, Topology, type TopologySpec } from "./topology.js";
 
 export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | "port"> {
-  /** Brokers to use, in order; each connection attempt takes the next. */
+  /**
+   * Brokers to use, in order. After a connection to one dies (or it refuses), the others are
+   * tried first: that host rests for `hostCooldown` ms.
+   */
   urls?: string[];
+  /** Shuffle `urls` once, on creation, so a fleet of clients spreads over the nodes (default false). */
+  shuffleHosts?: boolean;
+  /** How long a host that died or refused rests before it is tried again (ms, default 10000). */
+  hostCooldown?: number;
   /** One broker (same as urls: [url]). Default: $AMQP_URL or amqp://guest:guest@127.0.0.1:5672/. */
   url?: string;
   /** Reconnect backoff: full jitter, ceiling initial × multiplier^n up to max (ms). Default 100, 2000, 2. */
@@ -79,6 +86,16 @@ export interface ClientEvents {
 }
 
 type ConnActor = Actor<typeof connectionMachine>;
+
+/** A Fisher–Yates shuffled copy. */
+function shuffled<T>(items: readonly T[], random = Math.random): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
 
 /** A channel the client keeps open (publishing, declaring), reopened after channel exceptions. */
 class ManagedChannel {
@@ -203,7 +220,7 @@ export class Client extends TypedEmitter<ClientEvents> {
       options.url ?? process.env["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/",
     ];
     if (urls.length === 0) throw new ConfigError("connect() needs at least one URL");
-    this.urls = urls;
+    this.urls = options.shuffleHosts ? shuffled(urls) : [...urls];
     this.opts = options;
     this.channelIntensity = { ...DEFAULT_INTENSITY, ...options.channelRestartIntensity };
     const machine = connectionMachine.provide({
@@ -219,6 +236,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     this.actor = createActor(machine, {
       input: {
         hostCount: urls.length,
+        ...(options.hostCooldown !== undefined ? { hostCooldown: options.hostCooldown } : {}),
         backoff: { ...DEFAULT_BACKOFF, ...options.reconnect },
         intensity: { ...DEFAULT_INTENSITY, ...options.restartIntensity },
       },
@@ -302,6 +320,8 @@ export class Client extends TypedEmitter<ClientEvents> {
       reconnect: _r,
       restartIntensity: _ri,
       channelRestartIntensity: _ci,
+      shuffleHosts: _sh,
+      hostCooldown: _hc,
       ...rest
     } = this.opts;
     const options: ConnectionOptions = { ...rest, url };
@@ -376,7 +396,8 @@ export class Client extends TypedEmitter<ClientEvents> {
   /** @internal opens a raw channel on the live connection */
   openRawChannel(): Promise<Channel> {
     const conn = this.connection;
-    if (!conn?.isOpen || !this.isOpen) return Promise.reject(new ConnectionClosedError("not connected"));
+    // childrenUp, not the state name: restore() starts the children before the state event is seen.
+    if (!conn?.isOpen || !this.childrenUp) return Promise.reject(new ConnectionClosedError("not connected"));
     return conn.openChannel();
   }
 

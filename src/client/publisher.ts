@@ -164,6 +164,16 @@ function exchangeNamed(err: ChannelClosedByBroker): string | undefined {
   return /exchange '([^']*)'/.exec(err.replyText)?.[1];
 }
 
+/**
+ * True when the broker closed the channel because of a publish to `exchange` (e.g. 404 no exchange
+ * 'x'): messages to it fail. Any other channel close is no verdict on the message: it is sent again.
+ */
+function refusedPublishTo(err: ChannelClosedByBroker, exchange: string): boolean {
+  if (err.methodName !== undefined && err.methodName !== "basic.publish") return false;
+  const named = exchangeNamed(err);
+  return named === undefined || named === exchange;
+}
+
 export class Publisher {
   private readonly maxInFlight: number;
   private readonly republish: boolean;
@@ -480,11 +490,7 @@ export class Publisher {
   private shouldRepublish(err: Error, e: Entry): boolean {
     if (!this.republish || this.closedFlag) return false;
     if (err instanceof PublishNackedError || err instanceof UnroutableError) return false;
-    if (err instanceof ChannelClosedByBroker) {
-      // The broker closed the channel because of one publish (e.g. 404 no exchange 'x'): that one fails.
-      const named = exchangeNamed(err);
-      return named !== undefined && named !== e.exchange;
-    }
+    if (err instanceof ChannelClosedByBroker) return !refusedPublishTo(err, e.exchange);
     return (
       err instanceof ChannelClosedError ||
       err instanceof ConnectionClosedError ||
@@ -604,7 +610,7 @@ export class Publisher {
           o.deadLetter(row.id, `${err.name}: ${err.message}${n > 1 ? ` (nacked ${n} times)` : ""}`);
         } else if (err instanceof UnroutableError) {
           o.deadLetter(row.id, `${err.name}: ${err.message}`);
-        } else if (err instanceof ChannelClosedByBroker && exchangeNamed(err) === row.exchange) {
+        } else if (err instanceof ChannelClosedByBroker && refusedPublishTo(err, row.exchange)) {
           o.deadLetter(row.id, `${err.name}: ${err.message}`);
         } else if (row.id <= this.relayCursor) {
           // Not confirmed because the channel died: read it again (rows stay until confirmed).

@@ -20,6 +20,7 @@ import {
   type ConsumedMessage,
   connect,
   RestartIntensityError,
+  redactUrl,
   SocketError,
   UnroutableError,
   VhostNotAllowedError,
@@ -320,6 +321,34 @@ describe.skipIf(!usable)("the supervised client against the broker", { timeout: 
     expect(failed?.error).toBeInstanceOf(SocketError);
     expect(failed?.error?.message).toMatch(/ECONNREFUSED|refused/i);
     expect(c.connection?.address).toMatch(/:5672\//);
+  });
+
+  it("after its connection dies, the client reconnects to another host first (that one rests); shuffleHosts spreads", async () => {
+    // Two names for the same broker: which one the client uses shows in connection.address.
+    const other = AMQP_URL.replace("127.0.0.1", "localhost");
+    expect(other).not.toBe(AMQP_URL);
+    const { client: c, name, log } = client({ urls: [AMQP_URL, other] });
+    await c.ready();
+    expect(c.connection?.address).toMatch(/127\.0\.0\.1/);
+    let mark = log.changes.length;
+    await kill(name);
+    await log.next("running", mark);
+    expect(c.connection?.address).toMatch(/localhost/);
+    mark = log.changes.length;
+    await kill(name);
+    await log.next("running", mark);
+    expect(c.connection?.address).toMatch(/127\.0\.0\.1/);
+
+    // shuffleHosts: over 40 clients with 4 URLs, the first one is not always the first URL.
+    const urls = [1, 2, 3, 4].map((i) => `${AMQP_URL}?connection_timeout=${10_000 + i}`);
+    const firsts = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const s = connect({ urls, shuffleHosts: true, connectionName: `${name}-shuffle` });
+      firsts.add(s.addresses[0]!);
+      expect([...s.addresses].sort()).toEqual(urls.map(redactUrl).sort());
+      await s.close();
+    }
+    expect(firsts.size).toBeGreaterThan(1);
   });
 
   it("wrong password: AuthenticationError at once, failed, one attempt", async () => {

@@ -242,7 +242,7 @@ describe("connection machine, pure transitions", () => {
     expect(s6.context.blockedReason).toBeUndefined();
   });
 
-  it("schedules the jittered backoff: LOST keeps the host, CONNECT_FAILED rotates it and grows the delay", () => {
+  it("schedules the jittered backoff: LOST and CONNECT_FAILED move to the next host, the delay grows", () => {
     let [s] = initialTransition(connectionMachine, input);
     [s] = transition(connectionMachine, s, { type: "START" });
     [s] = transition(connectionMachine, s, { type: "CONNECTED" });
@@ -251,12 +251,13 @@ describe("connection machine, pure transitions", () => {
     let actions: { type: string; params?: unknown }[];
     [s, actions] = transition(connectionMachine, s, { type: "LOST", error: recoverable() });
     expect(s.value).toBe("recovering");
-    expect(s.context).toMatchObject({ hostIndex: 0, attempt: 0, restarts: [0] });
+    // The host whose connection died rests: the other one is next.
+    expect(s.context).toMatchObject({ hostIndex: 1, attempt: 0, restarts: [0], cooldownUntil: [10_000, 0] });
     expect(scheduledDelay(actions)).toBe(50); // floor(0.5 × 100)
 
     [s, actions] = transition(connectionMachine, s, afterDelay("connection.recovering"));
     expect(s.value).toEqual({ opening: "connecting" });
-    expect(spawned(actions)).toEqual([{ src: "connect", input: { hostIndex: 0, attempt: 0 } }]);
+    expect(spawned(actions)).toEqual([{ src: "connect", input: { hostIndex: 1, attempt: 0 } }]);
 
     const delays: number[] = [];
     const hosts: number[] = [];
@@ -270,7 +271,8 @@ describe("connection machine, pure transitions", () => {
       hosts.push(next?.hostIndex ?? -1);
     }
     expect(delays).toEqual([50, 100, 200, 400, 800]);
-    expect(hosts).toEqual([1, 0, 1, 0, 1]);
+    // Both resting (the clock stands still here): the one resting for less time goes first.
+    expect(hosts).toEqual([0, 1, 0, 1, 0]);
   });
 
   it("ignores events that mean nothing in the current state", () => {
@@ -357,7 +359,7 @@ describe("connection machine, as an actor with fakes and a simulated clock", () 
     expect(h2.value()).toEqual({ open: "running" });
   });
 
-  it("LOST → recovering → (backoff on the clock) → opening on the same host", async () => {
+  it("LOST → recovering → (backoff on the clock) → opening on the next host that is not resting", async () => {
     const h = connection({ hostCount: 3 });
     h.actor.send({ type: "START" });
     h.fakes.send("connect", { type: "CONNECT_FAILED", error: recoverable("refused") });
@@ -375,7 +377,32 @@ describe("connection machine, as an actor with fakes and a simulated clock", () 
     expect(h.context().restarts).toEqual([50]);
     expectBackoff(h, 50, "recovering");
     expect(h.value()).toEqual({ opening: "connecting" });
-    expect(h.fakes.lastInput("connect")).toEqual({ hostIndex: 1, attempt: 0 });
+    // Host 0 refused and host 1 died: both rest, host 2 is next.
+    expect(h.fakes.lastInput("connect")).toEqual({ hostIndex: 2, attempt: 0 });
+  });
+
+  it("a host that rested its cool-down is tried again; a single host is always retried", async () => {
+    const h = connection({ hostCount: 3, hostCooldown: 1000 });
+    await h.run();
+    const hosts: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      h.lose();
+      leave(h, "recovering");
+      hosts.push((h.fakes.lastInput("connect") as ConnectInput).hostIndex);
+      h.connect();
+      await h.fakes.resolve("restore");
+    }
+    expect(hosts).toEqual([1, 2, 0]); // host 0 died first: it rests least
+    h.clock.increment(2000); // every cool-down over
+    h.lose();
+    leave(h, "recovering");
+    expect((h.fakes.lastInput("connect") as ConnectInput).hostIndex).toBe(1);
+
+    const one = connection({ hostCount: 1 });
+    await one.run();
+    one.lose();
+    leave(one, "recovering");
+    expect(one.fakes.lastInput("connect")).toEqual({ hostIndex: 0, attempt: 0 });
   });
 
   it("CONNECT_FAILED rotates the host, counts the attempt and grows the delay", async () => {
