@@ -61,6 +61,8 @@ export interface Cluster {
   ctl(nodeIndex: number, args: string[], opts?: { timeoutMs?: number }): Promise<string>;
   /** Hard failure of node i: SIGKILL its beam.smp; resolves once it is gone. */
   kill(nodeIndex: number): Promise<void>;
+  /** Boots node i again (after kill) with its data: it rejoins the cluster; resolves once it runs there. */
+  restart(nodeIndex: number): Promise<void>;
   /** Whether node i's beam.smp is running. */
   alive(nodeIndex: number): boolean;
   /** Index of the node holding the leader of quorum queue `queue` (vhost "/"), asked of a live node. */
@@ -322,6 +324,20 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       killBeams(node);
       for (let t = 0; t < 100 && isAlive(i); t += 1) await sleep(100);
       if (isAlive(i)) throw new Error(`${node.nodeName}: beam.smp survived SIGKILL`);
+    },
+    async restart(i) {
+      if (!nodes[i]) throw new Error(`no node ${i}`);
+      if (isAlive(i)) throw new Error(`${nodes[i].nodeName} is running`);
+      await boot(i);
+      // Back in the cluster: every node lists it among the running ones.
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const status = await ctl(i, ["cluster_status", "--formatter", "json"]).catch(() => "{}");
+        const running = (JSON.parse(status) as { running_nodes?: string[] }).running_nodes ?? [];
+        if (running.length === count) break;
+        if (Date.now() > deadline) throw new Error(`${nodes[i].nodeName} did not rejoin: running ${running}`);
+        await sleep(200);
+      }
     },
     async leaderOf(queue) {
       let lastError: unknown = new Error("no live node");

@@ -210,6 +210,7 @@ export class Publisher {
   /** Outbox rows nacked so far: attempts and first nack time, by row id. */
   private rowNacks = new Map<number, { nacks: number; first: number }>();
   private relayRetry: RetryRow[] = [];
+  private relayRetryTimer: NodeJS.Timeout | undefined;
   private stats = { nackRetries: 0, renewals: 0 };
 
   constructor(
@@ -544,6 +545,7 @@ export class Publisher {
       await this.relayPass();
     } finally {
       this.relaying = false;
+      this.armRelayRetry();
       if (this.relayAgain) {
         this.relayAgain = false;
         this.scheduleRelay();
@@ -575,6 +577,7 @@ export class Publisher {
       this.relayOne(ch, row);
     }
     this.relayRetry = waiting;
+    this.armRelayRetry();
     const room = this.maxInFlight - this.relayInFlight.size;
     if (room <= 0) return;
     const rows = o.pending(this.relayCursor, room);
@@ -633,8 +636,23 @@ export class Publisher {
     this.stats.nackRetries += 1;
     const delay = nackRetryDelay(n.nacks, p);
     this.relayRetry.push({ ...row, due: now + delay });
-    setTimeout(() => this.scheduleRelay(), delay + 1).unref();
+    this.armRelayRetry();
     return true;
+  }
+
+  /** One timer for the earliest nacked row's backoff; re-armed by every relay pass that leaves rows waiting. */
+  private armRelayRetry(): void {
+    if (this.relayRetryTimer !== undefined || this.relayRetry.length === 0 || this.closedFlag) return;
+    let due = Number.POSITIVE_INFINITY;
+    for (const r of this.relayRetry) due = Math.min(due, r.due);
+    this.relayRetryTimer = setTimeout(
+      () => {
+        this.relayRetryTimer = undefined;
+        this.scheduleRelay();
+      },
+      // At least 25 ms: while blocked or reconnecting, passes end early and re-arm this.
+      Math.max(25, Math.ceil(due - Date.now()) + 1),
+    );
   }
 
   private afterRelay(): void {
@@ -680,6 +698,8 @@ export class Publisher {
       : new ClientClosedError("the client was closed before the message was confirmed");
     if (this.delayTimer) clearTimeout(this.delayTimer);
     this.delayTimer = undefined;
+    if (this.relayRetryTimer) clearTimeout(this.relayRetryTimer);
+    this.relayRetryTimer = undefined;
     for (const e of [...this.delayed, ...this.retry, ...this.queue]) e.fail(err);
     this.delayed = [];
     this.retry = [];
