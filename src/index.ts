@@ -56,6 +56,13 @@ export {
 } from "./client/publisher.js";
 export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
+export {
+  type DeliveryOutcome,
+  TraceAttributes,
+  TraceEvents,
+  type TracingOption,
+  type TracingOptions,
+} from "./observability/tracing.js";
 export { type DeadLetter, Outbox, type OutboxOptions, type StoredMessage } from "./outbox/outbox.js";
 export {
   Decimal,

@@ -40,6 +40,7 @@ import {
   RpcTimeoutError,
   type WarrenError,
 } from "../errors.js";
+import { Tracing, type TracingOption } from "../observability/tracing.js";
 import { type ConsumeOptions, Consumer, type MessageHandler } from "./consumer.js";
 import { Publisher, type PublisherOptions, type PublishProperties } from "./publisher.js";
 import { type BindingSpec, type DeclareResult, Topology, type TopologySpec } from "./topology.js";
@@ -66,6 +67,12 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   connectWaitTimeout?: number;
   /** How long close() waits for handlers and confirms (ms, default 10000). */
   closeTimeout?: number;
+  /**
+   * OpenTelemetry traces (default off): a producer span per publish, a consumer span per
+   * delivery, W3C trace context in the message headers. `true` uses the global tracer provider;
+   * `{ tracer }` a tracer of your own.
+   */
+  tracing?: TracingOption;
 }
 
 export interface StateChange {
@@ -205,6 +212,8 @@ export class Client extends TypedEmitter<ClientEvents> {
   private readonly consumers = new Set<Consumer>();
   private readonly managed: ManagedChannel[] = [];
   private readonly channelIntensity: IntensityOptions;
+  /** Set when tracing is on. */
+  private readonly tracing: Tracing | undefined;
   private admin: ManagedChannel | undefined;
   private readonly publishers: Publisher[] = [];
   private defaultPublisher: Publisher | undefined;
@@ -223,6 +232,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     this.urls = options.shuffleHosts ? shuffled(urls) : [...urls];
     this.opts = options;
     this.channelIntensity = { ...DEFAULT_INTENSITY, ...options.channelRestartIntensity };
+    this.tracing = Tracing.from(options.tracing, () => this.connection?.options);
     const machine = connectionMachine.provide({
       actors: {
         connect: fromCallback<ConnectionEvent, ConnectInput>(({ sendBack, input }) =>
@@ -322,6 +332,7 @@ export class Client extends TypedEmitter<ClientEvents> {
       channelRestartIntensity: _ci,
       shuffleHosts: _sh,
       hostCooldown: _hc,
+      tracing: _tr,
       ...rest
     } = this.opts;
     const options: ConnectionOptions = { ...rest, url };
@@ -501,6 +512,7 @@ export class Client extends TypedEmitter<ClientEvents> {
             this.emit("queueRenamed", { queue, from, to }),
           ),
         consumerRandom: Math.random,
+        tracing: this.tracing,
       },
       // close() waits at most closeTimeout for running handlers, unless the consumer says otherwise.
       options.drainTimeout === undefined && this.opts.closeTimeout !== undefined
@@ -545,6 +557,7 @@ export class Client extends TypedEmitter<ClientEvents> {
             client.stateName === "closing" || client.stateName === "closed" || client.stateName === "failed"
           );
         },
+        tracing: this.tracing,
       },
       options,
     );

@@ -8,6 +8,7 @@
  * redelivery). A delivery from a channel that has since died is never acked with its
  * stale tag: the broker redelivers it.
  */
+import type { Span } from "@opentelemetry/api";
 import { type Actor, createActor, fromPromise } from "xstate";
 import { type ConsumerEvent, consumerMachine } from "../../machines/consumer.js";
 import type { Channel, Message } from "../amqp/channel.js";
@@ -18,6 +19,7 @@ import {
   RpcTimeoutError,
   type WarrenError,
 } from "../errors.js";
+import { deliveryOutcome, type Tracing } from "../observability/tracing.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import type { FieldTable } from "../protocol/table.js";
 
@@ -67,6 +69,8 @@ export interface ConsumerHost {
    */
   prepareQueue(ch: Channel, key: string, lost: boolean): Promise<string>;
   consumerRandom: () => number;
+  /** The client's tracing, when it is on. */
+  tracing?: Tracing | undefined;
 }
 
 const TERMINAL = new Set(["cancelled"]);
@@ -84,6 +88,9 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   private queueLost = false;
   /** Deliveries handled (acked or nacked) since the start. */
   handled = 0;
+  private readonly tracing: Tracing | undefined;
+  /** The queue's current name (a server-named queue is renamed by recoveries), for spans. */
+  private source: string;
 
   constructor(
     private readonly host: ConsumerHost,
@@ -93,6 +100,8 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   ) {
     super();
     this.queue = options.queue;
+    this.source = options.queue;
+    this.tracing = host.tracing;
     const machine = consumerMachine.provide({
       actors: {
         subscribe: fromPromise(() => this.subscribe()),
@@ -178,6 +187,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       await ch.basicQos({ prefetchCount: this.options.prefetch ?? 50 });
     }
     const queue = await this.host.prepareQueue(ch, this.options.queue, this.queueLost);
+    this.source = queue;
     this.queueLost = false;
     const o = this.options;
     const consumeOpts = {
@@ -244,11 +254,15 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       },
     };
     this.inFlight++;
+    // Tracing on: a consumer span in the producer's trace; the handler runs in its context.
+    const traced = this.tracing?.startProcess(this.source, msg);
+    const span = traced?.span;
     let result: unknown;
     try {
-      result = this.handler(msg);
+      result =
+        traced === undefined ? this.handler(msg) : this.tracing!.run(traced.context, this.handler, msg);
     } catch (e) {
-      this.finish(ch, msg, e, true);
+      this.finish(ch, msg, e, true, span);
       return;
     }
     if (
@@ -257,13 +271,13 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       typeof (result as Promise<unknown>).then === "function"
     ) {
       (result as Promise<unknown>).then(
-        () => this.finish(ch, msg, undefined, false),
-        (e: unknown) => this.finish(ch, msg, e, true),
+        () => this.finish(ch, msg, undefined, false, span),
+        (e: unknown) => this.finish(ch, msg, e, true, span),
       );
-    } else this.finish(ch, msg, undefined, false);
+    } else this.finish(ch, msg, undefined, false, span);
   }
 
-  private finish(ch: Channel, msg: ConsumedMessage, error: unknown, failed: boolean): void {
+  private finish(ch: Channel, msg: ConsumedMessage, error: unknown, failed: boolean, span?: Span): void {
     this.inFlight--;
     this.handled++;
     // Only on the channel it came from, and only while that channel lives: a stale tag would
@@ -275,6 +289,10 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       } catch {
         // closed between the check and the send: the broker redelivers
       }
+    }
+    if (span !== undefined) {
+      const settled = !this.options.noAck && ch === this.channel && ch.isOpen;
+      this.tracing?.processed(span, deliveryOutcome(this.options.noAck, settled, failed, msg), failed, error);
     }
     if (failed && !this.emit("error", error, msg)) {
       process.emitWarning(

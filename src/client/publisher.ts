@@ -21,6 +21,7 @@
  *   relay sends it and deletes it on confirm, across restarts of the process.
  */
 import { randomUUID } from "node:crypto";
+import type { Span } from "@opentelemetry/api";
 import type { Body, Channel } from "../amqp/channel.js";
 import {
   ChannelClosedByBroker,
@@ -33,6 +34,7 @@ import {
   TimeoutError,
   UnroutableError,
 } from "../errors.js";
+import type { Tracing } from "../observability/tracing.js";
 import { type DeadLetter, Outbox, type OutboxOptions, type StoredMessage } from "../outbox/outbox.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import { Deque } from "./deque.js";
@@ -109,6 +111,8 @@ export interface PublisherHost {
   /** Calls fn on every change of the client's state. */
   onStateChange(fn: (state: string) => void): void;
   readonly closed: boolean;
+  /** The client's tracing, when it is on. */
+  readonly tracing?: Tracing | undefined;
 }
 
 /**
@@ -124,6 +128,8 @@ class Entry {
   due = 0;
   /** The channel it was last sent on. */
   channel: Channel | undefined = undefined;
+  /** Its producer span, when tracing is on. */
+  span: Span | undefined = undefined;
 
   constructor(
     private readonly owner: Publisher,
@@ -212,6 +218,7 @@ export class Publisher {
   private relayRetry: RetryRow[] = [];
   private relayRetryTimer: NodeJS.Timeout | undefined;
   private stats = { nackRetries: 0, renewals: 0 };
+  private readonly tracing: Tracing | undefined;
 
   constructor(
     private readonly host: PublisherHost,
@@ -226,6 +233,7 @@ export class Publisher {
     if (this.nackPolicy && (!(this.nackPolicy.attempts >= 1) || !(this.nackPolicy.withinMs >= 0)))
       throw new ConfigError("nackRetry.attempts must be at least 1 and nackRetry.withinMs at least 0");
     this.renewAfter = options.renewAfterNacks ?? 3;
+    this.tracing = host.tracing;
     if (options.outbox) {
       this.outbox = Outbox.open(options.outbox);
       this.scheduleRelay();
@@ -285,20 +293,23 @@ export class Publisher {
     } catch (e) {
       return Promise.reject(e);
     }
+    // Tracing on: the producer span, its trace context in a copy of the headers (kept by every re-send).
+    const span = this.tracing?.startPublish(message.exchange, message.routingKey, message.body, properties);
     if (this.outbox) {
       const body = typeof message.body === "string" ? Buffer.from(message.body) : Buffer.from(message.body);
-      return this.outbox
-        .append({
-          exchange: message.exchange,
-          routingKey: message.routingKey,
-          mandatory: message.mandatory ?? false,
-          properties,
-          body,
-        })
-        .then(() => this.scheduleRelay());
+      const stored = this.outbox.append({
+        exchange: message.exchange,
+        routingKey: message.routingKey,
+        mandatory: message.mandatory ?? false,
+        properties,
+        body,
+      });
+      if (span !== undefined) this.tracing?.whenStored(span, stored);
+      return stored.then(() => this.scheduleRelay());
     }
     // One promise per message: past maxInFlight it waits in the backlog until there is room.
     return new Promise<void>((resolve, reject) => {
+      const traced = span === undefined ? undefined : this.tracing?.settlers(span, resolve, reject);
       const e = new Entry(
         this,
         message.exchange,
@@ -306,10 +317,11 @@ export class Publisher {
         message.body,
         properties,
         message.mandatory ?? false,
-        resolve,
-        reject,
+        traced === undefined ? resolve : traced.done,
+        traced === undefined ? reject : traced.fail,
         Date.now(),
       );
+      if (span !== undefined) e.span = span;
       if (this.backlog.length === 0 && this.pending < this.maxInFlight) {
         this.queue.push(e);
         this.pump();
@@ -388,6 +400,7 @@ export class Publisher {
   private send(ch: Channel, e: Entry): void {
     this.inFlight++;
     e.channel = ch;
+    if (e.span !== undefined) this.tracing?.sent(e.span);
     try {
       ch.publishTo(
         e.exchange,
@@ -421,6 +434,7 @@ export class Publisher {
         // Never before the one nacked earlier: retries keep the original order.
         e.due = Math.max(now + nackRetryDelay(e.nacks, p), this.delayed.at(-1)?.due ?? 0);
         this.stats.nackRetries += 1;
+        if (e.span !== undefined) this.tracing?.nackRetry(e.span, e.nacks, e.due - now);
         this.delayed.push(e);
         this.armDelayTimer();
       } else {
@@ -435,6 +449,7 @@ export class Publisher {
         this.releaseCapacity();
       }
     } else if (this.shouldRepublish(err, e)) {
+      if (e.span !== undefined) this.tracing?.republish(e.span, err);
       this.retry.push(e); // rejections arrive in sequence order: the original order is kept
       this.pump();
     } else {

@@ -1,0 +1,333 @@
+/**
+ * OpenTelemetry traces for publishes and deliveries, with @opentelemetry/api only: the
+ * application brings the SDK (tracer provider, exporter, propagator, context manager).
+ *
+ *   const client = connect({ url, tracing: true });               // the global tracer provider
+ *   const client = connect({ url, tracing: { tracer } });         // or a tracer of your own
+ *
+ * - A PRODUCER span per publish, started when publish() accepts the message (a child of the
+ *   active context) and ended at the broker's confirm: with an error status on a final nack,
+ *   an unroutable return, a timeout or a close. Each nack retry and each re-publish after a
+ *   recovery is an event on it. With an outbox it ends once the row is stored.
+ * - The W3C trace context (`traceparent`, `tracestate`) goes into a copy of the message headers
+ *   when the message is accepted, so every re-send (nack retry, re-publish after recovery, the
+ *   outbox relay after a restart) carries the same producer span.
+ * - A CONSUMER span per delivery around the handler, parented to the context extracted from
+ *   the headers (and linked to it, as the messaging conventions recommend), ended when the
+ *   delivery is acked, nacked or rejected. The handler runs inside it, so user spans nest.
+ *
+ * Attributes follow OpenTelemetry's messaging semantic conventions. The broker appears as
+ * server.address / server.port only: never a URL, never credentials.
+ */
+import {
+  type Attributes,
+  type Context,
+  context,
+  type Link,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+import type { Body } from "../amqp/channel.js";
+import { VERSION } from "../amqp/connection.js";
+import type { BasicProperties } from "../protocol/generated/spec.js";
+import type { FieldTable } from "../protocol/table.js";
+
+export interface TracingOptions {
+  /** The tracer to use; default `trace.getTracer("warren", <version>)` (the global provider). */
+  tracer?: Tracer;
+}
+
+/** `connect({ tracing })`: off by default; `true` uses the global tracer provider. */
+export type TracingOption = boolean | TracingOptions;
+
+/** Where the client is connected (host and port only). */
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** How a consumer span ended: what was sent to the broker for the delivery. */
+export type DeliveryOutcome =
+  /** basic.ack: the handler succeeded. */
+  | "ack"
+  /** basic.nack with requeue: the handler failed on a first delivery. */
+  | "nack"
+  /** basic.nack without requeue (dead-lettered if the queue has a DLX): it failed on a redelivery. */
+  | "reject"
+  /** noAck consumer: the broker forgot the message when it sent it. */
+  | "auto_ack"
+  /** Its channel died before the handler finished: nothing sent, the broker redelivers it. */
+  | "abandoned";
+
+/** Attribute names (OpenTelemetry messaging semantic conventions, and warren's own). */
+export const TraceAttributes = {
+  SYSTEM: "messaging.system",
+  OPERATION_TYPE: "messaging.operation.type",
+  OPERATION_NAME: "messaging.operation.name",
+  DESTINATION: "messaging.destination.name",
+  ROUTING_KEY: "messaging.rabbitmq.destination.routing_key",
+  DELIVERY_TAG: "messaging.rabbitmq.message.delivery_tag",
+  MESSAGE_ID: "messaging.message.id",
+  BODY_SIZE: "messaging.message.body.size",
+  CONVERSATION_ID: "messaging.message.conversation_id",
+  CONSUMER_GROUP: "messaging.consumer.group.name",
+  SUBSCRIPTION: "messaging.destination.subscription.name",
+  SERVER_ADDRESS: "server.address",
+  SERVER_PORT: "server.port",
+  ERROR_TYPE: "error.type",
+  /** warren: the producer span ended when the message was stored in the outbox. */
+  OUTBOX_STORED: "warren.outbox.stored",
+  /** warren: a consumer span's DeliveryOutcome. */
+  OUTCOME: "warren.delivery.outcome",
+  /** warren: on the nack-retry event, the attempt that was nacked and the backoff before the next. */
+  ATTEMPT: "warren.publish.attempt",
+  DELAY_MS: "warren.publish.retry_delay_ms",
+  /** warren: on the republish event, why the message is sent again. */
+  REASON: "warren.publish.republish_reason",
+} as const;
+
+/** Event names on producer spans. */
+export const TraceEvents = {
+  NACK_RETRY: "warren.publish.nack_retry",
+  REPUBLISH: "warren.publish.republish",
+} as const;
+
+/** The destination name of the default exchange (semantic conventions). */
+const DEFAULT_EXCHANGE = "amq.default";
+
+/** Reads W3C trace context from AMQP headers (long strings, or byte arrays from other clients). */
+const headerGetter: TextMapGetter<FieldTable | undefined> = {
+  keys: (carrier) => (carrier ? Object.keys(carrier) : []),
+  get: (carrier, key) => {
+    const v = carrier?.[key];
+    if (typeof v === "string") return v;
+    if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("utf8");
+    return undefined;
+  },
+};
+
+/**
+ * What the consumer sent the broker for a delivery: `settled` is whether it could (its channel
+ * still open); a failure is requeued the first time and rejected on a redelivery.
+ */
+export function deliveryOutcome(
+  noAck: boolean | undefined,
+  settled: boolean,
+  failed: boolean,
+  delivery: { fields: { redelivered: boolean } },
+): DeliveryOutcome {
+  if (noAck) return "auto_ack";
+  if (!settled) return "abandoned";
+  if (!failed) return "ack";
+  return delivery.fields.redelivered ? "reject" : "nack";
+}
+
+function bodySize(body: Body): number {
+  return typeof body === "string" ? Buffer.byteLength(body) : body.byteLength;
+}
+
+function errorName(err: unknown): string {
+  return err instanceof Error ? err.name : "_OTHER";
+}
+
+/** Marks a span failed: error status, error.type, and the exception as an event. */
+function recordFailure(span: Span, err: unknown): void {
+  span.recordException(err instanceof Error ? err : String(err));
+  span.setAttribute(TraceAttributes.ERROR_TYPE, errorName(err));
+  span.setStatus({
+    code: SpanStatusCode.ERROR,
+    message: err instanceof Error ? err.message : String(err),
+  });
+}
+
+/**
+ * The client's tracing: made by connect() when `tracing` is on, shared by its publishers
+ * and consumers. When tracing is off there is no Tracing object at all and the hot paths
+ * only test for `undefined`.
+ */
+export class Tracing {
+  readonly tracer: Tracer;
+
+  constructor(
+    options: TracingOptions,
+    /** The connected broker (host and port), when there is one. */
+    private readonly endpoint: () => Endpoint | undefined,
+  ) {
+    this.tracer = options.tracer ?? trace.getTracer("warren", VERSION);
+  }
+
+  /** A Tracing for `connect({ tracing })`, or undefined when it is off. */
+  static from(option: TracingOption | undefined, endpoint: () => Endpoint | undefined): Tracing | undefined {
+    if (option === undefined || option === false) return undefined;
+    return new Tracing(option === true ? {} : option, endpoint);
+  }
+
+  private setServer(span: Span): void {
+    const at = this.endpoint();
+    if (at === undefined) return;
+    span.setAttribute(TraceAttributes.SERVER_ADDRESS, at.host);
+    span.setAttribute(TraceAttributes.SERVER_PORT, at.port);
+  }
+
+  // ─── producer ─────────────────────────────────────────────────────────
+
+  /**
+   * Starts the producer span of an accepted publish (child of the active context) and puts its
+   * trace context into `properties.headers`, which it replaces with a copy: `properties` must
+   * be the publisher's own object (normaliseProperties), never the caller's.
+   */
+  startPublish(exchange: string, routingKey: string, body: Body, properties: BasicProperties): Span {
+    const destination = exchange === "" ? DEFAULT_EXCHANGE : exchange;
+    const attributes: Attributes = {
+      [TraceAttributes.SYSTEM]: "rabbitmq",
+      [TraceAttributes.OPERATION_TYPE]: "send",
+      [TraceAttributes.OPERATION_NAME]: "publish",
+      [TraceAttributes.DESTINATION]: destination,
+      [TraceAttributes.BODY_SIZE]: bodySize(body),
+    };
+    if (routingKey !== "") attributes[TraceAttributes.ROUTING_KEY] = routingKey;
+    if (properties.messageId !== undefined) attributes[TraceAttributes.MESSAGE_ID] = properties.messageId;
+    if (properties.correlationId !== undefined)
+      attributes[TraceAttributes.CONVERSATION_ID] = properties.correlationId;
+    const at = this.endpoint();
+    if (at !== undefined) {
+      attributes[TraceAttributes.SERVER_ADDRESS] = at.host;
+      attributes[TraceAttributes.SERVER_PORT] = at.port;
+    }
+    const parent = context.active();
+    const span = this.tracer.startSpan(
+      `publish ${destination}`,
+      { kind: SpanKind.PRODUCER, attributes },
+      parent,
+    );
+    const carrier: Record<string, string> = {};
+    propagation.inject(trace.setSpan(parent, span), carrier);
+    for (const _ in carrier) {
+      // Something was injected (a propagator is registered): a copy of the headers with it.
+      properties.headers = { ...properties.headers, ...carrier };
+      break;
+    }
+    return span;
+  }
+
+  /** The message was (re)sent on a channel of the connection the endpoint names. */
+  sent(span: Span): void {
+    this.setServer(span);
+  }
+
+  /** The broker nacked attempt `attempt`; it is sent again after `delayMs`. */
+  nackRetry(span: Span, attempt: number, delayMs: number): void {
+    span.addEvent(TraceEvents.NACK_RETRY, {
+      [TraceAttributes.ATTEMPT]: attempt,
+      [TraceAttributes.DELAY_MS]: Math.round(delayMs),
+    });
+  }
+
+  /** Its channel or connection died before the confirm: it is published again. */
+  republish(span: Span, reason: Error): void {
+    span.addEvent(TraceEvents.REPUBLISH, { [TraceAttributes.REASON]: reason.name });
+  }
+
+  /** The broker confirmed it (or, with an outbox, it is stored: `stored`). */
+  published(span: Span, stored = false): void {
+    if (stored) span.setAttribute(TraceAttributes.OUTBOX_STORED, true);
+    span.end();
+  }
+
+  /** It failed for good (final nack, unroutable, timeout, closed, refused). */
+  publishFailed(span: Span, err: unknown): void {
+    recordFailure(span, err);
+    span.end();
+  }
+
+  /** With an outbox: the span ends once the row is stored (or storing it failed). */
+  whenStored(span: Span, stored: Promise<unknown>): void {
+    stored.then(
+      () => this.published(span, true),
+      (err: unknown) => this.publishFailed(span, err),
+    );
+  }
+
+  /** The caller's resolve/reject wrapped so that they end the span first. */
+  settlers(
+    span: Span,
+    resolve: () => void,
+    reject: (e: Error) => void,
+  ): { done: () => void; fail: (e: Error) => void } {
+    return {
+      done: () => {
+        this.published(span);
+        resolve();
+      },
+      fail: (e) => {
+        this.publishFailed(span, e);
+        reject(e);
+      },
+    };
+  }
+
+  // ─── consumer ─────────────────────────────────────────────────────────
+
+  /**
+   * Starts the consumer span of a delivery from `queue`, parented to the trace context in its
+   * headers (a new trace without one) and linked to it. Returns the span and the context the
+   * handler runs in.
+   */
+  startProcess(
+    queue: string,
+    delivery: {
+      body: Buffer;
+      properties: BasicProperties;
+      fields: { deliveryTag: number; exchange: string; routingKey: string };
+    },
+  ): { span: Span; context: Context } {
+    const { properties, fields } = delivery;
+    const parent = propagation.extract(ROOT_CONTEXT, properties.headers, headerGetter);
+    const producer = trace.getSpanContext(parent);
+    const attributes: Attributes = {
+      [TraceAttributes.SYSTEM]: "rabbitmq",
+      [TraceAttributes.OPERATION_TYPE]: "process",
+      [TraceAttributes.OPERATION_NAME]: "consume",
+      [TraceAttributes.DESTINATION]: fields.exchange === "" ? DEFAULT_EXCHANGE : fields.exchange,
+      [TraceAttributes.CONSUMER_GROUP]: queue,
+      [TraceAttributes.SUBSCRIPTION]: queue,
+      [TraceAttributes.DELIVERY_TAG]: fields.deliveryTag,
+      [TraceAttributes.BODY_SIZE]: delivery.body.byteLength,
+    };
+    if (fields.routingKey !== "") attributes[TraceAttributes.ROUTING_KEY] = fields.routingKey;
+    if (properties.messageId !== undefined) attributes[TraceAttributes.MESSAGE_ID] = properties.messageId;
+    if (properties.correlationId !== undefined)
+      attributes[TraceAttributes.CONVERSATION_ID] = properties.correlationId;
+    const at = this.endpoint();
+    if (at !== undefined) {
+      attributes[TraceAttributes.SERVER_ADDRESS] = at.host;
+      attributes[TraceAttributes.SERVER_PORT] = at.port;
+    }
+    const links: Link[] =
+      producer !== undefined && trace.isSpanContextValid(producer) ? [{ context: producer }] : [];
+    const span = this.tracer.startSpan(
+      `process ${queue}`,
+      { kind: SpanKind.CONSUMER, attributes, links },
+      parent,
+    );
+    return { span, context: trace.setSpan(parent, span) };
+  }
+
+  /** Runs the handler in the consumer span's context (user spans nest under it). */
+  run<A, R>(ctx: Context, fn: (arg: A) => R, arg: A): R {
+    return context.with(ctx, fn, undefined, arg);
+  }
+
+  /** The delivery was settled (`outcome`); `error` is what the handler threw, if it failed. */
+  processed(span: Span, outcome: DeliveryOutcome, failed: boolean, error: unknown): void {
+    span.setAttribute(TraceAttributes.OUTCOME, outcome);
+    if (failed) recordFailure(span, error);
+    span.end();
+  }
+}
