@@ -32,6 +32,7 @@ export {
 export {
   Connection,
   type ConnectionEvents,
+  type ConnectionObserver,
   type ConnectionOptions,
   MIN_FRAME_MAX,
   type OpenHooks,
@@ -45,17 +46,29 @@ export {
   type ConsumeOptions as ClientConsumeOptions,
   Consumer,
   type ConsumerEvents,
+  type ConsumeStats,
   type MessageHandler,
 } from "./client/consumer.js";
 export {
   normaliseProperties,
   type OutgoingMessage,
   Publisher,
+  type PublisherObserver,
   type PublisherOptions,
   type PublishProperties,
+  type PublishStats,
 } from "./client/publisher.js";
 export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
+export { type MetricsServer, type ServeMetricsOptions, serveMetrics } from "./observability/http.js";
+export {
+  CONNECTION_STATES,
+  DEFAULT_EXCHANGE_LABEL,
+  type MetricsOptions,
+  OTHER_LABEL,
+  type PublishFailure,
+  publishFailureReason,
+} from "./observability/metrics.js";
 export {
   type DeliveryOutcome,
   TraceAttributes,

@@ -321,8 +321,18 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     name: MethodName,
   ): void {
     const timeout = this.conn.options.rpcTimeout;
+    const obs = this.conn.observer;
+    let done = resolve;
+    if (obs !== undefined) {
+      obs.rpcSent?.(name);
+      const sent = performance.now();
+      done = (m) => {
+        obs.rpcReplied?.(name, (performance.now() - sent) / 1000);
+        resolve(m);
+      };
+    }
     if (timeout <= 0) {
-      this.rpcs.push({ replies, resolve, reject });
+      this.rpcs.push({ replies, resolve: done, reject });
       return;
     }
     const timer = setTimeout(() => this.rpcTimedOut(name, timeout), timeout);
@@ -330,7 +340,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
       replies,
       resolve: (m) => {
         clearTimeout(timer);
-        resolve(m);
+        done(m);
       },
       reject: (e) => {
         clearTimeout(timer);
@@ -345,6 +355,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
    */
   private rpcTimedOut(name: MethodName, timeout: number): void {
     if (this.state === "closed") return;
+    this.conn.observer?.rpcTimedOut?.(name);
     const err = new RpcTimeoutError(
       `no reply to ${name} on channel ${this.id} within ${timeout} ms; the channel was closed (open a new one)`,
     );

@@ -169,6 +169,27 @@ export interface ConnectionEvents {
 export interface OpenHooks {
   /** TCP (and TLS) are up; the AMQP handshake starts. */
   onSocketOpen?: () => void;
+  /** Instrumentation (metrics) of this connection and its channels. */
+  observer?: ConnectionObserver;
+}
+
+/**
+ * Instrumentation hooks (warren's metrics use them): called synchronously, must be cheap and
+ * must not throw. Every hook is optional.
+ */
+export interface ConnectionObserver {
+  /** The socket is up (before the handshake): `bytesReceived`/`bytesSent` count from here. */
+  opened?(conn: Connection): void;
+  /** The connection closed, whatever the cause: its byte counts are final. */
+  closed?(conn: Connection): void;
+  /** The connection was declared dead after two heartbeat intervals without data. */
+  heartbeatMissed?(): void;
+  /** A synchronous method (e.g. `queue.declare`) was sent and waits for its reply. */
+  rpcSent?(method: string): void;
+  /** Its reply came, `seconds` after it was sent. */
+  rpcReplied?(method: string, seconds: number): void;
+  /** No reply within rpcTimeout: the channel was given up. */
+  rpcTimedOut?(method: string): void;
 }
 
 /** What the broker told us in connection.start. */
@@ -196,6 +217,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   blockedReason: string | undefined;
   /** Why it closed, if it did. */
   closeReason: ConnectionError | undefined;
+  /** @internal instrumentation hooks (OpenHooks.observer) */
+  readonly observer: ConnectionObserver | undefined;
 
   readonly writer: FrameWriter;
   readonly options: ResolvedOptions;
@@ -216,9 +239,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   private resolveClosed!: () => void;
   private readonly closed: Promise<void>;
 
-  private constructor(socket: Socket, options: ResolvedOptions) {
+  private constructor(socket: Socket, options: ResolvedOptions, observer?: ConnectionObserver) {
     super();
     this.socket = socket;
+    this.observer = observer;
     // The password stays readable for reconnecting but out of util.inspect, JSON and spreads.
     this.options = { ...options };
     Object.defineProperty(this.options, "password", { value: options.password, enumerable: false });
@@ -286,7 +310,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       connectTimeout: o.connectionTimeout,
     });
     hooks.onSocketOpen?.();
-    const conn = new Connection(socket, o);
+    const conn = new Connection(socket, o, hooks.observer);
+    hooks.observer?.opened?.(conn);
     const remaining = Math.max(1, deadline - Date.now());
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -315,6 +340,16 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
 
   get isBlocked(): boolean {
     return this.blockedReason !== undefined;
+  }
+
+  /** Bytes read from the socket so far. */
+  get bytesReceived(): number {
+    return this.socket.bytesRead;
+  }
+
+  /** Bytes written to the socket so far. */
+  get bytesSent(): number {
+    return this.socket.bytesWritten;
   }
 
   /** Where this connection goes, without credentials. */
@@ -449,6 +484,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
         this.readSinceTick = false;
         this.missedTicks = 0;
       } else if (++this.missedTicks >= 4) {
+        this.observer?.heartbeatMissed?.();
         this.fail(
           new HeartbeatTimeoutError(
             `no data from ${this.options.host}:${this.options.port} for ${this.heartbeat * 2} s (two heartbeat intervals): the broker or the network is gone`,
@@ -661,6 +697,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     else this.socket.destroy();
     setTimeout(() => this.socket.destroy(), 1000).unref();
     this.resolveClosed();
+    this.observer?.closed?.(this);
     this.emit("close", error);
   }
 

@@ -28,7 +28,7 @@ import {
   type LifecycleError,
 } from "../../machines/connection.js";
 import type { Body, Channel, PublishOptions } from "../amqp/channel.js";
-import { Connection, type ConnectionOptions } from "../amqp/connection.js";
+import { Connection, type ConnectionOptions, type OpenHooks } from "../amqp/connection.js";
 import { TypedEmitter } from "../amqp/events.js";
 import { redactUrl } from "../amqp/url.js";
 import {
@@ -40,6 +40,7 @@ import {
   RpcTimeoutError,
   type WarrenError,
 } from "../errors.js";
+import { ClientMetrics, type MetricsOptions } from "../observability/metrics.js";
 import { Tracing, type TracingOption } from "../observability/tracing.js";
 import { type ConsumeOptions, Consumer, type MessageHandler } from "./consumer.js";
 import { Publisher, type PublisherOptions, type PublishProperties } from "./publisher.js";
@@ -67,6 +68,11 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   connectWaitTimeout?: number;
   /** How long close() waits for handlers and confirms (ms, default 10000). */
   closeTimeout?: number;
+  /**
+   * Prometheus metrics (default off): `{ registry, maxLabelValues }`, or `true` for prom-client's
+   * default registry. See README "Metrics" and dashboards/metrics.md.
+   */
+  metrics?: boolean | MetricsOptions;
   /**
    * OpenTelemetry traces (default off): a producer span per publish, a consumer span per
    * delivery, W3C trace context in the message headers. `true` uses the global tracer provider;
@@ -144,7 +150,10 @@ class ManagedChannel {
         }),
       },
     });
-    this.actor = createActor(machine, { input: { connected, intensity } });
+    this.actor = createActor(machine, {
+      input: { connected, intensity },
+      ...(client.metrics ? { inspect: client.metrics.inspect } : {}),
+    });
     this.actor.subscribe((snap) => {
       const v = snap.value;
       if (typeof v === "object" && "open" in v) this.release();
@@ -212,6 +221,8 @@ export class Client extends TypedEmitter<ClientEvents> {
   private readonly consumers = new Set<Consumer>();
   private readonly managed: ManagedChannel[] = [];
   private readonly channelIntensity: IntensityOptions;
+  /** @internal set when metrics are on */
+  readonly metrics: ClientMetrics | undefined;
   /** Set when tracing is on. */
   private readonly tracing: Tracing | undefined;
   private admin: ManagedChannel | undefined;
@@ -232,6 +243,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     this.urls = options.shuffleHosts ? shuffled(urls) : [...urls];
     this.opts = options;
     this.channelIntensity = { ...DEFAULT_INTENSITY, ...options.channelRestartIntensity };
+    this.metrics = options.metrics ? new ClientMetrics(options.metrics, options.connectionName) : undefined;
     this.tracing = Tracing.from(options.tracing, () => this.connection?.options);
     const machine = connectionMachine.provide({
       actors: {
@@ -244,6 +256,7 @@ export class Client extends TypedEmitter<ClientEvents> {
       },
     });
     this.actor = createActor(machine, {
+      ...(this.metrics ? { inspect: this.metrics.inspect } : {}),
       input: {
         hostCount: urls.length,
         ...(options.hostCooldown !== undefined ? { hostCooldown: options.hostCooldown } : {}),
@@ -330,13 +343,16 @@ export class Client extends TypedEmitter<ClientEvents> {
       reconnect: _r,
       restartIntensity: _ri,
       channelRestartIntensity: _ci,
+      metrics: _me,
       shuffleHosts: _sh,
       hostCooldown: _hc,
       tracing: _tr,
       ...rest
     } = this.opts;
     const options: ConnectionOptions = { ...rest, url };
-    Connection.open(options, { onSocketOpen: () => !abandoned && sendBack({ type: "SOCKET_OPEN" }) }).then(
+    const hooks: OpenHooks = { onSocketOpen: () => !abandoned && sendBack({ type: "SOCKET_OPEN" }) };
+    if (this.metrics) hooks.observer = this.metrics;
+    Connection.open(options, hooks).then(
       (conn) => {
         if (abandoned) {
           void conn.close({ timeout: 1000 });
@@ -512,6 +528,7 @@ export class Client extends TypedEmitter<ClientEvents> {
             this.emit("queueRenamed", { queue, from, to }),
           ),
         consumerRandom: Math.random,
+        ...(this.metrics ? { consumeStats: this.metrics.queue.bind(this.metrics) } : {}),
         tracing: this.tracing,
       },
       // close() waits at most closeTimeout for running handlers, unless the consumer says otherwise.
@@ -522,6 +539,7 @@ export class Client extends TypedEmitter<ClientEvents> {
       this.isOpen && this.childrenUp,
     );
     this.consumers.add(c);
+    this.metrics?.watchConsumer(c);
     c.on("state", ({ to }) => {
       if (to === "cancelled") this.consumers.delete(c);
     });
@@ -558,10 +576,12 @@ export class Client extends TypedEmitter<ClientEvents> {
           );
         },
         tracing: this.tracing,
+        observer: this.metrics,
       },
       options,
     );
     this.publishers.push(pub);
+    this.metrics?.watchPublisher(pub);
     return pub;
   }
 

@@ -60,6 +60,21 @@ export interface ConsumerEvents {
   error: (error: unknown, message: ConsumedMessage) => void;
 }
 
+/**
+ * Instrumentation of one queue's deliveries (warren's metrics): called synchronously on the hot
+ * path, so cheap and never throwing.
+ */
+export interface ConsumeStats {
+  delivered(): void;
+  /** The handler settled after `seconds`. */
+  handled(seconds: number): void;
+  acked(): void;
+  /** Nacked with requeue (a first failure). */
+  nacked(): void;
+  /** Nacked without requeue: dead-lettered by the queue, or dropped. */
+  rejected(): void;
+}
+
 /** What the consumer needs from its client. */
 export interface ConsumerHost {
   openChannel(): Promise<Channel>;
@@ -71,6 +86,8 @@ export interface ConsumerHost {
   consumerRandom: () => number;
   /** The client's tracing, when it is on. */
   tracing?: Tracing | undefined;
+  /** Instrumentation for the consumer's queue, if metrics are on. */
+  consumeStats?: (queue: string) => ConsumeStats;
 }
 
 const TERMINAL = new Set(["cancelled"]);
@@ -88,6 +105,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   private queueLost = false;
   /** Deliveries handled (acked or nacked) since the start. */
   handled = 0;
+  private readonly stats: ConsumeStats | undefined;
   private readonly tracing: Tracing | undefined;
   /** The queue's current name (a server-named queue is renamed by recoveries), for spans. */
   private source: string;
@@ -102,6 +120,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     this.queue = options.queue;
     this.source = options.queue;
     this.tracing = host.tracing;
+    this.stats = host.consumeStats?.(options.queue);
     const machine = consumerMachine.provide({
       actors: {
         subscribe: fromPromise(() => this.subscribe()),
@@ -254,6 +273,11 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       },
     };
     this.inFlight++;
+    let started = 0;
+    if (this.stats !== undefined) {
+      this.stats.delivered();
+      started = performance.now();
+    }
     // Tracing on: a consumer span in the producer's trace; the handler runs in its context.
     const traced = this.tracing?.startProcess(this.source, msg);
     const span = traced?.span;
@@ -262,7 +286,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       result =
         traced === undefined ? this.handler(msg) : this.tracing!.run(traced.context, this.handler, msg);
     } catch (e) {
-      this.finish(ch, msg, e, true, span);
+      this.finish(ch, msg, e, true, started, span);
       return;
     }
     if (
@@ -271,21 +295,35 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       typeof (result as Promise<unknown>).then === "function"
     ) {
       (result as Promise<unknown>).then(
-        () => this.finish(ch, msg, undefined, false, span),
-        (e: unknown) => this.finish(ch, msg, e, true, span),
+        () => this.finish(ch, msg, undefined, false, started, span),
+        (e: unknown) => this.finish(ch, msg, e, true, started, span),
       );
-    } else this.finish(ch, msg, undefined, false, span);
+    } else this.finish(ch, msg, undefined, false, started, span);
   }
 
-  private finish(ch: Channel, msg: ConsumedMessage, error: unknown, failed: boolean, span?: Span): void {
+  /** `started`: performance.now() when the handler started (0 without metrics). */
+  private finish(
+    ch: Channel,
+    msg: ConsumedMessage,
+    error: unknown,
+    failed: boolean,
+    started: number,
+    span?: Span,
+  ): void {
     this.inFlight--;
     this.handled++;
+    this.stats?.handled((performance.now() - started) / 1000);
     // Only on the channel it came from, and only while that channel lives: a stale tag would
     // close the new channel (406 unknown delivery tag); the broker redelivers instead.
     if (!this.options.noAck && ch === this.channel && ch.isOpen) {
       try {
         if (failed) ch.basicNack(msg.fields.deliveryTag, { requeue: !msg.fields.redelivered });
         else ch.basicAck(msg.fields.deliveryTag);
+        if (this.stats !== undefined) {
+          if (!failed) this.stats.acked();
+          else if (msg.fields.redelivered) this.stats.rejected();
+          else this.stats.nacked();
+        }
       } catch {
         // closed between the check and the send: the broker redelivers
       }

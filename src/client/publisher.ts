@@ -98,6 +98,32 @@ export function nackRetryDelay(retry: number, o: Required<NackRetryOptions>, ran
   return base / 2 + random() * (base / 2);
 }
 
+/**
+ * Instrumentation of publishes to one exchange (warren's metrics): called synchronously on the
+ * hot path, so cheap and never throwing.
+ */
+export interface PublishStats {
+  /** Accepted by publish(). */
+  published(): void;
+  /** Confirmed by the broker, `seconds` after it was accepted (not given for outbox rows). */
+  confirmed(seconds?: number): void;
+  /** A basic.nack (each one, retried or not). */
+  nacked(): void;
+  /** A nacked message sent again. */
+  nackRetried(): void;
+  /** Returned as unroutable (mandatory). */
+  returned(): void;
+  /** Sent again after its channel or connection died. */
+  republished(): void;
+  /** Its promise rejected with `error`. */
+  failed(error: Error): void;
+}
+
+/** Gives the instrumentation of one exchange's publishes. */
+export interface PublisherObserver {
+  exchange(name: string): PublishStats;
+}
+
 /** What the publisher needs from its client. */
 export interface PublisherHost {
   /** The publisher's supervised channel (confirm mode set up), waiting while it is reopened. */
@@ -111,6 +137,8 @@ export interface PublisherHost {
   /** Calls fn on every change of the client's state. */
   onStateChange(fn: (state: string) => void): void;
   readonly closed: boolean;
+  /** The client's metrics, when they are on. */
+  readonly observer?: PublisherObserver | undefined;
   /** The client's tracing, when it is on. */
   readonly tracing?: Tracing | undefined;
 }
@@ -218,6 +246,7 @@ export class Publisher {
   private relayRetry: RetryRow[] = [];
   private relayRetryTimer: NodeJS.Timeout | undefined;
   private stats = { nackRetries: 0, renewals: 0 };
+  private readonly observer: PublisherObserver | undefined;
   private readonly tracing: Tracing | undefined;
 
   constructor(
@@ -233,6 +262,7 @@ export class Publisher {
     if (this.nackPolicy && (!(this.nackPolicy.attempts >= 1) || !(this.nackPolicy.withinMs >= 0)))
       throw new ConfigError("nackRetry.attempts must be at least 1 and nackRetry.withinMs at least 0");
     this.renewAfter = options.renewAfterNacks ?? 3;
+    this.observer = host.observer;
     this.tracing = host.tracing;
     if (options.outbox) {
       this.outbox = Outbox.open(options.outbox);
@@ -260,6 +290,20 @@ export class Publisher {
   /** Messages the outbox holds (stored, not yet confirmed), when there is one. */
   get stored(): number {
     return this.outbox?.count() ?? 0;
+  }
+
+  /**
+   * @internal for metrics: messages accepted and not yet settled (the backlog too), outbox rows
+   * stored, and outbox dead letters (counted up to `cap`).
+   */
+  gauges(cap: number): { unsettled: number; stored: number; deadLetters: number } {
+    if (this.closedFlag) return { unsettled: 0, stored: 0, deadLetters: 0 };
+    const o = this.outbox;
+    return {
+      unsettled: this.pending + this.backlog.length,
+      stored: o?.count() ?? 0,
+      deadLetters: o ? o.deadLetters(cap).length : 0,
+    };
   }
 
   /** Nacked or unroutable messages the outbox set aside. */
@@ -293,6 +337,7 @@ export class Publisher {
     } catch (e) {
       return Promise.reject(e);
     }
+    this.observer?.exchange(message.exchange).published();
     // Tracing on: the producer span, its trace context in a copy of the headers (kept by every re-send).
     const span = this.tracing?.startPublish(message.exchange, message.routingKey, message.body, properties);
     if (this.outbox) {
@@ -420,11 +465,14 @@ export class Publisher {
   /** @internal the broker's answer to one message (or its channel's death) */
   settled(e: Entry, err: Error | undefined): void {
     this.inFlight--;
+    const st = this.observer?.exchange(e.exchange);
     if (err === undefined) {
+      if (this.confirm) st?.confirmed((Date.now() - e.since) / 1000);
       if (e.channel !== undefined) this.acked(e.channel);
       e.done();
       this.releaseCapacity();
     } else if (err instanceof PublishNackedError && !this.closedFlag) {
+      st?.nacked();
       if (e.channel !== undefined) this.nacked(e.channel);
       const now = Date.now();
       e.nacks += 1;
@@ -434,11 +482,13 @@ export class Publisher {
         // Never before the one nacked earlier: retries keep the original order.
         e.due = Math.max(now + nackRetryDelay(e.nacks, p), this.delayed.at(-1)?.due ?? 0);
         this.stats.nackRetries += 1;
+        st?.nackRetried();
         if (e.span !== undefined) this.tracing?.nackRetry(e.span, e.nacks, e.due - now);
         this.delayed.push(e);
         this.armDelayTimer();
       } else {
-        e.fail(
+        this.rejectEntry(
+          e,
           e.nacks === 1
             ? err
             : new PublishNackedError(
@@ -449,13 +499,21 @@ export class Publisher {
         this.releaseCapacity();
       }
     } else if (this.shouldRepublish(err, e)) {
+      st?.republished();
       if (e.span !== undefined) this.tracing?.republish(e.span, err);
       this.retry.push(e); // rejections arrive in sequence order: the original order is kept
       this.pump();
     } else {
-      e.fail(err);
+      if (err instanceof UnroutableError) st?.returned();
+      this.rejectEntry(e, err);
       this.releaseCapacity();
     }
+  }
+
+  /** Rejects the caller's promise (counted by the metrics). */
+  private rejectEntry(e: Entry, err: Error): void {
+    this.observer?.exchange(e.exchange).failed(err);
+    e.fail(err);
   }
 
   // ─── nacks: retry with backoff, renew a channel that keeps nacking ──────
@@ -519,14 +577,16 @@ export class Publisher {
     const limit = Date.now() - this.timeout;
     for (let e = this.backlog.peek(); e !== undefined && e.since < limit; e = this.backlog.peek()) {
       this.backlog.shift();
-      e.fail(
+      this.rejectEntry(
+        e,
         new TimeoutError(`no room among ${this.maxInFlight} in-flight messages within ${this.timeout} ms`),
       );
     }
     for (const list of [this.retry, this.queue]) {
       while (list.length > 0 && list[0]!.since < limit) {
         const e = list.shift()!;
-        e.fail(
+        this.rejectEntry(
+          e,
           new TimeoutError(`not sent within ${this.timeout} ms (the client was ${this.describeState()})`),
         );
       }
@@ -611,6 +671,7 @@ export class Publisher {
     const settled = () => !this.closedFlag; // after close() the outbox is closed: the row stays for the next run
     ch.publish(row.exchange, row.routingKey, row.body, row.properties, { mandatory: row.mandatory }).then(
       () => {
+        this.observer?.exchange(row.exchange).confirmed();
         this.relayInFlight.delete(row.id);
         this.acked(ch);
         this.rowNacks.delete(row.id);
@@ -619,6 +680,8 @@ export class Publisher {
         this.afterRelay();
       },
       (err: Error) => {
+        if (err instanceof PublishNackedError) this.observer?.exchange(row.exchange).nacked();
+        else if (err instanceof UnroutableError) this.observer?.exchange(row.exchange).returned();
         if (err instanceof PublishNackedError && settled() && this.retryRow(ch, row)) return;
         this.relayInFlight.delete(row.id);
         if (!settled()) return;
@@ -649,6 +712,7 @@ export class Publisher {
     this.rowNacks.set(row.id, n);
     if (!p || n.nacks >= p.attempts || now - n.first >= p.withinMs) return false;
     this.stats.nackRetries += 1;
+    this.observer?.exchange(row.exchange).nackRetried();
     const delay = nackRetryDelay(n.nacks, p);
     this.relayRetry.push({ ...row, due: now + delay });
     this.armRelayRetry();
@@ -715,11 +779,11 @@ export class Publisher {
     this.delayTimer = undefined;
     if (this.relayRetryTimer) clearTimeout(this.relayRetryTimer);
     this.relayRetryTimer = undefined;
-    for (const e of [...this.delayed, ...this.retry, ...this.queue]) e.fail(err);
+    for (const e of [...this.delayed, ...this.retry, ...this.queue]) this.rejectEntry(e, err);
     this.delayed = [];
     this.retry = [];
     this.queue = [];
-    for (const e of this.backlog.drain()) e.fail(err);
+    for (const e of this.backlog.drain()) this.rejectEntry(e, err);
     this.outbox?.close();
   }
 }

@@ -1,0 +1,733 @@
+/**
+ * Prometheus metrics (prom-client), opt-in:
+ *
+ *   const client = connect({ url, connectionName: "orders", metrics: { registry } });
+ *   const client = connect({ url, metrics: true }); // prom-client's default registry
+ *
+ * The names, types and labels are the contract in dashboards/metrics.md. They are fed from
+ * the session events and the machines' inspection stream, never from code inside the
+ * machines (machines/ stays pure):
+ *
+ * - the connection and channel machines' `@xstate.snapshot` inspection events (the client
+ *   passes `inspect` to createActor): connection state, reconnects, recovery duration, blocked
+ *   time, channel restarts and renewals, supervisor escalations;
+ * - the consumers' `state` events: consumer restarts;
+ * - `ConnectionObserver` hooks in src/amqp: bytes, heartbeat misses, RPC calls/timeouts/latency;
+ * - `PublisherObserver` / `ConsumeStats` hooks on the hot paths: one Map lookup (publishes) and
+ *   counter increments through label children bound once per exchange or queue;
+ * - gauges of in-flight work and outbox rows are read when the registry is collected (scraped).
+ *
+ * Several clients may share one registry: the metric objects are created once per registry and
+ * each client writes its own `connection` label (its connectionName, or "default").
+ */
+import { Counter, Gauge, Histogram, type Registry, register } from "prom-client";
+import type { AnyActorRef, InspectionEvent } from "xstate";
+import type { Connection, ConnectionObserver } from "../amqp/connection.js";
+import type { Consumer, ConsumeStats } from "../client/consumer.js";
+import type { Publisher, PublisherObserver, PublishStats } from "../client/publisher.js";
+import {
+  ChannelClosedByBroker,
+  PublishNackedError,
+  TimeoutError,
+  UnroutableError,
+  WarrenError,
+} from "../errors.js";
+
+export interface MetricsOptions {
+  /** Where the metrics are registered. Default: prom-client's default registry. */
+  registry?: Registry;
+  /**
+   * Distinct `exchange` values, and distinct `queue` values, one client labels at most
+   * (default 100); later ones are counted under `_other`.
+   */
+  maxLabelValues?: number;
+}
+
+/** The label value of names past the cap. */
+export const OTHER_LABEL = "_other";
+/** The label value of the default exchange (""). */
+export const DEFAULT_EXCHANGE_LABEL = "(default)";
+/** The client states, as `warren_connection_state{state}` labels them. */
+export const CONNECTION_STATES = [
+  "idle",
+  "connecting",
+  "handshaking",
+  "restoring",
+  "running",
+  "blocked",
+  "recovering",
+  "closing",
+  "closed",
+  "failed",
+] as const;
+
+/** Why a publish promise rejected, as `warren_publish_failed_total{reason}` labels it. */
+export type PublishFailure = "nacked" | "unroutable" | "timeout" | "closed" | "refused";
+const PUBLISH_FAILURES: readonly PublishFailure[] = ["nacked", "unroutable", "timeout", "closed", "refused"];
+
+/** The reason label of a publish that failed with `error`. */
+export function publishFailureReason(error: Error): PublishFailure {
+  if (error instanceof PublishNackedError) return "nacked";
+  if (error instanceof UnroutableError) return "unroutable";
+  if (error instanceof TimeoutError) return "timeout";
+  // The broker closed the channel because of this publish (e.g. 404 no exchange), or the
+  // library would not send it (an unencodable header): refused. Everything else is a close.
+  if (error instanceof ChannelClosedByBroker || !(error instanceof WarrenError)) return "refused";
+  return "closed";
+}
+
+/** Outbox dead letters are counted up to this many per publisher on each scrape. */
+const DEAD_LETTER_CAP = 10_000;
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const RECOVERY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+/** The metric objects of one registry, shared by every client that uses it. */
+class RegistryMetrics {
+  readonly clients = new Set<ClientMetrics>();
+
+  readonly connectionState: Gauge<"connection" | "state">;
+  readonly connectionUp: Gauge<"connection">;
+  readonly reconnects: Counter<"connection">;
+  readonly recoveryDuration: Histogram<"connection">;
+  readonly channelRestarts: Counter<"connection">;
+  readonly channelRenewals: Counter<"connection">;
+  readonly escalations: Counter<"connection" | "level">;
+  readonly blocked: Gauge<"connection">;
+  readonly blockedSeconds: Counter<"connection">;
+  readonly heartbeatMisses: Counter<"connection">;
+  readonly bytesReceived: Counter<"connection">;
+  readonly bytesSent: Counter<"connection">;
+  readonly rpcCalls: Counter<"connection" | "method">;
+  readonly rpcTimeouts: Counter<"connection" | "method">;
+  readonly rpcDuration: Histogram<"connection" | "method">;
+
+  readonly published: Counter<"connection" | "exchange">;
+  readonly confirmed: Counter<"connection" | "exchange">;
+  readonly nacked: Counter<"connection" | "exchange">;
+  readonly nackRetries: Counter<"connection" | "exchange">;
+  readonly returned: Counter<"connection" | "exchange">;
+  readonly republished: Counter<"connection" | "exchange">;
+  readonly publishFailed: Counter<"connection" | "exchange" | "reason">;
+  readonly confirmDuration: Histogram<"connection" | "exchange">;
+  readonly publishInFlight: Gauge<"connection">;
+  readonly outboxDepth: Gauge<"connection">;
+  readonly outboxDeadLetters: Gauge<"connection">;
+
+  readonly delivered: Counter<"connection" | "queue">;
+  readonly acked: Counter<"connection" | "queue">;
+  readonly consumerNacked: Counter<"connection" | "queue">;
+  readonly rejected: Counter<"connection" | "queue">;
+  readonly retried: Counter<"connection" | "queue">;
+  readonly handlerDuration: Histogram<"connection" | "queue">;
+  readonly handlersInFlight: Gauge<"connection" | "queue">;
+  readonly consumerRestarts: Counter<"connection" | "queue">;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    // Another copy of warren (or of this module) may have registered a name already: reuse it.
+    const counter = <L extends string>(name: string, help: string, labelNames: L[], collect?: () => void) =>
+      (registry.getSingleMetric(name) as Counter<L> | undefined) ??
+      new Counter<L>({ name, help, labelNames, registers, ...(collect ? { collect } : {}) });
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[], collect?: () => void) =>
+      (registry.getSingleMetric(name) as Gauge<L> | undefined) ??
+      new Gauge<L>({ name, help, labelNames, registers, ...(collect ? { collect } : {}) });
+    const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]) =>
+      (registry.getSingleMetric(name) as Histogram<L> | undefined) ??
+      new Histogram<L>({ name, help, labelNames, buckets, registers });
+    const C = "connection" as const;
+
+    this.connectionState = gauge(
+      "warren_connection_state",
+      "1 for the client's current state, 0 for the others",
+      [C, "state"],
+    );
+    this.connectionUp = gauge("warren_connection_up", "1 while the client is running or blocked", [C]);
+    this.reconnects = counter("warren_reconnects_total", "Connections re-established after a loss", [C]);
+    this.recoveryDuration = histogram(
+      "warren_recovery_duration_seconds",
+      "Time from a lost connection to running again",
+      [C],
+      RECOVERY_BUCKETS,
+    );
+    this.channelRestarts = counter(
+      "warren_channel_restarts_total",
+      "Supervised channels reopened after a channel error",
+      [C],
+    );
+    this.channelRenewals = counter(
+      "warren_channel_renewals_total",
+      "Publisher channels renewed after a nack streak",
+      [C],
+    );
+    this.escalations = counter(
+      "warren_supervisor_escalations_total",
+      "Supervisor escalations: channel (a channel gave up, the connection restarts) or connection (the client failed)",
+      [C, "level"],
+    );
+    this.blocked = gauge("warren_blocked", "1 while the broker blocks the connection", [C]);
+    this.blockedSeconds = counter(
+      "warren_blocked_seconds_total",
+      "Time spent blocked by the broker",
+      [C],
+      () => this.collectBlocked(),
+    );
+    this.heartbeatMisses = counter(
+      "warren_heartbeat_misses_total",
+      "Connections declared dead by missed heartbeats",
+      [C],
+    );
+    this.bytesReceived = counter("warren_bytes_received_total", "Bytes read from the socket", [C], () =>
+      this.collectBytes(),
+    );
+    this.bytesSent = counter("warren_bytes_sent_total", "Bytes written to the socket", [C], () =>
+      this.collectBytes(),
+    );
+    this.rpcCalls = counter("warren_rpc_calls_total", "Synchronous AMQP methods sent", [C, "method"]);
+    this.rpcTimeouts = counter(
+      "warren_rpc_timeouts_total",
+      "Synchronous AMQP methods that got no reply in time",
+      [C, "method"],
+    );
+    this.rpcDuration = histogram(
+      "warren_rpc_duration_seconds",
+      "Synchronous AMQP method sent to reply",
+      [C, "method"],
+      LATENCY_BUCKETS,
+    );
+
+    const X = "exchange" as const;
+    this.published = counter("warren_published_total", "Messages accepted by publish()", [C, X]);
+    this.confirmed = counter("warren_confirmed_total", "Messages confirmed by the broker (basic.ack)", [
+      C,
+      X,
+    ]);
+    this.nacked = counter("warren_nacked_total", "basic.nack received (each nack, retried or not)", [C, X]);
+    this.nackRetries = counter("warren_nack_retries_total", "Nacked messages sent again", [C, X]);
+    this.returned = counter("warren_returned_total", "Messages returned as unroutable (mandatory)", [C, X]);
+    this.republished = counter(
+      "warren_republished_total",
+      "Messages sent again after a channel or connection died",
+      [C, X],
+    );
+    this.publishFailed = counter(
+      "warren_publish_failed_total",
+      "Publish promises rejected, by reason: nacked, unroutable, timeout, closed, refused",
+      [C, X, "reason"],
+    );
+    this.confirmDuration = histogram(
+      "warren_publish_confirm_duration_seconds",
+      "Time from publish() accepting a message to its confirm",
+      [C, X],
+      LATENCY_BUCKETS,
+    );
+    this.publishInFlight = gauge(
+      "warren_publish_in_flight",
+      "Messages accepted and not yet confirmed (all publishers)",
+      [C],
+      () => this.collectPublishers(),
+    );
+    this.outboxDepth = gauge("warren_outbox_depth", "Rows stored in outboxes, not yet confirmed", [C], () =>
+      this.collectPublishers(),
+    );
+    this.outboxDeadLetters = gauge(
+      "warren_outbox_dead_letters",
+      "Rows in outboxes' dead-letter tables",
+      [C],
+      () => this.collectPublishers(),
+    );
+
+    const Q = "queue" as const;
+    this.delivered = counter("warren_delivered_total", "Deliveries received", [C, Q]);
+    this.acked = counter("warren_acked_total", "Deliveries acked", [C, Q]);
+    this.consumerNacked = counter("warren_consumer_nacked_total", "Deliveries nacked with requeue", [C, Q]);
+    this.rejected = counter(
+      "warren_rejected_total",
+      "Deliveries rejected (dead-lettered by the queue, or dropped)",
+      [C, Q],
+    );
+    this.retried = counter("warren_retried_total", "Deliveries sent to a retry (delay) queue", [C, Q]);
+    this.handlerDuration = histogram(
+      "warren_handler_duration_seconds",
+      "Handler start to settled",
+      [C, Q],
+      LATENCY_BUCKETS,
+    );
+    this.handlersInFlight = gauge("warren_handlers_in_flight", "Handlers running", [C, Q], () =>
+      this.collectConsumers(),
+    );
+    this.consumerRestarts = counter(
+      "warren_consumer_restarts_total",
+      "Consumers resubscribed (server cancel, channel error, reconnection)",
+      [C, Q],
+    );
+  }
+
+  // Several metrics share one read: each collect runs once per scrape, cheap either way.
+  private collectBlocked(): void {
+    for (const c of this.clients) c.collectBlocked();
+  }
+  private collectBytes(): void {
+    for (const c of this.clients) c.collectBytes();
+  }
+  private collectPublishers(): void {
+    for (const c of this.clients) c.collectPublishers();
+  }
+  private collectConsumers(): void {
+    for (const c of this.clients) c.collectConsumers();
+  }
+}
+
+const registries = new WeakMap<Registry, RegistryMetrics>();
+
+function metricsFor(registry: Registry): RegistryMetrics {
+  let m = registries.get(registry);
+  if (m === undefined) {
+    m = new RegistryMetrics(registry);
+    registries.set(registry, m);
+  }
+  return m;
+}
+
+/** One exchange's label children, bound once. */
+class ExchangeStats implements PublishStats {
+  private readonly publishedC: Counter.Internal;
+  private readonly confirmedC: Counter.Internal;
+  private readonly nackedC: Counter.Internal;
+  private readonly nackRetriesC: Counter.Internal;
+  private readonly returnedC: Counter.Internal;
+  private readonly republishedC: Counter.Internal;
+  private readonly latency: Histogram.Internal<"connection" | "exchange">;
+  private readonly failures = new Map<PublishFailure, Counter.Internal>();
+
+  constructor(
+    private readonly m: RegistryMetrics,
+    private readonly connection: string,
+    private readonly label: string,
+  ) {
+    this.publishedC = m.published.labels(connection, label);
+    this.confirmedC = m.confirmed.labels(connection, label);
+    this.nackedC = m.nacked.labels(connection, label);
+    this.nackRetriesC = m.nackRetries.labels(connection, label);
+    this.returnedC = m.returned.labels(connection, label);
+    this.republishedC = m.republished.labels(connection, label);
+    this.latency = m.confirmDuration.labels(connection, label);
+    // Every series of a new label value starts at 0, so the first increment is seen by increase().
+    for (const c of [
+      this.publishedC,
+      this.confirmedC,
+      this.nackedC,
+      this.nackRetriesC,
+      this.returnedC,
+      this.republishedC,
+    ])
+      c.inc(0);
+    m.confirmDuration.zero({ connection, exchange: label });
+    for (const reason of PUBLISH_FAILURES) this.failure(reason).inc(0);
+  }
+
+  published(): void {
+    this.publishedC.inc();
+  }
+  confirmed(seconds?: number): void {
+    this.confirmedC.inc();
+    if (seconds !== undefined) this.latency.observe(seconds);
+  }
+  nacked(): void {
+    this.nackedC.inc();
+  }
+  nackRetried(): void {
+    this.nackRetriesC.inc();
+  }
+  returned(): void {
+    this.returnedC.inc();
+  }
+  republished(): void {
+    this.republishedC.inc();
+  }
+  failed(error: Error): void {
+    this.failure(publishFailureReason(error)).inc();
+  }
+
+  private failure(reason: PublishFailure): Counter.Internal {
+    let c = this.failures.get(reason);
+    if (c === undefined) {
+      c = this.m.publishFailed.labels(this.connection, this.label, reason);
+      this.failures.set(reason, c);
+    }
+    return c;
+  }
+}
+
+/** One queue's label children, bound once. */
+class QueueStats implements ConsumeStats {
+  private readonly deliveredC: Counter.Internal;
+  private readonly ackedC: Counter.Internal;
+  private readonly nackedC: Counter.Internal;
+  private readonly rejectedC: Counter.Internal;
+  private readonly duration: Histogram.Internal<"connection" | "queue">;
+  readonly restarts: Counter.Internal;
+
+  constructor(m: RegistryMetrics, connection: string, label: string) {
+    this.deliveredC = m.delivered.labels(connection, label);
+    this.ackedC = m.acked.labels(connection, label);
+    this.nackedC = m.consumerNacked.labels(connection, label);
+    this.rejectedC = m.rejected.labels(connection, label);
+    this.duration = m.handlerDuration.labels(connection, label);
+    this.restarts = m.consumerRestarts.labels(connection, label);
+    for (const c of [this.deliveredC, this.ackedC, this.nackedC, this.rejectedC, this.restarts]) c.inc(0);
+    m.retried.labels(connection, label).inc(0);
+    m.handlerDuration.zero({ connection, queue: label });
+  }
+
+  delivered(): void {
+    this.deliveredC.inc();
+  }
+  handled(seconds: number): void {
+    this.duration.observe(seconds);
+  }
+  acked(): void {
+    this.ackedC.inc();
+  }
+  nacked(): void {
+    this.nackedC.inc();
+  }
+  rejected(): void {
+    this.rejectedC.inc();
+  }
+}
+
+interface RpcChildren {
+  calls: Counter.Internal;
+  timeouts: Counter.Internal;
+  duration: Histogram.Internal<"connection" | "method">;
+}
+
+/**
+ * The metrics of one client. The client hands it to its connections (ConnectionObserver), its
+ * publishers (PublisherObserver), its consumers (`queue()`), and its actors (`inspect`).
+ */
+export class ClientMetrics implements ConnectionObserver, PublisherObserver {
+  readonly name: string;
+  readonly registry: Registry;
+  private readonly m: RegistryMetrics;
+  private readonly maxLabels: number;
+  private readonly exchanges = new Map<string, ExchangeStats>();
+  private readonly queues = new Map<string, QueueStats>();
+  private otherExchange: ExchangeStats | undefined;
+  private otherQueue: QueueStats | undefined;
+  private readonly rpcs = new Map<string, RpcChildren>();
+
+  // connection lifecycle (from the connection machine's snapshots)
+  private state = "idle";
+  private everUp = false;
+  private lostAt: number | undefined;
+  private blockedSince: number | undefined;
+  private readonly channelStates = new WeakMap<AnyActorRef, string>();
+
+  // bytes: folded from closed connections, plus the live ones at collect time
+  private readonly live = new Set<Connection>();
+  private bytesInClosed = 0;
+  private bytesOutClosed = 0;
+  private bytesInReported = 0;
+  private bytesOutReported = 0;
+
+  private readonly publishers = new Set<Publisher>();
+  private readonly consumers = new Set<Consumer>();
+  /** Queue labels the handlers-in-flight gauge was set for. */
+  private readonly inFlightQueues = new Set<string>();
+  private attached = true;
+
+  // label children bound once
+  private readonly stateGauges: Map<string, Gauge.Internal<"connection" | "state">>;
+  private readonly up: Gauge.Internal<"connection">;
+  private readonly reconnects: Counter.Internal;
+  private readonly recovery: Histogram.Internal<"connection">;
+  private readonly channelRestarts: Counter.Internal;
+  private readonly channelRenewals: Counter.Internal;
+  private readonly channelEscalations: Counter.Internal;
+  private readonly connectionEscalations: Counter.Internal;
+  private readonly blocked: Gauge.Internal<"connection">;
+  private readonly blockedSeconds: Counter.Internal;
+  private readonly heartbeatMisses: Counter.Internal;
+  private readonly bytesIn: Counter.Internal;
+  private readonly bytesOut: Counter.Internal;
+  private readonly inFlight: Gauge.Internal<"connection">;
+  private readonly outboxDepth: Gauge.Internal<"connection">;
+  private readonly deadLetters: Gauge.Internal<"connection">;
+
+  constructor(options: MetricsOptions | true, connectionName: string | undefined) {
+    const o = options === true ? {} : options;
+    this.registry = o.registry ?? register;
+    this.m = metricsFor(this.registry);
+    this.maxLabels = Math.max(0, o.maxLabelValues ?? 100);
+    this.name = connectionName ?? "default";
+    const m = this.m;
+    const n = this.name;
+    this.stateGauges = new Map(CONNECTION_STATES.map((s) => [s, m.connectionState.labels(n, s)]));
+    this.up = m.connectionUp.labels(n);
+    this.reconnects = m.reconnects.labels(n);
+    this.recovery = m.recoveryDuration.labels(n);
+    this.channelRestarts = m.channelRestarts.labels(n);
+    this.channelRenewals = m.channelRenewals.labels(n);
+    this.channelEscalations = m.escalations.labels(n, "channel");
+    this.connectionEscalations = m.escalations.labels(n, "connection");
+    this.blocked = m.blocked.labels(n);
+    this.blockedSeconds = m.blockedSeconds.labels(n);
+    this.heartbeatMisses = m.heartbeatMisses.labels(n);
+    this.bytesIn = m.bytesReceived.labels(n);
+    this.bytesOut = m.bytesSent.labels(n);
+    this.inFlight = m.publishInFlight.labels(n);
+    this.outboxDepth = m.outboxDepth.labels(n);
+    this.deadLetters = m.outboxDeadLetters.labels(n);
+    // Every connection-level series exists from the start (at 0), so rates and alerts see it.
+    for (const [s, g] of this.stateGauges) g.set(s === "idle" ? 1 : 0);
+    this.up.set(0);
+    this.blocked.set(0);
+    for (const c of [
+      this.reconnects,
+      this.channelRestarts,
+      this.channelRenewals,
+      this.channelEscalations,
+      this.connectionEscalations,
+      this.blockedSeconds,
+      this.heartbeatMisses,
+      this.bytesIn,
+      this.bytesOut,
+    ])
+      c.inc(0);
+    this.inFlight.set(0);
+    this.outboxDepth.set(0);
+    this.deadLetters.set(0);
+    m.recoveryDuration.zero({ connection: n });
+    m.clients.add(this);
+  }
+
+  // ─── label values (bounded) ─────────────────────────────────────────────
+
+  /** The instrumentation of publishes to `name` (`_other` past the cap). */
+  exchange(name: string): PublishStats {
+    const s = this.exchanges.get(name);
+    if (s !== undefined) return s;
+    if (this.exchanges.size >= this.maxLabels) {
+      this.otherExchange ??= new ExchangeStats(this.m, this.name, OTHER_LABEL);
+      return this.otherExchange;
+    }
+    const created = new ExchangeStats(this.m, this.name, name === "" ? DEFAULT_EXCHANGE_LABEL : name);
+    this.exchanges.set(name, created);
+    return created;
+  }
+
+  /** The instrumentation of deliveries from `name` (`_other` past the cap). */
+  queue(name: string): QueueStats {
+    const s = this.queues.get(name);
+    if (s !== undefined) return s;
+    if (this.queues.size >= this.maxLabels) {
+      this.otherQueue ??= new QueueStats(this.m, this.name, OTHER_LABEL);
+      return this.otherQueue;
+    }
+    const created = new QueueStats(this.m, this.name, name);
+    this.queues.set(name, created);
+    return created;
+  }
+
+  private queueLabel(name: string): string {
+    return this.queues.has(name) ? name : OTHER_LABEL;
+  }
+
+  // ─── ConnectionObserver (src/amqp) ──────────────────────────────────────
+
+  opened(conn: Connection): void {
+    this.live.add(conn);
+  }
+
+  closed(conn: Connection): void {
+    if (!this.live.delete(conn)) return;
+    this.bytesInClosed += conn.bytesReceived;
+    this.bytesOutClosed += conn.bytesSent;
+  }
+
+  heartbeatMissed(): void {
+    this.heartbeatMisses.inc();
+  }
+
+  rpcSent(method: string): void {
+    this.rpc(method).calls.inc();
+  }
+
+  rpcReplied(method: string, seconds: number): void {
+    this.rpc(method).duration.observe(seconds);
+  }
+
+  rpcTimedOut(method: string): void {
+    this.rpc(method).timeouts.inc();
+  }
+
+  /** AMQP method names are a small fixed set: no cap needed. */
+  private rpc(method: string): RpcChildren {
+    let r = this.rpcs.get(method);
+    if (r === undefined) {
+      r = {
+        calls: this.m.rpcCalls.labels(this.name, method),
+        timeouts: this.m.rpcTimeouts.labels(this.name, method),
+        duration: this.m.rpcDuration.labels(this.name, method),
+      };
+      r.timeouts.inc(0);
+      this.rpcs.set(method, r);
+    }
+    return r;
+  }
+
+  // ─── the machines' inspection stream ────────────────────────────────────
+
+  /** Pass as `inspect` to createActor for the connection and channel machines. */
+  readonly inspect = (ev: InspectionEvent): void => {
+    if (ev.type !== "@xstate.snapshot") return;
+    const snap = ev.snapshot as { machine?: { id?: string }; value?: unknown };
+    const id = snap.machine?.id;
+    if (id === "connection") this.connectionState(leafName(snap.value));
+    else if (id === "channel")
+      this.channelState(ev.actorRef as AnyActorRef, leafName(snap.value), ev.event.type);
+  };
+
+  private connectionState(to: string): void {
+    const from = this.state;
+    if (to === from) return;
+    this.state = to;
+    const now = performance.now();
+    this.stateGauges.get(from)?.set(0);
+    this.stateGauges.get(to)?.set(1);
+    const upNow = to === "running" || to === "blocked";
+    this.up.set(upNow ? 1 : 0);
+    if (to === "blocked") {
+      this.blockedSince = now;
+      this.blocked.set(1);
+    } else if (from === "blocked") {
+      if (this.blockedSince !== undefined) this.blockedSeconds.inc((now - this.blockedSince) / 1000);
+      this.blockedSince = undefined;
+      this.blocked.set(0);
+    }
+    if (upNow) {
+      if (this.lostAt !== undefined) {
+        this.reconnects.inc();
+        this.recovery.observe((now - this.lostAt) / 1000);
+        this.lostAt = undefined;
+      }
+      this.everUp = true;
+    } else if (to === "recovering") {
+      // Lost: from an open connection, or a restore that failed after the first time we were up.
+      if (this.everUp) this.lostAt ??= now;
+    } else if (to === "closing" || to === "closed" || to === "failed") {
+      this.lostAt = undefined;
+    }
+    if (to === "failed") this.connectionEscalations.inc();
+    if (to === "closed") this.detach();
+  }
+
+  private channelState(actor: AnyActorRef, to: string, cause: string): void {
+    const from = this.channelStates.get(actor);
+    if (from === to) return;
+    this.channelStates.set(actor, to);
+    if (to === "reopening") {
+      if (cause === "RENEW") this.channelRenewals.inc();
+      else this.channelRestarts.inc();
+    } else if (to === "failed") this.channelEscalations.inc();
+  }
+
+  // ─── consumers and publishers ───────────────────────────────────────────
+
+  /** Follows a consumer: its restarts (from its state events) and its running handlers. */
+  watchConsumer(consumer: Consumer): void {
+    this.consumers.add(consumer);
+    const restarts = this.queue(consumer.queue).restarts;
+    let subscribed = false;
+    consumer.on("state", ({ to }) => {
+      if (to === "consuming") {
+        if (subscribed) restarts.inc();
+        subscribed = true;
+      } else if (to === "cancelled") this.consumers.delete(consumer);
+    });
+  }
+
+  /** Follows a publisher's in-flight messages and outbox. */
+  watchPublisher(publisher: Publisher): void {
+    this.publishers.add(publisher);
+  }
+
+  // ─── collected at scrape time ───────────────────────────────────────────
+
+  /** @internal */
+  collectBlocked(): void {
+    if (this.blockedSince === undefined) return;
+    const now = performance.now();
+    this.blockedSeconds.inc((now - this.blockedSince) / 1000);
+    this.blockedSince = now;
+  }
+
+  /** @internal */
+  collectBytes(): void {
+    let rx = this.bytesInClosed;
+    let tx = this.bytesOutClosed;
+    for (const c of this.live) {
+      rx += c.bytesReceived;
+      tx += c.bytesSent;
+    }
+    if (rx > this.bytesInReported) this.bytesIn.inc(rx - this.bytesInReported);
+    if (tx > this.bytesOutReported) this.bytesOut.inc(tx - this.bytesOutReported);
+    this.bytesInReported = Math.max(rx, this.bytesInReported);
+    this.bytesOutReported = Math.max(tx, this.bytesOutReported);
+  }
+
+  /** @internal */
+  collectPublishers(): void {
+    let unsettled = 0;
+    let stored = 0;
+    let dead = 0;
+    for (const p of this.publishers) {
+      try {
+        const g = p.gauges(DEAD_LETTER_CAP);
+        unsettled += g.unsettled;
+        stored += g.stored;
+        dead += g.deadLetters;
+      } catch {
+        // an outbox closed under us: counted as empty
+      }
+    }
+    this.inFlight.set(unsettled);
+    this.outboxDepth.set(stored);
+    this.deadLetters.set(dead);
+  }
+
+  /** @internal */
+  collectConsumers(): void {
+    const running = new Map<string, number>();
+    for (const c of this.consumers) {
+      const label = this.queueLabel(c.queue);
+      running.set(label, (running.get(label) ?? 0) + c.running);
+    }
+    for (const q of this.inFlightQueues) if (!running.has(q)) running.set(q, 0);
+    for (const [q, n] of running) {
+      this.m.handlersInFlight.labels(this.name, q).set(n);
+      this.inFlightQueues.add(q);
+    }
+  }
+
+  /** The client closed: final values, then it is no longer collected. */
+  private detach(): void {
+    if (!this.attached) return;
+    this.attached = false;
+    this.collectBytes();
+    this.publishers.clear();
+    this.consumers.clear();
+    this.collectPublishers();
+    this.collectConsumers();
+    this.m.clients.delete(this);
+  }
+}
+
+/** The innermost state name of a machine state value. */
+function leafName(value: unknown): string {
+  let v = value;
+  while (v !== null && typeof v === "object") v = Object.values(v as Record<string, unknown>)[0];
+  return String(v);
+}
