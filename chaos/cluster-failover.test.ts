@@ -134,6 +134,7 @@ describe.skipIf(!extraNodesSupported())("quorum queue leader fail-over (three lo
     const after = (m: Map<string, number>, t: number) => [...m.values()].filter((x) => x > t);
     /** Kills node i, then runs until something is confirmed and consumed after the kill (5 s at least, 40 s at most). */
     const killAndRide = async (i: number, what: string) => {
+      const leaderBefore = await c.leaderOf(queue).catch(() => -1);
       const killAt = performance.now();
       await c.kill(i);
       console.log(`killed node ${i + 1} (${c.nodeNames[i]}), ${what}`);
@@ -152,9 +153,12 @@ describe.skipIf(!extraNodesSupported())("quorum queue leader fail-over (three lo
         Math.min(
           ...[...m.entries()].filter(([id]) => (sentAt.get(id) ?? 0) > killAt).map(([, t]) => t - killAt),
         );
+      const leaderAfter = await c.leaderOf(queue).catch(() => -1);
       return {
         node: i + 1,
         what,
+        leaderBefore: leaderBefore + 1,
+        leaderAfter: leaderAfter + 1,
         killAt,
         firstConfirmAfterKillMs: Math.round(Math.min(...after(confirmedAt, killAt)) - killAt),
         firstConfirmOfMessageSentAfterKillMs: Math.round(firstOfSentAfter(confirmedAt)),
