@@ -6,23 +6,43 @@
  *   npm start                          run until Ctrl-C
  *   npm start -- --duration 10         run for 10 s
  *   npm start -- --rate 2000           target publishes per second (default 1000)
+ *   npm start -- --metrics-port 9100   serve Prometheus metrics there (default 9464; 0: off)
  *   AMQP_URL=amqp://u:p@host/vhost npm start
  */
 import { parseArgs } from "node:util";
-import { type Client, connect, redactUrl, WarrenError } from "../src/index.js";
+import { Registry } from "prom-client";
+import {
+  type Client,
+  connect,
+  type MetricsServer,
+  redactUrl,
+  serveMetrics,
+  WarrenError,
+} from "../src/index.js";
 
 const { values } = parseArgs({
   options: {
     duration: { type: "string" },
     rate: { type: "string", default: "1000" },
     size: { type: "string", default: "256" },
+    "metrics-port": { type: "string", default: "9464" },
   },
 });
 const duration = values.duration !== undefined ? Number(values.duration) : Number.POSITIVE_INFINITY;
 const rate = Number(values.rate);
 const size = Number(values.size);
-if (!(duration > 0) || !(rate > 0) || !(size >= 0)) {
-  console.error("usage: npm start -- [--duration seconds] [--rate msgs/s] [--size bytes]");
+const metricsPort = Number(values["metrics-port"]);
+if (
+  !(duration > 0) ||
+  !(rate > 0) ||
+  !(size >= 0) ||
+  !Number.isInteger(metricsPort) ||
+  metricsPort < 0 ||
+  metricsPort > 65535
+) {
+  console.error(
+    "usage: npm start -- [--duration seconds] [--rate msgs/s] [--size bytes] [--metrics-port port (0: off)]",
+  );
   process.exit(2);
 }
 
@@ -50,9 +70,20 @@ function status(final = false): void {
 
 async function main(): Promise<void> {
   console.log(`[warren demo] connecting to ${redactUrl(url)}`);
+  // Prometheus metrics (warren_*) on their own registry, served at /metrics.
+  const registry = metricsPort > 0 ? new Registry() : undefined;
+  let metricsServer: MetricsServer | undefined;
+  if (registry) {
+    metricsServer = await serveMetrics({ port: metricsPort, registry });
+    console.log(`[warren demo] metrics at ${metricsServer.url}`);
+  }
   // The supervised client: it reconnects, re-declares the topology and resumes the consumer
   // after any fault (try `rabbitmqctl close_connection` on it, or restart the broker).
-  const client: Client = connect({ url, connectionName: "warren-demo" });
+  const client: Client = connect({
+    url,
+    connectionName: "warren-demo",
+    ...(registry ? { metrics: { registry } } : {}),
+  });
   client.on("state", ({ to, error }) => {
     state = to;
     if (error && (to === "recovering" || to === "failed"))
@@ -110,6 +141,7 @@ async function main(): Promise<void> {
       const deadline = Date.now() + 5000;
       while (consumed < confirmed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       await client.close();
+      await metricsServer?.close();
       status(true);
       resolve();
     };
