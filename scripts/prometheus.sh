@@ -122,20 +122,20 @@ install_prometheus() {
   local rc=0 start=$SECONDS
   if ! apt_lists_fresh; then
     say "apt package lists are missing or older than a day: $update"
-    $SUDO apt-get update </dev/null >&2 || rc=$?
+    $SUDO apt-get -o DPkg::Lock::Timeout=120 update </dev/null >&2 || rc=$?
     if [[ $rc -ne 0 ]]; then
       say "apt-get update failed (exit $rc); trying the install anyway"
       rc=0
     fi
   fi
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
     prometheus </dev/null >&2 || rc=$?
   if [[ $rc -ne 0 ]]; then
     say "apt-get install prometheus failed (exit $rc)"
     # A failed update can make the install fail on stale lists: update and retry once.
     rc=0
-    $SUDO apt-get update </dev/null >&2 || true
+    $SUDO apt-get -o DPkg::Lock::Timeout=120 update </dev/null >&2 || true
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
       prometheus </dev/null >&2 || rc=$?
