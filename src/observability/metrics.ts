@@ -89,7 +89,7 @@ class RegistryMetrics {
   readonly connectionState: Gauge<"connection" | "state">;
   readonly connectionUp: Gauge<"connection">;
   readonly reconnects: Counter<"connection">;
-  readonly recoveryDuration: Histogram<"connection">;
+  readonly recoveryDuration: SeriesHistogram<"connection">;
   readonly channelRestarts: Counter<"connection">;
   readonly channelRenewals: Counter<"connection">;
   readonly escalations: Counter<"connection" | "level">;
@@ -100,7 +100,7 @@ class RegistryMetrics {
   readonly bytesSent: Counter<"connection">;
   readonly rpcCalls: Counter<"connection" | "method">;
   readonly rpcTimeouts: Counter<"connection" | "method">;
-  readonly rpcDuration: Histogram<"connection" | "method">;
+  readonly rpcDuration: SeriesHistogram<"connection" | "method">;
 
   readonly published: Counter<"connection" | "exchange">;
   readonly confirmed: Counter<"connection" | "exchange">;
@@ -109,7 +109,7 @@ class RegistryMetrics {
   readonly returned: Counter<"connection" | "exchange">;
   readonly republished: Counter<"connection" | "exchange">;
   readonly publishFailed: Counter<"connection" | "exchange" | "reason">;
-  readonly confirmDuration: Histogram<"connection" | "exchange">;
+  readonly confirmDuration: SeriesHistogram<"connection" | "exchange">;
   readonly publishInFlight: Gauge<"connection">;
   readonly outboxDepth: Gauge<"connection">;
   readonly outboxDeadLetters: Gauge<"connection">;
@@ -119,7 +119,7 @@ class RegistryMetrics {
   readonly consumerNacked: Counter<"connection" | "queue">;
   readonly rejected: Counter<"connection" | "queue">;
   readonly retried: Counter<"connection" | "queue">;
-  readonly handlerDuration: Histogram<"connection" | "queue">;
+  readonly handlerDuration: SeriesHistogram<"connection" | "queue">;
   readonly handlersInFlight: Gauge<"connection" | "queue">;
   readonly consumerRestarts: Counter<"connection" | "queue">;
 
@@ -132,9 +132,12 @@ class RegistryMetrics {
     const gauge = <L extends string>(name: string, help: string, labelNames: L[], collect?: () => void) =>
       (registry.getSingleMetric(name) as Gauge<L> | undefined) ??
       new Gauge<L>({ name, help, labelNames, registers, ...(collect ? { collect } : {}) });
-    const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]) =>
-      (registry.getSingleMetric(name) as Histogram<L> | undefined) ??
-      new Histogram<L>({ name, help, labelNames, buckets, registers });
+    const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]) => {
+      const existing = registry.getSingleMetric(name) as SeriesHistogram<L> | undefined;
+      if (existing !== undefined && typeof existing.series === "function") return existing;
+      return new SeriesHistogram<L>({ name, help, labelNames, buckets }, registry);
+    };
+    const flush = () => this.flushCounts();
     const C = "connection" as const;
 
     this.connectionState = gauge(
@@ -197,23 +200,37 @@ class RegistryMetrics {
     );
 
     const X = "exchange" as const;
-    this.published = counter("warren_published_total", "Messages accepted by publish()", [C, X]);
-    this.confirmed = counter("warren_confirmed_total", "Messages confirmed by the broker (basic.ack)", [
-      C,
-      X,
-    ]);
-    this.nacked = counter("warren_nacked_total", "basic.nack received (each nack, retried or not)", [C, X]);
-    this.nackRetries = counter("warren_nack_retries_total", "Nacked messages sent again", [C, X]);
-    this.returned = counter("warren_returned_total", "Messages returned as unroutable (mandatory)", [C, X]);
+    this.published = counter("warren_published_total", "Messages accepted by publish()", [C, X], flush);
+    this.confirmed = counter(
+      "warren_confirmed_total",
+      "Messages confirmed by the broker (basic.ack)",
+      [C, X],
+      flush,
+    );
+    this.nacked = counter(
+      "warren_nacked_total",
+      "basic.nack received (each nack, retried or not)",
+      [C, X],
+      flush,
+    );
+    this.nackRetries = counter("warren_nack_retries_total", "Nacked messages sent again", [C, X], flush);
+    this.returned = counter(
+      "warren_returned_total",
+      "Messages returned as unroutable (mandatory)",
+      [C, X],
+      flush,
+    );
     this.republished = counter(
       "warren_republished_total",
       "Messages sent again after a channel or connection died",
       [C, X],
+      flush,
     );
     this.publishFailed = counter(
       "warren_publish_failed_total",
       "Publish promises rejected, by reason: nacked, unroutable, timeout, closed, refused",
       [C, X, "reason"],
+      flush,
     );
     this.confirmDuration = histogram(
       "warren_publish_confirm_duration_seconds",
@@ -238,13 +255,19 @@ class RegistryMetrics {
     );
 
     const Q = "queue" as const;
-    this.delivered = counter("warren_delivered_total", "Deliveries received", [C, Q]);
-    this.acked = counter("warren_acked_total", "Deliveries acked", [C, Q]);
-    this.consumerNacked = counter("warren_consumer_nacked_total", "Deliveries nacked with requeue", [C, Q]);
+    this.delivered = counter("warren_delivered_total", "Deliveries received", [C, Q], flush);
+    this.acked = counter("warren_acked_total", "Deliveries acked", [C, Q], flush);
+    this.consumerNacked = counter(
+      "warren_consumer_nacked_total",
+      "Deliveries nacked with requeue",
+      [C, Q],
+      flush,
+    );
     this.rejected = counter(
       "warren_rejected_total",
       "Deliveries rejected (dead-lettered by the queue, or dropped)",
       [C, Q],
+      flush,
     );
     this.retried = counter("warren_retried_total", "Deliveries sent to a retry (delay) queue", [C, Q]);
     this.handlerDuration = histogram(
@@ -264,6 +287,9 @@ class RegistryMetrics {
   }
 
   // Several metrics share one read: each collect runs once per scrape, cheap either way.
+  private flushCounts(): void {
+    for (const c of this.clients) c.flushCounts();
+  }
   private collectBlocked(): void {
     for (const c of this.clients) c.collectBlocked();
   }
@@ -289,118 +315,220 @@ function metricsFor(registry: Registry): RegistryMetrics {
   return m;
 }
 
-/** One exchange's label children, bound once. */
-class ExchangeStats implements PublishStats {
-  private readonly publishedC: Counter.Internal;
-  private readonly confirmedC: Counter.Internal;
-  private readonly nackedC: Counter.Internal;
-  private readonly nackRetriesC: Counter.Internal;
-  private readonly returnedC: Counter.Internal;
-  private readonly republishedC: Counter.Internal;
-  private readonly latency: Histogram.Internal<"connection" | "exchange">;
-  private readonly failures = new Map<PublishFailure, Counter.Internal>();
+/**
+ * A counter series fed from a hot path: a plain number, added to its prom-client series when the
+ * registry is collected (prom-client's own children hash their labels on every increment).
+ */
+class Count {
+  n = 0;
+  private flushed = 0;
 
-  constructor(
-    private readonly m: RegistryMetrics,
-    private readonly connection: string,
-    private readonly label: string,
-  ) {
-    this.publishedC = m.published.labels(connection, label);
-    this.confirmedC = m.confirmed.labels(connection, label);
-    this.nackedC = m.nacked.labels(connection, label);
-    this.nackRetriesC = m.nackRetries.labels(connection, label);
-    this.returnedC = m.returned.labels(connection, label);
-    this.republishedC = m.republished.labels(connection, label);
-    this.latency = m.confirmDuration.labels(connection, label);
-    // Every series of a new label value starts at 0, so the first increment is seen by increase().
-    for (const c of [
-      this.publishedC,
-      this.confirmedC,
-      this.nackedC,
-      this.nackRetriesC,
-      this.returnedC,
-      this.republishedC,
-    ])
-      c.inc(0);
-    m.confirmDuration.zero({ connection, exchange: label });
-    for (const reason of PUBLISH_FAILURES) this.failure(reason).inc(0);
+  constructor(private readonly target: Counter.Internal) {
+    target.inc(0); // the series exists from the start, at 0
   }
 
-  published(): void {
-    this.publishedC.inc();
-  }
-  confirmed(seconds?: number): void {
-    this.confirmedC.inc();
-    if (seconds !== undefined) this.latency.observe(seconds);
-  }
-  nacked(): void {
-    this.nackedC.inc();
-  }
-  nackRetried(): void {
-    this.nackRetriesC.inc();
-  }
-  returned(): void {
-    this.returnedC.inc();
-  }
-  republished(): void {
-    this.republishedC.inc();
-  }
-  failed(error: Error): void {
-    this.failure(publishFailureReason(error)).inc();
+  inc(): void {
+    this.n++;
   }
 
-  private failure(reason: PublishFailure): Counter.Internal {
-    let c = this.failures.get(reason);
-    if (c === undefined) {
-      c = this.m.publishFailed.labels(this.connection, this.label, reason);
-      this.failures.set(reason, c);
-    }
-    return c;
+  flush(): void {
+    if (this.n === this.flushed) return;
+    this.target.inc(this.n - this.flushed);
+    this.flushed = this.n;
   }
 }
 
-/** One queue's label children, bound once. */
+/** One labelled series of a SeriesHistogram: observe() is a bucket search and three additions. */
+class Series {
+  readonly buckets: number[];
+  sum = 0;
+  count = 0;
+
+  constructor(
+    readonly labels: Readonly<Record<string, string>>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.buckets = new Array<number>(bounds.length + 1).fill(0);
+  }
+
+  observe(value: number): void {
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && value > b[i]!) i++;
+    this.buckets[i] = this.buckets[i]! + 1;
+    this.sum += value;
+    this.count++;
+  }
+
+  clear(): void {
+    this.buckets.fill(0);
+    this.sum = 0;
+    this.count = 0;
+  }
+}
+
+type HistogramExport<L extends string> = Awaited<ReturnType<Histogram<L>["get"]>>;
+
+/**
+ * A prom-client Histogram (registered, exposed and typed as one) whose series are plain objects:
+ * `series(labels)` is looked up once per exchange, queue or method, and observing does not go
+ * through prom-client's per-call label validation and hashing. Exported in prom-client's format.
+ */
+class SeriesHistogram<L extends string> extends Histogram<L> {
+  private readonly all = new Map<string, Series>();
+
+  constructor(
+    private readonly meta: { name: string; help: string; labelNames: L[]; buckets: number[] },
+    registry: Registry,
+  ) {
+    super({ ...meta, registers: [registry] });
+  }
+
+  /** The series for these labels (created at 0 on first use). */
+  series(labels: Record<L, string>): Series {
+    const key = this.meta.labelNames.map((l) => labels[l]).join("\u0000");
+    let s = this.all.get(key);
+    if (s === undefined) {
+      s = new Series({ ...labels }, this.meta.buckets);
+      this.all.set(key, s);
+    }
+    return s;
+  }
+
+  override async get(): Promise<HistogramExport<L>> {
+    return this.export();
+  }
+
+  /** What prom-client's Registry formats (it prefers this to get() when present). */
+  async getForPromString(): Promise<HistogramExport<L>> {
+    return this.export();
+  }
+
+  override reset(): void {
+    super.reset();
+    // prom-client's constructor calls reset() before this class's fields exist.
+    const all = this.all as Map<string, Series> | undefined;
+    if (all !== undefined) for (const s of all.values()) s.clear();
+  }
+
+  private export(): HistogramExport<L> {
+    const { name, help, buckets } = this.meta;
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+    for (const s of this.all.values()) {
+      let acc = 0;
+      for (let i = 0; i < buckets.length; i++) {
+        acc += s.buckets[i]!;
+        values.push({ labels: { ...s.labels, le: buckets[i]! }, value: acc, metricName: `${name}_bucket` });
+      }
+      values.push({ labels: { ...s.labels, le: "+Inf" }, value: s.count, metricName: `${name}_bucket` });
+      values.push({ labels: s.labels, value: s.sum, metricName: `${name}_sum` });
+      values.push({ labels: s.labels, value: s.count, metricName: `${name}_count` });
+    }
+    return { name, help, type: "histogram", values, aggregator: "sum" } as unknown as HistogramExport<L>;
+  }
+}
+
+/** One exchange's series, bound once. */
+class ExchangeStats implements PublishStats {
+  private readonly publishedN: Count;
+  private readonly confirmedN: Count;
+  private readonly nackedN: Count;
+  private readonly nackRetriesN: Count;
+  private readonly returnedN: Count;
+  private readonly republishedN: Count;
+  private readonly latency: Series;
+  private readonly failures = new Map<PublishFailure, Count>();
+
+  constructor(m: RegistryMetrics, connection: string, label: string, counts: Count[]) {
+    const count = (c: Counter<"connection" | "exchange">) => {
+      const n = new Count(c.labels(connection, label));
+      counts.push(n);
+      return n;
+    };
+    this.publishedN = count(m.published);
+    this.confirmedN = count(m.confirmed);
+    this.nackedN = count(m.nacked);
+    this.nackRetriesN = count(m.nackRetries);
+    this.returnedN = count(m.returned);
+    this.republishedN = count(m.republished);
+    this.latency = m.confirmDuration.series({ connection, exchange: label });
+    for (const reason of PUBLISH_FAILURES) {
+      const n = new Count(m.publishFailed.labels(connection, label, reason));
+      counts.push(n);
+      this.failures.set(reason, n);
+    }
+  }
+
+  published(): void {
+    this.publishedN.inc();
+  }
+  confirmed(seconds?: number): void {
+    this.confirmedN.inc();
+    if (seconds !== undefined) this.latency.observe(seconds);
+  }
+  nacked(): void {
+    this.nackedN.inc();
+  }
+  nackRetried(): void {
+    this.nackRetriesN.inc();
+  }
+  returned(): void {
+    this.returnedN.inc();
+  }
+  republished(): void {
+    this.republishedN.inc();
+  }
+  failed(error: Error): void {
+    this.failures.get(publishFailureReason(error))?.inc();
+  }
+}
+
+/** One queue's series, bound once. */
 class QueueStats implements ConsumeStats {
-  private readonly deliveredC: Counter.Internal;
-  private readonly ackedC: Counter.Internal;
-  private readonly nackedC: Counter.Internal;
-  private readonly rejectedC: Counter.Internal;
-  private readonly duration: Histogram.Internal<"connection" | "queue">;
+  private readonly deliveredN: Count;
+  private readonly ackedN: Count;
+  private readonly nackedN: Count;
+  private readonly rejectedN: Count;
+  private readonly duration: Series;
   readonly restarts: Counter.Internal;
 
-  constructor(m: RegistryMetrics, connection: string, label: string) {
-    this.deliveredC = m.delivered.labels(connection, label);
-    this.ackedC = m.acked.labels(connection, label);
-    this.nackedC = m.consumerNacked.labels(connection, label);
-    this.rejectedC = m.rejected.labels(connection, label);
-    this.duration = m.handlerDuration.labels(connection, label);
+  constructor(m: RegistryMetrics, connection: string, label: string, counts: Count[]) {
+    const count = (c: Counter<"connection" | "queue">) => {
+      const n = new Count(c.labels(connection, label));
+      counts.push(n);
+      return n;
+    };
+    this.deliveredN = count(m.delivered);
+    this.ackedN = count(m.acked);
+    this.nackedN = count(m.consumerNacked);
+    this.rejectedN = count(m.rejected);
+    this.duration = m.handlerDuration.series({ connection, queue: label });
     this.restarts = m.consumerRestarts.labels(connection, label);
-    for (const c of [this.deliveredC, this.ackedC, this.nackedC, this.rejectedC, this.restarts]) c.inc(0);
+    this.restarts.inc(0);
     m.retried.labels(connection, label).inc(0);
-    m.handlerDuration.zero({ connection, queue: label });
   }
 
   delivered(): void {
-    this.deliveredC.inc();
+    this.deliveredN.inc();
   }
   handled(seconds: number): void {
     this.duration.observe(seconds);
   }
   acked(): void {
-    this.ackedC.inc();
+    this.ackedN.inc();
   }
   nacked(): void {
-    this.nackedC.inc();
+    this.nackedN.inc();
   }
   rejected(): void {
-    this.rejectedC.inc();
+    this.rejectedN.inc();
   }
 }
 
 interface RpcChildren {
   calls: Counter.Internal;
   timeouts: Counter.Internal;
-  duration: Histogram.Internal<"connection" | "method">;
+  duration: Series;
 }
 
 /**
@@ -417,6 +545,11 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   private otherExchange: ExchangeStats | undefined;
   private otherQueue: QueueStats | undefined;
   private readonly rpcs = new Map<string, RpcChildren>();
+  /** Hot-path counter series, added to prom-client's counters when collected. */
+  private readonly counts: Count[] = [];
+  /** The last exchange looked up (publishers mostly use one): no Map lookup for it. */
+  private lastExchange: string | undefined;
+  private lastExchangeStats: ExchangeStats | undefined;
 
   // connection lifecycle (from the connection machine's snapshots)
   private state = "idle";
@@ -442,7 +575,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   private readonly stateGauges: Map<string, Gauge.Internal<"connection" | "state">>;
   private readonly up: Gauge.Internal<"connection">;
   private readonly reconnects: Counter.Internal;
-  private readonly recovery: Histogram.Internal<"connection">;
+  private readonly recovery: Series;
   private readonly channelRestarts: Counter.Internal;
   private readonly channelRenewals: Counter.Internal;
   private readonly channelEscalations: Counter.Internal;
@@ -467,7 +600,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     this.stateGauges = new Map(CONNECTION_STATES.map((s) => [s, m.connectionState.labels(n, s)]));
     this.up = m.connectionUp.labels(n);
     this.reconnects = m.reconnects.labels(n);
-    this.recovery = m.recoveryDuration.labels(n);
+    this.recovery = m.recoveryDuration.series({ connection: n });
     this.channelRestarts = m.channelRestarts.labels(n);
     this.channelRenewals = m.channelRenewals.labels(n);
     this.channelEscalations = m.escalations.labels(n, "channel");
@@ -499,7 +632,6 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     this.inFlight.set(0);
     this.outboxDepth.set(0);
     this.deadLetters.set(0);
-    m.recoveryDuration.zero({ connection: n });
     m.clients.add(this);
   }
 
@@ -507,15 +639,19 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
 
   /** The instrumentation of publishes to `name` (`_other` past the cap). */
   exchange(name: string): PublishStats {
-    const s = this.exchanges.get(name);
-    if (s !== undefined) return s;
-    if (this.exchanges.size >= this.maxLabels) {
-      this.otherExchange ??= new ExchangeStats(this.m, this.name, OTHER_LABEL);
-      return this.otherExchange;
+    if (name === this.lastExchange) return this.lastExchangeStats!;
+    let s = this.exchanges.get(name);
+    if (s === undefined) {
+      if (this.exchanges.size >= this.maxLabels) {
+        this.otherExchange ??= new ExchangeStats(this.m, this.name, OTHER_LABEL, this.counts);
+        return this.otherExchange;
+      }
+      s = new ExchangeStats(this.m, this.name, name === "" ? DEFAULT_EXCHANGE_LABEL : name, this.counts);
+      this.exchanges.set(name, s);
     }
-    const created = new ExchangeStats(this.m, this.name, name === "" ? DEFAULT_EXCHANGE_LABEL : name);
-    this.exchanges.set(name, created);
-    return created;
+    this.lastExchange = name;
+    this.lastExchangeStats = s;
+    return s;
   }
 
   /** The instrumentation of deliveries from `name` (`_other` past the cap). */
@@ -523,10 +659,10 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     const s = this.queues.get(name);
     if (s !== undefined) return s;
     if (this.queues.size >= this.maxLabels) {
-      this.otherQueue ??= new QueueStats(this.m, this.name, OTHER_LABEL);
+      this.otherQueue ??= new QueueStats(this.m, this.name, OTHER_LABEL, this.counts);
       return this.otherQueue;
     }
-    const created = new QueueStats(this.m, this.name, name);
+    const created = new QueueStats(this.m, this.name, name, this.counts);
     this.queues.set(name, created);
     return created;
   }
@@ -570,7 +706,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
       r = {
         calls: this.m.rpcCalls.labels(this.name, method),
         timeouts: this.m.rpcTimeouts.labels(this.name, method),
-        duration: this.m.rpcDuration.labels(this.name, method),
+        duration: this.m.rpcDuration.series({ connection: this.name, method }),
       };
       r.timeouts.inc(0);
       this.rpcs.set(method, r);
@@ -657,6 +793,11 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   // ─── collected at scrape time ───────────────────────────────────────────
 
   /** @internal */
+  flushCounts(): void {
+    for (const c of this.counts) c.flush();
+  }
+
+  /** @internal */
   collectBlocked(): void {
     if (this.blockedSince === undefined) return;
     const now = performance.now();
@@ -716,6 +857,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   private detach(): void {
     if (!this.attached) return;
     this.attached = false;
+    this.flushCounts();
     this.collectBytes();
     this.publishers.clear();
     this.consumers.clear();
