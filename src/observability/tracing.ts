@@ -210,7 +210,11 @@ export class Tracing {
     propagation.inject(trace.setSpan(parent, span), carrier);
     for (const _ in carrier) {
       // Something was injected (a propagator is registered): a copy of the headers with it.
-      properties.headers = { ...properties.headers, ...carrier };
+      const headers: FieldTable = { ...properties.headers, ...carrier };
+      // A tracestate the caller's headers carried (a forwarded message) belongs to another traceparent.
+      if (carrier["traceparent"] !== undefined && carrier["tracestate"] === undefined)
+        delete headers["tracestate"];
+      properties.headers = headers;
       break;
     }
     return span;

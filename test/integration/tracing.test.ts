@@ -205,6 +205,23 @@ describe("producer spans", () => {
     expect(got[1]!.properties.headers).toEqual({ traceparent: traceparentOf(second) });
   });
 
+  it("headers of a forwarded message: its traceparent and tracestate give way to the new producer span's", async () => {
+    const q = await queue();
+    const { client: c } = client({ tracing: true });
+    await c.ready();
+    const forwarded = {
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      tracestate: "vendor=opaque",
+      "x-origin": "upstream",
+    };
+    await c.publish("", q, "again", { messageId: "fw-1", headers: forwarded });
+    const span = producerOf("fw-1");
+    expect(span.parentSpanContext).toBeUndefined(); // the active context is the parent, not the old headers
+    const [got] = await drainQueue(admin, q);
+    expect(got!.properties.headers).toEqual({ traceparent: traceparentOf(span), "x-origin": "upstream" });
+    expect(forwarded.tracestate).toBe("vendor=opaque");
+  });
+
   it("a tracer of one's own ({ tracer }) gets the spans, not the global provider", async () => {
     const q = await queue();
     const own = new InMemorySpanExporter();
