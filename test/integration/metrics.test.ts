@@ -5,6 +5,7 @@
  * /metrics endpoint, and two clients on one registry.
  */
 import { mkdtempSync, rmSync } from "node:fs";
+import { createConnection, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
@@ -15,6 +16,7 @@ import {
   type ConsumedMessage,
   connect,
   PublishNackedError,
+  RpcTimeoutError,
   serveMetrics,
   UnroutableError,
 } from "../../src/index.js";
@@ -26,7 +28,9 @@ import {
   closeConnectionsNamed,
   deleteUser,
   uniqueName,
+  withMemoryAlarm,
 } from "../support/broker.js";
+import { type ExtraNode, extraNodesSupported, findFreePorts, startExtraNode } from "../support/extra-node.js";
 import { waitFor } from "../support/wait.js";
 
 // ─── helpers ────────────────────────────────────────────────────────────────
@@ -95,6 +99,49 @@ async function until(
 
 function nameOf(c: Client): string {
   return (c as unknown as { opts: ClientOptions }).opts.connectionName ?? "default";
+}
+
+/**
+ * A TCP proxy to the broker whose current connections can be stalled: both directions stop being
+ * read (nothing is lost, nothing arrives) and a close from the broker is not passed on.
+ */
+async function stallingProxy(): Promise<{ url: string; stall(): void; close(): Promise<void> }> {
+  const target = new URL(AMQP_URL);
+  const pairs: { client: Socket; upstream: Socket; stalled: boolean }[] = [];
+  const server = createServer((client) => {
+    const upstream = createConnection(Number(target.port || 5672), target.hostname);
+    const pair = { client, upstream, stalled: false };
+    pairs.push(pair);
+    client.on("data", (d) => upstream.write(d));
+    upstream.on("data", (d) => client.write(d));
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => {
+      if (!pair.stalled) client.destroy();
+    });
+    client.on("error", () => undefined);
+    upstream.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  const url = new URL(AMQP_URL);
+  url.host = `127.0.0.1:${port}`;
+  return {
+    url: url.toString(),
+    stall: () => {
+      for (const p of pairs) {
+        p.stalled = true;
+        p.client.pause();
+        p.upstream.pause();
+      }
+    },
+    close: async () => {
+      for (const p of pairs) {
+        p.client.destroy();
+        p.upstream.destroy();
+      }
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 let ctlUsable = false;
@@ -397,6 +444,102 @@ describe("supervision metrics", () => {
       }),
     ).toBe(1);
   });
+});
+
+// ─── the session layer ──────────────────────────────────────────────────────
+
+describe("session metrics", () => {
+  it("counts a connection declared dead by missed heartbeats", async () => {
+    const proxy = await stallingProxy();
+    try {
+      const registry = new Registry();
+      const c = client(registry, { url: proxy.url, heartbeat: 1 });
+      const conn = nameOf(c);
+      await c.ready();
+      let lost = false;
+      c.on("state", ({ to }) => {
+        if (to === "recovering") lost = true;
+      });
+      proxy.stall(); // the connection goes silent; new ones go through
+      await until(registry, "warren_heartbeat_misses_total", { connection: conn }, 1);
+      await waitFor(() => lost && c.state === "running", "the recovery");
+      expect(await value(registry, "warren_reconnects_total", { connection: conn })).toBe(1);
+      expect(await value(registry, "warren_heartbeat_misses_total", { connection: conn })).toBe(1);
+    } finally {
+      await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
+      await proxy.close();
+    }
+  });
+
+  it("counts an RPC that got no reply in time", async () => {
+    const proxy = await stallingProxy();
+    try {
+      const registry = new Registry();
+      const c = client(registry, { url: proxy.url, heartbeat: 0, rpcTimeout: 300, closeTimeout: 200 });
+      const conn = nameOf(c);
+      await c.ready();
+      await c.declare({ queues: [{ name: uniqueName("metrics-rpc"), exclusive: true }] });
+      proxy.stall();
+      const err = await c
+        .declare({ queues: [{ name: uniqueName("metrics-rpc"), exclusive: true }] })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RpcTimeoutError);
+      const method = { connection: conn, method: "queue.declare" };
+      expect(await value(registry, "warren_rpc_calls_total", method)).toBe(2);
+      expect(await value(registry, "warren_rpc_timeouts_total", method)).toBe(1);
+      expect(await value(registry, "warren_rpc_duration_seconds", method, { count: true })).toBe(1);
+    } finally {
+      await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
+      await proxy.close();
+    }
+  });
+});
+
+describe.skipIf(!extraNodesSupported())("blocked metrics (private node)", () => {
+  let node: ExtraNode;
+
+  beforeAll(async () => {
+    const [amqpPort, distPort] = await findFreePorts(2);
+    node = await startExtraNode({ name: "warren-metrics", amqpPort: amqpPort!, distPort: distPort! });
+  }, 120_000);
+
+  afterAll(async () => {
+    await node?.stop();
+  }, 60_000);
+
+  it("gauges the blocked state and counts the time blocked", async () => {
+    const registry = new Registry();
+    const c = client(registry, { url: node.url });
+    const conn = nameOf(c);
+    await c.ready();
+    const queue = uniqueName("metrics-blocked");
+    await c.declare({ queues: [{ name: queue, exclusive: true }] });
+    let during: Promise<void> | undefined;
+    let whileBlocked = 0;
+    await withMemoryAlarm(
+      async () => {
+        // RabbitMQ blocks a connection when it publishes during an alarm.
+        during = c.publish("", queue, "during the alarm");
+        await waitFor(() => c.state === "blocked", "the client blocked", 20_000);
+        expect(await value(registry, "warren_blocked", { connection: conn })).toBe(1);
+        expect(await value(registry, "warren_connection_state", { connection: conn, state: "blocked" })).toBe(
+          1,
+        );
+        expect(await value(registry, "warren_connection_up", { connection: conn })).toBe(1);
+        // Blocked time is counted while it lasts, not only when it ends.
+        whileBlocked = (await value(registry, "warren_blocked_seconds_total", { connection: conn }))!;
+        expect(whileBlocked).toBeGreaterThan(0);
+      },
+      { ctl: node.ctl },
+    );
+    await during;
+    await waitFor(() => c.state === "running", "the client unblocked");
+    expect(await value(registry, "warren_blocked", { connection: conn })).toBe(0);
+    expect(await value(registry, "warren_connection_state", { connection: conn, state: "blocked" })).toBe(0);
+    expect(await value(registry, "warren_blocked_seconds_total", { connection: conn })).toBeGreaterThan(
+      whileBlocked,
+    );
+  }, 60_000);
 });
 
 // ─── output and exposition ──────────────────────────────────────────────────
