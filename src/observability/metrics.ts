@@ -13,8 +13,9 @@
  *   time, channel restarts and renewals, supervisor escalations;
  * - the consumers' `state` events: consumer restarts;
  * - `ConnectionObserver` hooks in src/amqp: bytes, heartbeat misses, RPC calls/timeouts/latency;
- * - `PublisherObserver` / `ConsumeStats` hooks on the hot paths: one Map lookup (publishes) and
- *   counter increments through label children bound once per exchange or queue;
+ * - `PublisherObserver` / `ConsumeStats` hooks on the hot paths: series bound once per exchange
+ *   or queue, incremented as plain numbers (prom-client's label children validate and hash the
+ *   labels on every call) and added to prom-client's counters when the registry is collected;
  * - gauges of in-flight work and outbox rows are read when the registry is collected (scraped).
  *
  * Several clients may share one registry: the metric objects are created once per registry and
