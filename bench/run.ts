@@ -96,6 +96,7 @@ const CLIENT_FRAME_MAX: Record<ClientName, number> = {
   warren: 131_072,
   "warren-client": 131_072,
   "warren-outbox": 131_072,
+  "warren-observed": 131_072,
   amqplib: 131_072,
   "rabbitmq-client": 8192,
   "@cloudamqp/amqp-client": 8192,
@@ -435,6 +436,8 @@ interface HeadlineRatios {
   clientVsWarren: { throughput: number | null; cpu: number | null } | null;
   /** warren-outbox ÷ warren-client confirmed throughput (target ≥ 0.5), and CPU warren-client ÷ warren-outbox. */
   outboxVsClient: { throughput: number | null; cpu: number | null } | null;
+  /** warren-observed ÷ warren-client (metrics and tracing on ÷ off), confirmed publishing and consuming. */
+  observedVsClient: { confirm: number | null; consume: number | null } | null;
 }
 
 function div(a: number | null | undefined, b: number | null | undefined): number | null {
@@ -457,7 +460,20 @@ function headlineRatios(summaries: Summary[], clients: ClientName[]): HeadlineRa
       wo && wc
         ? { throughput: div(wo.msgsPerSec, wc.msgsPerSec), cpu: div(wc.cpuUsPerMsg, wo.cpuUsPerMsg) }
         : null,
+    observedVsClient: observed(summaries),
   };
+}
+
+function observed(summaries: Summary[]): HeadlineRatios["observedVsClient"] {
+  const at = (ph: Phase, c: ClientName) => summaries.find((s) => s.phase === ph && s.client === c);
+  const pair = (ph: Phase) => {
+    const on = at(ph, "warren-observed");
+    const off = at(ph, "warren-client");
+    return on?.applicable && off?.applicable ? div(on.msgsPerSec, off.msgsPerSec) : null;
+  };
+  const confirm = pair("confirm");
+  const consume = pair("consume");
+  return confirm === null && consume === null ? null : { confirm, consume };
 }
 
 function headlineLines(h: HeadlineRatios): string[] {
@@ -477,6 +493,11 @@ function headlineLines(h: HeadlineRatios): string[] {
     out.push(
       `- Confirms, warren-outbox ÷ warren-client: throughput ${f(h.outboxVsClient.throughput)} (target ≥ 0.50×), ` +
         `CPU/msg ${f(h.outboxVsClient.cpu)} (warren-client ÷ warren-outbox).`,
+    );
+  if (h.observedVsClient)
+    out.push(
+      `- Metrics and tracing on ÷ off (warren-observed ÷ warren-client): confirms ${f(h.observedVsClient.confirm)}, ` +
+        `consume ${f(h.observedVsClient.consume)} (target ≥ 0.90×).`,
     );
   return out;
 }
@@ -670,7 +691,10 @@ async function main(): Promise<void> {
         "them (driven with the same caller-side window of maxInFlight as the peers), " +
         "`client.consume()` with an async handler; warren-outbox the same client publishing through " +
         '`client.publisher({ maxInFlight, outbox: { path, synchronous: "FULL" } })` into a fresh SQLite file, timed until ' +
-        "every message is stored, relayed and confirmed (`pub.stored === 0`); n/a: not run (the outbox has only the confirm workload).",
+        "every message is stored, relayed and confirmed (`pub.stored === 0`); warren-observed the supervised client with " +
+        "Prometheus metrics (a private registry, scraped at the end of each phase) and OpenTelemetry tracing (an SDK tracer " +
+        "provider, W3C context in every message, spans batched to an exporter that drops them); n/a: not run (the outbox " +
+        "has only the confirm workload, warren-observed confirm and consume).",
       "- X vs best peer: throughput X ÷ the fastest of amqplib, rabbitmq-client and @cloudamqp/amqp-client, CPU the most " +
         "frugal of them ÷ X; above 1× means X is ahead.",
       `- frame_max: ${

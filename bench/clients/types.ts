@@ -42,6 +42,7 @@ export type ClientName =
   | "warren"
   | "warren-client"
   | "warren-outbox"
+  | "warren-observed"
   | "amqplib"
   | "rabbitmq-client"
   | "@cloudamqp/amqp-client";
@@ -49,12 +50,14 @@ export type ClientName =
 /**
  * "warren" is the low-level Connection/Channel API, "warren-client" the supervised client
  * (`connect()`, its publishers and consumers), "warren-outbox" the supervised client
- * publishing through its durable SQLite outbox.
+ * publishing through its durable SQLite outbox, "warren-observed" the supervised client with
+ * Prometheus metrics and OpenTelemetry tracing on.
  */
 export const CLIENT_NAMES: readonly ClientName[] = [
   "warren",
   "warren-client",
   "warren-outbox",
+  "warren-observed",
   "amqplib",
   "rabbitmq-client",
   "@cloudamqp/amqp-client",
@@ -66,6 +69,7 @@ export const PEERS: readonly ClientName[] = ["amqplib", "rabbitmq-client", "@clo
 /** Clients that run only some workloads (the rest are reported as n/a); absent: all. */
 export const CLIENT_WORKLOADS: Partial<Record<ClientName, readonly Workload[]>> = {
   "warren-outbox": ["confirm"],
+  "warren-observed": ["confirm", "consume"],
 };
 
 export function runsWorkload(client: ClientName, workload: Workload): boolean {
@@ -81,6 +85,8 @@ export async function loadClient(name: ClientName): Promise<BenchClient> {
       return new (await import("./warren-client.js")).WarrenClientClient();
     case "warren-outbox":
       return new (await import("./warren-outbox.js")).WarrenOutboxClient();
+    case "warren-observed":
+      return new (await import("./warren-observed.js")).WarrenObservedClient();
     case "amqplib":
       return new (await import("./amqplib.js")).AmqplibClient();
     case "rabbitmq-client":

@@ -169,6 +169,7 @@ export class Tracing {
   }
 
   private setServer(span: Span): void {
+    if (!span.isRecording()) return;
     const at = this.endpoint();
     if (at === undefined) return;
     span.setAttribute(TraceAttributes.SERVER_ADDRESS, at.host);
@@ -184,28 +185,33 @@ export class Tracing {
    */
   startPublish(exchange: string, routingKey: string, body: Body, properties: BasicProperties): Span {
     const destination = exchange === "" ? DEFAULT_EXCHANGE : exchange;
+    // What samplers see at creation (as the conventions ask); the rest only for recorded spans,
+    // so an unsampled publish costs little more than its trace context.
     const attributes: Attributes = {
       [TraceAttributes.SYSTEM]: "rabbitmq",
       [TraceAttributes.OPERATION_TYPE]: "send",
       [TraceAttributes.OPERATION_NAME]: "publish",
       [TraceAttributes.DESTINATION]: destination,
-      [TraceAttributes.BODY_SIZE]: bodySize(body),
     };
-    if (routingKey !== "") attributes[TraceAttributes.ROUTING_KEY] = routingKey;
-    if (properties.messageId !== undefined) attributes[TraceAttributes.MESSAGE_ID] = properties.messageId;
-    if (properties.correlationId !== undefined)
-      attributes[TraceAttributes.CONVERSATION_ID] = properties.correlationId;
-    const at = this.endpoint();
-    if (at !== undefined) {
-      attributes[TraceAttributes.SERVER_ADDRESS] = at.host;
-      attributes[TraceAttributes.SERVER_PORT] = at.port;
-    }
     const parent = context.active();
     const span = this.tracer.startSpan(
       `publish ${destination}`,
       { kind: SpanKind.PRODUCER, attributes },
       parent,
     );
+    if (span.isRecording()) {
+      const more: Attributes = { [TraceAttributes.BODY_SIZE]: bodySize(body) };
+      if (routingKey !== "") more[TraceAttributes.ROUTING_KEY] = routingKey;
+      if (properties.messageId !== undefined) more[TraceAttributes.MESSAGE_ID] = properties.messageId;
+      if (properties.correlationId !== undefined)
+        more[TraceAttributes.CONVERSATION_ID] = properties.correlationId;
+      const at = this.endpoint();
+      if (at !== undefined) {
+        more[TraceAttributes.SERVER_ADDRESS] = at.host;
+        more[TraceAttributes.SERVER_PORT] = at.port;
+      }
+      span.setAttributes(more);
+    }
     const carrier: Record<string, string> = {};
     propagation.inject(trace.setSpan(parent, span), carrier);
     for (const _ in carrier) {
@@ -301,18 +307,7 @@ export class Tracing {
       [TraceAttributes.DESTINATION]: fields.exchange === "" ? DEFAULT_EXCHANGE : fields.exchange,
       [TraceAttributes.CONSUMER_GROUP]: queue,
       [TraceAttributes.SUBSCRIPTION]: queue,
-      [TraceAttributes.DELIVERY_TAG]: fields.deliveryTag,
-      [TraceAttributes.BODY_SIZE]: delivery.body.byteLength,
     };
-    if (fields.routingKey !== "") attributes[TraceAttributes.ROUTING_KEY] = fields.routingKey;
-    if (properties.messageId !== undefined) attributes[TraceAttributes.MESSAGE_ID] = properties.messageId;
-    if (properties.correlationId !== undefined)
-      attributes[TraceAttributes.CONVERSATION_ID] = properties.correlationId;
-    const at = this.endpoint();
-    if (at !== undefined) {
-      attributes[TraceAttributes.SERVER_ADDRESS] = at.host;
-      attributes[TraceAttributes.SERVER_PORT] = at.port;
-    }
     const links: Link[] =
       producer !== undefined && trace.isSpanContextValid(producer) ? [{ context: producer }] : [];
     const span = this.tracer.startSpan(
@@ -320,6 +315,23 @@ export class Tracing {
       { kind: SpanKind.CONSUMER, attributes, links },
       parent,
     );
+    if (span.isRecording()) {
+      // Only recorded spans get the rest (an unsampled delivery costs little more than its context).
+      const more: Attributes = {
+        [TraceAttributes.DELIVERY_TAG]: fields.deliveryTag,
+        [TraceAttributes.BODY_SIZE]: delivery.body.byteLength,
+      };
+      if (fields.routingKey !== "") more[TraceAttributes.ROUTING_KEY] = fields.routingKey;
+      if (properties.messageId !== undefined) more[TraceAttributes.MESSAGE_ID] = properties.messageId;
+      if (properties.correlationId !== undefined)
+        more[TraceAttributes.CONVERSATION_ID] = properties.correlationId;
+      const at = this.endpoint();
+      if (at !== undefined) {
+        more[TraceAttributes.SERVER_ADDRESS] = at.host;
+        more[TraceAttributes.SERVER_PORT] = at.port;
+      }
+      span.setAttributes(more);
+    }
     return { span, context: trace.setSpan(parent, span) };
   }
 
