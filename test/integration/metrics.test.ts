@@ -618,8 +618,13 @@ describe("exposition", () => {
     );
   });
 
-  it("uses prom-client's default registry with metrics: true", async () => {
+  it("registers nothing without metrics, and uses prom-client's default registry with metrics: true", async () => {
     const { register } = await import("prom-client");
+    const off = connect({ url: AMQP_URL, connectionName: uniqueName("metrics-off") });
+    clients.push(off);
+    await off.ready();
+    await off.publish("", "", "unrouted");
+    expect(register.getMetricsAsArray().filter((m) => m.name.startsWith("warren_"))).toEqual([]);
     const c = connect({ url: AMQP_URL, connectionName: uniqueName("metrics-default"), metrics: true });
     clients.push(c);
     await c.ready();
