@@ -166,11 +166,23 @@ class Entry {
     readonly body: Body,
     readonly properties: BasicProperties,
     readonly mandatory: boolean,
-    readonly done: () => void,
-    readonly fail: (e: Error) => void,
+    private readonly res: () => void,
+    private readonly rej: (e: Error) => void,
     /** When it was accepted (for publishTimeout). */
     readonly since: number,
   ) {}
+
+  /** Settles the caller's promise: confirmed (ending the producer span first, if any). */
+  done(): void {
+    if (this.span !== undefined) this.owner.spanDone(this.span, undefined);
+    this.res();
+  }
+
+  /** Settles the caller's promise: failed for good. */
+  fail(e: Error): void {
+    if (this.span !== undefined) this.owner.spanDone(this.span, e);
+    this.rej(e);
+  }
 
   resolve(): void {
     this.owner.settled(this, undefined);
@@ -354,7 +366,6 @@ export class Publisher {
     }
     // One promise per message: past maxInFlight it waits in the backlog until there is room.
     return new Promise<void>((resolve, reject) => {
-      const traced = span === undefined ? undefined : this.tracing?.settlers(span, resolve, reject);
       const e = new Entry(
         this,
         message.exchange,
@@ -362,8 +373,8 @@ export class Publisher {
         message.body,
         properties,
         message.mandatory ?? false,
-        traced === undefined ? resolve : traced.done,
-        traced === undefined ? reject : traced.fail,
+        resolve,
+        reject,
         Date.now(),
       );
       if (span !== undefined) e.span = span;
@@ -460,6 +471,12 @@ export class Publisher {
       return;
     }
     if (!this.confirm) e.resolve();
+  }
+
+  /** @internal a traced message settled: its producer span ends */
+  spanDone(span: Span, err: Error | undefined): void {
+    if (err === undefined) this.tracing?.published(span);
+    else this.tracing?.publishFailed(span, err);
   }
 
   /** @internal the broker's answer to one message (or its channel's death) */

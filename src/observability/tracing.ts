@@ -264,24 +264,6 @@ export class Tracing {
     );
   }
 
-  /** The caller's resolve/reject wrapped so that they end the span first. */
-  settlers(
-    span: Span,
-    resolve: () => void,
-    reject: (e: Error) => void,
-  ): { done: () => void; fail: (e: Error) => void } {
-    return {
-      done: () => {
-        this.published(span);
-        resolve();
-      },
-      fail: (e) => {
-        this.publishFailed(span, e);
-        reject(e);
-      },
-    };
-  }
-
   // ─── consumer ─────────────────────────────────────────────────────────
 
   /**
