@@ -6,9 +6,10 @@
  * span per delivery) whose spans go to a batch processor and an exporter that drops them.
  * Compared with "warren-client" in the same run (bench/run.ts prints the ratio).
  *
- * Sampling as a busy service would run it: parent-based, 1% of new traces recorded
- * (WARREN_BENCH_SAMPLE=1 records every span; every message carries its trace context either
- * way). WARREN_BENCH_OBSERVE=metrics|tracing measures one of the two alone.
+ * Tracing as a busy service would run it: parent-based sampling, 1% of new traces recorded
+ * (WARREN_BENCH_SAMPLE=1 records every span), trace context in the sampled messages
+ * (`propagate: "sampled"`; WARREN_BENCH_PROPAGATE=always puts it in every message).
+ * WARREN_BENCH_OBSERVE=metrics|tracing measures one of the two alone.
  */
 import { propagation, type Tracer } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
@@ -16,9 +17,9 @@ import {
   BasicTracerProvider,
   BatchSpanProcessor,
   ParentBasedSampler,
-  TraceIdRatioBasedSampler,
   type ReadableSpan,
   type SpanExporter,
+  TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import { Registry } from "prom-client";
 import { type ClientOptions, connect } from "../../src/index.js";
@@ -53,7 +54,9 @@ export class WarrenObservedClient extends WarrenClientClient {
     const which = process.env["WARREN_BENCH_OBSERVE"] ?? "both";
     const opts: ClientOptions = { url: o.url };
     if (which !== "tracing") opts.metrics = { registry: this.registry };
-    if (which !== "metrics") opts.tracing = { tracer };
+    // Trace context in the sampled messages only (WARREN_BENCH_PROPAGATE=always: in every message).
+    const propagate = process.env["WARREN_BENCH_PROPAGATE"] === "always" ? "always" : "sampled";
+    if (which !== "metrics") opts.tracing = { tracer, propagate };
     if (o.frameMax !== undefined) opts.frameMax = o.frameMax;
     this.client = connect(opts);
     await this.client.ready();

@@ -41,6 +41,13 @@ import type { FieldTable } from "../protocol/table.js";
 export interface TracingOptions {
   /** The tracer to use; default `trace.getTracer("warren", <version>)` (the global provider). */
   tracer?: Tracer;
+  /**
+   * Which publishes carry their trace context in the headers: `"always"` (default, as W3C trace
+   * context asks: consumers see the sampling decision) or `"sampled"`: only those whose producer
+   * span is recorded. With a low sampling ratio `"sampled"` spares most messages the header (its
+   * bytes cost the broker too); consumers of unsampled messages then start their own traces.
+   */
+  propagate?: "always" | "sampled";
 }
 
 /** `connect({ tracing })`: off by default; `true` uses the global tracer provider. */
@@ -153,6 +160,7 @@ function recordFailure(span: Span, err: unknown): void {
  */
 export class Tracing {
   readonly tracer: Tracer;
+  private readonly propagateAll: boolean;
 
   constructor(
     options: TracingOptions,
@@ -160,6 +168,7 @@ export class Tracing {
     private readonly endpoint: () => Endpoint | undefined,
   ) {
     this.tracer = options.tracer ?? trace.getTracer("warren", VERSION);
+    this.propagateAll = options.propagate !== "sampled";
   }
 
   /** A Tracing for `connect({ tracing })`, or undefined when it is off. */
@@ -212,6 +221,7 @@ export class Tracing {
       }
       span.setAttributes(more);
     }
+    if (!this.propagateAll && !span.isRecording()) return span;
     const carrier: Record<string, string> = {};
     propagation.inject(trace.setSpan(parent, span), carrier);
     for (const _ in carrier) {

@@ -13,6 +13,7 @@ import { context, propagation, SpanKind, SpanStatusCode, type Tracer, trace } fr
 import { AsyncHooksContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import {
+  AlwaysOffSampler,
   BasicTracerProvider,
   InMemorySpanExporter,
   type ReadableSpan,
@@ -234,6 +235,27 @@ describe("producer spans", () => {
       ["publish amq.default", "own-1"],
     ]);
     expect(finished()).toEqual([]);
+  });
+
+  it('propagate: "sampled" puts trace context only into messages whose span is recorded; "always" into every one', async () => {
+    const q = await queue();
+    const off = new BasicTracerProvider({ sampler: new AlwaysOffSampler() });
+    cleanups.push(() => off.shutdown());
+    const headerOf = async (messageId: string) => {
+      const [m] = await drainQueue(admin, q);
+      expect(m?.properties.messageId).toBe(messageId);
+      return m?.properties.headers?.["traceparent"];
+    };
+    const sampledOnly = client({ tracing: { tracer: off.getTracer("off"), propagate: "sampled" } }).client;
+    await sampledOnly.publish("", q, "x", { messageId: "unsampled-sampled-only" });
+    expect(await headerOf("unsampled-sampled-only")).toBeUndefined();
+    const always = client({ tracing: { tracer: off.getTracer("off") } }).client;
+    await always.publish("", q, "x", { messageId: "unsampled-always" });
+    // Not sampled: the trace flags say so (00), so downstream parent-based samplers agree.
+    expect(await headerOf("unsampled-always")).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+    const recorded = client({ tracing: { propagate: "sampled" } }).client;
+    await recorded.publish("", q, "x", { messageId: "sampled" });
+    expect(await headerOf("sampled")).toBe(traceparentOf(producerOf("sampled")));
   });
 
   it("nacked after the retries: the producer span ends with an error status, the exception and an event per retry", async () => {
