@@ -94,6 +94,7 @@ class RegistryMetrics {
   readonly channelRestarts: Counter<"connection">;
   readonly channelRenewals: Counter<"connection">;
   readonly escalations: Counter<"connection" | "level">;
+  readonly hostCooldowns: Counter<"connection">;
   readonly blocked: Gauge<"connection">;
   readonly blockedSeconds: Counter<"connection">;
   readonly heartbeatMisses: Counter<"connection">;
@@ -168,6 +169,11 @@ class RegistryMetrics {
       "warren_supervisor_escalations_total",
       "Supervisor escalations: channel (a channel gave up, the connection restarts) or connection (the client failed)",
       [C, "level"],
+    );
+    this.hostCooldowns = counter(
+      "warren_host_cooldowns_total",
+      "Hosts set to rest after their connection died or they refused (the next attempt goes elsewhere)",
+      [C],
     );
     this.blocked = gauge("warren_blocked", "1 while the broker blocks the connection", [C]);
     this.blockedSeconds = counter(
@@ -576,6 +582,9 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   private readonly stateGauges: Map<string, Gauge.Internal<"connection" | "state">>;
   private readonly up: Gauge.Internal<"connection">;
   private readonly reconnects: Counter.Internal;
+  private readonly hostCooldowns: Counter.Internal;
+  /** The connection machine's per-host rest table, last seen. */
+  private cooldownUntil: readonly number[] = [];
   private readonly recovery: Series;
   private readonly channelRestarts: Counter.Internal;
   private readonly channelRenewals: Counter.Internal;
@@ -606,6 +615,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     this.channelRenewals = m.channelRenewals.labels(n);
     this.channelEscalations = m.escalations.labels(n, "channel");
     this.connectionEscalations = m.escalations.labels(n, "connection");
+    this.hostCooldowns = m.hostCooldowns.labels(n);
     this.blocked = m.blocked.labels(n);
     this.blockedSeconds = m.blockedSeconds.labels(n);
     this.heartbeatMisses = m.heartbeatMisses.labels(n);
@@ -624,6 +634,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
       this.channelRenewals,
       this.channelEscalations,
       this.connectionEscalations,
+      this.hostCooldowns,
       this.blockedSeconds,
       this.heartbeatMisses,
       this.bytesIn,
@@ -720,9 +731,22 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   /** Pass as `inspect` to createActor for the connection and channel machines. */
   readonly inspect = (ev: InspectionEvent): void => {
     if (ev.type !== "@xstate.snapshot") return;
-    const snap = ev.snapshot as { machine?: { id?: string }; value?: unknown };
+    const snap = ev.snapshot as {
+      machine?: { id?: string };
+      value?: unknown;
+      context?: { cooldownUntil?: readonly number[] };
+    };
     const id = snap.machine?.id;
-    if (id === "connection") this.connectionState(leafName(snap.value));
+    if (id === "connection") {
+      this.connectionState(leafName(snap.value));
+      const rest = snap.context?.cooldownUntil;
+      if (rest !== undefined && rest !== this.cooldownUntil) {
+        // A new table: count the hosts whose rest was extended.
+        for (let i = 0; i < rest.length; i++)
+          if ((rest[i] ?? 0) > (this.cooldownUntil[i] ?? 0)) this.hostCooldowns.inc();
+        this.cooldownUntil = rest;
+      }
+    }
     else if (id === "channel")
       this.channelState(ev.actorRef as AnyActorRef, leafName(snap.value), ev.event.type);
   };

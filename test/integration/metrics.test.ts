@@ -184,6 +184,7 @@ describe("publishing metrics", () => {
     expect(await value(registry, "warren_connection_up", { connection: conn })).toBe(1);
     expect(await value(registry, "warren_blocked", { connection: conn })).toBe(0);
     expect(await value(registry, "warren_reconnects_total", { connection: conn })).toBe(0);
+    expect(await value(registry, "warren_host_cooldowns_total", { connection: conn })).toBe(0);
     // One confirm channel: confirm.select once; its channel.open and the admin channel's.
     expect(
       await value(registry, "warren_rpc_calls_total", { connection: conn, method: "confirm.select" }),
@@ -401,6 +402,8 @@ describe("supervision metrics", () => {
     expect(
       await value(registry, "warren_supervisor_escalations_total", { connection: conn, level: "connection" }),
     ).toBe(0);
+    // The host whose connection died rested (the only one: it was tried again all the same).
+    expect(await value(registry, "warren_host_cooldowns_total", { connection: conn })).toBe(1);
     await c.deleteQueue(queue);
   });
 
