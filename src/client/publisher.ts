@@ -306,15 +306,15 @@ export class Publisher {
 
   /**
    * @internal for metrics: messages accepted and not yet settled (the backlog too), outbox rows
-   * stored, and outbox dead letters (counted up to `cap`).
+   * stored, and outbox dead letters.
    */
-  gauges(cap: number): { unsettled: number; stored: number; deadLetters: number } {
+  gauges(): { unsettled: number; stored: number; deadLetters: number } {
     if (this.closedFlag) return { unsettled: 0, stored: 0, deadLetters: 0 };
     const o = this.outbox;
     return {
       unsettled: this.pending + this.backlog.length,
       stored: o?.count() ?? 0,
-      deadLetters: o ? o.deadLetters(cap).length : 0,
+      deadLetters: o?.deadLetterCount() ?? 0,
     };
   }
 

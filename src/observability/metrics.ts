@@ -77,9 +77,6 @@ export function publishFailureReason(error: Error): PublishFailure {
   return "closed";
 }
 
-/** Outbox dead letters are counted up to this many per publisher on each scrape. */
-const DEAD_LETTER_CAP = 10_000;
-
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const RECOVERY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
@@ -851,7 +848,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     let dead = 0;
     for (const p of this.publishers) {
       try {
-        const g = p.gauges(DEAD_LETTER_CAP);
+        const g = p.gauges();
         unsettled += g.unsettled;
         stored += g.stored;
         dead += g.deadLetters;

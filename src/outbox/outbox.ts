@@ -143,6 +143,12 @@ export class Outbox {
     return this.rows + this.batch.length;
   }
 
+  /** Messages in the dead-letter table (a COUNT over its primary key: no bodies read). */
+  deadLetterCount(): number {
+    if (this.closed) return 0;
+    return (this.db.prepare("SELECT count(*) AS n FROM dead_letters").get() as { n: number }).n;
+  }
+
   /** Stores a message; resolves once its transaction committed. */
   append(msg: NewMessage): Promise<void> {
     if (this.closed) return Promise.reject(new ConfigError("the outbox is closed"));
