@@ -46,9 +46,15 @@ export {
   type ConsumeOptions as ClientConsumeOptions,
   Consumer,
   type ConsumerEvents,
+  type ConsumerStats,
   type ConsumeStats,
+  type FailurePolicy,
   type MessageHandler,
+  type MessagesOptions,
+  type RetryOptions,
+  type StreamOffset,
 } from "./client/consumer.js";
+export { MessageStream } from "./client/messages.js";
 export {
   normaliseProperties,
   type OutgoingMessage,
@@ -58,6 +64,18 @@ export {
   type PublishProperties,
   type PublishStats,
 } from "./client/publisher.js";
+export {
+  attemptOf,
+  DEATH_REASON_HEADER,
+  deadLetterQueueName,
+  delayQueueName,
+  ORIGINAL_EXCHANGE_HEADER,
+  ORIGINAL_ROUTING_KEY_HEADER,
+  RETRIES_HEADER,
+  RETRY_DELAY_HEADER,
+  RETRY_EXCHANGE,
+  retriesOf,
+} from "./client/retry.js";
 export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
 export { type MetricsServer, type ServeMetricsOptions, serveMetrics } from "./observability/http.js";

@@ -42,7 +42,8 @@ import {
 } from "../errors.js";
 import { ClientMetrics, type MetricsOptions } from "../observability/metrics.js";
 import { Tracing, type TracingOption } from "../observability/tracing.js";
-import { type ConsumeOptions, Consumer, type MessageHandler } from "./consumer.js";
+import { type ConsumeOptions, Consumer, type MessageHandler, type MessagesOptions } from "./consumer.js";
+import { MessageStream } from "./messages.js";
 import { Publisher, type PublisherOptions, type PublishProperties } from "./publisher.js";
 import { type BindingSpec, type DeclareResult, Topology, type TopologySpec } from "./topology.js";
 
@@ -527,6 +528,8 @@ export class Client extends TypedEmitter<ClientEvents> {
           this.topology.restoreQueue(ch, key, lost, (queue, from, to) =>
             this.emit("queueRenamed", { queue, from, to }),
           ),
+        // The retry topology: recorded, so recoveries declare it again.
+        declare: (ch, spec) => this.topology.declare(ch, spec),
         consumerRandom: Math.random,
         ...(this.metrics ? { consumeStats: this.metrics.queue.bind(this.metrics) } : {}),
         tracing: this.tracing,
@@ -544,6 +547,15 @@ export class Client extends TypedEmitter<ClientEvents> {
       if (to === "cancelled") this.consumers.delete(c);
     });
     return c;
+  }
+
+  /**
+   * Consumes as an async iterator: `for await (const msg of client.messages({ queue }))`, each
+   * message settled explicitly with `msg.ack()`, `msg.nack({ requeue })` or `msg.reject()`.
+   * Buffering is bounded by the prefetch; breaking out of the loop cancels the consumer.
+   */
+  messages(options: MessagesOptions): MessageStream {
+    return new MessageStream(() => this.consume({ ...options, manual: true }, () => undefined));
   }
 
   // ─── publishing ─────────────────────────────────────────────────────────

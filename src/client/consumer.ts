@@ -3,10 +3,13 @@
  * to it (opened on subscribe, with its own prefetch), so a channel exception, a
  * server-sent basic.cancel or a lost connection touches no other consumer.
  *
- * Handlers ack on success and nack on throw (requeued the first time, rejected —
- * dead-lettered if the queue has a dead-letter exchange — when it was already a
- * redelivery). A delivery from a channel that has since died is never acked with its
- * stale tag: the broker redelivers it.
+ * Handlers ack on success; a failure (a throw, a rejection, a timeout) applies the consumer's
+ * policy: requeue (up to `maxAttempts`, then reject), reject (to the queue's dead-letter
+ * exchange), or retry after a delay through warren's retry topology (retry.ts), then
+ * dead-letter. At most `concurrency` handlers run at once; deliveries beyond wait in order
+ * (bounded by the prefetch). A delivery from a channel that has since died is never settled
+ * with its stale tag: the broker redelivers it. Draining (cancel, close) stops the
+ * subscription, releases what has not started, waits (bounded) for what runs, then closes.
  */
 import type { Span } from "@opentelemetry/api";
 import { type Actor, createActor, fromPromise } from "xstate";
@@ -15,19 +18,84 @@ import type { Channel, Message } from "../amqp/channel.js";
 import { TypedEmitter } from "../amqp/events.js";
 import {
   ChannelClosedByBroker,
+  ConfigError,
   ConnectionClosedError,
   RpcTimeoutError,
+  TimeoutError,
   type WarrenError,
 } from "../errors.js";
-import { deliveryOutcome, type Tracing } from "../observability/tracing.js";
+import type { DeliveryOutcome, Tracing } from "../observability/tracing.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
-import type { FieldTable } from "../protocol/table.js";
+import type { FieldTable, FieldValue } from "../protocol/table.js";
+import { Deque } from "./deque.js";
+import {
+  attemptOf,
+  copyProperties,
+  DEATH_REASON_HEADER,
+  deadLetterQueueName,
+  delayFor,
+  RETRIES_HEADER,
+  RETRY_DELAY_HEADER,
+  RETRY_EXCHANGE,
+  retriesOf,
+  retryTopology,
+} from "./retry.js";
+import type { TopologySpec } from "./topology.js";
+
+/** What a failed delivery becomes. */
+export type FailurePolicy = "requeue" | "reject" | "retry";
+
+/** Where a stream consumer starts (x-stream-offset): a keyword, an offset, or a point in time. */
+export type StreamOffset = "first" | "last" | "next" | number | bigint | Date;
+
+export interface RetryOptions {
+  /**
+   * Delay before each retry, ms: one value, or one per retry (the last repeats), e.g.
+   * [1000, 10000, 60000]. Default 5000. Each distinct delay is one delay queue.
+   */
+  delays?: number | number[];
+  /**
+   * After the last attempt: `"reject"` (default) nacks it without requeue, so the queue's
+   * dead-letter exchange gets it (the broker drops it when the queue has none); `"queue"`
+   * moves it to `warren.dead.<queue>`, a durable queue warren declares; `{ queue }` to a queue
+   * of that name warren declares.
+   */
+  deadLetter?: "reject" | "queue" | { queue: string };
+}
 
 export interface ConsumeOptions {
   /** Queue name, or the name a server-named queue declared through the client was first given. */
   queue: string;
-  /** Unacknowledged deliveries at a time (basic.qos prefetch-count). Default 50. */
+  /** Unacknowledged deliveries at a time (basic.qos prefetch-count). Default 50, and at least `concurrency`. */
   prefetch?: number;
+  /**
+   * Handlers running at once (default: the prefetch). 1 handles deliveries one by one, in order;
+   * past the limit, deliveries wait in arrival order.
+   */
+  concurrency?: number;
+  /**
+   * A failed handler (throw, rejection, timeout): `"requeue"` (default) nacks with requeue until
+   * `maxAttempts`, then rejects; `"reject"` rejects at once (the queue's dead-letter exchange);
+   * `"retry"` (the default when `retry` is given) sends it to a delay queue and back, until
+   * `maxAttempts`, then dead-letters it (`retry.deadLetter`). On a stream queue, which keeps
+   * every message, requeue and reject are not possible: the failure is reported and acked.
+   */
+  onFailure?: FailurePolicy;
+  /**
+   * Attempts in all, the first delivery included. Default 2 for "requeue" (requeued once, rejected
+   * when it fails again) and 5 for "retry". `Infinity` requeues for ever, or until a quorum
+   * queue's x-delivery-limit dead-letters it.
+   */
+  maxAttempts?: number;
+  /** The retry topology's delays and dead-lettering (onFailure "retry"). */
+  retry?: RetryOptions;
+  /**
+   * A handler still running after this long (ms) fails with a TimeoutError: the policy applies,
+   * its slot is freed, `message.signal` is aborted, and its late result is ignored. Default none.
+   */
+  timeoutMs?: number;
+  /** Stream queues: where to start reading (the x-stream-offset consumer argument). */
+  streamOffset?: StreamOffset;
   /** Automatic acknowledgement: the broker forgets a message once sent. Default false. */
   noAck?: boolean;
   exclusive?: boolean;
@@ -37,9 +105,17 @@ export interface ConsumeOptions {
   tag?: string;
   /** How long cancel() waits for running handlers (ms, default 10000). */
   drainTimeout?: number;
+  /** @internal deliveries are handed over unsettled (client.messages()) */
+  manual?: boolean;
 }
 
-/** What a handler receives. */
+/** `client.messages()` options: the iterator settles explicitly, so no policy, concurrency or timeout. */
+export type MessagesOptions = Omit<
+  ConsumeOptions,
+  "manual" | "concurrency" | "onFailure" | "maxAttempts" | "retry" | "timeoutMs"
+>;
+
+/** What a handler (or the message iterator) receives. */
 export interface ConsumedMessage {
   body: Buffer;
   properties: BasicProperties;
@@ -50,14 +126,48 @@ export interface ConsumedMessage {
     routingKey: string;
     consumerTag: string;
   };
+  /**
+   * Which attempt this is, from headers that survive redelivery: 1 + retries (x-death of warren's
+   * delay queues, x-warren-retries) + redeliveries (x-delivery-count on quorum queues; 1 if
+   * flagged redelivered elsewhere).
+   */
+  readonly attempt: number;
+  /** Aborted when the handler timed out, or when a drain stopped waiting for it. */
+  readonly signal: AbortSignal;
+  /** Settled already (acked, nacked, rejected, or abandoned because its channel died). */
+  readonly settled: boolean;
+  /** Acks it (a no-op once settled, or when its channel died: the broker redelivers it). */
+  ack(): void;
+  /** Nacks it: requeued by default; `{ requeue: false }` dead-letters it. */
+  nack(options?: { requeue?: boolean }): void;
+  /** Rejects it without requeue (to the queue's dead-letter exchange, if it has one). */
+  reject(): void;
 }
 
 export type MessageHandler = (message: ConsumedMessage) => unknown | Promise<unknown>;
 
 export interface ConsumerEvents {
   state: (change: { from: string; to: string; error: WarrenError | Error | undefined }) => void;
-  /** A handler threw or rejected (the message was nacked). */
+  /** A handler threw, rejected or timed out (the policy applied). */
   error: (error: unknown, message: ConsumedMessage) => void;
+}
+
+/** A consumer's counts since it started. */
+export interface ConsumerStats {
+  /** Deliveries received. */
+  readonly delivered: number;
+  /** Acked (handlers that succeeded, and stream failures). */
+  readonly acked: number;
+  /** Handlers that threw, rejected or timed out. */
+  readonly failed: number;
+  /** Nacked with requeue (failures under "requeue", and deliveries released by a drain). */
+  readonly requeued: number;
+  /** Sent to a delay queue (confirmed) and acked. */
+  readonly retried: number;
+  /** Rejected without requeue, or moved to warren's dead-letter queue. */
+  readonly deadLettered: number;
+  /** Received and not settled yet: running, waiting for a slot, or being retried. */
+  readonly inFlight: number;
 }
 
 /**
@@ -69,10 +179,12 @@ export interface ConsumeStats {
   /** The handler settled after `seconds`. */
   handled(seconds: number): void;
   acked(): void;
-  /** Nacked with requeue (a first failure). */
+  /** Nacked with requeue. */
   nacked(): void;
-  /** Nacked without requeue: dead-lettered by the queue, or dropped. */
+  /** Nacked without requeue (dead-lettered by the queue, or dropped), or moved to warren's dead-letter queue. */
   rejected(): void;
+  /** Sent to a retry (delay) queue. */
+  retried?(): void;
 }
 
 /** What the consumer needs from its client. */
@@ -83,6 +195,8 @@ export interface ConsumerHost {
    * cancelled us, the queue may be gone); resolves with its current name.
    */
   prepareQueue(ch: Channel, key: string, lost: boolean): Promise<string>;
+  /** Declares and records topology (the retry topology), so recoveries restore it. */
+  declare?: (ch: Channel, spec: TopologySpec) => Promise<unknown>;
   consumerRandom: () => number;
   /** The client's tracing, when it is on. */
   tracing?: Tracing | undefined;
@@ -91,24 +205,121 @@ export interface ConsumerHost {
 }
 
 const TERMINAL = new Set(["cancelled"]);
+const DEFAULT_DELAY = 5000;
+
+type Settle = "ack" | "requeue" | "reject";
+
+/** One delivery: the message handed out, and its bookkeeping. */
+class Delivery implements ConsumedMessage {
+  body: Buffer;
+  properties: BasicProperties;
+  fields: ConsumedMessage["fields"];
+  settled = false;
+  /** The handler returned, threw or timed out (a late result is ignored). */
+  finished = false;
+  started = 0;
+  span: Span | undefined;
+  timer: NodeJS.Timeout | undefined;
+  failed = false;
+  error: unknown;
+  /** Stream offset (x-stream-offset header), on stream consumers. */
+  offset: number | undefined;
+  private controller: AbortController | undefined;
+
+  constructor(
+    readonly consumer: Consumer,
+    readonly channel: Channel,
+    m: Message,
+  ) {
+    this.body = m.body;
+    this.properties = m.properties;
+    this.fields = {
+      deliveryTag: m.deliveryTag,
+      redelivered: m.redelivered,
+      exchange: m.exchange,
+      routingKey: m.routingKey,
+      consumerTag: m.consumerTag ?? "",
+    };
+  }
+
+  get attempt(): number {
+    return attemptOf(this.properties, this.fields.redelivered);
+  }
+
+  get signal(): AbortSignal {
+    this.controller ??= new AbortController();
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    this.controller?.abort(reason);
+  }
+
+  ack(): void {
+    this.consumer.settleByUser(this, "ack");
+  }
+
+  nack(options: { requeue?: boolean } = {}): void {
+    this.consumer.settleByUser(this, options.requeue === false ? "reject" : "requeue");
+  }
+
+  reject(): void {
+    this.consumer.settleByUser(this, "reject");
+  }
+}
+
+class Stats implements ConsumerStats {
+  delivered = 0;
+  acked = 0;
+  failed = 0;
+  requeued = 0;
+  retried = 0;
+  deadLettered = 0;
+  inFlight = 0;
+
+  toJSON(): ConsumerStats {
+    return { ...this };
+  }
+}
 
 export class Consumer extends TypedEmitter<ConsumerEvents> {
   readonly queue: string;
+  /** Counts since the start (plain numbers, updated as deliveries are settled). */
+  readonly stats: ConsumerStats;
+  private readonly counts = new Stats();
   private readonly actor: Actor<typeof consumerMachine>;
   private channel: Channel | undefined;
   private consumerTag: string | undefined;
-  private inFlight = 0;
+  /** Handlers running (holding a concurrency slot). */
+  private runningN = 0;
+  /** Deliveries waiting for a slot, in arrival order. */
+  private readonly waiting = new Deque<Delivery>();
   private idleWaiters: (() => void)[] = [];
   private settleWaiters: (() => void)[] = [];
   private stateName = "waiting";
   /** Set by a server-sent cancel: the queue may have been deleted. */
   private queueLost = false;
+  /** Cancel or close under way: new deliveries are released, not handled. */
+  private draining = false;
+  private drainWait: number;
   /** Deliveries handled (acked or nacked) since the start. */
   handled = 0;
-  private readonly stats: ConsumeStats | undefined;
+  private readonly metrics: ConsumeStats | undefined;
   private readonly tracing: Tracing | undefined;
   /** The queue's current name (a server-named queue is renamed by recoveries), for spans. */
   private source: string;
+  private readonly policy: FailurePolicy;
+  private readonly maxAttempts: number;
+  private readonly prefetch: number;
+  private readonly concurrency: number;
+  private readonly delays: number[];
+  private readonly deadLetterQueue: string | undefined;
+  private readonly manual: boolean;
+  /** Stream consumers: offsets handed out and not acked, and the last one, to resume from. */
+  private readonly streamPending = new Set<number>();
+  private streamLast: number | undefined;
+  /** Deliveries handed to a manual (iterator) consumer's sink. */
+  private sink: ((d: Delivery) => void) | undefined;
 
   constructor(
     private readonly host: ConsumerHost,
@@ -120,7 +331,32 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     this.queue = options.queue;
     this.source = options.queue;
     this.tracing = host.tracing;
-    this.stats = host.consumeStats?.(options.queue);
+    this.metrics = host.consumeStats?.(options.queue);
+    this.stats = this.counts;
+    this.manual = options.manual === true;
+    this.policy = options.onFailure ?? (options.retry !== undefined ? "retry" : "requeue");
+    this.maxAttempts = options.maxAttempts ?? (this.policy === "retry" ? 5 : 2);
+    const positive = (n: number | undefined, what: string) => {
+      if (n !== undefined && !(n >= 1))
+        throw new ConfigError(`consume(): ${what} must be at least 1 (got ${n})`);
+    };
+    positive(options.concurrency, "concurrency");
+    positive(options.prefetch, "prefetch");
+    positive(options.maxAttempts, "maxAttempts");
+    if (options.timeoutMs !== undefined && !(options.timeoutMs > 0))
+      throw new ConfigError(`consume(): timeoutMs must be positive (got ${options.timeoutMs})`);
+    if (options.streamOffset !== undefined && options.noAck)
+      throw new ConfigError("consume(): a stream consumer needs manual acks (noAck false)");
+    this.prefetch = Math.max(options.prefetch ?? 50, options.concurrency ?? 1);
+    this.concurrency = this.manual ? Infinity : (options.concurrency ?? this.prefetch);
+    const d = options.retry?.delays ?? DEFAULT_DELAY;
+    this.delays = (Array.isArray(d) ? d : [d]).map((ms) => Math.round(ms));
+    if (this.delays.length === 0 || this.delays.some((ms) => !(ms >= 0)))
+      throw new ConfigError("consume(): retry.delays must be one or more delays in ms, each 0 or more");
+    const dl = options.retry?.deadLetter;
+    this.deadLetterQueue =
+      dl === "queue" ? deadLetterQueueName(options.queue) : typeof dl === "object" ? dl.queue : undefined;
+    this.drainWait = options.drainTimeout ?? 10_000;
     const machine = consumerMachine.provide({
       actors: {
         subscribe: fromPromise(() => this.subscribe()),
@@ -151,12 +387,23 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
 
   /** Handlers running now. */
   get running(): number {
-    return this.inFlight;
+    return this.runningN;
   }
 
   /** @internal the connection is up (topology restored) or gone */
   send(event: ConsumerEvent): void {
     this.actor.send(event);
+  }
+
+  /** @internal a manual consumer's deliveries go to `sink` */
+  setSink(sink: (d: ConsumedMessage) => void): void {
+    this.sink = sink as (d: Delivery) => void;
+  }
+
+  /** @internal whether `d` can still be settled (its channel is the live one) */
+  isLive(d: ConsumedMessage): boolean {
+    const ch = (d as Delivery).channel;
+    return !(d as Delivery).settled && ch === this.channel && ch.isOpen;
   }
 
   /** @internal resolves once the current subscribe attempt has settled (or at once if none is running) */
@@ -171,8 +418,12 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     for (const r of w) r();
   }
 
-  /** Stops consuming: basic.cancel, waits (bounded) for running handlers, closes the channel. */
-  async cancel(): Promise<void> {
+  /**
+   * Stops consuming: basic.cancel, releases deliveries not started (requeued), waits (bounded by
+   * `drainTimeout`, or `options.drainTimeout`) for running handlers and their acks, closes the channel.
+   */
+  async cancel(options: { drainTimeout?: number } = {}): Promise<void> {
+    if (options.drainTimeout !== undefined) this.drainWait = options.drainTimeout;
     if (TERMINAL.has(this.stateName)) return;
     const done = new Promise<void>((resolve) => {
       const sub = this.actor.subscribe((s) => {
@@ -188,6 +439,10 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
 
   // ─── actors ─────────────────────────────────────────────────────────────
 
+  private get needsConfirms(): boolean {
+    return this.policy === "retry" && !this.options.noAck;
+  }
+
   private async subscribe(): Promise<void> {
     let ch = this.channel;
     if (!ch?.isOpen) {
@@ -198,22 +453,30 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
         if (this.channel !== mine) return;
         this.channel = undefined;
         this.consumerTag = undefined;
+        this.dropStale();
         // A connection-level close reaches the consumer as CONNECTION_LOST from the client.
         if (err instanceof ChannelClosedByBroker || err instanceof RpcTimeoutError) {
           this.actor.send({ type: "CHANNEL_CLOSED", error: err });
         }
       });
-      await ch.basicQos({ prefetchCount: this.options.prefetch ?? 50 });
+      await ch.basicQos({ prefetchCount: this.prefetch });
+      if (this.needsConfirms) await ch.confirmSelect();
+    }
+    if (this.needsConfirms && this.host.declare !== undefined) {
+      await this.host.declare(ch, retryTopology(this.delays, this.deadLetterQueue));
     }
     const queue = await this.host.prepareQueue(ch, this.options.queue, this.queueLost);
     this.source = queue;
     this.queueLost = false;
     const o = this.options;
+    let args = o.arguments;
+    const offset = this.resumeOffset();
+    if (offset !== undefined) args = { ...args, "x-stream-offset": offset };
     const consumeOpts = {
       queue,
       ...(o.noAck !== undefined ? { noAck: o.noAck } : {}),
       ...(o.exclusive !== undefined ? { exclusive: o.exclusive } : {}),
-      ...(o.arguments !== undefined ? { arguments: o.arguments } : {}),
+      ...(args !== undefined ? { arguments: args } : {}),
       ...(o.tag !== undefined
         ? { consumerTag: `${o.tag}-${Math.floor(this.host.consumerRandom() * 1e9)}` }
         : {}),
@@ -231,7 +494,21 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     });
   }
 
+  /**
+   * A stream consumer resumes where it stopped: the first offset handed out and not acked, or
+   * the one after the last; the first time, `streamOffset`.
+   */
+  private resumeOffset(): FieldValue | undefined {
+    const o = this.options.streamOffset;
+    if (this.streamLast === undefined) return o;
+    let from = this.streamLast + 1;
+    for (const n of this.streamPending) if (n < from) from = n;
+    this.streamPending.clear();
+    return from;
+  }
+
   private async drain(): Promise<void> {
+    this.draining = true;
     const ch = this.channel;
     const tag = this.consumerTag;
     if (ch?.isOpen && tag !== undefined) {
@@ -242,51 +519,95 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       }
     }
     this.consumerTag = undefined;
-    await this.whenIdle(this.options.drainTimeout ?? 10_000);
+    // Not started: back to the queue at once, for other consumers.
+    for (const d of this.waiting.drain()) this.settle(d, "requeue", "nack");
+    await this.whenIdle(this.drainWait);
     this.channel = undefined;
+    for (const d of this.waiting.drain()) this.abandon(d);
     if (ch?.isOpen) await ch.close().catch(() => undefined);
   }
 
   private whenIdle(timeout: number): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
+    if (this.counts.inFlight === 0) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, timeout);
-      this.idleWaiters.push(() => {
+      const timer = setTimeout(() => {
+        this.idleWaiters = this.idleWaiters.filter((w) => w !== done);
+        resolve();
+      }, timeout);
+      const done = () => {
         clearTimeout(timer);
         resolve();
-      });
+      };
+      this.idleWaiters.push(done);
     });
+  }
+
+  private wakeIdle(): void {
+    if (this.counts.inFlight !== 0 || this.idleWaiters.length === 0) return;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const r of w) r();
+  }
+
+  /** The channel died: deliveries waiting for a slot can never be settled; the broker redelivers them. */
+  private dropStale(): void {
+    const keep: Delivery[] = [];
+    for (const d of this.waiting.drain()) {
+      if (d.channel === this.channel && d.channel.isOpen) keep.push(d);
+      else this.abandon(d);
+    }
+    for (const d of keep) this.waiting.push(d);
   }
 
   // ─── deliveries ─────────────────────────────────────────────────────────
 
   private deliver(ch: Channel, m: Message): void {
-    const msg: ConsumedMessage = {
-      body: m.body,
-      properties: m.properties,
-      fields: {
-        deliveryTag: m.deliveryTag,
-        redelivered: m.redelivered,
-        exchange: m.exchange,
-        routingKey: m.routingKey,
-        consumerTag: m.consumerTag ?? "",
-      },
-    };
-    this.inFlight++;
-    let started = 0;
-    if (this.stats !== undefined) {
-      this.stats.delivered();
-      started = performance.now();
+    const d = new Delivery(this, ch, m);
+    this.counts.delivered++;
+    this.counts.inFlight++;
+    this.metrics?.delivered();
+    if (this.options.streamOffset !== undefined) {
+      const off = m.properties.headers?.["x-stream-offset"];
+      if (typeof off === "number") {
+        d.offset = off;
+        this.streamPending.add(off);
+        this.streamLast = off;
+      }
     }
+    if (this.draining) {
+      this.settle(d, "requeue", "nack");
+      return;
+    }
+    if (this.manual) {
+      if (this.tracing !== undefined) d.span = this.tracing.startProcess(this.source, d).span;
+      this.sink?.(d);
+      return;
+    }
+    if (this.runningN < this.concurrency && this.waiting.length === 0) this.run(d);
+    else this.waiting.push(d);
+  }
+
+  private run(d: Delivery): void {
+    this.runningN++;
+    if (this.metrics !== undefined) d.started = performance.now();
     // Tracing on: a consumer span in the producer's trace; the handler runs in its context.
-    const traced = this.tracing?.startProcess(this.source, msg);
-    const span = traced?.span;
+    const traced = this.tracing?.startProcess(this.source, d);
+    if (traced !== undefined) d.span = traced.span;
+    const timeout = this.options.timeoutMs;
+    if (timeout !== undefined) {
+      d.timer = setTimeout(() => {
+        const err = new TimeoutError(
+          `the handler for queue "${this.queue}" did not finish within ${timeout} ms (timeoutMs): its late result is ignored`,
+        );
+        d.abort(err);
+        this.handlerDone(d, err, true);
+      }, timeout);
+    }
     let result: unknown;
     try {
-      result =
-        traced === undefined ? this.handler(msg) : this.tracing!.run(traced.context, this.handler, msg);
+      result = traced === undefined ? this.handler(d) : this.tracing!.run(traced.context, this.handler, d);
     } catch (e) {
-      this.finish(ch, msg, e, true, started, span);
+      this.handlerDone(d, e, true);
       return;
     }
     if (
@@ -295,54 +616,181 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       typeof (result as Promise<unknown>).then === "function"
     ) {
       (result as Promise<unknown>).then(
-        () => this.finish(ch, msg, undefined, false, started, span),
-        (e: unknown) => this.finish(ch, msg, e, true, started, span),
+        () => this.handlerDone(d, undefined, false),
+        (e: unknown) => this.handlerDone(d, e, true),
       );
-    } else this.finish(ch, msg, undefined, false, started, span);
+    } else this.handlerDone(d, undefined, false);
   }
 
-  /** `started`: performance.now() when the handler started (0 without metrics). */
-  private finish(
-    ch: Channel,
-    msg: ConsumedMessage,
-    error: unknown,
-    failed: boolean,
-    started: number,
-    span?: Span,
-  ): void {
-    this.inFlight--;
+  private handlerDone(d: Delivery, error: unknown, failed: boolean): void {
+    if (d.finished) return; // timed out already: the late result is ignored
+    d.finished = true;
+    if (d.timer !== undefined) clearTimeout(d.timer);
+    this.runningN--;
     this.handled++;
-    this.stats?.handled((performance.now() - started) / 1000);
-    // Only on the channel it came from, and only while that channel lives: a stale tag would
-    // close the new channel (406 unknown delivery tag); the broker redelivers instead.
-    if (!this.options.noAck && ch === this.channel && ch.isOpen) {
-      try {
-        if (failed) ch.basicNack(msg.fields.deliveryTag, { requeue: !msg.fields.redelivered });
-        else ch.basicAck(msg.fields.deliveryTag);
-        if (this.stats !== undefined) {
-          if (!failed) this.stats.acked();
-          else if (msg.fields.redelivered) this.stats.rejected();
-          else this.stats.nacked();
-        }
-      } catch {
-        // closed between the check and the send: the broker redelivers
-      }
+    this.metrics?.handled((performance.now() - d.started) / 1000);
+    if (failed) this.fail(d, error);
+    else if (!d.settled) this.settle(d, "ack", "ack");
+    this.next();
+  }
+
+  /** Starts waiting deliveries while slots are free (stale ones are dropped). */
+  private next(): void {
+    while (this.runningN < this.concurrency && this.waiting.length > 0) {
+      const d = this.waiting.shift()!;
+      if (d.channel !== this.channel || !d.channel.isOpen) this.abandon(d);
+      else this.run(d);
     }
-    if (span !== undefined) {
-      const settled = !this.options.noAck && ch === this.channel && ch.isOpen;
-      this.tracing?.processed(span, deliveryOutcome(this.options.noAck, settled, failed, msg), failed, error);
-    }
-    if (failed && !this.emit("error", error, msg)) {
+  }
+
+  /** A handler failed: report it, apply the policy. */
+  private fail(d: Delivery, error: unknown): void {
+    this.counts.failed++;
+    d.failed = true;
+    d.error = error;
+    if (!this.emit("error", error, d)) {
       process.emitWarning(
         `warren: a handler for queue "${this.queue}" failed and no "error" listener is set on the consumer: ${(error as Error)?.message ?? String(error)}`,
       );
     }
-    if (this.inFlight === 0 && this.idleWaiters.length > 0) {
-      const w = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const r of w) r();
+    if (d.settled) return; // the handler settled it itself before failing
+    if (this.options.noAck) {
+      this.settle(d, "ack", "auto_ack");
+      return;
     }
+    const policy = this.policy;
+    // A stream keeps every message: nack and reject are refused (540 not implemented).
+    const stream = d.properties.headers?.["x-stream-offset"] !== undefined;
+    if (policy === "retry") {
+      if (d.attempt < this.maxAttempts) this.retry(d);
+      else this.deadLetter(d, stream);
+    } else if (stream) this.settle(d, "ack", "ack");
+    else if (policy === "reject") this.settle(d, "reject", "reject");
+    else if (d.attempt < this.maxAttempts) this.settle(d, "requeue", "nack");
+    else this.settle(d, "reject", "reject");
   }
+
+  /** Publishes a copy to the retry exchange (confirmed), then acks the original. */
+  private retry(d: Delivery): void {
+    const ch = d.channel;
+    if (ch !== this.channel || !ch.isOpen) {
+      this.abandon(d);
+      return;
+    }
+    const retries = retriesOf(d.properties.headers) + 1;
+    const delay = delayFor(this.delays, retries - 1);
+    const props = copyProperties(d.properties, d.fields, {
+      [RETRY_DELAY_HEADER]: String(delay),
+      [RETRIES_HEADER]: retries,
+    });
+    this.publishCopy(d, RETRY_EXCHANGE, this.source, props, "retry");
+  }
+
+  /** The last attempt failed: reject (the queue's DLX) or move it to warren's dead-letter queue. */
+  private deadLetter(d: Delivery, stream: boolean): void {
+    if (this.deadLetterQueue === undefined) {
+      this.settle(d, stream ? "ack" : "reject", "dead_letter");
+      return;
+    }
+    const ch = d.channel;
+    if (ch !== this.channel || !ch.isOpen) {
+      this.abandon(d);
+      return;
+    }
+    const props = copyProperties(d.properties, d.fields, {
+      [DEATH_REASON_HEADER]: `failed ${d.attempt} attempts: ${errorMessage(d.error)}`.slice(0, 1000),
+    });
+    this.publishCopy(d, "", this.deadLetterQueue, props, "dead_letter");
+  }
+
+  private publishCopy(
+    d: Delivery,
+    exchange: string,
+    routingKey: string,
+    props: BasicProperties,
+    outcome: "retry" | "dead_letter",
+  ): void {
+    d.channel.publish(exchange, routingKey, d.body, props, { mandatory: true }).then(
+      () => this.settle(d, "ack", outcome),
+      (e: unknown) => {
+        // Not confirmed (nacked, unroutable, channel gone): keep the original instead.
+        if (this.isLive(d)) {
+          this.emit("error", e, d);
+          this.settle(d, "requeue", "nack");
+        } else this.abandon(d);
+      },
+    );
+  }
+
+  /** @internal msg.ack() / nack() / reject() */
+  settleByUser(d: Delivery, op: Settle): void {
+    this.settle(d, op, op === "ack" ? "ack" : op === "requeue" ? "nack" : "reject");
+  }
+
+  /** @internal a manual consumer's buffered delivery, never handed out: requeued (or dropped, when stale) */
+  release(d: ConsumedMessage): void {
+    const x = d as Delivery;
+    if (this.isLive(x)) this.settle(x, "requeue", "nack");
+    else this.abandon(x);
+  }
+
+  /** Its channel died: nothing can be sent for it; the broker redelivers it. */
+  private abandon(d: Delivery): void {
+    this.settle(d, "ack", "abandoned");
+  }
+
+  /**
+   * Settles a delivery once: sends `op` on its channel if that channel is still the live one
+   * (a stale tag would close the new channel with 406; the broker redelivers instead), counts it,
+   * ends its span with `outcome` (or "abandoned" when nothing could be sent).
+   */
+  private settle(d: Delivery, op: Settle, outcome: DeliveryOutcome): boolean {
+    if (d.settled) return false;
+    d.settled = true;
+    this.counts.inFlight--;
+    let sent = false;
+    const ch = d.channel;
+    if (outcome !== "abandoned" && !this.options.noAck && ch === this.channel && ch.isOpen) {
+      try {
+        if (op === "ack") ch.basicAck(d.fields.deliveryTag);
+        else ch.basicNack(d.fields.deliveryTag, { requeue: op === "requeue" });
+        sent = true;
+      } catch {
+        // closed between the check and the send: the broker redelivers
+      }
+    }
+    if (sent) {
+      const c = this.counts;
+      const m = this.metrics;
+      if (outcome === "retry") {
+        c.retried++;
+        m?.retried?.();
+      } else if (outcome === "dead_letter") {
+        c.deadLettered++;
+        m?.rejected();
+      } else if (op === "ack") {
+        c.acked++;
+        m?.acked();
+      } else if (op === "requeue") {
+        c.requeued++;
+        m?.nacked();
+      } else {
+        c.deadLettered++;
+        m?.rejected();
+      }
+      if (d.offset !== undefined && op === "ack") this.streamPending.delete(d.offset);
+    }
+    if (d.span !== undefined) {
+      const final: DeliveryOutcome = this.options.noAck ? "auto_ack" : sent ? outcome : "abandoned";
+      this.tracing?.processed(d.span, final, d.failed, d.error);
+    }
+    this.wakeIdle();
+    return sent;
+  }
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
 export { ConnectionClosedError };

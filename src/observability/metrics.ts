@@ -269,11 +269,11 @@ class RegistryMetrics {
     );
     this.rejected = counter(
       "warren_rejected_total",
-      "Deliveries rejected (dead-lettered by the queue, or dropped)",
+      "Deliveries dead-lettered: rejected (to the queue's dead-letter exchange, or dropped), or moved to warren's dead-letter queue",
       [C, Q],
       flush,
     );
-    this.retried = counter("warren_retried_total", "Deliveries sent to a retry (delay) queue", [C, Q]);
+    this.retried = counter("warren_retried_total", "Deliveries sent to a retry (delay) queue", [C, Q], flush);
     this.handlerDuration = histogram(
       "warren_handler_duration_seconds",
       "Handler start to settled",
@@ -493,6 +493,7 @@ class QueueStats implements ConsumeStats {
   private readonly ackedN: Count;
   private readonly nackedN: Count;
   private readonly rejectedN: Count;
+  private readonly retriedN: Count;
   private readonly duration: Series;
   readonly restarts: Counter.Internal;
 
@@ -509,7 +510,7 @@ class QueueStats implements ConsumeStats {
     this.duration = m.handlerDuration.series({ connection, queue: label });
     this.restarts = m.consumerRestarts.labels(connection, label);
     this.restarts.inc(0);
-    m.retried.labels(connection, label).inc(0);
+    this.retriedN = count(m.retried);
   }
 
   delivered(): void {
@@ -526,6 +527,9 @@ class QueueStats implements ConsumeStats {
   }
   rejected(): void {
     this.rejectedN.inc();
+  }
+  retried(): void {
+    this.retriedN.inc();
   }
 }
 

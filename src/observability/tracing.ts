@@ -70,7 +70,11 @@ export type DeliveryOutcome =
   /** noAck consumer: the broker forgot the message when it sent it. */
   | "auto_ack"
   /** Its channel died before the handler finished: nothing sent, the broker redelivers it. */
-  | "abandoned";
+  | "abandoned"
+  /** The handler failed: a copy went to a retry (delay) queue, confirmed, and it was acked. */
+  | "retry"
+  /** The last attempt failed: rejected to the queue's dead-letter exchange, or moved to warren's dead-letter queue. */
+  | "dead_letter";
 
 /** Attribute names (OpenTelemetry messaging semantic conventions, and warren's own). */
 export const TraceAttributes = {

@@ -1,0 +1,128 @@
+/**
+ * The retry topology of `consume({ onFailure: "retry" })`, and the attempt count of a delivery.
+ *
+ *   failed delivery ──publish (confirmed, mandatory)──▶ warren.retry (headers exchange)
+ *        routing key: the consumer's queue               │ header warren-retry-delay = "500"
+ *        then ack the original                          ▼
+ *                                           warren.retry.500ms (x-message-ttl 500,
+ *                                                               x-dead-letter-exchange "")
+ *                                                        │ expires: dead-lettered to the default
+ *                                                        ▼ exchange with its routing key
+ *                                                the consumer's queue again
+ *
+ * One exchange and one delay queue per distinct delay, shared by every queue and every consumer
+ * (each delay queue holds messages of one TTL, so they expire in order). A message goes back to
+ * the queue whose consumer failed, whatever its name, because the routing key it is published
+ * with is that queue's name and the delay queue dead-letters it to the default exchange keeping
+ * that key. Everything is declared through the client's recorded topology: restored after every
+ * recovery.
+ *
+ * Attempts are read from the message, never from memory: the broker's `x-death` counts (one
+ * `expired` entry per delay queue, counted up on every pass), `x-warren-retries` (set by warren on
+ * each copy: RabbitMQ 3.13+ no longer counts x-death entries of a message a client re-publishes),
+ * and the quorum queues' `x-delivery-count` (redeliveries after a requeue or a lost channel).
+ */
+import type { BasicProperties } from "../protocol/generated/spec.js";
+import type { FieldTable, FieldValue } from "../protocol/table.js";
+import type { TopologySpec } from "./topology.js";
+
+/** The headers exchange every retry goes through. */
+export const RETRY_EXCHANGE = "warren.retry";
+/** The header the retry exchange routes on (not `x-` prefixed: headers exchanges ignore those). */
+export const RETRY_DELAY_HEADER = "warren-retry-delay";
+/** Retries so far, written on each copy. */
+export const RETRIES_HEADER = "x-warren-retries";
+/** Where the message was first published, kept on the copies (they come back by the default exchange). */
+export const ORIGINAL_EXCHANGE_HEADER = "x-warren-original-exchange";
+export const ORIGINAL_ROUTING_KEY_HEADER = "x-warren-original-routing-key";
+/** Why warren dead-lettered a message into its own dead-letter queue. */
+export const DEATH_REASON_HEADER = "x-warren-death-reason";
+
+/** The delay queue for `ms`: `warren.retry.500ms`. */
+export function delayQueueName(ms: number): string {
+  return `${RETRY_EXCHANGE}.${ms}ms`;
+}
+
+/** The dead-letter queue warren declares for a queue (`deadLetter: "queue"`): `warren.dead.<queue>`. */
+export function deadLetterQueueName(queue: string): string {
+  return `warren.dead.${queue}`;
+}
+
+/** The exchange, delay queues and bindings for these delays, plus a dead-letter queue if given. */
+export function retryTopology(delays: readonly number[], deadLetterQueue?: string): TopologySpec {
+  const distinct = [...new Set(delays)];
+  return {
+    exchanges: [{ name: RETRY_EXCHANGE, type: "headers", durable: true }],
+    queues: [
+      ...distinct.map((ms) => ({
+        name: delayQueueName(ms),
+        durable: true,
+        arguments: { "x-message-ttl": ms, "x-dead-letter-exchange": "" },
+      })),
+      ...(deadLetterQueue !== undefined ? [{ name: deadLetterQueue, durable: true }] : []),
+    ],
+    bindings: distinct.map((ms) => ({
+      exchange: RETRY_EXCHANGE,
+      queue: delayQueueName(ms),
+      arguments: { "x-match": "all", [RETRY_DELAY_HEADER]: String(ms) },
+    })),
+  };
+}
+
+function toNumber(v: FieldValue | undefined): number | undefined {
+  if (typeof v === "number") return v;
+  if (typeof v === "bigint") return Number(v);
+  return undefined;
+}
+
+/** Retries behind this message: the larger of x-death's expired passes through warren's delay queues and x-warren-retries. */
+export function retriesOf(headers: FieldTable | undefined): number {
+  if (headers === undefined) return 0;
+  let fromDeaths = 0;
+  const deaths = headers["x-death"];
+  if (Array.isArray(deaths)) {
+    for (const d of deaths) {
+      if (d === null || typeof d !== "object" || Array.isArray(d) || d instanceof Date) continue;
+      const t = d as FieldTable;
+      const q = t["queue"];
+      if (t["reason"] === "expired" && typeof q === "string" && q.startsWith(`${RETRY_EXCHANGE}.`))
+        fromDeaths += toNumber(t["count"]) ?? 1;
+    }
+  }
+  return Math.max(fromDeaths, toNumber(headers[RETRIES_HEADER]) ?? 0);
+}
+
+/**
+ * The attempt a delivery is: 1 + retries + redeliveries (a quorum queue's x-delivery-count;
+ * elsewhere 1 if the broker flags it redelivered, 0 if not).
+ */
+export function attemptOf(properties: BasicProperties, redelivered: boolean): number {
+  const h = properties.headers;
+  const count = toNumber(h?.["x-delivery-count"]);
+  return 1 + retriesOf(h) + (count ?? (redelivered ? 1 : 0));
+}
+
+/** The delay before retry number `retries + 1`: `delays[retries]`, the last one repeating. */
+export function delayFor(delays: readonly number[], retries: number): number {
+  return delays[Math.min(retries, delays.length - 1)]!;
+}
+
+/** The properties of the copy sent to a delay queue (or warren's dead-letter queue). */
+export function copyProperties(
+  properties: BasicProperties,
+  fields: { exchange: string; routingKey: string },
+  extra: FieldTable,
+): BasicProperties {
+  const headers: FieldTable = { ...properties.headers };
+  // A quorum queue's count is of the original message; the copy is a new one.
+  delete headers["x-delivery-count"];
+  if (headers[ORIGINAL_EXCHANGE_HEADER] === undefined) {
+    headers[ORIGINAL_EXCHANGE_HEADER] = fields.exchange;
+    headers[ORIGINAL_ROUTING_KEY_HEADER] = fields.routingKey;
+  }
+  Object.assign(headers, extra);
+  const copy: BasicProperties = { ...properties, headers };
+  // A per-message TTL would cut the delay short, then vanish at dead-lettering anyway.
+  delete copy.expiration;
+  return copy;
+}
