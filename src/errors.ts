@@ -235,3 +235,36 @@ export class RpcTimeoutError extends ChannelError {
   readonly code = "RPC_TIMEOUT";
   readonly recoverable = true;
 }
+
+// ─── request/reply (RPC over direct reply-to; not the synchronous AMQP methods above) ──────
+
+/** An RPC call (`rpcClient().call()`) got no reply within its timeoutMs; a later reply is dropped. */
+export class RpcCallTimeoutError extends WarrenError {
+  readonly code = "RPC_CALL_TIMEOUT";
+  readonly recoverable = true;
+}
+
+/**
+ * The channel or connection that carried an RPC request closed before its reply came: the reply
+ * can no longer reach this client. The server may have processed the request; call again (or
+ * pass `retry` for idempotent requests).
+ */
+export class RpcConnectionLostError extends ConnectionError {
+  readonly code = "RPC_CONNECTION_LOST";
+  readonly recoverable = true;
+}
+
+/** The RPC server's handler failed; `remoteName`, `remoteMessage` (and `remoteCode`) are what it sent back. */
+export class RpcRemoteError extends WarrenError {
+  readonly code = "RPC_REMOTE_ERROR";
+  readonly recoverable = false;
+  readonly remoteName: string;
+  readonly remoteMessage: string;
+  readonly remoteCode: string | undefined;
+  constructor(remote: { name: string; message: string; code?: string | undefined }, options?: ErrorOptions) {
+    super(`the RPC server failed: ${remote.name}: ${remote.message}`, options);
+    this.remoteName = remote.name;
+    this.remoteMessage = remote.message;
+    this.remoteCode = remote.code;
+  }
+}

@@ -76,6 +76,24 @@ export {
   RETRY_EXCHANGE,
   retriesOf,
 } from "./client/retry.js";
+export {
+  DIRECT_REPLY_TO,
+  RPC_ERROR_HEADER,
+  type RpcCallOutcome,
+  RpcClient,
+  type RpcClientEvents,
+  type RpcClientOptions,
+  type RpcClientStats,
+  type RpcHandler,
+  type RpcReply,
+  type RpcRequest,
+  type RpcResponse,
+  type RpcServeOutcome,
+  RpcServer,
+  type RpcServerEvents,
+  type RpcServerOptions,
+  type RpcServerStats,
+} from "./client/rpc.js";
 export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
 export { type MetricsServer, type ServeMetricsOptions, serveMetrics } from "./observability/http.js";

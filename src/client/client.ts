@@ -45,6 +45,13 @@ import { Tracing, type TracingOption } from "../observability/tracing.js";
 import { type ConsumeOptions, Consumer, type MessageHandler, type MessagesOptions } from "./consumer.js";
 import { MessageStream } from "./messages.js";
 import { Publisher, type PublisherOptions, type PublishProperties } from "./publisher.js";
+import {
+  RpcClient,
+  type RpcClientOptions,
+  type RpcHandler,
+  RpcServer,
+  type RpcServerOptions,
+} from "./rpc.js";
 import { type BindingSpec, type DeclareResult, Topology, type TopologySpec } from "./topology.js";
 
 export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | "port"> {
@@ -229,6 +236,7 @@ export class Client extends TypedEmitter<ClientEvents> {
   private admin: ManagedChannel | undefined;
   private readonly publishers: Publisher[] = [];
   private defaultPublisher: Publisher | undefined;
+  private readonly rpcClients: RpcClient[] = [];
   private stateName = "idle";
   /** True once restore() started the supervised children on this connection (until it is lost). */
   private childrenUp = false;
@@ -326,6 +334,7 @@ export class Client extends TypedEmitter<ClientEvents> {
       if (to === "failed") {
         // Nothing will be sent any more: settle what publishers hold, close their outboxes (rows stay stored).
         for (const p of this.publishers) void p.close(0, err);
+        for (const r of this.rpcClients) void r.close(0, err);
         const conn = this.connection;
         this.connection = undefined;
         void conn?.close({ timeout: 1000 });
@@ -623,6 +632,60 @@ export class Client extends TypedEmitter<ClientEvents> {
     }
   }
 
+  // ─── request/reply ──────────────────────────────────────────────────────
+
+  /**
+   * An RPC client over direct reply-to, on a supervised channel of its own (its reply consumer is
+   * set up again on every new channel). See RpcClient and README "RPC".
+   */
+  rpcClient(options: RpcClientOptions = {}): RpcClient {
+    this.checkUsable();
+    const client = this;
+    let managed: ManagedChannel | undefined;
+    const rpc = new RpcClient(
+      {
+        get closed() {
+          return (
+            client.stateName === "closing" || client.stateName === "closed" || client.stateName === "failed"
+          );
+        },
+        closeChannel: () => {
+          if (managed && managed.actor.getSnapshot().status !== "done") managed.actor.send({ type: "CLOSE" });
+        },
+        tracing: this.tracing,
+        stats: this.metrics?.rpcClientStats(),
+      },
+      options,
+    );
+    managed = this.managedChannel((ch) => rpc.attach(ch));
+    this.rpcClients.push(rpc);
+    return rpc;
+  }
+
+  /**
+   * Serves requests from `options.queue` with a supervised consumer: `handler`'s result is sent to
+   * the request's replyTo with its correlationId, a thrown error as an error reply. See RpcServer.
+   */
+  rpcServer(options: RpcServerOptions, handler: RpcHandler): RpcServer {
+    this.checkUsable();
+    const replies = this.managedChannel(async () => undefined);
+    return new RpcServer(
+      {
+        consume: (o, h) => this.consume(o, h),
+        declare: (spec) => this.declare(spec),
+        current: () => (replies.channel?.isOpen ? replies.channel : undefined),
+        replyChannel: (timeout) => replies.get(timeout),
+        closeChannel: () => {
+          if (replies.actor.getSnapshot().status !== "done") replies.actor.send({ type: "CLOSE" });
+        },
+        tracing: this.tracing,
+        stats: this.metrics?.rpcServerStats(options.queue),
+      },
+      options,
+      handler,
+    );
+  }
+
   // ─── closing ────────────────────────────────────────────────────────────
 
   /**
@@ -649,7 +712,10 @@ export class Client extends TypedEmitter<ClientEvents> {
     const timeout = this.opts.closeTimeout ?? 10_000;
     await Promise.all([...this.consumers].map((c) => c.cancel()));
     await Promise.all(this.publishers.map((p) => p.close(timeout)));
-    for (const m of this.managed) m.actor.send({ type: "CLOSE" });
+    await Promise.all(this.rpcClients.map((r) => r.close(timeout)));
+    // (Some were closed already by their owner: an RpcClient or RpcServer closed on its own.)
+    for (const m of this.managed)
+      if (m.actor.getSnapshot().status !== "done") m.actor.send({ type: "CLOSE" });
     await Promise.all(
       this.managed.map(
         (m) =>

@@ -27,6 +27,14 @@ import type { Connection, ConnectionObserver } from "../amqp/connection.js";
 import type { Consumer, ConsumeStats } from "../client/consumer.js";
 import type { Publisher, PublisherObserver, PublishStats } from "../client/publisher.js";
 import {
+  RPC_CALL_OUTCOMES,
+  RPC_SERVE_OUTCOMES,
+  type RpcCallOutcome,
+  type RpcClientStats,
+  type RpcServeOutcome,
+  type RpcServerStats,
+} from "../client/rpc.js";
+import {
   ChannelClosedByBroker,
   PublishNackedError,
   TimeoutError,
@@ -121,6 +129,13 @@ class RegistryMetrics {
   readonly handlerDuration: SeriesHistogram<"connection" | "queue">;
   readonly handlersInFlight: Gauge<"connection" | "queue">;
   readonly consumerRestarts: Counter<"connection" | "queue">;
+
+  readonly rpcClientCalls: Counter<"connection" | "outcome">;
+  readonly rpcClientDuration: SeriesHistogram<"connection">;
+  readonly rpcClientDropped: Counter<"connection">;
+  readonly rpcClientRetries: Counter<"connection">;
+  readonly rpcServerRequests: Counter<"connection" | "queue" | "outcome">;
+  readonly rpcServerDuration: SeriesHistogram<"connection" | "queue">;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -287,6 +302,44 @@ class RegistryMetrics {
       "warren_consumer_restarts_total",
       "Consumers resubscribed (server cancel, channel error, reconnection)",
       [C, Q],
+    );
+
+    // Request/reply (rpcClient/rpcServer), not the synchronous AMQP methods of warren_rpc_calls_total.
+    this.rpcClientCalls = counter(
+      "warren_rpc_client_calls_total",
+      "RPC calls settled, by outcome: ok, remote_error, timeout, unroutable, connection_lost, closed, refused",
+      [C, "outcome"],
+      flush,
+    );
+    this.rpcClientDuration = histogram(
+      "warren_rpc_client_duration_seconds",
+      "RPC call() to its reply (ok and remote_error)",
+      [C],
+      LATENCY_BUCKETS,
+    );
+    this.rpcClientDropped = counter(
+      "warren_rpc_client_replies_dropped_total",
+      "RPC replies matching no outstanding call (late, after a timeout), dropped",
+      [C],
+      flush,
+    );
+    this.rpcClientRetries = counter(
+      "warren_rpc_client_retries_total",
+      "RPC requests sent again after their channel or connection died (retry)",
+      [C],
+      flush,
+    );
+    this.rpcServerRequests = counter(
+      "warren_rpc_server_requests_total",
+      "RPC requests served, by outcome: ok, error (error reply), no_reply_to (dropped), reply_failed (nacked)",
+      [C, Q, "outcome"],
+      flush,
+    );
+    this.rpcServerDuration = histogram(
+      "warren_rpc_server_duration_seconds",
+      "RPC request delivered to its reply sent",
+      [C, Q],
+      LATENCY_BUCKETS,
     );
   }
 
@@ -533,6 +586,57 @@ class QueueStats implements ConsumeStats {
   }
 }
 
+/** An RPC client's series (one set per client connection), bound once. */
+class RpcClientSeries implements RpcClientStats {
+  private readonly outcomes = new Map<RpcCallOutcome, Count>();
+  private readonly duration: Series;
+  private readonly dropped: Count;
+  private readonly retries: Count;
+
+  constructor(m: RegistryMetrics, connection: string, counts: Count[]) {
+    for (const o of RPC_CALL_OUTCOMES) {
+      const n = new Count(m.rpcClientCalls.labels(connection, o));
+      counts.push(n);
+      this.outcomes.set(o, n);
+    }
+    this.duration = m.rpcClientDuration.series({ connection });
+    this.dropped = new Count(m.rpcClientDropped.labels(connection));
+    this.retries = new Count(m.rpcClientRetries.labels(connection));
+    counts.push(this.dropped, this.retries);
+  }
+
+  settled(outcome: RpcCallOutcome, seconds: number): void {
+    this.outcomes.get(outcome)?.inc();
+    if (outcome === "ok" || outcome === "remote_error") this.duration.observe(seconds);
+  }
+  droppedReply(): void {
+    this.dropped.inc();
+  }
+  retried(): void {
+    this.retries.inc();
+  }
+}
+
+/** An RPC server queue's series, bound once. */
+class RpcServerSeries implements RpcServerStats {
+  private readonly outcomes = new Map<RpcServeOutcome, Count>();
+  private readonly duration: Series;
+
+  constructor(m: RegistryMetrics, connection: string, queue: string, counts: Count[]) {
+    for (const o of RPC_SERVE_OUTCOMES) {
+      const n = new Count(m.rpcServerRequests.labels(connection, queue, o));
+      counts.push(n);
+      this.outcomes.set(o, n);
+    }
+    this.duration = m.rpcServerDuration.series({ connection, queue });
+  }
+
+  served(outcome: RpcServeOutcome, seconds: number): void {
+    this.outcomes.get(outcome)?.inc();
+    if (outcome === "ok" || outcome === "error") this.duration.observe(seconds);
+  }
+}
+
 interface RpcChildren {
   calls: Counter.Internal;
   timeouts: Counter.Internal;
@@ -553,6 +657,8 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   private otherExchange: ExchangeStats | undefined;
   private otherQueue: QueueStats | undefined;
   private readonly rpcs = new Map<string, RpcChildren>();
+  private rpcClientSeries: RpcClientSeries | undefined;
+  private readonly rpcServerSeries = new Map<string, RpcServerSeries>();
   /** Hot-path counter series, added to prom-client's counters when collected. */
   private readonly counts: Count[] = [];
   /** The last exchange looked up (publishers mostly use one): no Map lookup for it. */
@@ -680,6 +786,24 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     return created;
   }
 
+  /** The instrumentation of the client's RPC clients (request/reply; all of them share it). */
+  rpcClientStats(): RpcClientStats {
+    this.rpcClientSeries ??= new RpcClientSeries(this.m, this.name, this.counts);
+    return this.rpcClientSeries;
+  }
+
+  /** The instrumentation of an RPC server on `queue` (`_other` past the label cap). */
+  rpcServerStats(queue: string): RpcServerStats {
+    let label = queue;
+    if (!this.rpcServerSeries.has(queue) && this.rpcServerSeries.size >= this.maxLabels) label = OTHER_LABEL;
+    let s = this.rpcServerSeries.get(label);
+    if (s === undefined) {
+      s = new RpcServerSeries(this.m, this.name, label, this.counts);
+      this.rpcServerSeries.set(label, s);
+    }
+    return s;
+  }
+
   private queueLabel(name: string): string {
     return this.queues.has(name) ? name : OTHER_LABEL;
   }
@@ -747,8 +871,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
           if ((rest[i] ?? 0) > (this.cooldownUntil[i] ?? 0)) this.hostCooldowns.inc();
         this.cooldownUntil = rest;
       }
-    }
-    else if (id === "channel")
+    } else if (id === "channel")
       this.channelState(ev.actorRef as AnyActorRef, leafName(snap.value), ev.event.type);
   };
 

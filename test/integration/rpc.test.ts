@@ -1,0 +1,433 @@
+/**
+ * Request/reply over direct reply-to against the real broker: round trip, many concurrent calls,
+ * timeouts (and the late reply dropped), unroutable requests, error replies, requests without
+ * replyTo, metrics and spans, and recovery: the server's connection killed mid-call (the request
+ * is redelivered and answered; the server answers later calls), the client's connection killed
+ * mid-call (the call fails fast with a recoverable error, or succeeds after recovery with
+ * `retry`; later calls work again).
+ *
+ * Connections are killed with `rabbitmqctl close_connection`, found by their unique names.
+ */
+import { context, propagation, SpanKind, trace } from "@opentelemetry/api";
+import { AsyncHooksContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from "@opentelemetry/sdk-trace-base";
+import { Registry } from "prom-client";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  type Client,
+  ClientClosedError,
+  type ClientOptions,
+  type ConsumedMessage,
+  connect,
+  RpcCallTimeoutError,
+  RpcConnectionLostError,
+  RpcRemoteError,
+  type RpcServer,
+  UnroutableError,
+  WarrenError,
+} from "../../src/index.js";
+import { AMQP_URL, canUseRabbitmqctl, closeConnectionsNamed, uniqueName } from "../support/broker.js";
+import { waitFor } from "../support/wait.js";
+
+const clients: Client[] = [];
+const queues: string[] = [];
+
+function client(options: ClientOptions = {}): Client & { name: string } {
+  const name = uniqueName("rpc");
+  const c = connect({
+    url: AMQP_URL,
+    connectionName: name,
+    reconnect: { initial: 10, max: 100 },
+    ...options,
+  });
+  clients.push(c);
+  return Object.assign(c, { name });
+}
+
+function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error("expected a rejection");
+}
+
+/** A server on a fresh queue it declares (deleted after the test). */
+async function serve(
+  c: Client,
+  handler: (req: ConsumedMessage) => unknown,
+  options: { prefetch?: number; concurrency?: number } = {},
+): Promise<{ queue: string; server: RpcServer }> {
+  const queue = uniqueName("rpc-q");
+  queues.push(queue);
+  const server = c.rpcServer({ queue, declare: true, ...options }, handler as never);
+  await server.ready();
+  return { queue, server };
+}
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
+});
+
+afterAll(async () => {
+  if (queues.length === 0) return;
+  const admin = connect({ url: AMQP_URL });
+  await admin.ready();
+  for (const q of queues) await admin.deleteQueue(q).catch(() => undefined);
+  await admin.close();
+});
+
+describe("rpc", () => {
+  it("round trip: body, properties, correlation", async () => {
+    const srv = client();
+    const cli = client();
+    const seen: ConsumedMessage[] = [];
+    const { queue } = await serve(srv, (req) => {
+      seen.push(req);
+      return {
+        body: req.body.toString().toUpperCase(),
+        properties: {
+          contentType: "text/plain",
+          headers: { "x-echo": req.properties.headers?.["x-in"] ?? "" },
+        },
+      };
+    });
+    const rpc = cli.rpcClient();
+    const a = await rpc.call({
+      exchange: "",
+      routingKey: queue,
+      body: "hello",
+      properties: { headers: { "x-in": "first" }, type: "greeting" },
+      timeoutMs: 5000,
+    });
+    const b = await rpc.call({ routingKey: queue, body: "again", timeoutMs: 5000 });
+    expect(a.body.toString()).toBe("HELLO");
+    expect(a.properties.contentType).toBe("text/plain");
+    expect(a.properties.headers?.["x-echo"]).toBe("first");
+    expect(b.body.toString()).toBe("AGAIN");
+    expect(seen).toHaveLength(2);
+    expect(seen[0]!.properties.type).toBe("greeting");
+    expect(seen[0]!.properties.replyTo).toMatch(/^amq\.rabbitmq\.reply-to\./);
+    expect(a.properties.correlationId).toBe(seen[0]!.properties.correlationId);
+    expect(b.properties.correlationId).toBe(seen[1]!.properties.correlationId);
+    expect(a.properties.correlationId).not.toBe(b.properties.correlationId);
+    expect(rpc.inFlight).toBe(0);
+  });
+
+  it("many concurrent calls are all matched to their replies", async () => {
+    const srv = client();
+    const cli = client();
+    const { queue } = await serve(
+      srv,
+      async (req) => {
+        // Out of order on purpose: later requests may be answered first.
+        await new Promise((r) => setTimeout(r, Number(req.body.toString()) % 7));
+        return `reply-${req.body.toString()}`;
+      },
+      { prefetch: 100, concurrency: 50 },
+    );
+    const rpc = cli.rpcClient({ maxInFlight: 64 });
+    const n = 1000;
+    const replies = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        rpc.call({ routingKey: queue, body: String(i), timeoutMs: 20_000 }),
+      ),
+    );
+    expect(replies.map((r) => r.body.toString())).toEqual(Array.from({ length: n }, (_, i) => `reply-${i}`));
+    expect(rpc.inFlight).toBe(0);
+    expect(rpc.queued).toBe(0);
+  });
+
+  it("a call nobody answers in time rejects with RpcCallTimeoutError; the late reply is dropped", async () => {
+    const srv = client();
+    const registry = new Registry();
+    const cli = client({ metrics: { registry } });
+    const gate = deferred();
+    let received = 0;
+    const { queue } = await serve(srv, async () => {
+      received++;
+      await gate.promise;
+      return "late";
+    });
+    const rpc = cli.rpcClient();
+    const dropped: string[] = [];
+    rpc.on("droppedReply", (m) => dropped.push(m.body.toString()));
+    const t0 = performance.now();
+    const err = await rejection(rpc.call({ routingKey: queue, body: "x", timeoutMs: 300 }));
+    const elapsed = performance.now() - t0;
+    expect(err).toBeInstanceOf(RpcCallTimeoutError);
+    expect((err as RpcCallTimeoutError).code).toBe("RPC_CALL_TIMEOUT");
+    expect((err as RpcCallTimeoutError).recoverable).toBe(true);
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(3000);
+    expect(received).toBe(1);
+    gate.resolve();
+    await waitFor(() => dropped.length === 1, "the late reply");
+    expect(dropped).toEqual(["late"]);
+    const metrics = await registry.metrics();
+    expect(metrics).toMatch(
+      new RegExp(`warren_rpc_client_calls_total\\{connection="${cli.name}",outcome="timeout"\\} 1`),
+    );
+    expect(metrics).toMatch(
+      new RegExp(`warren_rpc_client_replies_dropped_total\\{connection="${cli.name}"\\} 1`),
+    );
+  });
+
+  it("an unroutable request fails at once with UnroutableError", async () => {
+    const cli = client();
+    const rpc = cli.rpcClient();
+    const t0 = performance.now();
+    const err = await rejection(
+      rpc.call({ routingKey: uniqueName("nobody-home"), body: "x", timeoutMs: 20_000 }),
+    );
+    expect(err).toBeInstanceOf(UnroutableError);
+    expect((err as UnroutableError).replyCode).toBe(312);
+    expect(performance.now() - t0).toBeLessThan(2000);
+    // The channel is still fine.
+    expect(rpc.ready).toBe(true);
+    const srv = client();
+    const { queue } = await serve(srv, () => "ok");
+    expect((await rpc.call({ routingKey: queue, body: "", timeoutMs: 5000 })).body.toString()).toBe("ok");
+  });
+
+  it("a publish to a missing exchange fails with the broker's error; other calls carry on", async () => {
+    const cli = client();
+    const srv = client();
+    const { queue } = await serve(srv, () => "ok");
+    const rpc = cli.rpcClient();
+    const err = await rejection(
+      rpc.call({ exchange: uniqueName("no-exchange"), routingKey: "x", body: "", timeoutMs: 5000 }),
+    );
+    expect(err).toBeInstanceOf(WarrenError);
+    expect((err as WarrenError).code).toBe("CHANNEL_CLOSED_BY_BROKER");
+    expect((await rpc.call({ routingKey: queue, body: "", timeoutMs: 5000 })).body.toString()).toBe("ok");
+  });
+
+  it("a handler error comes back as RpcRemoteError with its name and message", async () => {
+    const srv = client();
+    const cli = client();
+    const { queue, server } = await serve(srv, (req) => {
+      if (req.body.toString() === "warren")
+        throw new UnroutableError({ replyCode: 312, replyText: "NO_ROUTE", exchange: "e", routingKey: "k" });
+      throw new TypeError("no price for that");
+    });
+    const handlerErrors: unknown[] = [];
+    server.on("handlerError", (e) => handlerErrors.push(e));
+    const rpc = cli.rpcClient();
+    const err = await rejection(rpc.call({ routingKey: queue, body: "x", timeoutMs: 5000 }));
+    expect(err).toBeInstanceOf(RpcRemoteError);
+    const r = err as RpcRemoteError;
+    expect(r.remoteName).toBe("TypeError");
+    expect(r.remoteMessage).toBe("no price for that");
+    expect(r.remoteCode).toBeUndefined();
+    expect(r.code).toBe("RPC_REMOTE_ERROR");
+    expect(r.recoverable).toBe(false);
+    const coded = (await rejection(
+      rpc.call({ routingKey: queue, body: "warren", timeoutMs: 5000 }),
+    )) as RpcRemoteError;
+    expect(coded.remoteName).toBe("UnroutableError");
+    expect(coded.remoteCode).toBe("UNROUTABLE");
+    expect(handlerErrors).toHaveLength(2);
+    // The requests were acked: nothing is left in the queue, nothing redelivered.
+    expect(server.served).toBe(2);
+  });
+
+  it("a request without replyTo is acked and dropped (dropped event)", async () => {
+    const registry = new Registry();
+    const srvObserved = client({ metrics: { registry } });
+    let handled = 0;
+    const { queue, server } = await serve(srvObserved, () => {
+      handled++;
+      return "never sent";
+    });
+    const dropped: ConsumedMessage[] = [];
+    server.on("dropped", ({ request }) => dropped.push(request));
+    const pub = client();
+    await pub.publish("", queue, "fire and forget");
+    await waitFor(() => dropped.length === 1, "the dropped request");
+    expect(dropped[0]!.body.toString()).toBe("fire and forget");
+    expect(handled).toBe(0);
+    const metrics = await registry.metrics();
+    expect(metrics).toMatch(
+      new RegExp(
+        `warren_rpc_server_requests_total\\{connection="${srvObserved.name}",queue="${queue}",outcome="no_reply_to"\\} 1`,
+      ),
+    );
+  });
+
+  it("calls made after close() reject with ClientClosedError", async () => {
+    const cli = client();
+    const rpc = cli.rpcClient();
+    await rpc.close();
+    expect(await rejection(rpc.call({ routingKey: "x", body: "", timeoutMs: 1000 }))).toBeInstanceOf(
+      ClientClosedError,
+    );
+  });
+
+  it("metrics: calls by outcome, latency, server requests", async () => {
+    const registry = new Registry();
+    const srv = client({ metrics: { registry } });
+    const cli = client({ metrics: { registry } });
+    const { queue } = await serve(srv, (req) => {
+      if (req.body.toString() === "fail") throw new Error("nope");
+      return "ok";
+    });
+    const rpc = cli.rpcClient();
+    for (let i = 0; i < 3; i++) await rpc.call({ routingKey: queue, body: "", timeoutMs: 5000 });
+    await rejection(rpc.call({ routingKey: queue, body: "fail", timeoutMs: 5000 }));
+    const m = await registry.metrics();
+    const c = cli.name;
+    expect(m).toMatch(new RegExp(`warren_rpc_client_calls_total\\{connection="${c}",outcome="ok"\\} 3`));
+    expect(m).toMatch(
+      new RegExp(`warren_rpc_client_calls_total\\{connection="${c}",outcome="remote_error"\\} 1`),
+    );
+    expect(m).toMatch(new RegExp(`warren_rpc_client_duration_seconds_count\\{connection="${c}"\\} 4`));
+    expect(m).toMatch(
+      new RegExp(
+        `warren_rpc_server_requests_total\\{connection="${srv.name}",queue="${queue}",outcome="ok"\\} 3`,
+      ),
+    );
+    expect(m).toMatch(
+      new RegExp(
+        `warren_rpc_server_requests_total\\{connection="${srv.name}",queue="${queue}",outcome="error"\\} 1`,
+      ),
+    );
+    expect(m).toMatch(
+      new RegExp(`warren_rpc_server_duration_seconds_count\\{connection="${srv.name}",queue="${queue}"\\} 4`),
+    );
+  });
+});
+
+describe("rpc traces", () => {
+  const exporter = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const contextManager = new AsyncHooksContextManager();
+
+  beforeAll(() => {
+    contextManager.enable();
+    context.setGlobalContextManager(contextManager);
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  });
+
+  afterAll(() => {
+    context.disable();
+    propagation.disable();
+  });
+
+  it("a CLIENT span per call and a SERVER span per request, in one trace", async () => {
+    const tracer = provider.getTracer("rpc-test");
+    const srv = client({ tracing: { tracer } });
+    const cli = client({ tracing: { tracer } });
+    let inner: string | undefined;
+    const { queue } = await serve(srv, () => {
+      inner = trace.getActiveSpan()?.spanContext().traceId;
+      return "traced";
+    });
+    const rpc = cli.rpcClient();
+    await rpc.call({ routingKey: queue, body: "", timeoutMs: 5000 });
+    await waitFor(
+      () => exporter.getFinishedSpans().some((s) => s.name === `serve ${queue}`),
+      "the server span",
+    );
+    const spans = exporter.getFinishedSpans();
+    const call = spans.find((s) => s.name === `call ${queue}`)!;
+    const served = spans.find((s) => s.name === `serve ${queue}`)!;
+    expect(call.kind).toBe(SpanKind.CLIENT);
+    expect(served.kind).toBe(SpanKind.SERVER);
+    expect(served.spanContext().traceId).toBe(call.spanContext().traceId);
+    expect(inner).toBe(call.spanContext().traceId);
+  });
+});
+
+const usable = await canUseRabbitmqctl();
+
+describe("rpc through recoveries", () => {
+  it.skipIf(!usable)(
+    "the server's connection killed mid-call: the request is redelivered and answered; later calls too",
+    async () => {
+      const srv = client();
+      const cli = client();
+      let invocations = 0;
+      const first = deferred();
+      const hang = deferred();
+      const { queue, server } = await serve(srv, async (req) => {
+        invocations++;
+        if (invocations === 1) {
+          first.resolve();
+          await hang.promise; // the first handling never finishes before its channel dies
+        }
+        return `answered ${req.body.toString()}`;
+      });
+      const rpc = cli.rpcClient();
+      const pending = rpc.call({ routingKey: queue, body: "a", timeoutMs: 20_000 });
+      await first.promise;
+      const resubscribed = new Promise<void>((resolve) => {
+        let lost = false;
+        server.on("state", ({ to }) => {
+          if (to !== "consuming") lost = true;
+          else if (lost) resolve();
+        });
+      });
+      expect(await closeConnectionsNamed(srv.name, "rpc test: server restart")).toBe(1);
+      const reply = await pending;
+      expect(reply.body.toString()).toBe("answered a");
+      expect(invocations).toBe(2);
+      await resubscribed;
+      hang.resolve();
+      const later = await rpc.call({ routingKey: queue, body: "b", timeoutMs: 20_000 });
+      expect(later.body.toString()).toBe("answered b");
+    },
+  );
+
+  it.skipIf(!usable)(
+    "the client's connection killed mid-call: fails fast (recoverable); with retry succeeds after recovery",
+    async () => {
+      const srv = client();
+      const cli = client();
+      const arrived: string[] = [];
+      const gate = deferred();
+      const { queue } = await serve(srv, async (req) => {
+        const body = req.body.toString();
+        arrived.push(body);
+        // The first copy of each request waits until the caller's connection was killed.
+        if (arrived.filter((b) => b === body).length === 1) await gate.promise;
+        return `answered ${body}`;
+      });
+      const rpc = cli.rpcClient();
+      // Its rejection is awaited below, after the kill.
+      const plain = rejection(rpc.call({ routingKey: queue, body: "plain", timeoutMs: 20_000 }));
+      const retried = rpc.call({ routingKey: queue, body: "retried", timeoutMs: 20_000, retry: true });
+      await waitFor(() => arrived.length === 2, "both requests at the server");
+      const killed = performance.now();
+      expect(await closeConnectionsNamed(cli.name, "rpc test: client connection")).toBe(1);
+      const err = await plain;
+      const failedAfter = performance.now() - killed;
+      expect(err).toBeInstanceOf(RpcConnectionLostError);
+      expect((err as RpcConnectionLostError).recoverable).toBe(true);
+      expect((err as RpcConnectionLostError).code).toBe("RPC_CONNECTION_LOST");
+      expect(failedAfter).toBeLessThan(2000);
+      // The retried call was sent again on the new connection and answered there.
+      const reply = await retried;
+      expect(reply.body.toString()).toBe("answered retried");
+      expect(arrived.filter((b) => b === "retried")).toHaveLength(2);
+      gate.resolve();
+      // Later calls work again (the reply consumer was set up on the new channel).
+      const later = await rpc.call({ routingKey: queue, body: "later", timeoutMs: 20_000 });
+      expect(later.body.toString()).toBe("answered later");
+    },
+  );
+});
