@@ -218,6 +218,8 @@ class Delivery implements ConsumedMessage {
   /** The handler returned, threw or timed out (a late result is ignored). */
   finished = false;
   started = 0;
+  /** The consumer's channel epoch when its handler started (a slot is only freed in the same epoch). */
+  epoch = 0;
   span: Span | undefined;
   timer: NodeJS.Timeout | undefined;
   failed = false;
@@ -290,8 +292,10 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   private readonly actor: Actor<typeof consumerMachine>;
   private channel: Channel | undefined;
   private consumerTag: string | undefined;
-  /** Handlers running (holding a concurrency slot). */
+  /** Handlers running on the current channel (holding a concurrency slot). */
   private runningN = 0;
+  /** Counts channels: handlers still running for a dead channel hold no slot on the next one. */
+  private epoch = 0;
   /** Deliveries waiting for a slot, in arrival order. */
   private readonly waiting = new Deque<Delivery>();
   private idleWaiters: (() => void)[] = [];
@@ -453,6 +457,9 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
         if (this.channel !== mine) return;
         this.channel = undefined;
         this.consumerTag = undefined;
+        // Handlers still running for it finish unheard (their tags are stale): free their slots.
+        this.epoch++;
+        this.runningN = 0;
         this.dropStale();
         // A connection-level close reaches the consumer as CONNECTION_LOST from the client.
         if (err instanceof ChannelClosedByBroker || err instanceof RpcTimeoutError) {
@@ -589,6 +596,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
 
   private run(d: Delivery): void {
     this.runningN++;
+    d.epoch = this.epoch;
     if (this.metrics !== undefined) d.started = performance.now();
     // Tracing on: a consumer span in the producer's trace; the handler runs in its context.
     const traced = this.tracing?.startProcess(this.source, d);
@@ -626,7 +634,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     if (d.finished) return; // timed out already: the late result is ignored
     d.finished = true;
     if (d.timer !== undefined) clearTimeout(d.timer);
-    this.runningN--;
+    if (d.epoch === this.epoch) this.runningN--;
     this.handled++;
     this.metrics?.handled((performance.now() - d.started) / 1000);
     if (failed) this.fail(d, error);
