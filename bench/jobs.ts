@@ -1,18 +1,26 @@
 /** What the orchestrator (run.ts) and a worker (worker.ts) exchange. */
 import type { ClientName } from "./clients/types.js";
 
-export type Workload = "publish" | "confirm" | "consume" | "large";
+export type Workload = "publish" | "confirm" | "consume" | "large" | "rpc";
 
-/** A timed part of a workload; "large" has two. */
-export type Phase = "publish" | "confirm" | "consume" | "large-publish" | "large-consume";
+/** A timed part of a workload; "large" and "rpc" have two. */
+export type Phase =
+  | "publish"
+  | "confirm"
+  | "consume"
+  | "large-publish"
+  | "large-consume"
+  | "rpc-sequential"
+  | "rpc-concurrent";
 
-export const WORKLOADS: readonly Workload[] = ["publish", "confirm", "consume", "large"];
+export const WORKLOADS: readonly Workload[] = ["publish", "confirm", "consume", "large", "rpc"];
 
 export const PHASES_OF: Record<Workload, readonly Phase[]> = {
   publish: ["publish"],
   confirm: ["confirm"],
   consume: ["consume"],
   large: ["large-publish", "large-consume"],
+  rpc: ["rpc-sequential", "rpc-concurrent"],
 };
 
 export interface Job {
@@ -36,6 +44,9 @@ export interface Job {
   profileDir: string | undefined;
   /** Bound on one timed phase, in ms. */
   phaseTimeoutMs: number;
+  /** rpc: calls of the concurrent phase (`count` is the sequential one's), and how many at once. */
+  rpcConcurrentCount: number;
+  rpcConcurrency: number;
 }
 
 export interface PhaseResult {
@@ -48,6 +59,8 @@ export interface PhaseResult {
   cpuSystemUs: number;
   /** Minor page faults over the timed phase (fresh memory being touched). */
   minorPageFaults: number;
+  /** rpc: each call's round trip (call to reply), percentiles in µs. */
+  latencyUs?: { p50: number; p99: number };
 }
 
 export type WorkerReply =

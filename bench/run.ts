@@ -14,6 +14,9 @@
  *   confirm   30 000 × 256 B with confirms, at most 1000 unconfirmed
  *   consume   50 000 × 256 B pre-filled (untimed), consumed with prefetch 1000, each acked
  *   large       300 × 1 MiB with confirms (≤ 50 unconfirmed), then consumed (prefetch 50)
+ *   rpc        2 000 sequential request/reply calls over direct reply-to (256 B each way), then
+ *              10 000 with 50 outstanding; round-trip p50/p99 and calls/s. The server is the
+ *              same for every client (bench/rpc-server.ts, in this process)
  *
  * A client that does not run a workload (CLIENT_WORKLOADS in clients/types.ts) is shown
  * as n/a. "Best peer" is the best of the three other libraries.
@@ -48,6 +51,7 @@ import {
   type WorkerReply,
   type Workload,
 } from "./jobs.js";
+import { startRpcServer } from "./rpc-server.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const URL_ = process.env["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672";
@@ -60,6 +64,9 @@ interface Sizes {
   confirm: number;
   consume: number;
   large: number;
+  /** rpc: sequential calls, then calls with RPC_CONCURRENCY outstanding. */
+  rpc: number;
+  rpcConcurrent: number;
   warmupSmall: number;
   warmupLarge: number;
 }
@@ -68,6 +75,8 @@ const FULL: Sizes = {
   confirm: 30_000,
   consume: 50_000,
   large: 300,
+  rpc: 2_000,
+  rpcConcurrent: 10_000,
   warmupSmall: 2_000,
   warmupLarge: 10,
 };
@@ -76,6 +85,8 @@ const QUICK: Sizes = {
   confirm: 2_000,
   consume: 5_000,
   large: 20,
+  rpc: 300,
+  rpcConcurrent: 1_000,
   warmupSmall: 500,
   warmupLarge: 3,
 };
@@ -85,6 +96,10 @@ const CONFIRM_WINDOW = 1000;
 const LARGE_CONFIRM_WINDOW = 50;
 const PREFETCH = 1000;
 const LARGE_PREFETCH = 50;
+/** rpc: calls outstanding at once in the concurrent phase. */
+const RPC_CONCURRENCY = 50;
+/** rpc: untimed warm-up calls (sequential, then concurrent). */
+const RPC_WARMUP = 500;
 /**
  * frame_max: by default each client asks for its own default (warren and amqplib 131072,
  * rabbitmq-client and @cloudamqp/amqp-client 8192); --frame-max N makes all ask for N.
@@ -115,7 +130,7 @@ interface Args {
 
 function usage(): never {
   console.error(
-    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,warren-client,warren-outbox,amqplib,...] [--workloads publish,confirm,consume,large] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
+    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,warren-client,warren-outbox,amqplib,...] [--workloads publish,confirm,consume,large,rpc] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
   );
   process.exit(2);
 }
@@ -305,6 +320,9 @@ interface Sample {
   maxRssKiB: number;
   verified: boolean;
   note?: string;
+  /** rpc: round-trip percentiles of this repetition, µs. */
+  p50Us?: number;
+  p99Us?: number;
 }
 
 interface Summary {
@@ -317,6 +335,9 @@ interface Summary {
   msgsPerSec: number | null;
   mbPerSec: number | null;
   cpuUsPerMsg: number | null;
+  /** rpc: medians of the repetitions' round-trip p50 and p99, µs. */
+  p50Us: number | null;
+  p99Us: number | null;
 }
 
 function median(xs: number[]): number | null {
@@ -332,6 +353,9 @@ const PHASE_LABEL: Record<Phase, (s: Sizes) => string> = {
   consume: (s) => `consume, prefetch ${PREFETCH}, ack each (${fmtCount(s.consume)} × 256 B)`,
   "large-publish": (s) => `publish 1 MiB, confirms ≤ ${LARGE_CONFIRM_WINDOW} in flight (${s.large} msgs)`,
   "large-consume": (s) => `consume 1 MiB, prefetch ${LARGE_PREFETCH}, ack each (${s.large} msgs)`,
+  "rpc-sequential": (s) => `RPC round trip, sequential (${fmtCount(s.rpc)} calls × 256 B)`,
+  "rpc-concurrent": (s) =>
+    `RPC round trip, ${RPC_CONCURRENCY} outstanding (${fmtCount(s.rpcConcurrent)} calls × 256 B)`,
 };
 
 function fmtCount(n: number): string {
@@ -366,6 +390,22 @@ function ratios(rows: Summary[], subject: ClientName = "warren"): Ratios {
     bestThroughputPeer: bt?.client ?? null,
     bestCpuPeer: bc?.client ?? null,
   };
+}
+
+/** rpc latency: the lowest peer's percentile ÷ the subject's (above 1 = the subject is faster). */
+function latencyRatio(
+  rows: Summary[],
+  subject: ClientName,
+  pick: (s: Summary) => number | null,
+): { ratio: number | null; peer: ClientName | null } {
+  const w = rows.find((r) => r.client === subject);
+  let best: Summary | undefined;
+  for (const p of rows.filter((r) => PEERS.includes(r.client))) {
+    const v = pick(p);
+    if (v !== null && (best === undefined || v < pick(best)!)) best = p;
+  }
+  const mine = w ? pick(w) : null;
+  return { ratio: mine && best ? pick(best)! / mine : null, peer: best?.client ?? null };
 }
 
 function fmtRatio(x: number | null, vs: ClientName | null): string {
@@ -416,6 +456,21 @@ function table(summaries: Summary[], phases: Phase[], clients: ClientName[], siz
           subjects.map(() => ""),
         )}`,
       );
+    }
+    if (ph.startsWith("rpc")) {
+      for (const [metric, pick] of [
+        ["p50 µs", (s: Summary) => s.p50Us],
+        ["p99 µs", (s: Summary) => s.p99Us],
+      ] as const) {
+        const rl = subjects.map((c) => latencyRatio(rows, c, pick));
+        lines.push(
+          `| ${row(
+            metric,
+            rows.map((s) => cell(s, pick(s), 0)),
+            rl.map((r) => fmtRatio(r.ratio, r.peer)),
+          )}`,
+        );
+      }
     }
     const cpu = rows.map((s) => cell(s, s.cpuUsPerMsg, large ? 0 : 2));
     lines.push(
@@ -558,6 +613,8 @@ async function main(): Promise<void> {
         msgsPerSec: null,
         mbPerSec: null,
         cpuUsPerMsg: null,
+        p50Us: null,
+        p99Us: null,
       });
 
   console.error(
@@ -596,6 +653,8 @@ async function main(): Promise<void> {
     s.msgsPerSec = median(ok.map((x) => x.msgsPerSec));
     s.mbPerSec = median(ok.map((x) => x.mbPerSec));
     s.cpuUsPerMsg = median(ok.map((x) => x.cpuUsPerMsg));
+    s.p50Us = median(ok.flatMap((x) => (x.p50Us === undefined ? [] : [x.p50Us])));
+    s.p99Us = median(ok.flatMap((x) => (x.p99Us === undefined ? [] : [x.p99Us])));
   }
 
   const totalSec = (Date.now() - started) / 1000;
@@ -647,7 +706,12 @@ async function main(): Promise<void> {
       phase: s.phase,
       client: s.client,
       ...(s.applicable ? {} : { notApplicable: true }),
-      median: { msgsPerSec: s.msgsPerSec, mbPerSec: s.mbPerSec, cpuUsPerMsg: s.cpuUsPerMsg },
+      median: {
+        msgsPerSec: s.msgsPerSec,
+        mbPerSec: s.mbPerSec,
+        cpuUsPerMsg: s.cpuUsPerMsg,
+        ...(s.p50Us !== null ? { p50Us: s.p50Us, p99Us: s.p99Us } : {}),
+      },
       samples: s.samples,
       failures: s.failures,
     }));
@@ -697,6 +761,13 @@ async function main(): Promise<void> {
         "has only the confirm workload, warren-observed confirm and consume).",
       "- X vs best peer: throughput X ÷ the fastest of amqplib, rabbitmq-client and @cloudamqp/amqp-client, CPU the most " +
         "frugal of them ÷ X; above 1× means X is ahead.",
+      `- RPC: request/reply over direct reply-to, 256 B each way, ${fmtCount(sizes.rpc)} calls one after the other, then ` +
+        `${fmtCount(sizes.rpcConcurrent)} with ${RPC_CONCURRENCY} outstanding; msgs/s is calls/s, p50/p99 the round trip ` +
+        "of each call (median over repetitions), ratio the lowest peer's ÷ X. warren and warren-client: the low-level " +
+        "channel by hand and `client.rpcClient().call()`; amqplib and @cloudamqp/amqp-client by hand (consume " +
+        "amq.rabbitmq.reply-to with noAck, publish with replyTo on the same channel); rabbitmq-client its " +
+        "`createRPCClient()`. The server is the same for all: warren's low-level API in the orchestrator's process, " +
+        "prefetch 100, echoing each body.",
       `- frame_max: ${
         args.frameMax === undefined
           ? "each client's default (warren and amqplib 131072, rabbitmq-client and @cloudamqp/amqp-client 8192)"
@@ -734,7 +805,11 @@ async function runOne(admin: Admin, r: RunSpec, summaries: Summary[]): Promise<v
   const large = r.workload === "large";
   const bodySize = large ? LARGE_BODY : SMALL_BODY;
   const count = r.sizes[r.workload];
-  const warmupCount = large ? r.sizes.warmupLarge : r.sizes.warmupSmall;
+  const warmupCount = large
+    ? r.sizes.warmupLarge
+    : r.workload === "rpc"
+      ? Math.min(RPC_WARMUP, r.sizes.warmupSmall)
+      : r.sizes.warmupSmall;
   const queue = await admin.declare();
   const warmupQueue = await admin.declare();
   const slot = (ph: Phase) => summaries.find((s) => s.phase === ph && s.client === r.client)!;
@@ -757,8 +832,12 @@ async function runOne(admin: Admin, r: RunSpec, summaries: Summary[]): Promise<v
       prefetch: large ? LARGE_PREFETCH : PREFETCH,
       profileDir: r.profileDir,
       phaseTimeoutMs: r.phaseTimeoutMs,
+      rpcConcurrentCount: r.sizes.rpcConcurrent,
+      rpcConcurrency: RPC_CONCURRENCY,
     };
-    const reply = await runWorker(job, r.phaseTimeoutMs * 2 + 30_000);
+    // rpc: the same echo server for every client, on this process's own connection.
+    const server = r.workload === "rpc" ? await startRpcServer(URL_, [queue, warmupQueue]) : undefined;
+    const reply = await runWorker(job, r.phaseTimeoutMs * 2 + 30_000).finally(() => server?.close());
     if (!reply.ok) {
       const msg = reply.error.split("\n")[0]!;
       for (const ph of PHASES_OF[r.workload]) slot(ph).failures.push(`rep ${r.rep + 1}: ${msg}`);
@@ -790,6 +869,7 @@ async function runOne(admin: Admin, r: RunSpec, summaries: Summary[]): Promise<v
           `${fmtNum(s.mbPerSec, 1).padStart(7)} MB/s ${fmtNum(s.cpuUsPerMsg, 2).padStart(8)} µs/msg ` +
           `(user ${fmtNum(s.cpuUserUsPerMsg, 2)}, sys ${fmtNum(s.cpuSystemUsPerMsg, 2)}) ` +
           `${fmtNum(s.minorPageFaultsPerMsg, 1)} faults/msg` +
+          (s.p50Us !== undefined ? ` p50 ${fmtNum(s.p50Us)} µs p99 ${fmtNum(s.p99Us ?? null)} µs` : "") +
           (verified ? "" : `  NOT VERIFIED: ${note}`),
       );
     }
@@ -822,6 +902,10 @@ function sample(
     verified,
   };
   if (note !== undefined) s.note = note;
+  if (p.latencyUs !== undefined) {
+    s.p50Us = Math.round(p.latencyUs.p50 * 10) / 10;
+    s.p99Us = Math.round(p.latencyUs.p99 * 10) / 10;
+  }
   return s;
 }
 

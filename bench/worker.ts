@@ -28,7 +28,7 @@ async function timed(
   phase: Phase,
   messages: number,
   bytes: number,
-  fn: () => Promise<void>,
+  fn: () => Promise<unknown>,
 ): Promise<PhaseResult> {
   gc?.();
   if (job.profileDir) {
@@ -41,7 +41,7 @@ async function timed(
   const faults0 = process.resourceUsage().minorPageFault;
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
-  await within(fn(), job.phaseTimeoutMs, `${job.client} ${phase}`);
+  const out = await within(fn(), job.phaseTimeoutMs, `${job.client} ${phase}`);
   const t1 = process.hrtime.bigint();
   const cpu = process.cpuUsage(cpu0);
   const minorPageFaults = process.resourceUsage().minorPageFault - faults0;
@@ -54,7 +54,7 @@ async function timed(
     session.disconnect();
     session = undefined;
   }
-  return {
+  const result: PhaseResult = {
     phase,
     messages,
     bytes,
@@ -63,6 +63,15 @@ async function timed(
     cpuSystemUs: cpu.system,
     minorPageFaults,
   };
+  if (Array.isArray(out)) result.latencyUs = percentiles(out as number[]);
+  return result;
+}
+
+/** p50 and p99 of the calls' round trips (nearest rank). */
+function percentiles(us: number[]): { p50: number; p99: number } {
+  const s = Float64Array.from(us).sort();
+  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? 0;
+  return { p50: at(0.5), p99: at(0.99) };
 }
 
 /**
@@ -117,6 +126,20 @@ async function run(c: BenchClient): Promise<PhaseResult[]> {
         c.consume(j.queue, j.count, j.prefetch, j.bodySize),
       );
       return [pub, sub];
+    }
+    case "rpc": {
+      const rpc = c.rpc?.bind(c);
+      if (rpc === undefined) throw new Error(`${job.client} does not implement the rpc workload`);
+      await rpc(j.warmupQueue, b, w, 1);
+      await rpc(j.warmupQueue, b, w, j.rpcConcurrency);
+      const seq = await timed("rpc-sequential", j.count, j.count * j.bodySize, () =>
+        rpc(j.queue, b, j.count, 1),
+      );
+      const n = j.rpcConcurrentCount;
+      const par = await timed("rpc-concurrent", n, n * j.bodySize, () =>
+        rpc(j.queue, b, n, j.rpcConcurrency),
+      );
+      return [seq, par];
     }
   }
 }

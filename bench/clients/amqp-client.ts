@@ -1,5 +1,6 @@
 import { type AMQPChannel, AMQPClient } from "@cloudamqp/amqp-client";
 import { pump, WRITE_WINDOW } from "./pump.js";
+import { Correlator, REPLY_TO, timedCalls } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
 /**
@@ -13,6 +14,8 @@ export class CloudAmqpClient implements BenchClient {
   private pub!: AMQPChannel;
   private confirm!: AMQPChannel;
   private sub!: AMQPChannel;
+  private rpcChannel: AMQPChannel | undefined;
+  private readonly correlator = new Correlator();
 
   async open(o: OpenOptions): Promise<void> {
     const url = new URL(o.url);
@@ -54,6 +57,28 @@ export class CloudAmqpClient implements BenchClient {
       }).catch(reject);
     });
     await ch.queueDeclare(queue, { passive: true });
+  }
+
+  /** Direct reply-to by hand on one channel: consume amq.rabbitmq.reply-to (noAck), publish with replyTo. */
+  async rpc(queue: string, body: Buffer, count: number, concurrency: number): Promise<number[]> {
+    if (this.rpcChannel === undefined) {
+      const ch = await this.client.channel();
+      await ch.basicConsume(REPLY_TO, { noAck: true }, (m) => {
+        this.correlator.reply(m.properties.correlationId, m.body ?? new Uint8Array(0));
+      });
+      this.rpcChannel = ch;
+    }
+    const ch = this.rpcChannel;
+    return timedCalls(
+      count,
+      concurrency,
+      body,
+      () =>
+        new Promise<Uint8Array>((resolve, reject) => {
+          const correlationId = this.correlator.next(resolve);
+          ch.basicPublish("", queue, body, { replyTo: REPLY_TO, correlationId }).catch(reject);
+        }),
+    );
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import amqplib from "amqplib";
 import { pump } from "./pump.js";
+import { Correlator, REPLY_TO, timedCalls } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
 export class AmqplibClient implements BenchClient {
@@ -8,6 +9,8 @@ export class AmqplibClient implements BenchClient {
   private pub!: amqplib.Channel;
   private confirm!: amqplib.ConfirmChannel;
   private sub!: amqplib.Channel;
+  private rpcChannel: amqplib.Channel | undefined;
+  private readonly correlator = new Correlator();
 
   async open(o: OpenOptions): Promise<void> {
     const url = new URL(o.url);
@@ -58,6 +61,32 @@ export class AmqplibClient implements BenchClient {
       ).catch(reject);
     });
     await ch.checkQueue(queue);
+  }
+
+  /** Direct reply-to by hand on one channel: consume amq.rabbitmq.reply-to (noAck), publish with replyTo. */
+  async rpc(queue: string, body: Buffer, count: number, concurrency: number): Promise<number[]> {
+    if (this.rpcChannel === undefined) {
+      const ch = await this.conn.createChannel();
+      await ch.consume(
+        REPLY_TO,
+        (m) => {
+          if (m !== null) this.correlator.reply(m.properties.correlationId as string | undefined, m.content);
+        },
+        { noAck: true },
+      );
+      this.rpcChannel = ch;
+    }
+    const ch = this.rpcChannel;
+    return timedCalls(
+      count,
+      concurrency,
+      body,
+      () =>
+        new Promise<Uint8Array>((resolve) => {
+          const correlationId = this.correlator.next(resolve);
+          ch.publish("", queue, body, { replyTo: REPLY_TO, correlationId });
+        }),
+    );
   }
 
   async close(): Promise<void> {

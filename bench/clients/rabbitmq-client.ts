@@ -1,5 +1,6 @@
-import { type Channel, Connection } from "rabbitmq-client";
+import { type Channel, Connection, type RPCClient } from "rabbitmq-client";
 import { pump, WRITE_WINDOW } from "./pump.js";
+import { timedCalls } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
 /**
@@ -14,6 +15,7 @@ export class RabbitmqClient implements BenchClient {
   private pub!: Channel;
   private confirm!: Channel;
   private sub!: Channel;
+  private rpcClient: RPCClient | undefined;
 
   async open(o: OpenOptions): Promise<void> {
     this.conn = new Connection(
@@ -60,7 +62,18 @@ export class RabbitmqClient implements BenchClient {
     await ch.queueDeclare({ queue, passive: true });
   }
 
+  /** Its RPC client, `createRPCClient()` (direct reply-to), without publisher confirms as the others. */
+  async rpc(queue: string, body: Buffer, count: number, concurrency: number): Promise<number[]> {
+    this.rpcClient ??= this.conn.createRPCClient({ confirm: false, timeout: 30_000 });
+    const rpc = this.rpcClient;
+    return timedCalls(count, concurrency, body, async () => {
+      const reply = await rpc.send({ routingKey: queue }, body);
+      return Buffer.isBuffer(reply.body) ? reply.body : Buffer.from(String(reply.body ?? ""));
+    });
+  }
+
   async close(): Promise<void> {
+    await this.rpcClient?.close();
     await Promise.all([this.pub.close(), this.confirm.close(), this.sub.close()]);
     await this.conn.close();
   }

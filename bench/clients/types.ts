@@ -35,6 +35,13 @@ export interface BenchClient {
    * body does not have `bodySize` bytes.
    */
   consume(queue: string, count: number, prefetch: number, bodySize: number): Promise<void>;
+  /**
+   * rpc: `count` request/reply calls to `queue` over direct reply-to (consume
+   * amq.rabbitmq.reply-to with noAck, publish with replyTo and a correlationId on the same
+   * channel, or the client's own RPC API), at most `concurrency` outstanding; resolves with each
+   * call's round trip in µs. Rejects if a reply is not the request's body. Absent: n/a.
+   */
+  rpc?(queue: string, body: Buffer, count: number, concurrency: number): Promise<number[]>;
   close(): Promise<void>;
 }
 

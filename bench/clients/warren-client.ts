@@ -16,8 +16,10 @@ import {
   type ConsumedMessage,
   connect,
   type Publisher,
+  type RpcClient,
 } from "../../src/index.js";
 import { pump } from "./pump.js";
+import { timedCalls } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
 export class WarrenClientClient implements BenchClient {
@@ -26,6 +28,7 @@ export class WarrenClientClient implements BenchClient {
   private plain: Publisher | undefined;
   private confirmed = new Map<number, Publisher>();
   private sync: Channel | undefined;
+  private rpcClient: RpcClient | undefined;
 
   async open(o: OpenOptions): Promise<void> {
     const opts: ClientOptions = { url: o.url };
@@ -79,6 +82,16 @@ export class WarrenClientClient implements BenchClient {
       });
     });
     await consumer!.cancel();
+  }
+
+  /** `client.rpcClient().call()`: direct reply-to, correlation ids, timeouts, recovery. */
+  async rpc(queue: string, body: Buffer, count: number, concurrency: number): Promise<number[]> {
+    this.rpcClient ??= this.client.rpcClient();
+    const rpc = this.rpcClient;
+    return timedCalls(count, concurrency, body, async () => {
+      const reply = await rpc.call({ routingKey: queue, body, timeoutMs: 30_000 });
+      return reply.body;
+    });
   }
 
   async close(): Promise<void> {

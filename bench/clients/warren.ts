@@ -1,5 +1,6 @@
 import { type Channel, Connection } from "../../src/index.js";
 import { pump } from "./pump.js";
+import { Correlator, REPLY_TO, timedCalls } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
 export class WarrenClient implements BenchClient {
@@ -8,6 +9,8 @@ export class WarrenClient implements BenchClient {
   private pub!: Channel;
   private confirm!: Channel;
   private sub!: Channel;
+  private rpcChannel: Channel | undefined;
+  private readonly correlator = new Correlator();
 
   async open(o: OpenOptions): Promise<void> {
     this.conn = await Connection.open(
@@ -53,6 +56,28 @@ export class WarrenClient implements BenchClient {
       }).catch(reject);
     });
     await ch.queueDeclare({ queue, passive: true });
+  }
+
+  /** Direct reply-to by hand on one channel: consume amq.rabbitmq.reply-to (noAck), publish with replyTo. */
+  async rpc(queue: string, body: Buffer, count: number, concurrency: number): Promise<number[]> {
+    if (this.rpcChannel === undefined) {
+      const ch = await this.conn.openChannel();
+      await ch.basicConsume({ queue: REPLY_TO, noAck: true }, (m) =>
+        this.correlator.reply(m.properties.correlationId, m.body),
+      );
+      this.rpcChannel = ch;
+    }
+    const ch = this.rpcChannel;
+    return timedCalls(
+      count,
+      concurrency,
+      body,
+      () =>
+        new Promise<Uint8Array>((resolve) => {
+          const correlationId = this.correlator.next(resolve);
+          ch.basicPublish("", queue, body, { replyTo: REPLY_TO, correlationId });
+        }),
+    );
   }
 
   async close(): Promise<void> {
