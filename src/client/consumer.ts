@@ -249,7 +249,10 @@ class Delivery implements ConsumedMessage {
   }
 
   get signal(): AbortSignal {
-    this.controller ??= new AbortController();
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (!this.finished) this.consumer.watchSignal(this);
+    }
     return this.controller.signal;
   }
 
@@ -319,6 +322,8 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   private readonly delays: number[];
   private readonly deadLetterQueue: string | undefined;
   private readonly manual: boolean;
+  /** Running deliveries whose handler asked for `signal`: aborted when a drain gives up on them. */
+  private readonly signalled = new Set<Delivery>();
   /** Stream consumers: offsets handed out and not acked, and the last one, to resume from. */
   private readonly streamPending = new Set<number>();
   private streamLast: number | undefined;
@@ -530,6 +535,13 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     for (const d of this.waiting.drain()) this.settle(d, "requeue", "nack");
     await this.whenIdle(this.drainWait);
     this.channel = undefined;
+    if (this.signalled.size > 0) {
+      const err = new TimeoutError(
+        `consumer of queue "${this.queue}" closed: the handler did not finish within drainTimeout (${this.drainWait} ms); the broker redelivers its message`,
+      );
+      for (const d of this.signalled) d.abort(err);
+      this.signalled.clear();
+    }
     for (const d of this.waiting.drain()) this.abandon(d);
     if (ch?.isOpen) await ch.close().catch(() => undefined);
   }
@@ -636,7 +648,8 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     if (d.timer !== undefined) clearTimeout(d.timer);
     if (d.epoch === this.epoch) this.runningN--;
     this.handled++;
-    this.metrics?.handled((performance.now() - d.started) / 1000);
+    if (this.metrics !== undefined) this.metrics.handled((performance.now() - d.started) / 1000);
+    if (this.signalled.size > 0) this.signalled.delete(d);
     if (failed) this.fail(d, error);
     else if (!d.settled) this.settle(d, "ack", "ack");
     this.next();
@@ -733,6 +746,11 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   /** @internal msg.ack() / nack() / reject() */
   settleByUser(d: Delivery, op: Settle): void {
     this.settle(d, op, op === "ack" ? "ack" : op === "requeue" ? "nack" : "reject");
+  }
+
+  /** @internal a running handler asked for its message's signal */
+  watchSignal(d: Delivery): void {
+    if (!this.manual) this.signalled.add(d);
   }
 
   /** @internal a manual consumer's buffered delivery, never handed out: requeued (or dropped, when stale) */

@@ -4,10 +4,17 @@
  * with concurrency 1, handler timeouts, drain on close, a quorum queue's delivery limit, stream
  * offsets, the async iterator, and a connection killed while the retry policy is busy.
  */
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from "@opentelemetry/sdk-trace-base";
+import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   type Channel,
   type Client,
+  type ClientOptions,
   Connection,
   type Consumer,
   connect,
@@ -39,8 +46,8 @@ afterAll(async () => {
   await admin.close();
 });
 
-function client(name = uniqueName("policies")): Client {
-  const c = connect({ url: AMQP_URL, connectionName: name, reconnect: { initial: 50, max: 200 } });
+function client(name = uniqueName("policies"), extra: Partial<ClientOptions> = {}): Client {
+  const c = connect({ url: AMQP_URL, connectionName: name, reconnect: { initial: 50, max: 200 }, ...extra });
   clients.push(c);
   return c;
 }
@@ -175,6 +182,43 @@ describe("consumer policies", () => {
     );
     expect(letter!.properties.headers?.["x-warren-original-routing-key"]).toBe(queue);
     expect(c.stats).toMatchObject({ retried: 1, deadLettered: 1 });
+  });
+
+  it("counts retries and dead letters in consumer.stats, the metrics and the spans", async () => {
+    const registry = new Registry();
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    const name = uniqueName("policies-obs");
+    const cl = client(name, { metrics: { registry }, tracing: { tracer: provider.getTracer("test") } });
+    const queue = q("obs");
+    const dead = q("obs-dlq");
+    await cl.declare({
+      queues: [
+        { name: dead },
+        { name: queue, arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead } },
+      ],
+    });
+    const c = cl.consume({ queue, retry: { delays: 200 }, maxAttempts: 2 }, () => {
+      throw new Error("fails");
+    });
+    c.on("error", () => undefined);
+    await consuming(c);
+    await publish(queue, ["o"]);
+    await until(async () => (await messageCount(dead)) === 1, "the dead letter");
+    expect(c.stats).toMatchObject({ delivered: 2, failed: 2, retried: 1, deadLettered: 1, acked: 0 });
+    const value = async (metric: string) => {
+      const m = await registry.getSingleMetric(metric)!.get();
+      return m.values.find((v) => v.labels["queue"] === queue && v.labels["connection"] === name)?.value;
+    };
+    expect(await value("warren_delivered_total")).toBe(2);
+    expect(await value("warren_retried_total")).toBe(1);
+    expect(await value("warren_rejected_total")).toBe(1);
+    expect(await value("warren_acked_total")).toBe(0);
+    const outcomes = exporter
+      .getFinishedSpans()
+      .filter((s) => s.name === `process ${queue}`)
+      .map((s) => s.attributes["warren.delivery.outcome"]);
+    expect(outcomes).toEqual(["retry", "dead_letter"]);
   });
 
   it("runs at most `concurrency` handlers at once, and more than one", async () => {
