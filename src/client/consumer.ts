@@ -128,7 +128,7 @@ export interface ConsumedMessage {
   };
   /**
    * Which attempt this is, from headers that survive redelivery: 1 + retries (x-death of warren's
-   * delay queues, x-warren-retries) + redeliveries (x-delivery-count on quorum queues; 1 if
+   * delay queues, warren-retries) + redeliveries (x-delivery-count on quorum queues; 1 if
    * flagged redelivered elsewhere).
    */
   readonly attempt: number;

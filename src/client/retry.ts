@@ -18,8 +18,9 @@
  * recovery.
  *
  * Attempts are read from the message, never from memory: the broker's `x-death` counts (one
- * `expired` entry per delay queue, counted up on every pass), `x-warren-retries` (set by warren on
- * each copy: RabbitMQ 3.13+ no longer counts x-death entries of a message a client re-publishes),
+ * `expired` entry per delay queue, counted up on every pass), `warren-retries` (set by warren on
+ * each copy: RabbitMQ 4.0, and 3.13.0–3.13.2, no longer count the x-death of a message a client
+ * re-publishes; `x-` headers are the broker's, so warren's own headers have no `x-` prefix),
  * and the quorum queues' `x-delivery-count` (redeliveries after a requeue or a lost channel).
  */
 import type { BasicProperties } from "../protocol/generated/spec.js";
@@ -30,13 +31,13 @@ import type { TopologySpec } from "./topology.js";
 export const RETRY_EXCHANGE = "warren.retry";
 /** The header the retry exchange routes on (not `x-` prefixed: headers exchanges ignore those). */
 export const RETRY_DELAY_HEADER = "warren-retry-delay";
-/** Retries so far, written on each copy. */
-export const RETRIES_HEADER = "x-warren-retries";
+/** Retries so far, written on each copy (not `x-` prefixed: those belong to the broker). */
+export const RETRIES_HEADER = "warren-retries";
 /** Where the message was first published, kept on the copies (they come back by the default exchange). */
-export const ORIGINAL_EXCHANGE_HEADER = "x-warren-original-exchange";
-export const ORIGINAL_ROUTING_KEY_HEADER = "x-warren-original-routing-key";
+export const ORIGINAL_EXCHANGE_HEADER = "warren-original-exchange";
+export const ORIGINAL_ROUTING_KEY_HEADER = "warren-original-routing-key";
 /** Why warren dead-lettered a message into its own dead-letter queue. */
-export const DEATH_REASON_HEADER = "x-warren-death-reason";
+export const DEATH_REASON_HEADER = "warren-death-reason";
 
 /** The delay queue for `ms`: `warren.retry.500ms`. */
 export function delayQueueName(ms: number): string {
@@ -75,7 +76,7 @@ function toNumber(v: FieldValue | undefined): number | undefined {
   return undefined;
 }
 
-/** Retries behind this message: the larger of x-death's expired passes through warren's delay queues and x-warren-retries. */
+/** Retries behind this message: the larger of x-death's expired passes through warren's delay queues and warren-retries. */
 export function retriesOf(headers: FieldTable | undefined): number {
   if (headers === undefined) return 0;
   let fromDeaths = 0;

@@ -177,10 +177,10 @@ describe("consumer policies", () => {
     await until(async () => (await messageCount(`warren.dead.${queue}`)) === 1, "the dead letter");
     expect(attempts).toEqual([1, 2]);
     const [letter] = await drainQueue(admin, `warren.dead.${queue}`);
-    expect(String(letter!.properties.headers?.["x-warren-death-reason"])).toMatch(
+    expect(String(letter!.properties.headers?.["warren-death-reason"])).toMatch(
       /failed 2 attempts: Error: nope/,
     );
-    expect(letter!.properties.headers?.["x-warren-original-routing-key"]).toBe(queue);
+    expect(letter!.properties.headers?.["warren-original-routing-key"]).toBe(queue);
     expect(c.stats).toMatchObject({ retried: 1, deadLettered: 1 });
   });
 

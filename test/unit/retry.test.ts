@@ -25,7 +25,7 @@ describe("retry", () => {
     ]);
   });
 
-  it("counts retries from x-death entries of warren's delay queues, or x-warren-retries", () => {
+  it("counts retries from x-death entries of warren's delay queues, or warren-retries", () => {
     expect(retriesOf(undefined)).toBe(0);
     const deaths = [
       { queue: "warren.retry.500ms", reason: "expired", count: 2 },
@@ -34,15 +34,15 @@ describe("retry", () => {
       { queue: "other.delay", reason: "expired", count: 7 },
     ];
     expect(retriesOf({ "x-death": deaths })).toBe(3);
-    expect(retriesOf({ "x-death": deaths, "x-warren-retries": 4 })).toBe(4);
-    expect(retriesOf({ "x-warren-retries": 2 })).toBe(2);
+    expect(retriesOf({ "x-death": deaths, "warren-retries": 4 })).toBe(4);
+    expect(retriesOf({ "warren-retries": 2 })).toBe(2);
   });
 
   it("attempt = 1 + retries + redeliveries", () => {
     expect(attemptOf({}, false)).toBe(1);
     expect(attemptOf({}, true)).toBe(2);
     expect(attemptOf({ headers: { "x-delivery-count": 3 } }, true)).toBe(4);
-    expect(attemptOf({ headers: { "x-warren-retries": 2 } }, false)).toBe(3);
+    expect(attemptOf({ headers: { "warren-retries": 2 } }, false)).toBe(3);
   });
 
   it("the last delay repeats", () => {
@@ -53,18 +53,18 @@ describe("retry", () => {
     const p = copyProperties(
       { messageId: "m", expiration: "100", headers: { a: 1, "x-delivery-count": 2 } },
       { exchange: "orders", routingKey: "order.created" },
-      { "x-warren-retries": 1 },
+      { "warren-retries": 1 },
     );
     expect(p).toEqual({
       messageId: "m",
       headers: {
         a: 1,
-        "x-warren-original-exchange": "orders",
-        "x-warren-original-routing-key": "order.created",
-        "x-warren-retries": 1,
+        "warren-original-exchange": "orders",
+        "warren-original-routing-key": "order.created",
+        "warren-retries": 1,
       },
     });
-    const again = copyProperties(p, { exchange: "", routingKey: "q" }, { "x-warren-retries": 2 });
-    expect(again.headers?.["x-warren-original-exchange"]).toBe("orders");
+    const again = copyProperties(p, { exchange: "", routingKey: "q" }, { "warren-retries": 2 });
+    expect(again.headers?.["warren-original-exchange"]).toBe("orders");
   });
 });
