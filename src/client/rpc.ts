@@ -461,7 +461,7 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
 
   private checkIdle(): void {
     if (this.idleWaiters.length === 0 || this.pending.size > 0) return;
-    if (this.retries.length > 0) return;
+    if (this.retries.some((c) => !c.done)) return;
     for (;;) {
       const c = this.waiting.peek();
       if (c === undefined || !c.done) break;

@@ -152,6 +152,29 @@ describe("rpc", () => {
     expect(rpc.queued).toBe(0);
   });
 
+  it("at most maxInFlight calls are outstanding; the rest wait their turn", async () => {
+    const srv = client();
+    const cli = client();
+    const gate = deferred();
+    let received = 0;
+    const { queue } = await serve(srv, async (req) => {
+      received++;
+      await gate.promise;
+      return req.body;
+    });
+    const rpc = cli.rpcClient({ maxInFlight: 2 });
+    const calls = Array.from({ length: 5 }, (_, i) =>
+      rpc.call({ routingKey: queue, body: `c${i}`, timeoutMs: 20_000 }),
+    );
+    await waitFor(() => received === 2, "two requests at the server");
+    expect(rpc.inFlight).toBe(2);
+    expect(rpc.queued).toBe(3);
+    gate.resolve();
+    const replies = await Promise.all(calls);
+    expect(replies.map((r) => r.body.toString())).toEqual(["c0", "c1", "c2", "c3", "c4"]);
+    expect(received).toBe(5);
+  });
+
   it("a call nobody answers in time rejects with RpcCallTimeoutError; the late reply is dropped", async () => {
     const srv = client();
     const registry = new Registry();
