@@ -63,9 +63,9 @@ export interface Endpoint {
 export type DeliveryOutcome =
   /** basic.ack: the handler succeeded. */
   | "ack"
-  /** basic.nack with requeue: the handler failed on a first delivery. */
+  /** basic.nack with requeue: the handler failed with attempts left (the "requeue" policy). */
   | "nack"
-  /** basic.nack without requeue (dead-lettered if the queue has a DLX): it failed on a redelivery. */
+  /** basic.nack without requeue (dead-lettered if the queue has a DLX): the "reject" policy, or the last requeue attempt. */
   | "reject"
   /** noAck consumer: the broker forgot the message when it sent it. */
   | "auto_ack"
