@@ -154,7 +154,7 @@ export interface RpcClientHost {
   readonly closed: boolean;
   /** Closes the RpcClient's supervised channel. */
   closeChannel(): void;
-  tracing?: { tracer: Tracer } | undefined;
+  tracing?: { tracer: Tracer; propagateAll?: boolean } | undefined;
   stats?: RpcClientStats | undefined;
 }
 
@@ -269,8 +269,9 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
         started: performance.now(),
         span: undefined,
       };
-      const tracer = this.host.tracing?.tracer;
-      if (tracer !== undefined) call.span = startCallSpan(tracer, call);
+      const tracing = this.host.tracing;
+      if (tracing !== undefined)
+        call.span = startCallSpan(tracing.tracer, call, tracing.propagateAll !== false);
       call.timer = setTimeout(() => this.timedOut(call), timeoutMs);
       const ch = this.ch;
       if (
@@ -509,7 +510,7 @@ function spanName(c: { exchange: string; routingKey: string }): string {
 }
 
 /** A CLIENT span for a call (child of the active context), its trace context in a copy of the headers. */
-function startCallSpan(tracer: Tracer, c: Call): Span {
+function startCallSpan(tracer: Tracer, c: Call, propagateAll: boolean): Span {
   const parent = context.active();
   const span = tracer.startSpan(
     spanName(c),
@@ -528,6 +529,8 @@ function startCallSpan(tracer: Tracer, c: Call): Span {
     if (c.routingKey !== "") span.setAttribute("messaging.rabbitmq.destination.routing_key", c.routingKey);
     span.setAttribute("messaging.message.conversation_id", c.id);
   }
+  // propagate: "sampled" — only recorded calls carry their trace context.
+  if (!propagateAll && !span.isRecording()) return span;
   const carrier: Record<string, string> = {};
   propagation.inject(trace.setSpan(parent, span), carrier);
   for (const _ in carrier) {

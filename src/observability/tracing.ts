@@ -164,7 +164,8 @@ function recordFailure(span: Span, err: unknown): void {
  */
 export class Tracing {
   readonly tracer: Tracer;
-  private readonly propagateAll: boolean;
+  /** False with `propagate: "sampled"` (RPC calls follow it too). */
+  readonly propagateAll: boolean;
 
   constructor(
     options: TracingOptions,
