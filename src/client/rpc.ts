@@ -126,7 +126,11 @@ export interface RpcRequest {
   exchange?: string;
   routingKey: string;
   body: Body;
-  /** replyTo and correlationId are set by the client (a correlationId given here is replaced). */
+  /**
+   * replyTo and correlationId are set by the client (a correlationId given here is replaced);
+   * `expiration` defaults to what is left of timeoutMs when the request is sent, so a request
+   * nobody consumed before its call timed out is dropped by the queue, not served.
+   */
   properties?: PublishProperties;
   /**
    * From call() to the reply, waiting for a connection or a slot included (ms; default the
@@ -172,6 +176,8 @@ interface Call {
   sendsLeft: number;
   /** The channel it was last published on (undefined while waiting). */
   ch: Channel | undefined;
+  /** The caller gave no expiration: each send expires in the queue when the call times out. */
+  expires: boolean;
   done: boolean;
   started: number;
   span: Span | undefined;
@@ -265,6 +271,7 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
         timeoutMs,
         sendsLeft: sends,
         ch: undefined,
+        expires: properties.expiration === undefined,
         done: false,
         started: performance.now(),
         span: undefined,
@@ -333,6 +340,11 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
   }
 
   private send(ch: Channel, c: Call): void {
+    if (c.expires) {
+      // Nobody waits for the reply after the timeout: no server should start on it then.
+      const left = Math.ceil(c.started + c.timeoutMs - performance.now());
+      c.properties.expiration = String(Math.max(left, 1));
+    }
     try {
       ch.basicPublish(c.exchange, c.routingKey, c.body, c.properties, { mandatory: true });
     } catch (e) {

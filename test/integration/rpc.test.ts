@@ -22,6 +22,7 @@ import {
   type Client,
   ClientClosedError,
   type ClientOptions,
+  Connection,
   type ConsumedMessage,
   connect,
   RpcCallTimeoutError,
@@ -208,6 +209,30 @@ describe("rpc", () => {
     expect(metrics).toMatch(
       new RegExp(`warren_rpc_client_replies_dropped_total\\{connection="${cli.name}"\\} 1`),
     );
+  });
+
+  it("a request nobody consumed expires in its queue when its call times out", async () => {
+    const cli = client();
+    const queue = uniqueName("rpc-idle");
+    queues.push(queue);
+    await cli.declare({ queues: [{ name: queue }] });
+    const rpc = cli.rpcClient();
+    const err = await rejection(rpc.call({ routingKey: queue, body: "stale", timeoutMs: 200 }));
+    expect(err).toBeInstanceOf(RpcCallTimeoutError);
+    const conn = await Connection.open(AMQP_URL);
+    try {
+      const ch = await conn.openChannel();
+      // The broker drops expired messages at the head of the queue when it looks at it.
+      let left = (await ch.queueDeclare({ queue, passive: true })).messageCount;
+      for (let i = 0; i < 100 && left > 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        left = (await ch.queueDeclare({ queue, passive: true })).messageCount;
+      }
+      expect(left).toBe(0);
+      expect(await ch.basicGet({ queue, noAck: true })).toBeNull();
+    } finally {
+      await conn.close();
+    }
   });
 
   it("an unroutable request fails at once with UnroutableError", async () => {
