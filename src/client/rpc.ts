@@ -16,7 +16,7 @@
  * The server is a supervised consumer (`client.consume()`: resubscribed after every recovery and
  * server cancel) whose handler's result is published to the request's replyTo with its
  * correlationId through the default exchange, before the request is acked. A handler that throws
- * is answered with an error reply (header `x-warren-error`: { name, message, code }), which the
+ * is answered with an error reply (header `warren-error`: { name, message, code }), which the
  * calling client turns into an RpcRemoteError.
  */
 import {
@@ -50,7 +50,7 @@ import type { QueueSpec, TopologySpec } from "./topology.js";
 /** The pseudo-queue of direct reply-to: consume it (noAck) and name it as replyTo on the same channel. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
 /** The header of an error reply: a table { name, message, code? }. */
-export const RPC_ERROR_HEADER = "x-warren-error";
+export const RPC_ERROR_HEADER = "warren-error";
 
 // ─── instrumentation ─────────────────────────────────────────────────────────
 
