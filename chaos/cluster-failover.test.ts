@@ -6,8 +6,9 @@
  * rejected: RabbitMQ nacks publishes on a channel that reached the queue during the leader
  * election, and keeps nacking on it until it is reopened; the publisher retries nacks and renews
  * such a channel), every confirmed message is consumed (lost = 0), and the client leaves the dead
- * node. Printed: duplicates, nack retries, channel renewals, and for each kill the time to the
- * first confirm and first consume of a message sent after it. A second publisher, on a channel
+ * node, and publishing is back within 2 s of each kill (WARREN_CLUSTER_MAX_FIRST_CONFIRM_MS).
+ * Printed: duplicates, nack retries, channel renewals, and for each kill the time to the first
+ * confirm and first consume of a message sent after it. A second publisher, on a channel
  * opened 2 s after the first kill, shows a fresh channel works as well.
  *
  *   npx vitest run -c chaos/cluster/vitest.config.ts
@@ -182,10 +183,14 @@ describe.skipIf(!extraNodesSupported())("quorum queue leader fail-over (three lo
     console.log(`node ${leader + 1} restarted and rejoined in ${rejoinMs} ms`);
     await sleep(2000); // two more seconds of steady traffic with all three nodes
 
-    // 3. The node the client is connected to.
+    // 3. The node the client is connected to, once the queue's members on the restarted node caught
+    //    up (taking it down before would leave the queue without a majority: no confirms at all).
     const address = cl.connection?.address ?? "";
     const clientNode = c.amqpPorts.findIndex((p) => address.includes(`:${p}`));
     expect(clientNode).toBeGreaterThanOrEqual(0);
+    const syncAt = performance.now();
+    await c.untilNotQuorumCritical(clientNode);
+    const syncMs = Math.round(performance.now() - syncAt);
     kills.push(await killAndRide(clientNode, "the client's node"));
     const address2 = cl.connection?.address ?? "";
 
@@ -220,6 +225,7 @@ describe.skipIf(!extraNodesSupported())("quorum queue leader fail-over (three lo
       lostSample: lost.slice(0, 10),
       newLeaderNode: newLeader + 1,
       rejoinMs,
+      quorumSafeAfterMs: syncMs,
       kills: kills.map(({ killAt: _k, ...k }) => k),
       clientMovedFrom: address,
       clientMovedTo: address2,
@@ -240,8 +246,11 @@ describe.skipIf(!extraNodesSupported())("quorum queue leader fail-over (three lo
     }
     expect(ledger.confirmed).toBe(ledger.sent);
     expect(lanes).toHaveLength(2);
+    // With default settings, publishing is back within 2 s of each kill (reconnect to a surviving
+    // node, the leader election, nack retries and channel renewal included).
+    const limit = Number(process.env["WARREN_CLUSTER_MAX_FIRST_CONFIRM_MS"] ?? 2000);
     for (const k of kills) {
-      expect(k.firstConfirmOfMessageSentAfterKillMs).toBeLessThan(Number.POSITIVE_INFINITY);
+      expect(k.firstConfirmOfMessageSentAfterKillMs).toBeLessThan(limit);
       expect(k.firstConsumeOfMessageSentAfterKillMs).toBeLessThan(Number.POSITIVE_INFINITY);
     }
     expect(address2).not.toBe(address); // the client left the dead node

@@ -61,6 +61,12 @@ export interface Cluster {
   ctl(nodeIndex: number, args: string[], opts?: { timeoutMs?: number }): Promise<string>;
   /** Hard failure of node i: SIGKILL its beam.smp; resolves once it is gone. */
   kill(nodeIndex: number): Promise<void>;
+  /**
+   * Resolves once stopping node i would leave every quorum queue with an online majority
+   * (`rabbitmq-queues check_if_node_is_quorum_critical`): what an operator checks before taking a
+   * node down, e.g. after another node came back and its queue members are catching up.
+   */
+  untilNotQuorumCritical(nodeIndex: number, timeoutMs?: number): Promise<void>;
   /** Boots node i again (after kill) with its data: it rejoins the cluster; resolves once it runs there. */
   restart(nodeIndex: number): Promise<void>;
   /** Whether node i's beam.smp is running. */
@@ -324,6 +330,25 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       killBeams(node);
       for (let t = 0; t < 100 && isAlive(i); t += 1) await sleep(100);
       if (isAlive(i)) throw new Error(`${node.nodeName}: beam.smp survived SIGKILL`);
+    },
+    async untilNotQuorumCritical(i, timeoutMs = 60_000) {
+      const node = nodes[i];
+      if (!node) throw new Error(`no node ${i}`);
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const ok = await run(
+          join(RABBITMQ_BIN, "rabbitmq-queues"),
+          ["-n", node.nodeName, "check_if_node_is_quorum_critical"],
+          { env: ctlEnv, cwd: dir, timeoutMs: 30_000 },
+        ).then(
+          () => true,
+          () => false,
+        );
+        if (ok) return;
+        if (Date.now() > deadline)
+          throw new Error(`${node.nodeName} still quorum critical after ${timeoutMs} ms`);
+        await sleep(200);
+      }
     },
     async restart(i) {
       if (!nodes[i]) throw new Error(`no node ${i}`);
