@@ -3,6 +3,9 @@
  * broker will not nack on demand): nack streaks renew the channel, a nack then an ack retries
  * without renewing, `multiple` nacks, retries exhausted, and close() during a backoff.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Client, ClientClosedError, connect, PublishNackedError } from "../../src/index.js";
 import { type FakePeer, FakeServer, type Frame } from "../fake/server.js";
@@ -119,6 +122,35 @@ describe("publisher nack policy and channel renewal (fake server)", { timeout: 2
       expect(sends.at(-1)!.channel).toBe(fresh);
     }
     expect(pub.pending).toBe(0);
+  });
+
+  it("the outbox relay: a channel that nacks everything is renewed and the rows go through; none is dead-lettered", async () => {
+    let stuck: number | undefined;
+    const { client, broker } = await setup((p, b) => {
+      stuck ??= b.confirmChannels[0];
+      return p.channel === stuck ? "nack" : "ack";
+    });
+    const dir = mkdtempSync(join(tmpdir(), "warren-nacks-"));
+    try {
+      const pub = client.publisher({
+        outbox: { path: join(dir, "outbox.db") },
+        renewAfterNacks: 3,
+        nackRetry: { initialDelayMs: 10, maxDelayMs: 20 },
+      });
+      const sent = bodies(8, "row");
+      for (const body of sent) await pub.publish({ exchange: "", routingKey: "q", body });
+      await pub.whenIdle(10_000);
+      expect(pub.stored).toBe(0);
+      expect(pub.deadLetters.list()).toEqual([]);
+      expect(pub.counters.channelRenewals).toBeGreaterThanOrEqual(1);
+      const b = broker();
+      expect(b.closedChannels).toContain(stuck);
+      const fresh = b.confirmChannels.at(-1);
+      for (const body of sent) expect(b.sendsOf(body).at(-1)!.channel).toBe(fresh);
+      await pub.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("a nack then an ack: sent again after the backoff; no renewal while acks come between nacks", async () => {
