@@ -182,6 +182,20 @@ export class Tracing {
     return new Tracing(option === true ? {} : option, endpoint);
   }
 
+  /** A recorded span's per-message attributes: `more`, the routing key, ids and the broker. */
+  private setMessage(span: Span, more: Attributes, routingKey: string, properties: BasicProperties): void {
+    if (routingKey !== "") more[TraceAttributes.ROUTING_KEY] = routingKey;
+    if (properties.messageId !== undefined) more[TraceAttributes.MESSAGE_ID] = properties.messageId;
+    if (properties.correlationId !== undefined)
+      more[TraceAttributes.CONVERSATION_ID] = properties.correlationId;
+    const at = this.endpoint();
+    if (at !== undefined) {
+      more[TraceAttributes.SERVER_ADDRESS] = at.host;
+      more[TraceAttributes.SERVER_PORT] = at.port;
+    }
+    span.setAttributes(more);
+  }
+
   private setServer(span: Span): void {
     if (!span.isRecording()) return;
     const at = this.endpoint();
@@ -213,19 +227,8 @@ export class Tracing {
       { kind: SpanKind.PRODUCER, attributes },
       parent,
     );
-    if (span.isRecording()) {
-      const more: Attributes = { [TraceAttributes.BODY_SIZE]: bodySize(body) };
-      if (routingKey !== "") more[TraceAttributes.ROUTING_KEY] = routingKey;
-      if (properties.messageId !== undefined) more[TraceAttributes.MESSAGE_ID] = properties.messageId;
-      if (properties.correlationId !== undefined)
-        more[TraceAttributes.CONVERSATION_ID] = properties.correlationId;
-      const at = this.endpoint();
-      if (at !== undefined) {
-        more[TraceAttributes.SERVER_ADDRESS] = at.host;
-        more[TraceAttributes.SERVER_PORT] = at.port;
-      }
-      span.setAttributes(more);
-    }
+    if (span.isRecording())
+      this.setMessage(span, { [TraceAttributes.BODY_SIZE]: bodySize(body) }, routingKey, properties);
     if (!this.propagateAll && !span.isRecording()) return span;
     const carrier: Record<string, string> = {};
     propagation.inject(trace.setSpan(parent, span), carrier);
@@ -318,16 +321,7 @@ export class Tracing {
         [TraceAttributes.DELIVERY_TAG]: fields.deliveryTag,
         [TraceAttributes.BODY_SIZE]: delivery.body.byteLength,
       };
-      if (fields.routingKey !== "") more[TraceAttributes.ROUTING_KEY] = fields.routingKey;
-      if (properties.messageId !== undefined) more[TraceAttributes.MESSAGE_ID] = properties.messageId;
-      if (properties.correlationId !== undefined)
-        more[TraceAttributes.CONVERSATION_ID] = properties.correlationId;
-      const at = this.endpoint();
-      if (at !== undefined) {
-        more[TraceAttributes.SERVER_ADDRESS] = at.host;
-        more[TraceAttributes.SERVER_PORT] = at.port;
-      }
-      span.setAttributes(more);
+      this.setMessage(span, more, fields.routingKey, properties);
     }
     return { span, context: trace.setSpan(parent, span) };
   }

@@ -25,6 +25,7 @@ import {
   UnroutableError,
   VhostNotAllowedError,
 } from "../../src/index.js";
+import { deferred, rejection } from "../support/async.js";
 import {
   AMQP_URL,
   amqpUrlWith,
@@ -36,23 +37,6 @@ import {
 import { waitFor } from "../support/wait.js";
 
 // ─── helpers ────────────────────────────────────────────────────────────────
-
-function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error("expected a rejection");
-}
 
 interface Change {
   from: string;

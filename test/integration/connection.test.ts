@@ -11,6 +11,7 @@ import {
   VhostNotAllowedError,
   WarrenError,
 } from "../../src/index.js";
+import { rejection } from "../support/async.js";
 import {
   AMQP_URL,
   addUser,
@@ -31,15 +32,6 @@ function allText(err: unknown): string {
     e = (e as Error).cause;
   }
   return parts.join("\n");
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe("connection against RabbitMQ", () => {

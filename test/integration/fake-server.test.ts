@@ -30,6 +30,7 @@ import {
 } from "../../src/index.js";
 import { METHOD_NAMES } from "../../src/protocol/generated/spec.js";
 import { FakePeer, FakeServer, type HandshakeOptions } from "../fake/server.js";
+import { rejection } from "../support/async.js";
 
 // ─── harness ────────────────────────────────────────────────────────────────
 
@@ -81,16 +82,6 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-/** Settles a promise into its rejection reason (fails when it resolves). */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error("expected a rejection");
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -32,6 +32,7 @@ import {
   UnroutableError,
   WarrenError,
 } from "../../src/index.js";
+import { deferred, rejection } from "../support/async.js";
 import { AMQP_URL, canUseRabbitmqctl, closeConnectionsNamed, uniqueName } from "../support/broker.js";
 import { waitFor } from "../support/wait.js";
 
@@ -48,23 +49,6 @@ function client(options: ClientOptions = {}): Client & { name: string } {
   });
   clients.push(c);
   return Object.assign(c, { name });
-}
-
-function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error("expected a rejection");
 }
 
 /** A server on a fresh queue it declares (deleted after the test). */

@@ -6,17 +6,9 @@
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthenticationError, Connection, HandshakeError, TlsError, WarrenError } from "../../src/index.js";
+import { rejection } from "../support/async.js";
 import { withMemoryAlarm } from "../support/broker.js";
 import { extraNodesSupported, startTlsNode, type TlsNode, tcpAnswers } from "../support/extra-node.js";
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe.skipIf(!extraNodesSupported())("a private RabbitMQ node with TLS", { timeout: 120_000 }, () => {
   let node: TlsNode;
