@@ -36,6 +36,8 @@ LOCAL_HOST=127.0.0.1
 LOCAL_PORT="${BROKER_LOCAL_PORT:-5672}"
 
 say() { echo "broker: $*" >&2; }
+# can_admin, find_exe
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # tcp_open HOST PORT: true when a TCP connection to HOST:PORT succeeds within 3 s.
 tcp_open() {
@@ -100,32 +102,6 @@ check_amqp_url() {
   say "nothing answers on $shown:$port (from AMQP_URL=$masked)"
   say "start that broker, or unset AMQP_URL to use a local RabbitMQ on $LOCAL_HOST:5672"
   exit 1
-}
-
-# Root runs commands directly; other users go through sudo when it works without a password.
-SUDO=""
-can_admin() {
-  if [[ "$(id -u)" -eq 0 ]]; then
-    SUDO=""
-    return 0
-  fi
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    SUDO="sudo -n"
-    return 0
-  fi
-  return 1
-}
-
-# find_exe NAME: path of an executable NAME on PATH or in /usr/sbin.
-find_exe() {
-  local p
-  for p in "$(type -P "$1" 2>/dev/null || true)" "/usr/sbin/$1"; do
-    if [[ -n "$p" && -f "$p" && -x "$p" ]]; then
-      echo "$p"
-      return 0
-    fi
-  done
-  return 1
 }
 
 find_server() { find_exe rabbitmq-server; }
