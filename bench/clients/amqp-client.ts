@@ -1,6 +1,6 @@
 import { type AMQPChannel, AMQPClient } from "@cloudamqp/amqp-client";
 import { pump, WRITE_WINDOW } from "./pump.js";
-import { Correlator, REPLY_TO, timedCalls } from "./rpc-calls.js";
+import { Correlator, correlatedCalls, REPLY_TO } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
 /**
@@ -69,15 +69,8 @@ export class CloudAmqpClient implements BenchClient {
       this.rpcChannel = ch;
     }
     const ch = this.rpcChannel;
-    return timedCalls(
-      count,
-      concurrency,
-      body,
-      () =>
-        new Promise<Uint8Array>((resolve, reject) => {
-          const correlationId = this.correlator.next(resolve);
-          ch.basicPublish("", queue, body, { replyTo: REPLY_TO, correlationId }).catch(reject);
-        }),
+    return correlatedCalls(count, concurrency, body, this.correlator, (correlationId) =>
+      ch.basicPublish("", queue, body, { replyTo: REPLY_TO, correlationId }),
     );
   }
 

@@ -1,6 +1,6 @@
 import amqplib from "amqplib";
 import { pump } from "./pump.js";
-import { Correlator, REPLY_TO, timedCalls } from "./rpc-calls.js";
+import { Correlator, correlatedCalls, REPLY_TO } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
 export class AmqplibClient implements BenchClient {
@@ -77,15 +77,8 @@ export class AmqplibClient implements BenchClient {
       this.rpcChannel = ch;
     }
     const ch = this.rpcChannel;
-    return timedCalls(
-      count,
-      concurrency,
-      body,
-      () =>
-        new Promise<Uint8Array>((resolve) => {
-          const correlationId = this.correlator.next(resolve);
-          ch.publish("", queue, body, { replyTo: REPLY_TO, correlationId });
-        }),
+    return correlatedCalls(count, concurrency, body, this.correlator, (correlationId) =>
+      ch.publish("", queue, body, { replyTo: REPLY_TO, correlationId }),
     );
   }
 

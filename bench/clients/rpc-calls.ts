@@ -47,5 +47,28 @@ export class Correlator {
   }
 }
 
+/**
+ * timedCalls for a client driven by hand: each call takes a correlation id from `correlator` and
+ * `send`s the request with it (replyTo set by `send`); the reply consumer feeds the correlator.
+ */
+export function correlatedCalls(
+  count: number,
+  concurrency: number,
+  body: Buffer,
+  correlator: Correlator,
+  send: (correlationId: string) => unknown,
+): Promise<number[]> {
+  return timedCalls(
+    count,
+    concurrency,
+    body,
+    () =>
+      new Promise<Uint8Array>((resolve, reject) => {
+        const sent = send(correlator.next(resolve));
+        if (sent instanceof Promise) sent.catch(reject);
+      }),
+  );
+}
+
 /** The pseudo-queue of RabbitMQ's direct reply-to. */
 export const REPLY_TO = "amq.rabbitmq.reply-to";

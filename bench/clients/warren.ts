@@ -1,6 +1,6 @@
 import { type Channel, Connection } from "../../src/index.js";
 import { pump } from "./pump.js";
-import { Correlator, REPLY_TO, timedCalls } from "./rpc-calls.js";
+import { Correlator, correlatedCalls, REPLY_TO } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
 export class WarrenClient implements BenchClient {
@@ -68,15 +68,8 @@ export class WarrenClient implements BenchClient {
       this.rpcChannel = ch;
     }
     const ch = this.rpcChannel;
-    return timedCalls(
-      count,
-      concurrency,
-      body,
-      () =>
-        new Promise<Uint8Array>((resolve) => {
-          const correlationId = this.correlator.next(resolve);
-          ch.basicPublish("", queue, body, { replyTo: REPLY_TO, correlationId });
-        }),
+    return correlatedCalls(count, concurrency, body, this.correlator, (correlationId) =>
+      ch.basicPublish("", queue, body, { replyTo: REPLY_TO, correlationId }),
     );
   }
 
