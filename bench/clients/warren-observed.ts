@@ -9,9 +9,10 @@
  * Tracing as a busy service would run it: parent-based sampling, 1% of new traces recorded
  * (WARREN_BENCH_SAMPLE=1 records every span), trace context in the sampled messages
  * (`propagate: "sampled"`; WARREN_BENCH_PROPAGATE=always puts it in every message).
- * WARREN_BENCH_OBSERVE=metrics|tracing measures one of the two alone.
+ * WARREN_BENCH_OBSERVE=metrics|tracing measures one of the two alone; WARREN_BENCH_SDK=0 traces
+ * through the API without an SDK (warren's instrumentation alone).
  */
-import { propagation, type Tracer } from "@opentelemetry/api";
+import { propagation, type Tracer, trace } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import {
   BasicTracerProvider,
@@ -50,7 +51,11 @@ export class WarrenObservedClient extends WarrenClientClient {
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
       spanProcessors: [new BatchSpanProcessor(new DroppingExporter(), { maxQueueSize: 65_536 })],
     });
-    const tracer: Tracer = this.provider.getTracer("warren-bench");
+    // WARREN_BENCH_SDK=0: the API's own no-op tracer (no SDK): what warren's instrumentation alone costs.
+    const tracer: Tracer =
+      process.env["WARREN_BENCH_SDK"] === "0"
+        ? trace.getTracer("warren-bench")
+        : this.provider.getTracer("warren-bench");
     const which = process.env["WARREN_BENCH_OBSERVE"] ?? "both";
     const opts: ClientOptions = { url: o.url };
     if (which !== "tracing") opts.metrics = { registry: this.registry };

@@ -28,6 +28,7 @@ import {
   ROOT_CONTEXT,
   type Span,
   SpanKind,
+  type SpanOptions,
   SpanStatusCode,
   type TextMapGetter,
   type Tracer,
@@ -206,27 +207,38 @@ export class Tracing {
 
   // ─── producer ─────────────────────────────────────────────────────────
 
+  /** Span name and start options per exchange (the same for every publish to it), cached. */
+  private readonly starts = new Map<string, { name: string; options: SpanOptions }>();
+
+  private publishStart(exchange: string): { name: string; options: SpanOptions } {
+    let start = this.starts.get(exchange);
+    if (start !== undefined) return start;
+    const destination = exchange === "" ? DEFAULT_EXCHANGE : exchange;
+    // What samplers see at creation (as the conventions ask); the rest only for recorded spans,
+    // so an unsampled publish costs little more than its trace context. The SDK copies them.
+    const attributes: Attributes = Object.freeze({
+      [TraceAttributes.SYSTEM]: "rabbitmq",
+      [TraceAttributes.OPERATION_TYPE]: "send",
+      [TraceAttributes.OPERATION_NAME]: "publish",
+      [TraceAttributes.DESTINATION]: destination,
+    });
+    start = {
+      name: `publish ${destination}`,
+      options: Object.freeze({ kind: SpanKind.PRODUCER, attributes }),
+    };
+    if (this.starts.size < 256) this.starts.set(exchange, start);
+    return start;
+  }
+
   /**
    * Starts the producer span of an accepted publish (child of the active context) and puts its
    * trace context into `properties.headers`, which it replaces with a copy: `properties` must
    * be the publisher's own object (normaliseProperties), never the caller's.
    */
   startPublish(exchange: string, routingKey: string, body: Body, properties: BasicProperties): Span {
-    const destination = exchange === "" ? DEFAULT_EXCHANGE : exchange;
-    // What samplers see at creation (as the conventions ask); the rest only for recorded spans,
-    // so an unsampled publish costs little more than its trace context.
-    const attributes: Attributes = {
-      [TraceAttributes.SYSTEM]: "rabbitmq",
-      [TraceAttributes.OPERATION_TYPE]: "send",
-      [TraceAttributes.OPERATION_NAME]: "publish",
-      [TraceAttributes.DESTINATION]: destination,
-    };
+    const start = this.publishStart(exchange);
     const parent = context.active();
-    const span = this.tracer.startSpan(
-      `publish ${destination}`,
-      { kind: SpanKind.PRODUCER, attributes },
-      parent,
-    );
+    const span = this.tracer.startSpan(start.name, start.options, parent);
     if (span.isRecording())
       this.setMessage(span, { [TraceAttributes.BODY_SIZE]: bodySize(body) }, routingKey, properties);
     if (!this.propagateAll && !span.isRecording()) return span;
