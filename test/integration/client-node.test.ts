@@ -9,57 +9,12 @@ import {
   type ClientOptions,
   Connection,
   ConnectionClosedByBroker,
-  type ConsumedMessage,
   connect,
 } from "../../src/index.js";
 import { uniqueName, withMemoryAlarm } from "../support/broker.js";
 import { type ExtraNode, extraNodesSupported, findFreePorts, startExtraNode } from "../support/extra-node.js";
+import { Inbox, StateLog } from "../support/state-log.js";
 import { waitFor } from "../support/wait.js";
-
-// ─── helpers ────────────────────────────────────────────────────────────────
-
-interface Change {
-  from: string;
-  to: string;
-  error: Error | undefined;
-  at: number;
-}
-
-interface StateSource {
-  on(event: "state", fn: (c: { from: string; to: string; error: Error | undefined }) => void): unknown;
-}
-
-/** Every state change of a client or consumer, with its time (performance.now()). */
-class StateLog {
-  readonly changes: Change[] = [];
-  constructor(source: StateSource) {
-    source.on("state", (c) => this.changes.push({ ...c, at: performance.now() }));
-  }
-  statesSince(mark: number): string[] {
-    return this.changes.slice(mark).map((c) => c.to);
-  }
-  count(to: string, since = 0): number {
-    return this.changes.slice(since).filter((c) => c.to === to).length;
-  }
-  async next(to: string, since: number, timeoutMs = 10_000): Promise<Change> {
-    const find = () => this.changes.slice(since).find((c) => c.to === to);
-    await waitFor(() => find() !== undefined, `state ${to}`, timeoutMs);
-    return find() as Change;
-  }
-}
-
-class Inbox {
-  readonly messages: { body: string; at: number }[] = [];
-  readonly handler = (m: ConsumedMessage): void => {
-    this.messages.push({ body: m.body.toString(), at: performance.now() });
-  };
-  bodies(): string[] {
-    return this.messages.map((m) => m.body);
-  }
-  async got(body: string, timeoutMs = 10_000): Promise<void> {
-    await waitFor(() => this.bodies().includes(body), `message "${body}"`, timeoutMs);
-  }
-}
 
 // ─── tests ──────────────────────────────────────────────────────────────────
 
