@@ -179,16 +179,11 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
   });
   client.on("error", () => undefined);
 
-  const publishedAt = new Map<string, number>();
-  const confirmed = new Set<string>();
   const consumed = new Set<string>();
   let consumedTotal = 0;
-  const rejectedBy: Record<string, number> = {};
-  let rejected = 0;
   let healAt: number | undefined;
   let firstAfterHeal: number | undefined;
   let consumingAfterHeal: number | undefined;
-  const pending = new Set<Promise<void>>();
   const notes: Record<string, unknown> = {};
 
   try {
@@ -208,38 +203,8 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
     });
     const ctx: ScenarioContext = { env, client, publisher, consumer, queue, connectionName, notes };
 
-    // Steady publishing: every 10 ms, as many messages as the rate asks for.
-    let seq = 0;
-    let publishing = true;
-    const t0 = Date.now();
-    const pump = setInterval(() => {
-      if (!publishing) return;
-      const due = Math.floor(((Date.now() - t0) * rate) / 1000);
-      while (seq < due) {
-        seq += 1;
-        const id = `${tag}-${seq}`;
-        publishedAt.set(id, Date.now());
-        const p = publisher
-          .publish({
-            exchange: "",
-            routingKey: queue,
-            body: `chaos ${id}`,
-            properties: { messageId: id, persistent: true },
-          })
-          .then(
-            () => {
-              confirmed.add(id);
-            },
-            (e: unknown) => {
-              rejected += 1;
-              const name = e instanceof Error ? e.name : typeof e;
-              rejectedBy[name] = (rejectedBy[name] ?? 0) + 1;
-            },
-          )
-          .finally(() => pending.delete(p));
-        pending.add(p);
-      }
-    }, 10);
+    const stream = steadyPublishing(publisher, queue, tag, rate);
+    const { confirmed, publishedAt, pending } = stream;
 
     try {
       await sleep(scenario.warmupMs ?? 1000);
@@ -250,8 +215,7 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
       else await resetProxy(env);
       await sleep(scenario.afterMs ?? 1500);
     } finally {
-      publishing = false;
-      clearInterval(pump);
+      stream.stop();
     }
 
     // Every publish settles (confirmed or rejected), then everything confirmed is consumed.
@@ -274,13 +238,13 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
     const recoveredAt = candidates.length > 0 ? Math.min(...candidates) : undefined;
     const result: ScenarioResult = {
       name: scenario.name,
-      published: seq,
+      published: stream.published,
       confirmed: confirmed.size,
       consumed: consumed.size,
       duplicates: consumedTotal - consumed.size,
       lost: lostIds.length,
-      rejected,
-      rejectedBy,
+      rejected: stream.rejected,
+      rejectedBy: stream.rejectedBy,
       recoveryMs: recoveredAt !== undefined && healAt !== undefined ? recoveredAt - healAt : undefined,
       reconnects,
       durationMs: 0,
@@ -299,6 +263,73 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
     await resetProxy(env).catch(() => undefined);
     await deleteQueue(env.directUrl, queue);
   }
+}
+
+/** A steady stream of confirmed, persistent messages with ids "<prefix>-<n>", and what became of them. */
+export interface SteadyPublishing {
+  /** Messages handed to publish() so far. */
+  readonly published: number;
+  readonly publishedAt: Map<string, number>;
+  readonly confirmed: Set<string>;
+  readonly rejected: number;
+  /** Rejections by error name. */
+  readonly rejectedBy: Record<string, number>;
+  /** Publishes not settled yet. */
+  readonly pending: Set<Promise<void>>;
+  stop(): void;
+}
+
+/**
+ * Publishes to `queue` through `publisher`, every 10 ms as many messages as `rate` (per second)
+ * asks for, until stop() (or while `paused()` says so). `onRejected` sees every rejection.
+ */
+export function steadyPublishing(
+  publisher: Publisher,
+  queue: string,
+  prefix: string,
+  rate: number,
+  opts: { paused?: () => boolean; onRejected?: (e: unknown) => void } = {},
+): SteadyPublishing {
+  const t0 = Date.now();
+  const state = {
+    published: 0,
+    publishedAt: new Map<string, number>(),
+    confirmed: new Set<string>(),
+    rejected: 0,
+    rejectedBy: {} as Record<string, number>,
+    pending: new Set<Promise<void>>(),
+    stop: () => clearInterval(pump),
+  };
+  const pump = setInterval(() => {
+    if (opts.paused?.()) return;
+    const due = Math.floor(((Date.now() - t0) * rate) / 1000);
+    while (state.published < due) {
+      state.published += 1;
+      const id = `${prefix}-${state.published}`;
+      state.publishedAt.set(id, Date.now());
+      const p = publisher
+        .publish({
+          exchange: "",
+          routingKey: queue,
+          body: `chaos ${id}`,
+          properties: { messageId: id, persistent: true },
+        })
+        .then(
+          () => {
+            state.confirmed.add(id);
+          },
+          (e: unknown) => {
+            state.rejected += 1;
+            const name = e instanceof Error ? e.name : typeof e;
+            state.rejectedBy[name] = (state.rejectedBy[name] ?? 0) + 1;
+            opts.onRejected?.(e);
+          },
+        )
+        .finally(() => state.pending.delete(p));
+      state.pending.add(p);
+    }
+  }, 10);
+  return state;
 }
 
 /** Deletes a queue directly on the broker (not through the proxy); a missing queue is fine. */
