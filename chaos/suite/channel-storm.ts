@@ -40,8 +40,10 @@ export async function breakChannelsOf(
   const confirmOnly = opts.confirmOnly ?? true;
   const erl = [
     `Name = <<"${connectionName}">>,`,
+    // A connection still in its handshake has client_properties `none`: the guard skips it (an
+    // error in a clause body would escape the try).
     "Ours = fun(C) -> try rabbit_networking:connection_info(C, [client_properties]) of",
-    '  [{client_properties, Props}] -> lists:member({<<"connection_name">>, longstr, Name}, Props);',
+    '  [{client_properties, Props}] when is_list(Props) -> lists:member({<<"connection_name">>, longstr, Name}, Props);',
     "  _ -> false catch _:_ -> false end end,",
     "Conns = [C || C <- rabbit_networking:connections(), Ours(C)],",
     "Hit = fun(P) -> try rabbit_channel:info(P, [connection, confirm]) of",

@@ -43,6 +43,12 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  // The retry topology these tests made warren declare (shared by design, durable): gone again.
+  const ch = await admin.openChannel();
+  for (const ms of [200, 250, 300, 500])
+    await ch.queueDelete({ queue: `warren.retry.${ms}ms` }).catch(() => undefined);
+  if (ch.isOpen) await ch.exchangeDelete({ exchange: "warren.retry" }).catch(() => undefined);
+  if (ch.isOpen) await ch.close();
   await admin.close();
 });
 

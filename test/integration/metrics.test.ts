@@ -255,6 +255,7 @@ describe("publishing metrics", () => {
     expect(await value(registry, "warren_returned_total", ex)).toBe(1);
     expect(await value(registry, "warren_publish_failed_total", { ...ex, reason: "unroutable" })).toBe(1);
     expect(await value(registry, "warren_confirmed_total", ex)).toBe(0);
+    await c.deleteExchange(exchange);
   });
 
   it("labels at most maxLabelValues exchanges, the rest as _other", async () => {
@@ -280,6 +281,7 @@ describe("publishing metrics", () => {
       undefined,
     );
     expect(await registry.metrics()).not.toContain(names[2]!);
+    for (const x of names) await c.deleteExchange(x);
   });
 
   it("gauges the outbox depth and its dead letters", async () => {
@@ -615,6 +617,7 @@ describe("exposition", () => {
     const text = await registry.metrics();
     expect(text.match(/# TYPE warren_published_total counter/g)).toHaveLength(1);
     await b.close();
+    await a.deleteQueue(queue);
     expect(await value(registry, "warren_connection_up", { connection: nameOf(a) })).toBe(1);
     expect(await value(registry, "warren_connection_state", { connection: nameOf(b), state: "closed" })).toBe(
       1,
