@@ -25,6 +25,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../../test/support/broker.js";
 import {
+  cleanEnv,
   extraNodesSupported,
   findFreePorts,
   RABBITMQ_BIN,
@@ -120,22 +121,6 @@ function killBeams(node: NodeRec): void {
   }
 }
 
-function cleanEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (
-      key.startsWith("RABBITMQ_") ||
-      key.startsWith("ERL_") ||
-      key === "NOTIFY_SOCKET" ||
-      key === MARKER_KEY
-    )
-      continue;
-    env[key] = value;
-  }
-  env["LANG"] ??= "C.UTF-8";
-  return env;
-}
-
 const WATCHDOG = `
 owner="$1"; dir="$2"; shift 2
 while kill -0 "$owner" 2>/dev/null; do sleep 1; done
@@ -170,7 +155,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const confEnv = join(dir, "rabbitmq-env.conf");
   await writeFile(confEnv, "");
   const ctlEnv: NodeJS.ProcessEnv = {
-    ...cleanEnv(),
+    ...cleanEnv(MARKER_KEY),
     HOME: home,
     RABBITMQ_CONF_ENV_FILE: confEnv,
     RABBITMQ_CTL_DIST_PORT_MIN: String(ctlMin),
@@ -209,7 +194,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const watchdog = spawn(
     "/bin/sh",
     ["-c", WATCHDOG, "warren-cluster-watchdog", String(process.pid), dir, ...nodes.map((n) => n.marker)],
-    { detached: true, stdio: "ignore", env: cleanEnv() },
+    { detached: true, stdio: "ignore", env: cleanEnv(MARKER_KEY) },
   );
   watchdog.on("error", () => {});
   watchdog.unref();

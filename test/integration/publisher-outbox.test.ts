@@ -19,7 +19,7 @@ import {
 } from "../../src/index.js";
 import { AMQP_URL, uniqueName } from "../support/broker.js";
 import { findFreePorts } from "../support/extra-node.js";
-import { drainQueue } from "../support/queue.js";
+import { drainQueue, messageIds } from "../support/queue.js";
 import { waitFor } from "../support/wait.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -78,9 +78,7 @@ function drain(q: string): Promise<Message[]> {
   return drainQueue(admin, q);
 }
 
-function ids(messages: Message[]): string[] {
-  return messages.map((m) => m.properties.messageId ?? "");
-}
+const ids = messageIds;
 
 function client(options: ClientOptions = {}): Client {
   const c = connect({ url: AMQP_URL, ...options, connectionName: uniqueName("warren-outbox") });

@@ -34,7 +34,7 @@ import {
   withMemoryAlarm,
 } from "../support/broker.js";
 import { type ExtraNode, extraNodesSupported, findFreePorts, startExtraNode } from "../support/extra-node.js";
-import { drainQueue } from "../support/queue.js";
+import { drainQueue, messageIds } from "../support/queue.js";
 import { waitFor } from "../support/wait.js";
 
 // ─── helpers ────────────────────────────────────────────────────────────────
@@ -105,9 +105,7 @@ function drain(q: string): Promise<Message[]> {
   return drainQueue(admin, q);
 }
 
-function ids(messages: Message[]): string[] {
-  return messages.map((m) => m.properties.messageId ?? "");
-}
+const ids = messageIds;
 
 function client(options: ClientOptions = {}): { client: Client; name: string } {
   const name = uniqueName("warren-publisher");

@@ -286,15 +286,14 @@ function startWatchdog(node: LiveNode, env: NodeJS.ProcessEnv): void {
   node.watchdogPid = child.pid;
 }
 
-function cleanEnv(): NodeJS.ProcessEnv {
+/**
+ * This process's environment without RabbitMQ's and Erlang's variables (and `markerKey`, the
+ * variable that marks the nodes' processes), for starting private nodes and their helpers.
+ */
+export function cleanEnv(markerKey = MARKER_KEY): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
-    if (
-      key.startsWith("RABBITMQ_") ||
-      key.startsWith("ERL_") ||
-      key === "NOTIFY_SOCKET" ||
-      key === MARKER_KEY
-    )
+    if (key.startsWith("RABBITMQ_") || key.startsWith("ERL_") || key === "NOTIFY_SOCKET" || key === markerKey)
       continue;
     env[key] = value;
   }

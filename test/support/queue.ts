@@ -21,3 +21,8 @@ export async function drainQueue(conn: Connection, queue: string, timeoutMs = 30
   await ch.close();
   return got;
 }
+
+/** The message ids of `messages`, in order ("" for none). */
+export function messageIds(messages: Message[]): string[] {
+  return messages.map((m) => m.properties.messageId ?? "");
+}
