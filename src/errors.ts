@@ -2,7 +2,9 @@
  * warren's one error tree. Every error has a `name`, a stable string `code`, a
  * `recoverable` flag (would reconnecting / reopening the channel help?) and an
  * optional `cause`. Messages say what to do next. Credentials never appear here.
+ * Which faults are transient and which permanent is decided in one place: faults.ts.
  */
+import { brokerCloseIsTransient } from "./faults.js";
 
 export abstract class WarrenError extends Error {
   abstract readonly code: string;
@@ -118,10 +120,20 @@ export class ConnectionClosedByBroker extends ConnectionError {
     this.classId = details.classId;
     this.methodId = details.methodId;
     this.methodName = details.methodName;
-    // 320 connection-forced (broker shutdown, rabbitmqctl close_connection) and resource errors are
-    // worth a reconnect; 530 not-allowed (vhost) and 403 are not.
-    this.recoverable = details.replyCode === 320 || details.replyCode === 506 || details.replyCode === 541;
+    // The fault table (faults.ts) decides: 320 connection-forced, frame and resource errors, 541 are
+    // worth a reconnect; 402/403/530 (credentials, vhost) are not.
+    this.recoverable = brokerCloseIsTransient(details.replyCode);
   }
+}
+
+/**
+ * The broker refused the connection because a connection limit is reached (530 NOT_ALLOWED
+ * "... connection limit (N) is reached": the vhost's max-connections, the user's, or the node's).
+ * Transient: typically a rolling deploy; the client keeps trying with backoff and reports each refusal.
+ */
+export class ConnectionLimitError extends ConnectionClosedByBroker {
+  override readonly code = "CONNECTION_LIMIT";
+  override readonly recoverable = true;
 }
 
 /** The vhost does not exist or the user may not use it (530 NOT_ALLOWED on connection.open). */
@@ -130,7 +142,10 @@ export class VhostNotAllowedError extends ConnectionClosedByBroker {
   override readonly recoverable = false;
 }
 
-/** A supervisor restarted its children more often than its restart intensity allows, and gave up. */
+/**
+ * The client gave up, as the caller asked (`giveUpAfter`): it could not stay connected for that many
+ * attempts or that long. Without `giveUpAfter` the client never gives up on a transient fault.
+ */
 export class RestartIntensityError extends ConnectionError {
   readonly code = "RESTART_INTENSITY_EXCEEDED";
   readonly recoverable = false;
@@ -146,6 +161,40 @@ export class ClientClosedError extends ConnectionError {
 export class NotConnectedError extends ConnectionError {
   readonly code = "NOT_CONNECTED";
   readonly recoverable = true;
+}
+
+/** One host `ready({ timeoutMs })` tried: how often, and its last error (no credentials). */
+export interface HostAttempts {
+  /** host:port */
+  host: string;
+  attempts: number;
+  lastError: string | undefined;
+}
+
+/**
+ * `client.ready({ timeoutMs })` ran out of time; `hosts` lists each host tried and its last error.
+ * The client goes on recovering (close() it to stop).
+ */
+export class ReadyTimeoutError extends ConnectionError {
+  readonly code = "READY_TIMEOUT";
+  readonly recoverable = true;
+  readonly hosts: readonly HostAttempts[];
+  constructor(timeoutMs: number, hosts: readonly HostAttempts[], options?: ErrorOptions) {
+    const tried =
+      hosts.length === 0
+        ? "no host answered yet"
+        : hosts
+            .map(
+              (h) =>
+                `${h.host} (${h.attempts} attempt${h.attempts === 1 ? "" : "s"}${h.lastError ? `, last: ${h.lastError}` : ""})`,
+            )
+            .join("; ");
+    super(
+      `not ready within ${timeoutMs} ms: ${tried}. Check that a broker runs there and is reachable; the client keeps trying until closed`,
+      options,
+    );
+    this.hosts = hosts;
+  }
 }
 
 /** An operation was attempted on a connection that is closed or closing. */
@@ -174,6 +223,24 @@ export class ChannelClosedByBroker extends ChannelError {
     this.classId = details.classId;
     this.methodId = details.methodId;
     this.methodName = details.methodName;
+  }
+}
+
+/**
+ * A consumer's queue does not exist (404 NOT_FOUND on basic.consume) and was not declared by this
+ * client. Reported at once (the client's `error` event, `consumer.ready()`), and retried with backoff:
+ * the consumer starts by itself once the queue is declared.
+ */
+export class QueueNotFoundError extends ChannelError {
+  readonly code = "QUEUE_NOT_FOUND";
+  readonly recoverable = true;
+  readonly queue: string;
+  constructor(queue: string, options?: ErrorOptions) {
+    super(
+      `queue "${queue}" does not exist: check its name, or declare it (client.declare) before consuming; the consumer retries and starts once it exists`,
+      options,
+    );
+    this.queue = queue;
   }
 }
 

@@ -96,6 +96,15 @@ export {
 } from "./client/rpc.js";
 export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
+export {
+  FAULTS,
+  type FaultClass,
+  type FaultRow,
+  isCallerFault,
+  isPermanent,
+  isReported,
+  isTransient,
+} from "./faults.js";
 export { type MetricsServer, type ServeMetricsOptions, serveMetrics } from "./observability/http.js";
 export {
   CONNECTION_STATES,

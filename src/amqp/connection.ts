@@ -17,6 +17,7 @@ import {
   ConnectionClosedByBroker,
   ConnectionClosedError,
   ConnectionError,
+  ConnectionLimitError,
   ConnectTimeoutError,
   FrameError,
   HandshakeError,
@@ -24,6 +25,7 @@ import {
   SocketError,
   VhostNotAllowedError,
 } from "../errors.js";
+import { isConnectionLimit } from "../faults.js";
 import { FRAME_OVERHEAD, FrameParser, HEARTBEAT_FRAME, writeMethodFrame } from "../protocol/frame.js";
 import {
   ACCESS_REFUSED,
@@ -440,6 +442,12 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       return new AuthenticationError(
         `the broker refused the credentials of user "${this.options.username}" (${a.replyText}); check the user name and password`,
       );
+    }
+    if (isConnectionLimit(a.replyCode, a.replyText)) {
+      return new ConnectionLimitError({
+        ...d,
+        replyText: `${a.replyText} (the broker is at a connection limit; retrying until a connection is freed)`,
+      });
     }
     if (a.replyCode === NOT_ALLOWED || a.replyCode === ACCESS_REFUSED) {
       return new VhostNotAllowedError({

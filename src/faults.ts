@@ -1,0 +1,337 @@
+/**
+ * The fault table: one classification of every fault warren meets, used by every layer.
+ *
+ *   transient  recovered for ever (reconnect, reopen, resubscribe, re-publish), with growing backoff;
+ *              visible in state events and metrics. `reported` ones are also emitted at once as the
+ *              client's `error` event (rate-limited), because they are often a mistake that looks
+ *              transient: a connection limit, a queue or host name that does not exist.
+ *   permanent  the client (or that one operation) fails at once with a typed error that names what is
+ *              wrong; retrying could not help.
+ *
+ * The error classes carry the outcome as `recoverable` (errors.ts asks this module for broker close
+ * codes); machines and helpers read `recoverable`, `isReported()` and `isCallerFault()` and nothing
+ * else, so a fault's class is decided here once. docs/faults.md is the same table for people (a unit
+ * test keeps the two in step).
+ *
+ * No imports: errors.ts imports this module.
+ */
+
+export type FaultClass = "transient" | "permanent";
+
+/** One row of the table. */
+export interface FaultRow {
+  /** The fault, as a person would name it. */
+  fault: string;
+  class: FaultClass;
+  /** Transient, but also emitted as the client's `error` event (rate-limited). */
+  reported: boolean;
+  /** The error's class name and `code`. */
+  error: string;
+  code: string;
+  /** What warren does about it. */
+  action: string;
+}
+
+export const FAULTS: readonly FaultRow[] = [
+  {
+    fault: "TCP connection refused, reset, timed out, host or network unreachable",
+    class: "transient",
+    reported: false,
+    error: "SocketError",
+    code: "SOCKET_ERROR",
+    action: "reconnect with backoff; the host rests and the next one is tried",
+  },
+  {
+    fault: "DNS name not found (ENOTFOUND) or DNS not answering (EAI_AGAIN)",
+    class: "transient",
+    reported: true,
+    error: "SocketError",
+    code: "SOCKET_ERROR",
+    action: "reconnect with backoff; reported, since a wrong host name looks the same",
+  },
+  {
+    fault: "no handshake within connectionTimeout",
+    class: "transient",
+    reported: false,
+    error: "ConnectTimeoutError",
+    code: "CONNECT_TIMEOUT",
+    action: "reconnect with backoff",
+  },
+  {
+    fault: "TLS handshake cut (reset, closed, protocol error)",
+    class: "transient",
+    reported: false,
+    error: "SocketError",
+    code: "SOCKET_ERROR",
+    action: "reconnect with backoff",
+  },
+  {
+    fault: "TLS trust failure (certificate untrusted, expired, or for another name)",
+    class: "permanent",
+    reported: false,
+    error: "TlsError",
+    code: "TLS_ERROR",
+    action: "fail: pass the broker's CA as tls.ca, or connect to the name on its certificate",
+  },
+  {
+    fault: "the peer does not speak AMQP 0-9-1 (wrong port)",
+    class: "permanent",
+    reported: false,
+    error: "HandshakeError",
+    code: "HANDSHAKE_FAILED",
+    action: "fail: check the port (5672, or 5671 for TLS)",
+  },
+  {
+    fault: "credentials refused (403 ACCESS_REFUSED at login)",
+    class: "permanent",
+    reported: false,
+    error: "AuthenticationError",
+    code: "AUTHENTICATION_FAILED",
+    action: "fail: check the user name and password",
+  },
+  {
+    fault: "vhost missing or not allowed for the user (530 NOT_ALLOWED, 403 on connection.open)",
+    class: "permanent",
+    reported: false,
+    error: "VhostNotAllowedError",
+    code: "VHOST_NOT_ALLOWED",
+    action: "fail: create the vhost, or grant the user permissions on it",
+  },
+  {
+    fault: "connection limit reached (530 NOT_ALLOWED: vhost, user or node connection limit)",
+    class: "transient",
+    reported: true,
+    error: "ConnectionLimitError",
+    code: "CONNECTION_LIMIT",
+    action: "reconnect with backoff; connects once a connection is freed",
+  },
+  {
+    fault: "heartbeat timeout (nothing heard for two intervals)",
+    class: "transient",
+    reported: false,
+    error: "HeartbeatTimeoutError",
+    code: "HEARTBEAT_TIMEOUT",
+    action: "reconnect with backoff",
+  },
+  {
+    fault: "connection closed by the broker: 320 CONNECTION_FORCED (shutdown, close_connection)",
+    class: "transient",
+    reported: false,
+    error: "ConnectionClosedByBroker",
+    code: "CONNECTION_CLOSED_BY_BROKER",
+    action: "reconnect with backoff, next host first",
+  },
+  {
+    fault: "connection closed by the broker: 541 INTERNAL_ERROR, 506 RESOURCE_ERROR",
+    class: "transient",
+    reported: false,
+    error: "ConnectionClosedByBroker",
+    code: "CONNECTION_CLOSED_BY_BROKER",
+    action: "reconnect with backoff",
+  },
+  {
+    fault:
+      "connection closed for a protocol error: 501-505 (frame, syntax, command, channel, unexpected frame)",
+    class: "transient",
+    reported: false,
+    error: "ConnectionClosedByBroker / FrameError",
+    code: "CONNECTION_CLOSED_BY_BROKER / FRAME_ERROR",
+    action: "reconnect with backoff",
+  },
+  {
+    fault: "connection closed by the broker with a code not in this table",
+    class: "transient",
+    reported: true,
+    error: "ConnectionClosedByBroker",
+    code: "CONNECTION_CLOSED_BY_BROKER",
+    action: "reconnect with backoff; reported",
+  },
+  {
+    fault: "restarts faster than the restart intensity (a flapping link)",
+    class: "transient",
+    reported: false,
+    error: "(the fault that caused them)",
+    code: "-",
+    action:
+      "`degraded`: the backoff grows up to 30 s, resets after the connection stayed up; `failed` only with giveUpAfter",
+  },
+  {
+    fault: "the caller's limit ran out (giveUpAfter)",
+    class: "permanent",
+    reported: false,
+    error: "RestartIntensityError",
+    code: "RESTART_INTENSITY_EXCEEDED",
+    action: "fail (only when the caller opted in)",
+  },
+  {
+    fault: "memory or disk alarm (connection.blocked)",
+    class: "transient",
+    reported: false,
+    error: "(state blocked)",
+    code: "-",
+    action: "publishes wait, bounded by publishTimeout (TimeoutError)",
+  },
+  {
+    fault: "a consumer's queue does not exist (404 NOT_FOUND on basic.consume)",
+    class: "transient",
+    reported: true,
+    error: "QueueNotFoundError",
+    code: "QUEUE_NOT_FOUND",
+    action: "resubscribe with backoff (it starts once the queue is declared); consumer.ready() rejects",
+  },
+  {
+    fault: "exclusive queue or consumer held by another connection (405 RESOURCE_LOCKED)",
+    class: "transient",
+    reported: true,
+    error: "ChannelClosedByBroker",
+    code: "CHANNEL_CLOSED_BY_BROKER",
+    action: "resubscribe with backoff",
+  },
+  {
+    fault: "the caller's request refused: 404 (exchange missing), 403 (access), 406 (inequivalent arguments)",
+    class: "permanent",
+    reported: false,
+    error: "ChannelClosedByBroker",
+    code: "CHANNEL_CLOSED_BY_BROKER",
+    action: "that publish or declare rejects; the channel reopens, not counted as a restart",
+  },
+  {
+    fault: "server-sent basic.cancel (queue deleted, its node down)",
+    class: "transient",
+    reported: false,
+    error: "(consumer state resubscribing)",
+    code: "-",
+    action: "resubscribe with backoff, re-declaring the queue if this client declared it",
+  },
+  {
+    fault: "basic.nack from the broker (e.g. a quorum queue without a leader)",
+    class: "transient",
+    reported: false,
+    error: "PublishNackedError",
+    code: "PUBLISH_NACKED",
+    action: "published again, the channel renewed after a streak; rejects after the retries",
+  },
+  {
+    fault: "mandatory publish unroutable (basic.return)",
+    class: "permanent",
+    reported: false,
+    error: "UnroutableError",
+    code: "UNROUTABLE",
+    action: "that publish rejects",
+  },
+  {
+    fault: "no reply to a synchronous method in time",
+    class: "transient",
+    reported: false,
+    error: "RpcTimeoutError",
+    code: "RPC_TIMEOUT",
+    action: "the channel is reopened",
+  },
+  {
+    fault: "an invalid URL or option",
+    class: "permanent",
+    reported: false,
+    error: "ConfigError",
+    code: "CONFIG_ERROR",
+    action: "thrown at once by the call",
+  },
+];
+
+// ─── broker close codes (AMQP 0-9-1 reply codes) ───────────────────────────────
+
+/** Reply codes that end a connection for good: the same request would be refused again. */
+const PERMANENT_CLOSE_CODES = new Set([
+  402, // INVALID_PATH
+  403, // ACCESS_REFUSED
+  530, // NOT_ALLOWED (but see isConnectionLimit)
+]);
+
+/** Reply codes known to the table as transient; any other code is transient too, but reported. */
+const KNOWN_TRANSIENT_CLOSE_CODES = new Set([320, 501, 502, 503, 504, 505, 506, 541]);
+
+/** A connection.close with `replyCode`: would reconnecting help? */
+export function brokerCloseIsTransient(replyCode: number): boolean {
+  return !PERMANENT_CLOSE_CODES.has(replyCode);
+}
+
+/** A connection.close whose code is in no row of the table (transient, but the application hears of it). */
+export function brokerCloseIsUnknown(replyCode: number): boolean {
+  return !PERMANENT_CLOSE_CODES.has(replyCode) && !KNOWN_TRANSIENT_CLOSE_CODES.has(replyCode);
+}
+
+/** RabbitMQ's 530 over a vhost, user or node connection limit ("... connection limit (N) is reached"). */
+export function isConnectionLimit(replyCode: number, replyText: string): boolean {
+  return replyCode === 530 && /connection limit/i.test(replyText);
+}
+
+/** Socket error codes of a DNS failure: the name is wrong, or DNS does not answer. */
+const DNS_CODES = new Set(["ENOTFOUND", "EAI_AGAIN", "EAI_NONAME", "EAI_FAIL"]);
+
+/** The Node error code (`ECONNREFUSED`, `ENOTFOUND`…) behind an error, if any. */
+export function systemCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 4; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^E[A-Z_]+$/.test(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+// ─── the questions every layer asks ──────────────────────────────────────────
+
+interface Classified {
+  recoverable?: boolean;
+  code?: string;
+  replyCode?: number;
+  methodName?: string | undefined;
+}
+
+/** Transient: recovering (reconnect, reopen, resubscribe) may succeed. Anything not typed is transient. */
+export function isTransient(err: unknown): boolean {
+  return (err as Classified | undefined)?.recoverable !== false;
+}
+
+/** Permanent: fail at once, naming what is wrong. */
+export function isPermanent(err: unknown): boolean {
+  return !isTransient(err);
+}
+
+/**
+ * A transient fault the application should hear about at once (the client's `error` event, rate-
+ * limited) while it is retried: a connection limit, a missing queue, a DNS failure, a locked
+ * resource, a broker close code the table does not know.
+ */
+export function isReported(err: unknown): boolean {
+  if (err === undefined || err === null || !isTransient(err)) return false;
+  const e = err as Classified;
+  switch (e.code) {
+    case "CONNECTION_LIMIT":
+    case "QUEUE_NOT_FOUND":
+      return true;
+    case "CONNECTION_CLOSED_BY_BROKER":
+      return typeof e.replyCode === "number" && brokerCloseIsUnknown(e.replyCode);
+    case "CHANNEL_CLOSED_BY_BROKER":
+      return e.replyCode === 405;
+    case "SOCKET_ERROR":
+      return DNS_CODES.has(systemCode(err) ?? "");
+    default:
+      return false;
+  }
+}
+
+/**
+ * The broker closed a channel because of what the caller asked of it (a publish to a missing
+ * exchange, a declare with other arguments, no access): the request fails, the channel is reopened,
+ * and it does not count toward the channel's restart intensity.
+ */
+export function isCallerFault(err: unknown): boolean {
+  const e = err as Classified | undefined;
+  if (e?.code !== "CHANNEL_CLOSED_BY_BROKER" || e.methodName === undefined) return false;
+  return /^(basic\.publish|basic\.consume|exchange\.|queue\.)/.test(e.methodName);
+}
+
+/** A channel close the caller's subscription cannot recover from by retrying (403, 406 on its queue). */
+export function isRefusal(err: unknown): boolean {
+  const e = err as Classified | undefined;
+  return e?.code === "CHANNEL_CLOSED_BY_BROKER" && (e.replyCode === 403 || e.replyCode === 406);
+}
