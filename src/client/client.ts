@@ -108,6 +108,9 @@ export interface ClientEvents {
 
 type ConnActor = Actor<typeof connectionMachine>;
 
+/** The same reported fault is emitted as `error` at most once in this many ms. */
+const REPORT_INTERVAL = 5_000;
+
 /** A Fisher–Yates shuffled copy. */
 function shuffled<T>(items: readonly T[], random = Math.random): T[] {
   const out = [...items];
@@ -242,6 +245,8 @@ export class Client extends TypedEmitter<ClientEvents> {
   private childrenUp = false;
   private everOpen = false;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** When each reported fault (code and message) was last emitted as `error`. */
+  private readonly reportedAt = new Map<string, number>();
 
   constructor(options: ClientOptions = {}) {
     super();
@@ -424,6 +429,21 @@ export class Client extends TypedEmitter<ClientEvents> {
     await Promise.all(consumers.map((c) => c.settled()));
   }
 
+  /**
+   * @internal Emits `error` for a fault the application must hear about while warren keeps trying
+   * (faults.ts isReported) or that ended an object for good: at most once per `REPORT_INTERVAL`
+   * ms for the same code and message, so a fault that repeats every backoff is not a flood.
+   */
+  report(error: Error): void {
+    const key = `${(error as { code?: string }).code ?? error.name}:${error.message}`;
+    const now = Date.now();
+    const last = this.reportedAt.get(key);
+    if (last !== undefined && now - last < REPORT_INTERVAL) return;
+    if (this.reportedAt.size >= 256) this.reportedAt.clear();
+    this.reportedAt.set(key, now);
+    if (this.listenerCount("error") > 0) this.emit("error", error);
+  }
+
   /** @internal a supervised channel gave up: restart the connection (counts toward its intensity). */
   escalate(error: LifecycleError): void {
     this.actor.send({ type: "ESCALATE", error });
@@ -540,6 +560,7 @@ export class Client extends TypedEmitter<ClientEvents> {
         // The retry topology: recorded, so recoveries declare it again.
         declare: (ch, spec) => this.topology.declare(ch, spec),
         consumerRandom: Math.random,
+        report: (error) => this.report(error),
         ...(this.metrics ? { consumeStats: this.metrics.queue.bind(this.metrics) } : {}),
         tracing: this.tracing,
       },

@@ -202,6 +202,11 @@ export interface ConsumerHost {
   tracing?: Tracing | undefined;
   /** Instrumentation for the consumer's queue, if metrics are on. */
   consumeStats?: (queue: string) => ConsumeStats;
+  /**
+   * Tells the application of a fault it must hear about (the client's `error` event, rate-limited
+   * by the client): a missing queue, a refused subscription. See faults.ts.
+   */
+  report?: (error: Error) => void;
 }
 
 const TERMINAL = new Set(["cancelled"]);
