@@ -188,15 +188,16 @@ describe("chaos: broker faults (main broker)", () => {
     expect(r.finalConsumerState).toBe("consuming");
   });
 
-  it("a channel-error storm that exceeds restart intensity (escalates, reported)", {
+  it("a channel-error storm that exceeds restart intensity (escalates; gives up where giveUpAfter opts in)", {
     timeout: 60_000,
   }, async () => {
     // The broker keeps closing the publisher's channel with 406 PRECONDITION_FAILED (an unknown
     // delivery tag on a basic.ack the client never sent; see suite/channel-storm.ts): not the
     // caller's fault, so every close counts. Channel intensity 2 in 10 s: the third close fails
     // the channel and the client restarts the connection (escalation). The channel keeps its
-    // restart history, so on each new connection the next close escalates again; connection
-    // intensity 2 in 10 s: the third escalation ends the client in `failed`. 30 ms of upstream
+    // restart history, so on each new connection the next close escalates again. Without a limit the
+    // connection would go on restarting (degraded, its backoff growing); this client opted in to
+    // giveUpAfter 3 attempts, so the third escalation ends it in `failed`. 30 ms of upstream
     // latency and a window of 5 in-flight publishes keep a backlog waiting (the stream asks for
     // 200/s, the window passes less), so publishes are pending when the client gives up.
     const name = "channel-error storm (escalates)";
@@ -219,6 +220,7 @@ describe("chaos: broker faults (main broker)", () => {
       reconnect: { initial: 100, max: 1000 },
       restartIntensity: intensity,
       channelRestartIntensity: intensity,
+      giveUpAfter: { attempts: intensity.maxRestarts + 1 },
     });
     const changes: { from: string; to: string; error: Error | undefined; at: number }[] = [];
     client.on("state", ({ from, to, error }) => changes.push({ from, to, error, at: Date.now() }));
@@ -326,7 +328,7 @@ describe("chaos: broker faults (main broker)", () => {
       expect(closeError.methodName).toBe("basic.ack");
       expect(closeError.replyText).toContain(`unknown delivery tag ${STORM_DELIVERY_TAG}`);
       // (2) The storm goes on: each new connection's channel escalates at its first close, and the
-      // third escalation exceeds the connection's intensity (2 in 10 s).
+      // third escalation reaches the giveUpAfter limit the client opted in to (3 attempts).
       expect(recoveries).toHaveLength(intensity.maxRestarts);
       expect(recoveries.every((c) => byStorm(c.error))).toBe(true);
       expect(escalations).toBe(intensity.maxRestarts + 1);

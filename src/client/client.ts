@@ -10,14 +10,19 @@
  *
  * The connection machine supervises: it connects (rotating through the hosts),
  * restores the recorded topology, resumes consumers and reopens channels after every
- * fault, with jittered exponential backoff and a restart intensity; a non-recoverable
- * error (credentials, vhost, TLS trust) or an exceeded intensity ends in `failed`.
+ * fault, with jittered exponential backoff. A transient fault is survived for ever: restarts
+ * faster than the restart intensity make the client `degraded` (a longer backoff), never dead.
+ * A permanent error (credentials, vhost, TLS trust; see faults.ts) ends in `failed` at once, as
+ * does the caller's own `giveUpAfter` limit.
  */
 import { type Actor, createActor, fromCallback, fromPromise } from "xstate";
 import {
   type BackoffOptions,
   DEFAULT_BACKOFF,
+  DEFAULT_ESCALATION,
   DEFAULT_INTENSITY,
+  type EscalationOptions,
+  type GiveUpOptions,
   type IntensityOptions,
 } from "../../machines/backoff.js";
 import { channelMachine } from "../../machines/channel.js";
@@ -36,10 +41,13 @@ import {
   ClientClosedError,
   ConfigError,
   ConnectionClosedError,
+  type HostAttempts,
   NotConnectedError,
+  ReadyTimeoutError,
   RpcTimeoutError,
   type WarrenError,
 } from "../errors.js";
+import { isCallerFault, isReported } from "../faults.js";
 import { ClientMetrics, type MetricsOptions } from "../observability/metrics.js";
 import { Tracing, type TracingOption } from "../observability/tracing.js";
 import { type ConsumeOptions, Consumer, type MessageHandler, type MessagesOptions } from "./consumer.js";
@@ -68,8 +76,23 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   url?: string;
   /** Reconnect backoff: full jitter, ceiling initial × multiplier^n up to max (ms). Default 100, 2000, 2. */
   reconnect?: Partial<BackoffOptions>;
-  /** At most maxRestarts recoveries of an open connection within withinMs, then `failed`. Default 10 in 30 s. */
+  /**
+   * At most maxRestarts recoveries of an open connection within withinMs; beyond it the client is
+   * `degraded` and its backoff escalates (never `failed`). Default 10 in 30 s.
+   */
   restartIntensity?: Partial<IntensityOptions>;
+  /**
+   * The escalated backoff while degraded: its ceiling doubles per exceeded intensity up to
+   * `maxBackoff` (default 30000 ms); the condition resets once the connection stayed up
+   * `resetAfterMs` (default 30000 ms).
+   */
+  escalation?: Partial<EscalationOptions>;
+  /**
+   * Opt in to giving up on transient faults: `failed` (RestartIntensityError) once this many failed
+   * attempts and restarts, or this long, pass without the connection staying up for
+   * `escalation.resetAfterMs`. Checked at each failure. Default: never give up.
+   */
+  giveUpAfter?: GiveUpOptions;
   /** The same for each supervised channel (beyond it, the channel escalates to the connection). */
   channelRestartIntensity?: Partial<IntensityOptions>;
   /** How long publish() and declare() wait for the connection (ms, default 30000). */
@@ -89,17 +112,52 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   tracing?: TracingOption;
 }
 
+/** The connection supervisor's states, as `state` events and `client.state` name them. */
+export type ClientState =
+  | "idle"
+  | "connecting"
+  | "handshaking"
+  | "restoring"
+  | "running"
+  | "blocked"
+  | "recovering"
+  | "degraded"
+  | "closing"
+  | "closed"
+  | "failed";
+
 export interface StateChange {
-  from: string;
-  to: string;
+  from: ClientState;
+  to: ClientState;
+  /** Only the error that caused this transition (to recovering, degraded or failed); else undefined. */
   error: WarrenError | Error | undefined;
+  /**
+   * host:port this transition concerns: the host being tried or used, or (to recovering, degraded,
+   * failed) the one that failed. Never credentials.
+   */
+  host: string;
+  /** The restart intensity was exceeded and the connection has not stayed up since (see `degraded`). */
+  degraded: boolean;
+}
+
+/** The degraded condition began or ended. */
+export interface DegradedChange {
+  degraded: boolean;
+  /** Escalation level: how often the restart intensity was exceeded since the connection was healthy. */
+  level: number;
 }
 
 export interface ClientEvents {
   /** Every lifecycle transition of the connection supervisor. */
   state: (change: StateChange) => void;
-  /** A non-recoverable failure: the client stopped trying. */
+  /**
+   * A fault the application must hear about: a permanent one that ended the client (`recoverable`
+   * false), or a reported transient one it keeps retrying (a connection limit, a missing queue, a
+   * DNS failure: faults.ts), rate-limited to once per 5 s for the same fault.
+   */
   error: (error: WarrenError | Error) => void;
+  /** The restart intensity was exceeded (degraded: the backoff escalates), or the connection stayed up again. */
+  degraded: (change: DegradedChange) => void;
   /** A server-named queue got a new name after a recovery. */
   queueRenamed: (change: { queue: string; from: string; to: string }) => void;
   /** A publisher's channel was closed and opened again because the broker kept nacking on it. */
@@ -143,11 +201,7 @@ class ManagedChannel {
             if (err instanceof ChannelClosedByBroker || err instanceof RpcTimeoutError) {
               // Refused publishes and declares are the caller's: they reopen the channel without
               // counting toward its restart intensity (which would end in a connection restart).
-              const caller =
-                err instanceof ChannelClosedByBroker &&
-                err.methodName !== undefined &&
-                /^(basic\.publish|exchange\.|queue\.)/.test(err.methodName);
-              this.actor.send({ type: "CHANNEL_CLOSED", error: err, caller });
+              this.actor.send({ type: "CHANNEL_CLOSED", error: err, caller: isCallerFault(err) });
             }
           });
           ch.on("flow", (active) => this.actor.send({ type: "FLOW", active }));
@@ -240,7 +294,12 @@ export class Client extends TypedEmitter<ClientEvents> {
   private readonly publishers: Publisher[] = [];
   private defaultPublisher: Publisher | undefined;
   private readonly rpcClients: RpcClient[] = [];
-  private stateName = "idle";
+  private stateName: ClientState = "idle";
+  private degradedNow = false;
+  /** host:port of each URL, for events and errors. */
+  private readonly hostNames: string[];
+  /** Per host: attempts and last error, for ready({ timeoutMs }). */
+  private readonly hostLog = new Map<string, { attempts: number; lastError: string | undefined }>();
   /** True once restore() started the supervised children on this connection (until it is lost). */
   private childrenUp = false;
   private everOpen = false;
@@ -255,6 +314,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     ];
     if (urls.length === 0) throw new ConfigError("connect() needs at least one URL");
     this.urls = options.shuffleHosts ? shuffled(urls) : [...urls];
+    this.hostNames = this.urls.map(hostOf);
     this.opts = options;
     this.channelIntensity = { ...DEFAULT_INTENSITY, ...options.channelRestartIntensity };
     this.metrics = options.metrics ? new ClientMetrics(options.metrics, options.connectionName) : undefined;
@@ -276,9 +336,11 @@ export class Client extends TypedEmitter<ClientEvents> {
         ...(options.hostCooldown !== undefined ? { hostCooldown: options.hostCooldown } : {}),
         backoff: { ...DEFAULT_BACKOFF, ...options.reconnect },
         intensity: { ...DEFAULT_INTENSITY, ...options.restartIntensity },
+        escalation: { ...DEFAULT_ESCALATION, ...options.escalation },
+        ...(options.giveUpAfter ? { giveUpAfter: options.giveUpAfter } : {}),
       },
     });
-    this.actor.subscribe((snap) => this.onSnapshot(snap.value, snap.context.error));
+    this.actor.subscribe((snap) => this.onSnapshot(snap.value, snap.context));
     this.actor.start();
     // On the next microtask: `client.on("state")` right after connect() sees the first attempt too.
     queueMicrotask(() => {
@@ -286,18 +348,60 @@ export class Client extends TypedEmitter<ClientEvents> {
     });
   }
 
-  /** The supervisor's state: idle, connecting, handshaking, restoring, running, blocked, recovering, closing, closed, failed. */
-  get state(): string {
+  /**
+   * The supervisor's state: idle, connecting, handshaking, restoring, running, blocked, recovering,
+   * degraded, closing, closed, failed. The first transition (idle → connecting) happens on a
+   * microtask after connect(), so a `state` listener attached on the next line sees it.
+   */
+  get state(): ClientState {
     return this.stateName;
   }
 
-  /** Resolves when the client is open and its topology restored; rejects once it failed or was closed. */
-  ready(): Promise<void> {
+  /**
+   * True while the restart intensity is exceeded and the connection has not stayed up for
+   * `escalation.resetAfterMs` since: the backoff escalates (up to 30 s by default).
+   */
+  get degraded(): boolean {
+    return this.degradedNow;
+  }
+
+  /**
+   * Resolves when the client is open and its topology restored; rejects once it failed or was closed.
+   * With `timeoutMs`, rejects after that long with a ReadyTimeoutError naming each host tried and its
+   * last error; the client goes on recovering (close() it to stop).
+   */
+  ready(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.stateName === "running" || this.stateName === "blocked") return Promise.resolve();
     if (this.stateName === "failed" || this.stateName === "closed") {
       return Promise.reject(this.failure());
     }
-    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+    const timeoutMs = options.timeoutMs;
+    return new Promise((resolve, reject) => {
+      if (timeoutMs === undefined) {
+        this.readyWaiters.push({ resolve, reject });
+        return;
+      }
+      const waiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
+        reject(new ReadyTimeoutError(timeoutMs, this.hostAttempts()));
+      }, timeoutMs);
+      this.readyWaiters.push(waiter);
+    });
+  }
+
+  /** Each host tried so far: attempts and last error (messages carry no credentials). */
+  hostAttempts(): HostAttempts[] {
+    return [...this.hostLog].map(([host, h]) => ({ host, attempts: h.attempts, lastError: h.lastError }));
   }
 
   private failure(): Error {
@@ -309,11 +413,41 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   // ─── supervision plumbing ───────────────────────────────────────────────
 
-  private onSnapshot(value: unknown, error: LifecycleError | undefined): void {
-    const to = leafName(value);
+  private onSnapshot(
+    value: unknown,
+    context: {
+      error: LifecycleError | undefined;
+      hostIndex: number;
+      failedHost: number;
+      degraded: boolean;
+      level: number;
+    },
+  ): void {
+    const to = leafName(value) as ClientState;
+    if (context.degraded !== this.degradedNow) {
+      this.degradedNow = context.degraded;
+      // A change of condition without a change of state (reset while running) is told here alone.
+      if (to === this.stateName) this.emit("degraded", { degraded: context.degraded, level: context.level });
+      else queueMicrotask(() => this.emit("degraded", { degraded: context.degraded, level: context.level }));
+    }
     if (to === this.stateName) return;
+    const failure = to === "recovering" || to === "degraded" || to === "failed";
+    const error = failure ? context.error : undefined;
+    const host =
+      this.hostNames[(failure ? context.failedHost : context.hostIndex) % this.hostNames.length] ?? "";
+    if (failure && error !== undefined && to !== "failed") {
+      const h = this.hostLog.get(host) ?? { attempts: 0, lastError: undefined };
+      h.lastError = `${error.name}: ${error.message}`;
+      this.hostLog.set(host, h);
+      if (isReported(error)) this.report(error);
+    }
     const from = this.stateName;
     this.stateName = to;
+    if (to === "connecting") {
+      const h = this.hostLog.get(host) ?? { attempts: 0, lastError: undefined };
+      h.attempts++;
+      this.hostLog.set(host, h);
+    }
     const wasOpen = from === "restoring" || from === "running" || from === "blocked";
     const isOpen = to === "restoring" || to === "running" || to === "blocked";
     if (!isOpen) this.childrenUp = false;
@@ -346,7 +480,7 @@ export class Client extends TypedEmitter<ClientEvents> {
         if (this.listenerCount("error") > 0) this.emit("error", err);
       }
     }
-    this.emit("state", { from, to, error: to === "running" ? undefined : error });
+    this.emit("state", { from, to, error, host, degraded: context.degraded });
   }
 
   private connectActor(input: { hostIndex: number }, sendBack: (e: ConnectionEvent) => void): () => void {
@@ -362,6 +496,8 @@ export class Client extends TypedEmitter<ClientEvents> {
       shuffleHosts: _sh,
       hostCooldown: _hc,
       tracing: _tr,
+      escalation: _es,
+      giveUpAfter: _gu,
       ...rest
     } = this.opts;
     const options: ConnectionOptions = { ...rest, url };
@@ -764,6 +900,17 @@ export class Client extends TypedEmitter<ClientEvents> {
   /** True once the client has been open at least once. */
   get hasBeenOpen(): boolean {
     return this.everOpen;
+  }
+}
+
+/** host:port of an AMQP URL (no credentials). */
+function hostOf(url: string): string {
+  try {
+    const u = new URL(url);
+    const port = u.port || (u.protocol === "amqps:" ? "5671" : "5672");
+    return `${u.hostname}:${port}`;
+  } catch {
+    return redactUrl(url);
   }
 }
 

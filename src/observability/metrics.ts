@@ -65,6 +65,7 @@ export const CONNECTION_STATES = [
   "running",
   "blocked",
   "recovering",
+  "degraded",
   "closing",
   "closed",
   "failed",
@@ -102,6 +103,8 @@ class RegistryMetrics {
   readonly hostCooldowns: Counter<"connection">;
   readonly blocked: Gauge<"connection">;
   readonly blockedSeconds: Counter<"connection">;
+  readonly degraded: Gauge<"connection">;
+  readonly degradedSeconds: Counter<"connection">;
   readonly heartbeatMisses: Counter<"connection">;
   readonly bytesReceived: Counter<"connection">;
   readonly bytesSent: Counter<"connection">;
@@ -129,6 +132,7 @@ class RegistryMetrics {
   readonly handlerDuration: SeriesHistogram<"connection" | "queue">;
   readonly handlersInFlight: Gauge<"connection" | "queue">;
   readonly consumerRestarts: Counter<"connection" | "queue">;
+  readonly consumerSubscribeErrors: Counter<"connection" | "queue" | "code">;
 
   readonly rpcClientCalls: Counter<"connection" | "outcome">;
   readonly rpcClientDuration: SeriesHistogram<"connection">;
@@ -179,7 +183,7 @@ class RegistryMetrics {
     );
     this.escalations = counter(
       "warren_supervisor_escalations_total",
-      "Supervisor escalations: channel (a channel gave up, the connection restarts) or connection (the client failed)",
+      "Supervisor escalations: channel (a channel gave up, the connection restarts) or connection (the connection's restart intensity was exceeded: the backoff escalates)",
       [C, "level"],
     );
     this.hostCooldowns = counter(
@@ -193,6 +197,17 @@ class RegistryMetrics {
       "Time spent blocked by the broker",
       [C],
       () => this.collectBlocked(),
+    );
+    this.degraded = gauge(
+      "warren_connection_degraded",
+      "1 while the connection is degraded: restarts exceeded the restart intensity and it has not stayed up since",
+      [C],
+    );
+    this.degradedSeconds = counter(
+      "warren_connection_degraded_seconds_total",
+      "Time spent degraded (escalated reconnect backoff)",
+      [C],
+      () => this.collectDegraded(),
     );
     this.heartbeatMisses = counter(
       "warren_heartbeat_misses_total",
@@ -303,6 +318,11 @@ class RegistryMetrics {
       "Consumers resubscribed (server cancel, channel error, reconnection)",
       [C, Q],
     );
+    this.consumerSubscribeErrors = counter(
+      "warren_consumer_subscribe_errors_total",
+      "Failed subscription attempts of consumers, by error code (QUEUE_NOT_FOUND: the queue does not exist)",
+      [C, Q, "code"],
+    );
 
     // Request/reply (rpcClient/rpcServer), not the synchronous AMQP methods of warren_rpc_calls_total.
     this.rpcClientCalls = counter(
@@ -347,6 +367,10 @@ class RegistryMetrics {
   private flushCounts(): void {
     for (const c of this.clients) c.flushCounts();
   }
+  private collectDegraded(): void {
+    for (const c of this.clients) c.collectDegraded();
+  }
+
   private collectBlocked(): void {
     for (const c of this.clients) c.collectBlocked();
   }
@@ -549,8 +573,15 @@ class QueueStats implements ConsumeStats {
   private readonly retriedN: Count;
   private readonly duration: Series;
   readonly restarts: Counter.Internal;
+  /** Failed subscription attempts by error code (rare: no batching). */
+  private readonly subscribeErrors = new Map<string, Counter.Internal>();
 
-  constructor(m: RegistryMetrics, connection: string, label: string, counts: Count[]) {
+  constructor(
+    private readonly m: RegistryMetrics,
+    private readonly connection: string,
+    private readonly label: string,
+    counts: Count[],
+  ) {
     const count = (c: Counter<"connection" | "queue">) => {
       const n = new Count(c.labels(connection, label));
       counts.push(n);
@@ -564,6 +595,18 @@ class QueueStats implements ConsumeStats {
     this.restarts = m.consumerRestarts.labels(connection, label);
     this.restarts.inc(0);
     this.retriedN = count(m.retried);
+    // At 0 from the start, so that the first missing-queue error is an increase (the alert).
+    this.subscribeErrorsOf("QUEUE_NOT_FOUND");
+  }
+
+  private subscribeErrorsOf(code: string): Counter.Internal {
+    let c = this.subscribeErrors.get(code);
+    if (c === undefined) {
+      c = this.m.consumerSubscribeErrors.labels(this.connection, this.label, code);
+      c.inc(0);
+      this.subscribeErrors.set(code, c);
+    }
+    return c;
   }
 
   delivered(): void {
@@ -583,6 +626,9 @@ class QueueStats implements ConsumeStats {
   }
   retried(): void {
     this.retriedN.inc();
+  }
+  subscribeFailed(code: string): void {
+    this.subscribeErrorsOf(code).inc();
   }
 }
 
@@ -670,6 +716,8 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   private everUp = false;
   private lostAt: number | undefined;
   private blockedSince: number | undefined;
+  private degradedSince: number | undefined;
+  private level = 0;
   private readonly channelStates = new WeakMap<AnyActorRef, string>();
 
   // bytes: folded from closed connections, plus the live ones at collect time
@@ -699,6 +747,8 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   private readonly connectionEscalations: Counter.Internal;
   private readonly blocked: Gauge.Internal<"connection">;
   private readonly blockedSeconds: Counter.Internal;
+  private readonly degradedGauge: Gauge.Internal<"connection">;
+  private readonly degradedSeconds: Counter.Internal;
   private readonly heartbeatMisses: Counter.Internal;
   private readonly bytesIn: Counter.Internal;
   private readonly bytesOut: Counter.Internal;
@@ -725,6 +775,8 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     this.hostCooldowns = m.hostCooldowns.labels(n);
     this.blocked = m.blocked.labels(n);
     this.blockedSeconds = m.blockedSeconds.labels(n);
+    this.degradedGauge = m.degraded.labels(n);
+    this.degradedSeconds = m.degradedSeconds.labels(n);
     this.heartbeatMisses = m.heartbeatMisses.labels(n);
     this.bytesIn = m.bytesReceived.labels(n);
     this.bytesOut = m.bytesSent.labels(n);
@@ -735,6 +787,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     for (const [s, g] of this.stateGauges) g.set(s === "idle" ? 1 : 0);
     this.up.set(0);
     this.blocked.set(0);
+    this.degradedGauge.set(0);
     for (const c of [
       this.reconnects,
       this.channelRestarts,
@@ -743,6 +796,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
       this.connectionEscalations,
       this.hostCooldowns,
       this.blockedSeconds,
+      this.degradedSeconds,
       this.heartbeatMisses,
       this.bytesIn,
       this.bytesOut,
@@ -859,11 +913,12 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     const snap = ev.snapshot as {
       machine?: { id?: string };
       value?: unknown;
-      context?: { cooldownUntil?: readonly number[] };
+      context?: { cooldownUntil?: readonly number[]; degraded?: boolean; level?: number };
     };
     const id = snap.machine?.id;
     if (id === "connection") {
       this.connectionState(leafName(snap.value));
+      this.degradedState(snap.context?.degraded === true, snap.context?.level ?? 0);
       const rest = snap.context?.cooldownUntil;
       if (rest !== undefined && rest !== this.cooldownUntil) {
         // A new table: count the hosts whose rest was extended.
@@ -899,14 +954,32 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
         this.lostAt = undefined;
       }
       this.everUp = true;
-    } else if (to === "recovering") {
+    } else if (to === "recovering" || to === "degraded") {
       // Lost: from an open connection, or a restore that failed after the first time we were up.
       if (this.everUp) this.lostAt ??= now;
     } else if (to === "closing" || to === "closed" || to === "failed") {
       this.lostAt = undefined;
     }
-    if (to === "failed") this.connectionEscalations.inc();
-    if (to === "closed") this.detach();
+    if (to === "closed") {
+      this.degradedState(false, 0);
+      this.detach();
+    }
+  }
+
+  /** The degraded condition, and each escalation (a level up) of the connection's backoff. */
+  private degradedState(degraded: boolean, level: number): void {
+    if (level > this.level) this.connectionEscalations.inc(level - this.level);
+    this.level = level;
+    if (degraded === (this.degradedSince !== undefined)) return;
+    const now = performance.now();
+    if (degraded) {
+      this.degradedSince = now;
+      this.degradedGauge.set(1);
+    } else {
+      if (this.degradedSince !== undefined) this.degradedSeconds.inc((now - this.degradedSince) / 1000);
+      this.degradedSince = undefined;
+      this.degradedGauge.set(0);
+    }
   }
 
   private channelState(actor: AnyActorRef, to: string, cause: string): void {
@@ -952,6 +1025,14 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     const now = performance.now();
     this.blockedSeconds.inc((now - this.blockedSince) / 1000);
     this.blockedSince = now;
+  }
+
+  /** @internal */
+  collectDegraded(): void {
+    if (this.degradedSince === undefined) return;
+    const now = performance.now();
+    this.degradedSeconds.inc((now - this.degradedSince) / 1000);
+    this.degradedSince = now;
   }
 
   /** @internal */

@@ -606,12 +606,52 @@ describe.skipIf(!usable)("the supervised client against the broker", { timeout: 
     expect(consumer.state).toBe("consuming");
   });
 
-  it("gives up after more restarts than the restart intensity allows", async () => {
-    const { client: c, name, log } = client({ restartIntensity: { maxRestarts: 3, withinMs: 60_000 } });
+  it("more restarts than the restart intensity allows: degraded (escalated backoff), then healthy again; never failed", async () => {
+    const {
+      client: c,
+      name,
+      log,
+    } = client({
+      restartIntensity: { maxRestarts: 3, withinMs: 60_000 },
+      escalation: { resetAfterMs: 3_000 },
+    });
+    const errors: Error[] = [];
+    c.on("error", (e) => errors.push(e));
+    const conditions: boolean[] = [];
+    c.on("degraded", ({ degraded }) => conditions.push(degraded));
+    await c.ready();
+    for (let i = 1; i <= 3; i++) {
+      const mark = log.changes.length;
+      await kill(name);
+      await log.next("running", mark);
+    }
+    expect(c.degraded).toBe(false);
+    const mark = log.changes.length;
+    const lostAt = performance.now();
+    await kill(name);
+    const degraded = await log.next("degraded", mark);
+    expect(degraded.error).toBeInstanceOf(ConnectionClosedByBroker);
+    expect((degraded.error as ConnectionClosedByBroker).replyCode).toBe(320);
+    expect(c.degraded).toBe(true);
+    const back = await log.next("running", mark, 15_000);
+    // Level 1 waits 1–2 s (the upper half of the 2 s ceiling), where a plain recovery waits 0–100 ms.
+    expect(back.at - lostAt).toBeGreaterThanOrEqual(1_000);
+    expect(log.statesSince(mark)).not.toContain("failed");
+    // Up for resetAfterMs: healthy again.
+    await waitFor(() => !c.degraded, "the degraded condition to reset", 15_000);
+    expect(conditions).toEqual([true, false]);
+    expect(c.state).toBe("running");
+    expect(errors).toEqual([]);
+    await c.close();
+    expect(c.state).toBe("closed");
+  });
+
+  it("giveUpAfter (opt-in): failed with RestartIntensityError once that many restarts pass without staying up", async () => {
+    const { client: c, name, log } = client({ giveUpAfter: { attempts: 3 } });
     const errors: Error[] = [];
     c.on("error", (e) => errors.push(e));
     await c.ready();
-    for (let i = 1; i <= 3; i++) {
+    for (let i = 1; i <= 2; i++) {
       const mark = log.changes.length;
       await kill(name);
       await log.next("running", mark);
@@ -621,11 +661,11 @@ describe.skipIf(!usable)("the supervised client against the broker", { timeout: 
     const failed = await log.next("failed", mark);
     expect(log.statesSince(mark)).toEqual(["failed"]);
     expect(failed.error).toBeInstanceOf(RestartIntensityError);
+    expect(failed.error?.message).toMatch(/giveUpAfter/);
     expect(c.state).toBe("failed");
     await expect(c.ready()).rejects.toBeInstanceOf(RestartIntensityError);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toBeInstanceOf(RestartIntensityError);
-    expect(log.count("recovering")).toBe(3);
     await c.close();
     expect(c.state).toBe("closed");
     expect(errors).toHaveLength(1);

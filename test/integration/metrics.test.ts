@@ -427,7 +427,7 @@ describe("supervision metrics", () => {
     expect(await value(registry, "warren_channel_renewals_total", { connection: conn })).toBe(0);
   });
 
-  it("shows the state closed after close(), and failed (an escalation) for bad credentials", async () => {
+  it("shows the state closed after close(), and failed (no escalation: a permanent error) for bad credentials", async () => {
     const registry = new Registry();
     const c = client(registry);
     const conn = nameOf(c);
@@ -447,7 +447,8 @@ describe("supervision metrics", () => {
         connection: nameOf(bad),
         level: "connection",
       }),
-    ).toBe(1);
+    ).toBe(0);
+    expect(await value(registry, "warren_connection_degraded", { connection: nameOf(bad) })).toBe(0);
   });
 });
 

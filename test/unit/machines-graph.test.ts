@@ -330,7 +330,11 @@ const specs: WalkSpec[] = [
   {
     name: "connection",
     machine: connectionMachine,
-    inputs: [{ hostCount: 2, intensity, random }],
+    // Without a limit (transient faults never end it) and with the caller's giveUpAfter.
+    inputs: [
+      { hostCount: 2, intensity, random },
+      { hostCount: 2, intensity, random, giveUpAfter: { attempts: 4 } },
+    ],
     provide: (f) =>
       connectionMachine.provide({
         actors: {
@@ -352,8 +356,24 @@ const specs: WalkSpec[] = [
       CLOSE: [{ type: "CLOSE" }],
     },
     serialize: (s) => {
-      const c = s.context as { restarts: number[]; blockedReason?: string };
-      return JSON.stringify([s.value, s.status, c.restarts.length, c.blockedReason !== undefined]);
+      const c = s.context as {
+        restarts: number[];
+        blockedReason?: string;
+        degraded: boolean;
+        level: number;
+        troubles: number;
+      };
+      // What the guards read, capped where more of it changes no guard: restarts at the intensity,
+      // troubles at giveUpAfter.attempts; the level only lengthens a delay.
+      return JSON.stringify([
+        s.value,
+        s.status,
+        Math.min(c.restarts.length, intensity.maxRestarts),
+        c.blockedReason !== undefined,
+        c.degraded,
+        Math.min(c.level, 1),
+        Math.min(c.troubles, 4),
+      ]);
     },
   },
   {

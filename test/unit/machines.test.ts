@@ -181,6 +181,7 @@ function connection(input: Partial<ConnectionMachineInput> = {}) {
     async run() {
       if (h.value() === "idle") actor.send({ type: "START" });
       leave(h, "recovering");
+      leave(h, "degraded");
       h.connect();
       await fakes.resolve("restore");
       expect(h.value()).toEqual({ open: "running" });
@@ -460,24 +461,136 @@ describe("connection machine, as an actor with fakes and a simulated clock", () 
     expect(h.value()).toBe("recovering");
   });
 
-  it("restart intensity: maxRestarts LOSTs within the window recover, one more → failed with RestartIntensityError", async () => {
-    const h = connection({ intensity: { maxRestarts: 3, withinMs: 10_000 } });
+  it("restart intensity: maxRestarts LOSTs within the window recover, one more → degraded (escalated backoff), never failed", async () => {
+    const h = connection({ intensity: { maxRestarts: 3, withinMs: 120_000 } });
     await h.run();
     for (let i = 0; i < 3; i++) {
       h.lose();
       expect(h.value()).toBe("recovering");
+      expect(h.context().degraded).toBe(false);
       await h.run();
     }
     const last = recoverable("the last straw");
+    h.lose(last);
+    expect(h.value()).toBe("degraded");
+    expect(h.context().degraded).toBe(true);
+    expect(h.context().level).toBe(1);
+    // Only the error that caused it.
+    expect(h.context().error).toBe(last);
+    // Level 1: the ceiling is the plain backoff's largest (10 s here); random 0.5 → 3/4 of it.
+    expectBackoff(h, 7_500, "degraded");
+    expect(h.value()).toEqual({ opening: "connecting" });
+    expect(h.context().error).toBeUndefined();
+    h.connect();
+    await h.fakes.resolve("restore");
+    // Lost again at once: still over the intensity, one level up, twice the ceiling.
+    h.lose();
+    expect(h.value()).toBe("degraded");
+    expect(h.context().level).toBe(2);
+    expectBackoff(h, 15_000, "degraded");
+    h.connect();
+    await h.fakes.resolve("restore");
+    h.lose();
+    expect(h.context().level).toBe(3);
+    // Capped at escalation.maxBackoff (30 s).
+    expectBackoff(h, 22_500, "degraded");
+    h.connect();
+    await h.fakes.resolve("restore");
+    h.lose();
+    expect(h.context().level).toBe(4);
+    expectBackoff(h, 22_500, "degraded");
+    expect(h.value()).not.toBe("failed");
+  });
+
+  it("degraded resets once the connection stayed up for escalation.resetAfterMs", async () => {
+    const h = connection({
+      intensity: { maxRestarts: 1, withinMs: 60_000 },
+      escalation: { maxBackoff: 30_000, resetAfterMs: 5_000 },
+    });
+    await h.run();
+    h.lose();
+    await h.run();
+    h.lose();
+    expect(h.value()).toBe("degraded");
+    await h.run();
+    expect(h.context().degraded).toBe(true);
+    h.clock.increment(4_999);
+    expect(h.context().degraded).toBe(true);
+    h.clock.increment(1);
+    expect(h.context().degraded).toBe(false);
+    expect(h.context().level).toBe(0);
+    expect(h.context().troubles).toBe(0);
+    expect(h.value()).toEqual({ open: "running" });
+  });
+
+  it("a loss while degraded but under the intensity keeps the level; a failed attempt while degraded waits in degraded", async () => {
+    const h = connection({
+      intensity: { maxRestarts: 1, withinMs: 10_000 },
+      escalation: { maxBackoff: 30_000, resetAfterMs: 60_000 },
+    });
+    await h.run();
+    h.lose();
+    await h.run();
+    h.lose();
+    expect(h.context().level).toBe(1);
+    leave(h, "degraded");
+    h.actor.send({ type: "CONNECT_FAILED", error: recoverable("refused") });
+    expect(h.value()).toBe("degraded");
+    expect(h.context().level).toBe(1);
+    await h.run();
+    h.clock.increment(20_000); // the earlier restarts left the window, still not healthy (60 s)
+    h.lose();
+    expect(h.value()).toBe("degraded");
+    expect(h.context().level).toBe(1);
+  });
+
+  it("giveUpAfter.attempts: failed with RestartIntensityError once that many failures pass without staying up", async () => {
+    const h = connection({ giveUpAfter: { attempts: 3 } });
+    h.actor.send({ type: "START" });
+    h.actor.send({ type: "CONNECT_FAILED", error: recoverable("refused 1") });
+    leave(h, "recovering");
+    h.connect();
+    await h.fakes.resolve("restore");
+    h.lose(recoverable("lost 2"));
+    await h.run();
+    const last = recoverable("lost 3");
     h.lose(last);
     expect(h.value()).toBe("failed");
     const error = h.context().error;
     expect(error).toBeInstanceOf(RestartIntensityError);
     expect(error?.recoverable).toBe(false);
-    expect(error?.message).toMatch(/more than 3 connection restarts within 10000 ms; last: the last straw/);
+    expect(error?.message).toMatch(
+      /gave up, as giveUpAfter asks \(3 attempts\): 3 failed attempts and restarts in \d+ ms.*last: lost 3/,
+    );
     expect(error?.cause).toBe(last);
-    h.clock.increment(60_000);
+  });
+
+  it("giveUpAfter.ms: failed at the first failure that long after the trouble began", async () => {
+    const h = connection({ giveUpAfter: { ms: 10_000 } });
+    h.actor.send({ type: "START" });
+    for (let i = 0; i < 100 && h.value() !== "failed"; i++) {
+      expect(h.value()).toEqual({ opening: "connecting" });
+      h.actor.send({ type: "CONNECT_FAILED", error: recoverable("refused") });
+      if (h.value() === "recovering") leave(h, "recovering");
+    }
     expect(h.value()).toBe("failed");
+    expect(h.clock.now()).toBeGreaterThanOrEqual(10_000);
+    expect(h.clock.now()).toBeLessThan(10_000 + 10_000);
+    expect(h.context().error).toBeInstanceOf(RestartIntensityError);
+  });
+
+  it("failedHost names the host that failed, hostIndex the next one; the error is cleared when the next attempt starts", async () => {
+    const h = connection({ hostCount: 3 });
+    h.actor.send({ type: "START" });
+    expect(h.context().hostIndex).toBe(0);
+    const refused = recoverable("refused by 0");
+    h.actor.send({ type: "CONNECT_FAILED", error: refused });
+    expect(h.value()).toBe("recovering");
+    expect(h.context().failedHost).toBe(0);
+    expect(h.context().hostIndex).toBe(1);
+    expect(h.context().error).toBe(refused);
+    leave(h, "recovering");
+    expect(h.context().error).toBeUndefined();
   });
 
   it("restarts that have left the window no longer count", async () => {
@@ -502,9 +615,9 @@ describe("connection machine, as an actor with fakes and a simulated clock", () 
     expect(h.context().restarts).toHaveLength(1);
     await h.run();
     h.actor.send({ type: "ESCALATE", error: escalated });
-    expect(h.value()).toBe("failed");
-    expect(h.context().error).toBeInstanceOf(RestartIntensityError);
-    expect(h.context().error?.cause).toBe(escalated);
+    expect(h.value()).toBe("degraded");
+    expect(h.context().error).toBe(escalated);
+    expect(h.context().level).toBe(1);
   });
 
   it("ESCALATE while restoring also restarts; outside `open` it is ignored", async () => {
@@ -539,7 +652,7 @@ describe("connection machine, as an actor with fakes and a simulated clock", () 
     expect(h2.context().error).toBe(refused);
   });
 
-  it("a restore that keeps failing is bounded by the restart intensity too", async () => {
+  it("a restore that keeps failing counts toward the restart intensity too", async () => {
     const h = connection({ intensity: { maxRestarts: 2, withinMs: 10_000 } });
     h.actor.send({ type: "START" });
     for (let i = 0; i < 2; i++) {
@@ -550,8 +663,8 @@ describe("connection machine, as an actor with fakes and a simulated clock", () 
     }
     h.connect();
     await h.fakes.reject("restore", channelError(405));
-    expect(h.value()).toBe("failed");
-    expect(h.context().error).toBeInstanceOf(RestartIntensityError);
+    expect(h.value()).toBe("degraded");
+    expect(h.context().level).toBe(1);
   });
 
   it("a BLOCKED seen during a restore that failed does not carry over to the next connection", async () => {
