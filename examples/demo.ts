@@ -84,10 +84,9 @@ async function main(): Promise<void> {
     connectionName: "warren-demo",
     ...(registry ? { metrics: { registry } } : {}),
   });
-  client.on("state", ({ to, error }) => {
+  client.on("state", ({ to, error, host }) => {
     state = to;
-    if (error && (to === "recovering" || to === "failed"))
-      console.log(`\n[warren demo] ${to}: ${error.message}`);
+    if (error) console.log(`\n[warren demo] ${to} (${host}): ${error.message}`);
   });
   await client.ready();
 
