@@ -81,9 +81,10 @@ async function waitForCounts(queue: string, ready: number, unacked: number): Pro
 
 // ─── fixtures ───────────────────────────────────────────────────────────────
 
+/** Killing connections and reading queue counts need rabbitmqctl; the other tests run without it. */
 const usable = await canUseRabbitmqctl();
 
-describe.skipIf(!usable)("the supervised client against the broker", { timeout: 30_000 }, () => {
+describe("the supervised client against the broker", { timeout: 30_000 }, () => {
   let admin: Connection;
   const clients: Client[] = [];
   const queuesToDelete: string[] = [];
@@ -137,108 +138,114 @@ describe.skipIf(!usable)("the supervised client against the broker", { timeout: 
 
   // ─── recovery ─────────────────────────────────────────────────────────────
 
-  it("recovers from a killed connection: states, topology, renamed queues, consumers, e2e bindings, timing", async () => {
-    const { client: c, name, log } = client();
-    await c.ready();
-    const ea = uniqueName("rec-ea");
-    const es = uniqueName("rec-es");
-    const ed = uniqueName("rec-ed");
-    const qa = uniqueName("rec-qa");
-    const qe = uniqueName("rec-qe");
-    // Everything auto-deletes: once the connection dies, nothing of it is left on the broker.
-    const declared = await c.declare({
-      exchanges: [
-        { name: ea, type: "direct", autoDelete: true },
-        { name: es, type: "direct", autoDelete: true },
-        { name: ed, type: "fanout", autoDelete: true },
-      ],
-      queues: [{ name: qa, autoDelete: true }, { exclusive: true }, { name: qe, autoDelete: true }],
-    });
-    const serverNamed = declared.queues[1] as string;
-    expect(serverNamed).toMatch(/^amq\.gen-/);
-    await c.declare({
-      bindings: [
-        { exchange: ea, queue: qa, routingKey: "a" },
-        { exchange: ea, queue: serverNamed, routingKey: "s" },
-        { exchange: es, destination: ed, routingKey: "e" },
-        { exchange: ed, queue: qe },
-      ],
-    });
-    const inA = new Inbox();
-    const inS = new Inbox();
-    const inE = new Inbox();
-    const consumerA = c.consume({ queue: qa, prefetch: 10 }, inA.handler);
-    const consumerS = c.consume({ queue: serverNamed }, inS.handler);
-    const consumerE = c.consume({ queue: qe }, inE.handler);
-    const logA = new StateLog(consumerA);
-    await waitFor(
-      () => [consumerA, consumerS, consumerE].every((x) => x.state === "consuming"),
-      "consumers consuming",
-    );
-    await c.publish(ea, "a", "a-before");
-    await c.publish(ea, "s", "s-before");
-    await c.publish(es, "e", "e-before");
-    await Promise.all([inA.got("a-before"), inS.got("s-before"), inE.got("e-before")]);
+  it.skipIf(!usable)(
+    "recovers from a killed connection: states, topology, renamed queues, consumers, e2e bindings, timing",
+    async () => {
+      const { client: c, name, log } = client();
+      await c.ready();
+      const ea = uniqueName("rec-ea");
+      const es = uniqueName("rec-es");
+      const ed = uniqueName("rec-ed");
+      const qa = uniqueName("rec-qa");
+      const qe = uniqueName("rec-qe");
+      // Everything auto-deletes: once the connection dies, nothing of it is left on the broker.
+      const declared = await c.declare({
+        exchanges: [
+          { name: ea, type: "direct", autoDelete: true },
+          { name: es, type: "direct", autoDelete: true },
+          { name: ed, type: "fanout", autoDelete: true },
+        ],
+        queues: [{ name: qa, autoDelete: true }, { exclusive: true }, { name: qe, autoDelete: true }],
+      });
+      const serverNamed = declared.queues[1] as string;
+      expect(serverNamed).toMatch(/^amq\.gen-/);
+      await c.declare({
+        bindings: [
+          { exchange: ea, queue: qa, routingKey: "a" },
+          { exchange: ea, queue: serverNamed, routingKey: "s" },
+          { exchange: es, destination: ed, routingKey: "e" },
+          { exchange: ed, queue: qe },
+        ],
+      });
+      const inA = new Inbox();
+      const inS = new Inbox();
+      const inE = new Inbox();
+      const consumerA = c.consume({ queue: qa, prefetch: 10 }, inA.handler);
+      const consumerS = c.consume({ queue: serverNamed }, inS.handler);
+      const consumerE = c.consume({ queue: qe }, inE.handler);
+      const logA = new StateLog(consumerA);
+      await waitFor(
+        () => [consumerA, consumerS, consumerE].every((x) => x.state === "consuming"),
+        "consumers consuming",
+      );
+      await c.publish(ea, "a", "a-before");
+      await c.publish(ea, "s", "s-before");
+      await c.publish(es, "e", "e-before");
+      await Promise.all([inA.got("a-before"), inS.got("s-before"), inE.got("e-before")]);
 
-    const renamed: { queue: string; from: string; to: string }[] = [];
-    c.on("queueRenamed", (r) => renamed.push(r));
-    // As soon as the client notices, publish: the publish waits for the client and is consumed after recovery.
-    let afterPublish: Promise<void> | undefined;
-    c.on("state", ({ to }) => {
-      if (to === "recovering" && !afterPublish) afterPublish = c.publish(ea, "a", "a-after");
-    });
-    const mark = log.changes.length;
-    const markA = logA.changes.length;
-    await kill(name);
-    const recovering = await log.next("recovering", mark);
-    await log.next("running", mark);
-    const consuming = await logA.next("consuming", markA);
-    await afterPublish;
-    const firstMessage = await inA.got("a-after");
+      const renamed: { queue: string; from: string; to: string }[] = [];
+      c.on("queueRenamed", (r) => renamed.push(r));
+      // As soon as the client notices, publish: the publish waits for the client and is consumed after recovery.
+      let afterPublish: Promise<void> | undefined;
+      c.on("state", ({ to }) => {
+        if (to === "recovering" && !afterPublish) afterPublish = c.publish(ea, "a", "a-after");
+      });
+      const mark = log.changes.length;
+      const markA = logA.changes.length;
+      await kill(name);
+      const recovering = await log.next("recovering", mark);
+      await log.next("running", mark);
+      const consuming = await logA.next("consuming", markA);
+      await afterPublish;
+      const firstMessage = await inA.got("a-after");
 
-    expect(log.statesSince(mark)).toEqual([
-      "recovering",
-      "connecting",
-      "handshaking",
-      "restoring",
-      "running",
-    ]);
-    expect(recovering.error).toBeInstanceOf(ConnectionClosedByBroker);
-    expect((recovering.error as ConnectionClosedByBroker).replyCode).toBe(320);
-    expect(logA.statesSince(markA)).toEqual(["waiting", "subscribing", "consuming"]);
+      expect(log.statesSince(mark)).toEqual([
+        "recovering",
+        "connecting",
+        "handshaking",
+        "restoring",
+        "running",
+      ]);
+      expect(recovering.error).toBeInstanceOf(ConnectionClosedByBroker);
+      expect((recovering.error as ConnectionClosedByBroker).replyCode).toBe(320);
+      expect(logA.statesSince(markA)).toEqual(["waiting", "subscribing", "consuming"]);
 
-    const toConsuming = consuming.at - recovering.at;
-    const toMessage = firstMessage.at - recovering.at;
-    console.info(
-      `recovery (close_connection, default settings): recovering → consumer consuming ${toConsuming.toFixed(1)} ms, → first message consumed ${toMessage.toFixed(1)} ms`,
-    );
-    expect(toConsuming).toBeLessThan(1000);
-    expect(toMessage).toBeLessThan(1000);
+      const toConsuming = consuming.at - recovering.at;
+      const toMessage = firstMessage.at - recovering.at;
+      console.info(
+        `recovery (close_connection, default settings): recovering → consumer consuming ${toConsuming.toFixed(1)} ms, → first message consumed ${toMessage.toFixed(1)} ms`,
+      );
+      expect(toConsuming).toBeLessThan(1000);
+      expect(toMessage).toBeLessThan(1000);
 
-    // The server-named queue came back under a new name, and the app was told.
-    expect(renamed).toHaveLength(1);
-    expect(renamed[0]?.queue).toBe(serverNamed);
-    expect(renamed[0]?.from).toBe(serverNamed);
-    const newName = renamed[0]?.to as string;
-    expect(newName).not.toBe(serverNamed);
-    expect(newName).toMatch(/^amq\.gen-/);
-    expect(c.queueName(serverNamed)).toBe(newName);
-    expect(c.topology.snapshot().queues.map((q) => q.name)).toContain(newName);
+      // The server-named queue came back under a new name, and the app was told.
+      expect(renamed).toHaveLength(1);
+      expect(renamed[0]?.queue).toBe(serverNamed);
+      expect(renamed[0]?.from).toBe(serverNamed);
+      const newName = renamed[0]?.to as string;
+      expect(newName).not.toBe(serverNamed);
+      expect(newName).toMatch(/^amq\.gen-/);
+      expect(c.queueName(serverNamed)).toBe(newName);
+      expect(c.topology.snapshot().queues.map((q) => q.name)).toContain(newName);
 
-    // Everything flows again: the auto-delete queue and exchange, the renamed queue's binding,
-    // the exchange-to-exchange binding.
-    await waitFor(() => consumerS.state === "consuming" && consumerE.state === "consuming", "consumers back");
-    await c.publish(ea, "a", "a-after-2");
-    await c.publish(ea, "s", "s-after");
-    await c.publish(es, "e", "e-after");
-    await Promise.all([inA.got("a-after-2"), inS.got("s-after"), inE.got("e-after")]);
-    expect(inS.bodies()).toEqual(["s-before", "s-after"]);
-    expect(inE.bodies()).toEqual(["e-before", "e-after"]);
-    // The old exclusive queue is gone with its connection.
-    const gone = await rejection(withAdmin((ch) => ch.queueDeclare({ queue: serverNamed, passive: true })));
-    expect(gone).toBeInstanceOf(ChannelClosedByBroker);
-    expect((gone as ChannelClosedByBroker).replyCode).toBe(404);
-  });
+      // Everything flows again: the auto-delete queue and exchange, the renamed queue's binding,
+      // the exchange-to-exchange binding.
+      await waitFor(
+        () => consumerS.state === "consuming" && consumerE.state === "consuming",
+        "consumers back",
+      );
+      await c.publish(ea, "a", "a-after-2");
+      await c.publish(ea, "s", "s-after");
+      await c.publish(es, "e", "e-after");
+      await Promise.all([inA.got("a-after-2"), inS.got("s-after"), inE.got("e-after")]);
+      expect(inS.bodies()).toEqual(["s-before", "s-after"]);
+      expect(inE.bodies()).toEqual(["e-before", "e-after"]);
+      // The old exclusive queue is gone with its connection.
+      const gone = await rejection(withAdmin((ch) => ch.queueDeclare({ queue: serverNamed, passive: true })));
+      expect(gone).toBeInstanceOf(ChannelClosedByBroker);
+      expect((gone as ChannelClosedByBroker).replyCode).toBe(404);
+    },
+  );
 
   it("rotates to the next host when the first refuses the connection", async () => {
     const port = await closedPort();
@@ -258,33 +265,36 @@ describe.skipIf(!usable)("the supervised client against the broker", { timeout: 
     expect(c.connection?.address).toMatch(/:5672\//);
   });
 
-  it("after its connection dies, the client reconnects to another host first (that one rests); shuffleHosts spreads", async () => {
-    // Two names for the same broker: which one the client uses shows in connection.address.
-    const other = AMQP_URL.replace("127.0.0.1", "localhost");
-    expect(other).not.toBe(AMQP_URL);
-    const { client: c, name, log } = client({ urls: [AMQP_URL, other] });
-    await c.ready();
-    expect(c.connection?.address).toMatch(/127\.0\.0\.1/);
-    let mark = log.changes.length;
-    await kill(name);
-    await log.next("running", mark);
-    expect(c.connection?.address).toMatch(/localhost/);
-    mark = log.changes.length;
-    await kill(name);
-    await log.next("running", mark);
-    expect(c.connection?.address).toMatch(/127\.0\.0\.1/);
+  it.skipIf(!usable)(
+    "after its connection dies, the client reconnects to another host first (that one rests); shuffleHosts spreads",
+    async () => {
+      // Two names for the same broker: which one the client uses shows in connection.address.
+      const other = AMQP_URL.replace("127.0.0.1", "localhost");
+      expect(other).not.toBe(AMQP_URL);
+      const { client: c, name, log } = client({ urls: [AMQP_URL, other] });
+      await c.ready();
+      expect(c.connection?.address).toMatch(/127\.0\.0\.1/);
+      let mark = log.changes.length;
+      await kill(name);
+      await log.next("running", mark);
+      expect(c.connection?.address).toMatch(/localhost/);
+      mark = log.changes.length;
+      await kill(name);
+      await log.next("running", mark);
+      expect(c.connection?.address).toMatch(/127\.0\.0\.1/);
 
-    // shuffleHosts: over 40 clients with 4 URLs, the first one is not always the first URL.
-    const urls = [1, 2, 3, 4].map((i) => `${AMQP_URL}?connection_timeout=${10_000 + i}`);
-    const firsts = new Set<string>();
-    for (let i = 0; i < 40; i++) {
-      const s = connect({ urls, shuffleHosts: true, connectionName: `${name}-shuffle` });
-      firsts.add(s.addresses[0]!);
-      expect([...s.addresses].sort()).toEqual(urls.map(redactUrl).sort());
-      await s.close();
-    }
-    expect(firsts.size).toBeGreaterThan(1);
-  });
+      // shuffleHosts: over 40 clients with 4 URLs, the first one is not always the first URL.
+      const urls = [1, 2, 3, 4].map((i) => `${AMQP_URL}?connection_timeout=${10_000 + i}`);
+      const firsts = new Set<string>();
+      for (let i = 0; i < 40; i++) {
+        const s = connect({ urls, shuffleHosts: true, connectionName: `${name}-shuffle` });
+        firsts.add(s.addresses[0]!);
+        expect([...s.addresses].sort()).toEqual(urls.map(redactUrl).sort());
+        await s.close();
+      }
+      expect(firsts.size).toBeGreaterThan(1);
+    },
+  );
 
   it("wrong password: AuthenticationError at once, failed, one attempt", async () => {
     const errors: Error[] = [];
@@ -419,84 +429,90 @@ describe.skipIf(!usable)("the supervised client against the broker", { timeout: 
 
   // ─── acknowledgements ─────────────────────────────────────────────────────
 
-  it("a failing handler: nacked and requeued once, then rejected; a succeeding handler: acked", async () => {
-    const { client: c } = client();
-    await c.ready();
-    const q = uniqueName("ack-q");
-    queuesToDelete.push(q);
-    await c.declare({ queues: [{ name: q }] });
-    const seen: { body: string; redelivered: boolean }[] = [];
-    const errors: unknown[] = [];
-    const consumer = c.consume({ queue: q }, async (m) => {
-      const body = m.body.toString();
-      seen.push({ body, redelivered: m.fields.redelivered });
-      if (body === "bad") throw new Error("handler failed on purpose");
-    });
-    consumer.on("error", (e) => errors.push(e));
-    await waitFor(() => consumer.state === "consuming", "consuming");
+  it.skipIf(!usable)(
+    "a failing handler: nacked and requeued once, then rejected; a succeeding handler: acked",
+    async () => {
+      const { client: c } = client();
+      await c.ready();
+      const q = uniqueName("ack-q");
+      queuesToDelete.push(q);
+      await c.declare({ queues: [{ name: q }] });
+      const seen: { body: string; redelivered: boolean }[] = [];
+      const errors: unknown[] = [];
+      const consumer = c.consume({ queue: q }, async (m) => {
+        const body = m.body.toString();
+        seen.push({ body, redelivered: m.fields.redelivered });
+        if (body === "bad") throw new Error("handler failed on purpose");
+      });
+      consumer.on("error", (e) => errors.push(e));
+      await waitFor(() => consumer.state === "consuming", "consuming");
 
-    await c.publish("", q, "bad");
-    await waitFor(() => seen.filter((s) => s.body === "bad").length === 2, "two deliveries of bad");
-    // A requeue would put it back in front of what follows: once these are in, it is gone for good.
-    for (const body of ["good-1", "good-2", "good-3"]) await c.publish("", q, body);
-    await waitFor(() => seen.some((s) => s.body === "good-3"), "the good messages");
-    expect(seen).toEqual([
-      { body: "bad", redelivered: false },
-      { body: "bad", redelivered: true },
-      { body: "good-1", redelivered: false },
-      { body: "good-2", redelivered: false },
-      { body: "good-3", redelivered: false },
-    ]);
-    expect(errors).toHaveLength(2);
-    expect((errors[0] as Error).message).toBe("handler failed on purpose");
-    await waitForCounts(q, 0, 0);
-    expect(consumer.state).toBe("consuming");
-  });
+      await c.publish("", q, "bad");
+      await waitFor(() => seen.filter((s) => s.body === "bad").length === 2, "two deliveries of bad");
+      // A requeue would put it back in front of what follows: once these are in, it is gone for good.
+      for (const body of ["good-1", "good-2", "good-3"]) await c.publish("", q, body);
+      await waitFor(() => seen.some((s) => s.body === "good-3"), "the good messages");
+      expect(seen).toEqual([
+        { body: "bad", redelivered: false },
+        { body: "bad", redelivered: true },
+        { body: "good-1", redelivered: false },
+        { body: "good-2", redelivered: false },
+        { body: "good-3", redelivered: false },
+      ]);
+      expect(errors).toHaveLength(2);
+      expect((errors[0] as Error).message).toBe("handler failed on purpose");
+      await waitForCounts(q, 0, 0);
+      expect(consumer.state).toBe("consuming");
+    },
+  );
 
-  it("a handler still running when the connection dies never acks with its stale tag", async () => {
-    const { client: c, name } = client();
-    await c.ready();
-    const q = uniqueName("stale-q");
-    queuesToDelete.push(q);
-    await c.declare({ queues: [{ name: q }] });
-    const first = deferred();
-    const second = deferred();
-    const seen: { body: string; redelivered: boolean; tag: number }[] = [];
-    let finished = 0;
-    const consumer = c.consume({ queue: q, prefetch: 1 }, async (m) => {
-      seen.push({ body: m.body.toString(), redelivered: m.fields.redelivered, tag: m.fields.deliveryTag });
-      if (seen.length === 1) await first.promise;
-      else if (seen.length === 2) await second.promise;
-      finished++;
-    });
-    const clog = new StateLog(consumer);
-    await clog.next("consuming", 0);
-    await c.publish("", q, "slow");
-    await waitFor(() => seen.length === 1, "the first delivery");
+  it.skipIf(!usable)(
+    "a handler still running when the connection dies never acks with its stale tag",
+    async () => {
+      const { client: c, name } = client();
+      await c.ready();
+      const q = uniqueName("stale-q");
+      queuesToDelete.push(q);
+      await c.declare({ queues: [{ name: q }] });
+      const first = deferred();
+      const second = deferred();
+      const seen: { body: string; redelivered: boolean; tag: number }[] = [];
+      let finished = 0;
+      const consumer = c.consume({ queue: q, prefetch: 1 }, async (m) => {
+        seen.push({ body: m.body.toString(), redelivered: m.fields.redelivered, tag: m.fields.deliveryTag });
+        if (seen.length === 1) await first.promise;
+        else if (seen.length === 2) await second.promise;
+        finished++;
+      });
+      const clog = new StateLog(consumer);
+      await clog.next("consuming", 0);
+      await c.publish("", q, "slow");
+      await waitFor(() => seen.length === 1, "the first delivery");
 
-    const mark = clog.changes.length;
-    await kill(name);
-    await clog.next("consuming", mark);
-    await waitFor(() => seen.length === 2, "the redelivery");
-    expect(seen[1]).toMatchObject({ body: "slow", redelivered: true });
-    // The new channel's first tag is the same number as the stale one.
-    expect(seen[1]?.tag).toBe(seen[0]?.tag);
+      const mark = clog.changes.length;
+      await kill(name);
+      await clog.next("consuming", mark);
+      await waitFor(() => seen.length === 2, "the redelivery");
+      expect(seen[1]).toMatchObject({ body: "slow", redelivered: true });
+      // The new channel's first tag is the same number as the stale one.
+      expect(seen[1]?.tag).toBe(seen[0]?.tag);
 
-    const afterRecovery = clog.changes.length;
-    first.resolve(); // the stale handler finishes now
-    await waitFor(() => finished === 1, "the stale handler to finish");
-    // Nothing was acked with the old tag: the redelivered copy is still unacknowledged.
-    expect(await queueCounts(q)).toEqual({ ready: 0, unacked: 1 });
-    second.resolve();
-    await waitFor(() => finished === 2, "the second handler to finish");
-    await waitForCounts(q, 0, 0);
-    // The channel is alive (no 406 unknown delivery tag): more messages flow, no resubscribe.
-    await c.publish("", q, "next");
-    await waitFor(() => finished === 3, "the next message");
-    expect(clog.changes.length).toBe(afterRecovery);
-    expect(consumer.state).toBe("consuming");
-    expect(c.state).toBe("running");
-  });
+      const afterRecovery = clog.changes.length;
+      first.resolve(); // the stale handler finishes now
+      await waitFor(() => finished === 1, "the stale handler to finish");
+      // Nothing was acked with the old tag: the redelivered copy is still unacknowledged.
+      expect(await queueCounts(q)).toEqual({ ready: 0, unacked: 1 });
+      second.resolve();
+      await waitFor(() => finished === 2, "the second handler to finish");
+      await waitForCounts(q, 0, 0);
+      // The channel is alive (no 406 unknown delivery tag): more messages flow, no resubscribe.
+      await c.publish("", q, "next");
+      await waitFor(() => finished === 3, "the next message");
+      expect(clog.changes.length).toBe(afterRecovery);
+      expect(consumer.state).toBe("consuming");
+      expect(c.state).toBe("running");
+    },
+  );
 
   // ─── close ────────────────────────────────────────────────────────────────
 
@@ -544,130 +560,142 @@ describe.skipIf(!usable)("the supervised client against the broker", { timeout: 
     await expect(c.ready()).rejects.toBeInstanceOf(ClientClosedError);
   });
 
-  it("close() does not wait longer than closeTimeout for a handler that never finishes", async () => {
-    const { client: c } = client({ closeTimeout: 500 });
-    await c.ready();
-    const q = uniqueName("close-stuck-q");
-    queuesToDelete.push(q);
-    await c.declare({ queues: [{ name: q }] });
-    const started = deferred();
-    const never = deferred();
-    const consumer = c.consume({ queue: q }, async () => {
-      started.resolve();
-      await never.promise;
-    });
-    await waitFor(() => consumer.state === "consuming", "consuming");
-    await c.publish("", q, "stuck");
-    await started.promise;
-    const t0 = performance.now();
-    await c.close();
-    const took = performance.now() - t0;
-    expect(took).toBeLessThan(2000);
-    expect(c.state).toBe("closed");
-    expect(consumer.state).toBe("cancelled");
-    never.resolve(); // finishes on a dead channel: nothing is sent
-    // Not acked: the broker has it back.
-    await waitForCounts(q, 1, 0);
-  });
+  it.skipIf(!usable)(
+    "close() does not wait longer than closeTimeout for a handler that never finishes",
+    async () => {
+      const { client: c } = client({ closeTimeout: 500 });
+      await c.ready();
+      const q = uniqueName("close-stuck-q");
+      queuesToDelete.push(q);
+      await c.declare({ queues: [{ name: q }] });
+      const started = deferred();
+      const never = deferred();
+      const consumer = c.consume({ queue: q }, async () => {
+        started.resolve();
+        await never.promise;
+      });
+      await waitFor(() => consumer.state === "consuming", "consuming");
+      await c.publish("", q, "stuck");
+      await started.promise;
+      const t0 = performance.now();
+      await c.close();
+      const took = performance.now() - t0;
+      expect(took).toBeLessThan(2000);
+      expect(c.state).toBe("closed");
+      expect(consumer.state).toBe("cancelled");
+      never.resolve(); // finishes on a dead channel: nothing is sent
+      // Not acked: the broker has it back.
+      await waitForCounts(q, 1, 0);
+    },
+  );
 
   // ─── restart intensity ────────────────────────────────────────────────────
 
-  it("a publisher and a consumer created while the client restores its consumers start on that connection", async () => {
-    const { client: c, name, log } = client();
-    const queue = uniqueName("warren-late-children");
-    const other = uniqueName("warren-late-children");
-    queuesToDelete.push(queue, other);
-    await c.ready();
-    await c.declare({ queues: [{ name: queue }, { name: other }] });
-    const first = c.consume({ queue }, () => undefined);
-    await waitFor(() => first.state === "consuming", "the first consumer");
-    // The first consumer resubscribing means restore() already started the children it knew of.
-    const got: string[] = [];
-    const late = deferred<{
-      state: string;
-      publisher: ReturnType<Client["publisher"]>;
-      consumer: typeof first;
-    }>();
-    first.on("state", ({ to }) => {
-      if (to !== "subscribing") return;
-      const consumer = c.consume({ queue: other }, (msg) => {
-        got.push(msg.body.toString());
+  it.skipIf(!usable)(
+    "a publisher and a consumer created while the client restores its consumers start on that connection",
+    async () => {
+      const { client: c, name, log } = client();
+      const queue = uniqueName("warren-late-children");
+      const other = uniqueName("warren-late-children");
+      queuesToDelete.push(queue, other);
+      await c.ready();
+      await c.declare({ queues: [{ name: queue }, { name: other }] });
+      const first = c.consume({ queue }, () => undefined);
+      await waitFor(() => first.state === "consuming", "the first consumer");
+      // The first consumer resubscribing means restore() already started the children it knew of.
+      const got: string[] = [];
+      const late = deferred<{
+        state: string;
+        publisher: ReturnType<Client["publisher"]>;
+        consumer: typeof first;
+      }>();
+      first.on("state", ({ to }) => {
+        if (to !== "subscribing") return;
+        const consumer = c.consume({ queue: other }, (msg) => {
+          got.push(msg.body.toString());
+        });
+        late.resolve({ state: c.state, publisher: c.publisher(), consumer });
       });
-      late.resolve({ state: c.state, publisher: c.publisher(), consumer });
-    });
-    const mark = log.changes.length;
-    await kill(name);
-    const { state, publisher, consumer } = await late.promise;
-    expect(state).toBe("restoring");
-    await log.next("running", mark);
-    await publisher.publish({ exchange: "", routingKey: other, body: "late" });
-    await waitFor(() => got.length > 0, "the late consumer's delivery");
-    expect(got).toEqual(["late"]);
-    expect(consumer.state).toBe("consuming");
-  });
-
-  it("more restarts than the restart intensity allows: degraded (escalated backoff), then healthy again; never failed", async () => {
-    const {
-      client: c,
-      name,
-      log,
-    } = client({
-      restartIntensity: { maxRestarts: 3, withinMs: 60_000 },
-      escalation: { resetAfterMs: 3_000 },
-    });
-    const errors: Error[] = [];
-    c.on("error", (e) => errors.push(e));
-    const conditions: boolean[] = [];
-    c.on("degraded", ({ degraded }) => conditions.push(degraded));
-    await c.ready();
-    for (let i = 1; i <= 3; i++) {
       const mark = log.changes.length;
       await kill(name);
+      const { state, publisher, consumer } = await late.promise;
+      expect(state).toBe("restoring");
       await log.next("running", mark);
-    }
-    expect(c.degraded).toBe(false);
-    const mark = log.changes.length;
-    const lostAt = performance.now();
-    await kill(name);
-    const degraded = await log.next("degraded", mark);
-    expect(degraded.error).toBeInstanceOf(ConnectionClosedByBroker);
-    expect((degraded.error as ConnectionClosedByBroker).replyCode).toBe(320);
-    expect(c.degraded).toBe(true);
-    const back = await log.next("running", mark, 15_000);
-    // Level 1 waits 1–2 s (the upper half of the 2 s ceiling), where a plain recovery waits 0–100 ms.
-    expect(back.at - lostAt).toBeGreaterThanOrEqual(1_000);
-    expect(log.statesSince(mark)).not.toContain("failed");
-    // Up for resetAfterMs: healthy again.
-    await waitFor(() => !c.degraded, "the degraded condition to reset", 15_000);
-    expect(conditions).toEqual([true, false]);
-    expect(c.state).toBe("running");
-    expect(errors).toEqual([]);
-    await c.close();
-    expect(c.state).toBe("closed");
-  });
+      await publisher.publish({ exchange: "", routingKey: other, body: "late" });
+      await waitFor(() => got.length > 0, "the late consumer's delivery");
+      expect(got).toEqual(["late"]);
+      expect(consumer.state).toBe("consuming");
+    },
+  );
 
-  it("giveUpAfter (opt-in): failed with RestartIntensityError once that many restarts pass without staying up", async () => {
-    const { client: c, name, log } = client({ giveUpAfter: { attempts: 3 } });
-    const errors: Error[] = [];
-    c.on("error", (e) => errors.push(e));
-    await c.ready();
-    for (let i = 1; i <= 2; i++) {
+  it.skipIf(!usable)(
+    "more restarts than the restart intensity allows: degraded (escalated backoff), then healthy again; never failed",
+    async () => {
+      const {
+        client: c,
+        name,
+        log,
+      } = client({
+        restartIntensity: { maxRestarts: 3, withinMs: 60_000 },
+        escalation: { resetAfterMs: 3_000 },
+      });
+      const errors: Error[] = [];
+      c.on("error", (e) => errors.push(e));
+      const conditions: boolean[] = [];
+      c.on("degraded", ({ degraded }) => conditions.push(degraded));
+      await c.ready();
+      for (let i = 1; i <= 3; i++) {
+        const mark = log.changes.length;
+        await kill(name);
+        await log.next("running", mark);
+      }
+      expect(c.degraded).toBe(false);
+      const mark = log.changes.length;
+      const lostAt = performance.now();
+      await kill(name);
+      const degraded = await log.next("degraded", mark);
+      expect(degraded.error).toBeInstanceOf(ConnectionClosedByBroker);
+      expect((degraded.error as ConnectionClosedByBroker).replyCode).toBe(320);
+      expect(c.degraded).toBe(true);
+      const back = await log.next("running", mark, 15_000);
+      // Level 1 waits 1–2 s (the upper half of the 2 s ceiling), where a plain recovery waits 0–100 ms.
+      expect(back.at - lostAt).toBeGreaterThanOrEqual(1_000);
+      expect(log.statesSince(mark)).not.toContain("failed");
+      // Up for resetAfterMs: healthy again.
+      await waitFor(() => !c.degraded, "the degraded condition to reset", 15_000);
+      expect(conditions).toEqual([true, false]);
+      expect(c.state).toBe("running");
+      expect(errors).toEqual([]);
+      await c.close();
+      expect(c.state).toBe("closed");
+    },
+  );
+
+  it.skipIf(!usable)(
+    "giveUpAfter (opt-in): failed with RestartIntensityError once that many restarts pass without staying up",
+    async () => {
+      const { client: c, name, log } = client({ giveUpAfter: { attempts: 3 } });
+      const errors: Error[] = [];
+      c.on("error", (e) => errors.push(e));
+      await c.ready();
+      for (let i = 1; i <= 2; i++) {
+        const mark = log.changes.length;
+        await kill(name);
+        await log.next("running", mark);
+      }
       const mark = log.changes.length;
       await kill(name);
-      await log.next("running", mark);
-    }
-    const mark = log.changes.length;
-    await kill(name);
-    const failed = await log.next("failed", mark);
-    expect(log.statesSince(mark)).toEqual(["failed"]);
-    expect(failed.error).toBeInstanceOf(RestartIntensityError);
-    expect(failed.error?.message).toMatch(/giveUpAfter/);
-    expect(c.state).toBe("failed");
-    await expect(c.ready()).rejects.toBeInstanceOf(RestartIntensityError);
-    expect(errors).toHaveLength(1);
-    expect(errors[0]).toBeInstanceOf(RestartIntensityError);
-    await c.close();
-    expect(c.state).toBe("closed");
-    expect(errors).toHaveLength(1);
-  });
+      const failed = await log.next("failed", mark);
+      expect(log.statesSince(mark)).toEqual(["failed"]);
+      expect(failed.error).toBeInstanceOf(RestartIntensityError);
+      expect(failed.error?.message).toMatch(/giveUpAfter/);
+      expect(c.state).toBe("failed");
+      await expect(c.ready()).rejects.toBeInstanceOf(RestartIntensityError);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toBeInstanceOf(RestartIntensityError);
+      await c.close();
+      expect(c.state).toBe("closed");
+      expect(errors).toHaveLength(1);
+    },
+  );
 });

@@ -24,6 +24,9 @@ import { AMQP_URL, canUseRabbitmqctl, closeConnectionsNamed, uniqueName } from "
 import { drainQueue } from "../support/queue.js";
 import { waitFor } from "../support/wait.js";
 
+/** Two tests kill the connection with rabbitmqctl close_connection. */
+const ctlUsable = await canUseRabbitmqctl();
+
 let admin: Connection;
 let pub: Channel;
 const clients: Client[] = [];
@@ -397,46 +400,54 @@ describe("consumer policies", () => {
     expect(since).toHaveLength(12);
   });
 
-  it("a stream consumer resumes after a lost connection where it stopped, not from its first offset", async () => {
-    if (!(await canUseRabbitmqctl())) return;
-    const name = uniqueName("policies-stream-kill");
-    const cl = client(name);
-    const stream = q("stream-kill");
-    await cl.declare({ queues: [{ name: stream, durable: true, arguments: { "x-queue-type": "stream" } }] });
-    await publish(
-      stream,
-      Array.from({ length: 40 }, (_, i) => `s${i}`),
-    );
-    let lost!: () => void;
-    const connectionLost = new Promise<void>((r) => {
-      lost = r;
-    });
-    let isLost = false;
-    cl.on("state", ({ to }) => {
-      if (to === "recovering" && !isLost) {
-        isLost = true;
-        lost();
-      }
-    });
-    const seen: string[] = [];
-    const handled = new Set<string>();
-    const c = cl.consume({ queue: stream, prefetch: 5, concurrency: 1, streamOffset: "first" }, async (m) => {
-      const body = m.body.toString();
-      seen.push(body);
-      if (handled.size >= 10 && !isLost) await connectionLost; // held across the kill: never acked
-      handled.add(body);
-    });
-    await consuming(c);
-    await waitFor(() => handled.size >= 10, "10 handled");
-    await closeConnectionsNamed(name, "killed by test");
-    await waitFor(() => handled.size === 40, "all 40 handled", 20_000);
-    // Resumed at the first unacked offset: at most the prefetch window is seen twice, never all from "first".
-    const again = seen.length - 40;
-    console.log(`stream resume: ${seen.length} deliveries for 40 messages (${again} redelivered)`);
-    expect(again).toBeGreaterThanOrEqual(1);
-    expect(again).toBeLessThanOrEqual(5);
-    expect(seen.filter((b) => b === "s0")).toHaveLength(1);
-  });
+  // Kills the connection with rabbitmqctl close_connection.
+  it.skipIf(!ctlUsable)(
+    "a stream consumer resumes after a lost connection where it stopped, not from its first offset",
+    async () => {
+      const name = uniqueName("policies-stream-kill");
+      const cl = client(name);
+      const stream = q("stream-kill");
+      await cl.declare({
+        queues: [{ name: stream, durable: true, arguments: { "x-queue-type": "stream" } }],
+      });
+      await publish(
+        stream,
+        Array.from({ length: 40 }, (_, i) => `s${i}`),
+      );
+      let lost!: () => void;
+      const connectionLost = new Promise<void>((r) => {
+        lost = r;
+      });
+      let isLost = false;
+      cl.on("state", ({ to }) => {
+        if (to === "recovering" && !isLost) {
+          isLost = true;
+          lost();
+        }
+      });
+      const seen: string[] = [];
+      const handled = new Set<string>();
+      const c = cl.consume(
+        { queue: stream, prefetch: 5, concurrency: 1, streamOffset: "first" },
+        async (m) => {
+          const body = m.body.toString();
+          seen.push(body);
+          if (handled.size >= 10 && !isLost) await connectionLost; // held across the kill: never acked
+          handled.add(body);
+        },
+      );
+      await consuming(c);
+      await waitFor(() => handled.size >= 10, "10 handled");
+      await closeConnectionsNamed(name, "killed by test");
+      await waitFor(() => handled.size === 40, "all 40 handled", 20_000);
+      // Resumed at the first unacked offset: at most the prefetch window is seen twice, never all from "first".
+      const again = seen.length - 40;
+      console.log(`stream resume: ${seen.length} deliveries for 40 messages (${again} redelivered)`);
+      expect(again).toBeGreaterThanOrEqual(1);
+      expect(again).toBeLessThanOrEqual(5);
+      expect(seen.filter((b) => b === "s0")).toHaveLength(1);
+    },
+  );
 
   it("the async iterator: ack, nack (requeue), reject, break", async () => {
     const cl = client();
@@ -476,8 +487,8 @@ describe("consumer policies", () => {
     expect(s.inFlight).toBe(0);
   });
 
-  it("a connection killed while retrying: nothing lost, no stale acks", async () => {
-    if (!(await canUseRabbitmqctl())) return;
+  // Kills the connection with rabbitmqctl close_connection.
+  it.skipIf(!ctlUsable)("a connection killed while retrying: nothing lost, no stale acks", async () => {
     const name = uniqueName("policies-kill");
     const cl = client(name);
     const queue = q("kill");
