@@ -3,19 +3,32 @@
  *
  *   waiting ─CONNECTED→ subscribing ─(done)→ consuming ─CANCEL→ draining → cancelled
  *   consuming ─SERVER_CANCEL (queue deleted, node down)→ resubscribing (backoff) → subscribing
- *   consuming ─CHANNEL_CLOSED→ resubscribing;  any ─CONNECTION_LOST→ waiting
- *   subscribing ─(error)→ resubscribing, or failed when not recoverable
+ *   consuming ─CHANNEL_CLOSED→ resubscribing;  any but failed ─CONNECTION_LOST→ waiting
+ *   subscribing ─(error)→ resubscribing (a transient fault: reported when the fault table says so,
+ *                         e.g. a missing queue), or failed (a permanent one, or the broker refusing
+ *                         the subscription: 403, 406), reported
  *
  * Its channel is part of its lifecycle: `subscribe` opens a channel, sets qos,
  * re-declares the queue when the client declared it, and sends basic.consume;
- * `drain` cancels and waits for in-flight handlers. Both are provided by the client.
+ * `drain` cancels and waits for in-flight handlers. Both are provided by the client, as is
+ * `report`, which tells the application (the client's rate-limited `error` event).
+ *
+ * `failed` stays failed through reconnections: retrying could not help (see src/faults.ts); only
+ * CANCEL (consumer.cancel(), client.close()) ends it.
  */
 import { assign, fromPromise, setup } from "xstate";
+import { isPermanent, isRefusal, isReported } from "../src/faults.js";
 import { type BackoffOptions, backoffDelay } from "./backoff.js";
 import type { LifecycleError } from "./connection.js";
 
-/** Consumers retry for as long as it takes, up to 30 s apart by default. */
-export const CONSUMER_BACKOFF: BackoffOptions = { initial: 100, max: 30_000, multiplier: 2 };
+/**
+ * Consumers retry for as long as it takes, at most 5 s apart. The cap is short on purpose: what a
+ * consumer waits for is usually outside the client (a queue another service has yet to declare, a
+ * queue's node coming back), so it should start within seconds of that; an attempt is cheap (a
+ * channel and a basic.consume on a connection that is up), and the connection's own backoff, not
+ * this one, is what spares a broker that is down.
+ */
+export const CONSUMER_BACKOFF: BackoffOptions = { initial: 100, max: 5_000, multiplier: 2 };
 
 export interface ConsumerMachineInput {
   backoff?: BackoffOptions;
@@ -25,6 +38,7 @@ export interface ConsumerMachineInput {
 
 export interface ConsumerContext {
   attempt: number;
+  /** The error that caused the current state (resubscribing, failed), else undefined. */
   error: LifecycleError | undefined;
   backoff: BackoffOptions;
   random: () => number;
@@ -38,6 +52,11 @@ export type ConsumerEvent =
   | { type: "CHANNEL_CLOSED"; error: LifecycleError }
   | { type: "CANCEL" };
 
+const errorOf = (event: unknown): LifecycleError | undefined => (event as { error?: LifecycleError }).error;
+
+/** The `report` action's params: the error the application is told of. */
+const reportParams = ({ event }: { event: unknown }) => ({ error: errorOf(event) });
+
 export const consumerMachine = setup({
   types: {
     context: {} as ConsumerContext,
@@ -50,17 +69,24 @@ export const consumerMachine = setup({
   },
   guards: {
     connected: ({ context }) => context.connected,
-    fatal: ({ event }) => (event as { error?: LifecycleError }).error?.recoverable === false,
+    /** Retrying the subscription cannot help: a permanent fault, or the broker refused it (403, 406). */
+    permanent: ({ event }) => isPermanent(errorOf(event)) || isRefusal(errorOf(event)),
+    /** Transient, but the application must hear of it (a missing queue, a locked one). */
+    reported: ({ event }) => isReported(errorOf(event)),
   },
   actions: {
     markConnected: assign({ connected: true }),
-    markDisconnected: assign({ connected: false, attempt: 0 }),
+    markDisconnected: assign({ connected: false, attempt: 0, error: undefined }),
+    markOffline: assign({ connected: false }),
     subscribed: assign({ attempt: 0, error: undefined }),
     retry: assign({
       attempt: ({ context }) => context.attempt + 1,
-      error: ({ event }) => (event as { error?: LifecycleError }).error,
+      error: ({ event }) => errorOf(event),
     }),
-    setError: assign({ error: ({ event }) => (event as { error?: LifecycleError }).error }),
+    setError: assign({ error: ({ event }) => errorOf(event) }),
+    clearError: assign({ error: undefined }),
+    /** Tells the application of `error` (provided by the client: its rate-limited `error` event). */
+    report: (_, _params: { error: LifecycleError | undefined }) => undefined,
   },
   delays: {
     backoff: ({ context }) => backoffDelay(Math.max(0, context.attempt - 1), context.backoff, context.random),
@@ -88,7 +114,16 @@ export const consumerMachine = setup({
         src: "subscribe",
         onDone: { target: "consuming", actions: "subscribed" },
         onError: [
-          { guard: "fatal", target: "failed", actions: "setError" },
+          {
+            guard: "permanent",
+            target: "failed",
+            actions: ["setError", { type: "report", params: reportParams }],
+          },
+          {
+            guard: "reported",
+            target: "resubscribing",
+            actions: ["retry", { type: "report", params: reportParams }],
+          },
           { target: "resubscribing", actions: "retry" },
         ],
       },
@@ -102,7 +137,7 @@ export const consumerMachine = setup({
       },
     },
     resubscribing: {
-      after: { backoff: "subscribing" },
+      after: { backoff: { target: "subscribing", actions: "clearError" } },
       on: { CANCEL: "cancelled" },
     },
     draining: {
@@ -110,7 +145,8 @@ export const consumerMachine = setup({
       on: { CONNECTION_LOST: "cancelled" },
     },
     failed: {
-      on: { CANCEL: "cancelled" },
+      // Handled here, so the machine-wide CONNECTION_LOST (→ waiting) does not restart it.
+      on: { CANCEL: "cancelled", CONNECTION_LOST: { actions: "markOffline" } },
     },
     cancelled: { type: "final" },
   },

@@ -18,8 +18,10 @@ import type { Channel, Message } from "../amqp/channel.js";
 import { TypedEmitter } from "../amqp/events.js";
 import {
   ChannelClosedByBroker,
+  ClientClosedError,
   ConfigError,
   ConnectionClosedError,
+  QueueNotFoundError,
   RpcTimeoutError,
   TimeoutError,
   type WarrenError,
@@ -168,6 +170,13 @@ export interface ConsumerStats {
   readonly deadLettered: number;
   /** Received and not settled yet: running, waiting for a slot, or being retried. */
   readonly inFlight: number;
+  /**
+   * Subscription attempts that failed (a missing queue, a refusal, the channel or connection lost
+   * while subscribing): each one is retried with backoff, unless it was permanent (`failed`).
+   */
+  readonly subscribeErrors: number;
+  /** The `code` of the last failed subscription attempt (e.g. `QUEUE_NOT_FOUND`), until one succeeds. */
+  readonly lastSubscribeError: string | undefined;
 }
 
 /**
@@ -185,6 +194,8 @@ export interface ConsumeStats {
   rejected(): void;
   /** Sent to a retry (delay) queue. */
   retried?(): void;
+  /** A subscription attempt failed with an error of this `code` (e.g. `QUEUE_NOT_FOUND`). */
+  subscribeFailed?(code: string): void;
 }
 
 /** What the consumer needs from its client. */
@@ -286,6 +297,8 @@ class Stats implements ConsumerStats {
   retried = 0;
   deadLettered = 0;
   inFlight = 0;
+  subscribeErrors = 0;
+  lastSubscribeError: string | undefined = undefined;
 
   toJSON(): ConsumerStats {
     return { ...this };
@@ -309,6 +322,8 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   private idleWaiters: (() => void)[] = [];
   private settleWaiters: (() => void)[] = [];
   private stateName = "waiting";
+  /** ready() callers waiting for the first outcome. */
+  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   /** Set by a server-sent cancel: the queue may have been deleted. */
   private queueLost = false;
   /** Cancel or close under way: new deliveries are released, not handled. */
@@ -373,8 +388,19 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     this.drainWait = options.drainTimeout ?? 10_000;
     const machine = consumerMachine.provide({
       actors: {
-        subscribe: fromPromise(() => this.subscribe()),
+        subscribe: fromPromise(async ({ signal }) => {
+          try {
+            await this.subscribe();
+          } catch (e) {
+            throw this.subscribeFailed(e, signal.aborted);
+          }
+        }),
         drain: fromPromise(() => this.drain()),
+      },
+      actions: {
+        report: (_, { error }) => {
+          if (error !== undefined) host.report?.(error);
+        },
       },
     });
     this.actor = createActor(machine, { input: { connected, random: host.consumerRandom } });
@@ -384,14 +410,61 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       const from = this.stateName;
       this.stateName = to;
       if (to !== "subscribing" && to !== "waiting") this.releaseSettled();
-      this.emit("state", { from, to, error: snap.context.error });
+      const error = snap.context.error;
+      this.emit("state", { from, to, error });
+      this.settleReady(to, error);
     });
-    this.actor.start();
+    // On the next microtask, as the client's first attempt: `consumer.on("state")` on the line
+    // after consume() sees the first transition.
+    queueMicrotask(() => this.actor.start());
   }
 
-  /** The machine's state: waiting, subscribing, consuming, resubscribing, draining, failed, cancelled. */
+  /**
+   * The machine's state: waiting, subscribing, consuming, resubscribing, draining, failed, cancelled.
+   * The first transition happens on a microtask after consume(), so a `state` listener attached on
+   * the next line sees it.
+   */
   get state(): string {
     return this.stateName;
+  }
+
+  /**
+   * Resolves once the consumer is consuming (its basic.consume-ok). Rejects with the error at its
+   * first missing queue (QueueNotFoundError: it keeps retrying and starts once the queue exists)
+   * or permanent failure (`failed`: a refused subscription), or when it is cancelled before
+   * consuming. Called while the last attempt found no queue, it rejects at once.
+   */
+  ready(): Promise<void> {
+    const s = this.stateName;
+    if (s === "consuming") return Promise.resolve();
+    const error = this.actor.getSnapshot().context.error;
+    if (s === "failed" || (s === "resubscribing" && error instanceof QueueNotFoundError)) {
+      return Promise.reject(error ?? this.cancelledError());
+    }
+    if (s === "draining" || s === "cancelled") return Promise.reject(this.cancelledError());
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+  }
+
+  private settleReady(to: string, error: Error | undefined): void {
+    if (this.readyWaiters.length === 0) return;
+    let outcome: Error | null;
+    if (to === "consuming") outcome = null;
+    else if (to === "failed") outcome = error ?? this.cancelledError();
+    else if (to === "resubscribing" && error instanceof QueueNotFoundError) outcome = error;
+    else if (to === "draining" || to === "cancelled") outcome = this.cancelledError();
+    else return;
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const w of waiters) {
+      if (outcome === null) w.resolve();
+      else w.reject(outcome);
+    }
+  }
+
+  private cancelledError(): Error {
+    return new ClientClosedError(
+      `the consumer of queue "${this.queue}" was cancelled (consumer.cancel() or client.close()) before it started consuming`,
+    );
   }
 
   /** The broker's name for this consumer while consuming. */
@@ -457,6 +530,31 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     return this.policy === "retry" && !this.options.noAck;
   }
 
+  /**
+   * A subscription attempt failed: a 404 on basic.consume (or on a passive queue.declare) becomes a
+   * QueueNotFoundError naming the queue; the attempt is counted unless the machine had abandoned
+   * it (cancelled, connection lost). Returns the error for the machine to classify (faults.ts).
+   */
+  private subscribeFailed(e: unknown, abandoned: boolean): unknown {
+    let error = e;
+    if (
+      e instanceof ChannelClosedByBroker &&
+      e.replyCode === 404 &&
+      (e.methodName === "basic.consume" || e.methodName === "queue.declare")
+    ) {
+      error = new QueueNotFoundError(this.source, { cause: e });
+      // A queue this client declared is declared again (with its bindings) by the next attempt.
+      this.queueLost = true;
+    }
+    if (!abandoned) {
+      const code = codeOf(error);
+      this.counts.subscribeErrors++;
+      this.counts.lastSubscribeError = code;
+      this.metrics?.subscribeFailed?.(code);
+    }
+    return error;
+  }
+
   private async subscribe(): Promise<void> {
     let ch = this.channel;
     if (!ch?.isOpen) {
@@ -509,6 +607,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
         }
       },
     });
+    this.counts.lastSubscribeError = undefined;
   }
 
   /**
@@ -818,6 +917,12 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     this.wakeIdle();
     return sent;
   }
+}
+
+/** An error's `code` as a bounded label value (`UNKNOWN` when it has none). */
+function codeOf(e: unknown): string {
+  const code = (e as { code?: unknown } | null | undefined)?.code;
+  return typeof code === "string" && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : "UNKNOWN";
 }
 
 function errorMessage(e: unknown): string {

@@ -43,7 +43,12 @@ import {
 import { channelMachine } from "../../machines/channel.js";
 import { type ConnectInput, type ConnectionEvent, connectionMachine } from "../../machines/connection.js";
 import { consumerMachine } from "../../machines/consumer.js";
-import { AuthenticationError, ChannelClosedByBroker, SocketError } from "../../src/errors.js";
+import {
+  AuthenticationError,
+  ChannelClosedByBroker,
+  QueueNotFoundError,
+  SocketError,
+} from "../../src/errors.js";
 
 // ─── the universe: state nodes and declared transitions ─────────────────────
 
@@ -170,6 +175,8 @@ interface WalkSpec {
   provide(f: Fakes): AnyStateMachine;
   /** The payloads to try for each external event type. */
   events: Record<string, AnyEventObject[]>;
+  /** The errors an invoked actor fails with (default: one recoverable, one fatal). */
+  actorErrors?: Error[];
   /**
    * What tells two snapshots apart for the walk: the state value and the context that
    * guards read (restart counts, blocked, connected), not what only shapes delays and inputs.
@@ -178,8 +185,11 @@ interface WalkSpec {
 }
 
 function serializeEvent(e: AnyEventObject): string {
-  const { type, error, ...rest } = e as AnyEventObject & { error?: { recoverable?: boolean } };
-  const err = error === undefined ? "" : error.recoverable === false ? " fatal" : " recoverable";
+  const { type, error, ...rest } = e as AnyEventObject & { error?: { recoverable?: boolean; code?: string } };
+  const err =
+    error === undefined
+      ? ""
+      : `${error.recoverable === false ? " fatal" : " recoverable"}${error.code ? ` ${error.code}` : ""}`;
   return `${type}${err}${Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : ""}`;
 }
 
@@ -191,10 +201,7 @@ function eventsFor(spec: WalkSpec, s: AnyMachineSnapshot): AnyEventObject[] {
   return [...types].flatMap((type): AnyEventObject[] => {
     if (type.startsWith("xstate.done.actor.")) return [{ type }];
     if (type.startsWith("xstate.error.actor.")) {
-      return [
-        { type, error: RECOVERABLE },
-        { type, error: FATAL },
-      ];
+      return (spec.actorErrors ?? [RECOVERABLE, FATAL]).map((error) => ({ type, error }));
     }
     if (type.startsWith("xstate.after.")) return [{ type }];
     const variants = spec.events[type];
@@ -408,6 +415,13 @@ const specs: WalkSpec[] = [
       { connected: true, random },
     ],
     provide: (f) => consumerMachine.provide({ actors: { subscribe: f.promise(), drain: f.promise() } }),
+    // A subscription also fails with a missing queue (transient, reported) and a refusal (permanent).
+    actorErrors: [
+      RECOVERABLE,
+      FATAL,
+      new QueueNotFoundError("orders"),
+      new ChannelClosedByBroker({ replyCode: 403, replyText: "ACCESS_REFUSED", classId: 60, methodId: 20 }),
+    ],
     events: {
       CONNECTED: [{ type: "CONNECTED" }],
       CONNECTION_LOST: [{ type: "CONNECTION_LOST" }],

@@ -31,6 +31,7 @@ import {
   ChannelLimitError,
   ConnectionClosedError,
   HeartbeatTimeoutError,
+  QueueNotFoundError,
   RestartIntensityError,
   SocketError,
   TlsError,
@@ -992,8 +993,11 @@ describe("channel machine", () => {
 function consumer(input: Partial<ConsumerMachineInput> = {}) {
   const clock = new SimulatedClock();
   const fakes = new Fakes();
+  /** What the machine told the application of (its `report` action). */
+  const reports: unknown[] = [];
   const machine = consumerMachine.provide({
     actors: { subscribe: fakes.promise("subscribe"), drain: fakes.promise("drain") },
+    actions: { report: (_, { error }) => void reports.push(error) },
   });
   const actor = createActor(machine, {
     clock,
@@ -1004,6 +1008,7 @@ function consumer(input: Partial<ConsumerMachineInput> = {}) {
     actor,
     clock,
     fakes,
+    reports,
     value: () => actor.getSnapshot().value,
     context: () => actor.getSnapshot().context,
     async consume() {
@@ -1095,6 +1100,133 @@ describe("consumer machine", () => {
     h.actor.send({ type: "CANCEL" });
     expect(h.value()).toBe("cancelled");
     expect(h.fakes.count("drain")).toBe(0);
+  });
+
+  describe("subscription faults (src/faults.ts)", () => {
+    const notFound = () =>
+      new QueueNotFoundError("orders", {
+        cause: new ChannelClosedByBroker({
+          replyCode: 404,
+          replyText: "NOT_FOUND",
+          classId: 60,
+          methodId: 20,
+        }),
+      });
+    const refused = (replyCode: 403 | 406) =>
+      new ChannelClosedByBroker({
+        replyCode,
+        replyText: replyCode === 403 ? "ACCESS_REFUSED" : "PRECONDITION_FAILED",
+        classId: 60,
+        methodId: 20,
+        methodName: "basic.consume",
+      });
+    const reportsIn = (actions: readonly { type: string; params?: unknown }[]) =>
+      actions.filter((a) => a.type === "report").map((a) => (a.params as { error: unknown }).error);
+
+    it("pure: a missing queue → resubscribing, reported; a refusal → failed, reported; a plain fault → resubscribing, not reported", () => {
+      const [start] = initialTransition(consumerMachine, { connected: true, random: () => 0.5 });
+      expect(start.value).toBe("subscribing");
+
+      const missing = notFound();
+      let [s, actions] = transition(consumerMachine, start, failedWith("0.consumer.subscribing", missing));
+      expect(s.value).toBe("resubscribing");
+      expect(s.context).toMatchObject({ attempt: 1, error: missing });
+      expect(reportsIn(actions)).toEqual([missing]);
+      // The default backoff: the first retry at once (full jitter under 100 ms).
+      expect(scheduledDelay(actions)).toBe(50);
+
+      for (const code of [403, 406] as const) {
+        const e = refused(code);
+        [s, actions] = transition(consumerMachine, start, failedWith("0.consumer.subscribing", e));
+        expect(s.value).toBe("failed");
+        expect(s.context.error).toBe(e);
+        expect(reportsIn(actions)).toEqual([e]);
+        expect(scheduledDelay(actions)).toBeUndefined();
+      }
+
+      // 405 RESOURCE_LOCKED (an exclusive queue of another connection): transient, reported.
+      const locked = channelError(405);
+      [s, actions] = transition(consumerMachine, start, failedWith("0.consumer.subscribing", locked));
+      expect(s.value).toBe("resubscribing");
+      expect(reportsIn(actions)).toEqual([locked]);
+
+      const lost = new ConnectionClosedError("the connection closed");
+      [s, actions] = transition(consumerMachine, start, failedWith("0.consumer.subscribing", lost));
+      expect(s.value).toBe("resubscribing");
+      expect(s.context.error).toBe(lost);
+      expect(reportsIn(actions)).toEqual([]);
+    });
+
+    it("pure: leaving resubscribing clears the error (the subscribing event carries none)", () => {
+      const [start] = initialTransition(consumerMachine, { connected: true });
+      let [s] = transition(consumerMachine, start, failedWith("0.consumer.subscribing", notFound()));
+      [s] = transition(consumerMachine, s, afterDelay("consumer.resubscribing"));
+      expect(s.value).toBe("subscribing");
+      expect(s.context.error).toBeUndefined();
+      expect(s.context.attempt).toBe(1);
+    });
+
+    it("a missing queue: retried for ever with the default backoff, capped at 5 s; every attempt reported (the client rate-limits); consuming once the queue exists", async () => {
+      const h = consumer({ connected: true, backoff: CONSUMER_BACKOFF });
+      expect(CONSUMER_BACKOFF.max).toBe(5_000);
+      // random 0.5: half of each ceiling, 100 × 2^n capped at 5000.
+      const delays = [50, 100, 200, 400, 800, 1600, 2500, 2500, 2500, 2500];
+      for (const [i, delay] of delays.entries()) {
+        const e = notFound();
+        await h.fakes.reject("subscribe", e);
+        expect(h.value()).toBe("resubscribing");
+        expect(h.context()).toMatchObject({ attempt: i + 1, error: e });
+        expect(h.reports.at(-1)).toBe(e);
+        expectBackoff(h, delay, "resubscribing");
+        expect(h.value()).toBe("subscribing");
+        expect(h.context().error).toBeUndefined();
+      }
+      expect(h.reports).toHaveLength(delays.length);
+      expect(h.fakes.count("subscribe")).toBe(delays.length + 1);
+      // The queue was declared meanwhile: the next attempt succeeds.
+      await h.fakes.resolve("subscribe");
+      expect(h.value()).toBe("consuming");
+      expect(h.context()).toMatchObject({ attempt: 0, error: undefined });
+    });
+
+    it("a refusal → failed, reported once; it stays failed through reconnections until CANCEL", async () => {
+      const h = consumer({ connected: true });
+      const e = refused(403);
+      await h.fakes.reject("subscribe", e);
+      expect(h.value()).toBe("failed");
+      expect(h.context().error).toBe(e);
+      expect(h.reports).toEqual([e]);
+      h.actor.send({ type: "CONNECTION_LOST" });
+      expect(h.value()).toBe("failed");
+      expect(h.context()).toMatchObject({ connected: false, error: e });
+      h.actor.send({ type: "CONNECTED" });
+      h.clock.increment(60_000);
+      expect(h.value()).toBe("failed");
+      expect(h.fakes.count("subscribe")).toBe(1);
+      h.actor.send({ type: "CANCEL" });
+      expect(h.value()).toBe("cancelled");
+      expect(h.reports).toHaveLength(1);
+    });
+
+    it("a server cancel or a channel error while consuming is retried, not reported", async () => {
+      const h = consumer({ connected: true });
+      await h.consume();
+      h.actor.send({ type: "SERVER_CANCEL" });
+      await h.consume();
+      h.actor.send({ type: "CHANNEL_CLOSED", error: refused(406) });
+      expect(h.value()).toBe("resubscribing");
+      await h.consume();
+      expect(h.reports).toEqual([]);
+    });
+
+    it("CONNECTION_LOST while resubscribing after a missing queue → waiting, the error cleared", async () => {
+      const h = consumer({ connected: true });
+      await h.fakes.reject("subscribe", notFound());
+      h.actor.send({ type: "CONNECTION_LOST" });
+      expect(h.value()).toBe("waiting");
+      expect(h.context()).toMatchObject({ attempt: 0, error: undefined, connected: false });
+      await h.consume();
+    });
   });
 
   describe("CANCEL", () => {

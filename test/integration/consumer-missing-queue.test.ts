@@ -1,0 +1,246 @@
+/**
+ * A consumer whose queue does not exist, against the real broker: it is loud (the client's `error`
+ * event with a QueueNotFoundError naming the queue, rate-limited; `consumer.ready()` rejects; counted
+ * in `consumer.stats` and `warren_consumer_subscribe_errors_total`), it keeps retrying, and it starts
+ * by itself within seconds once another connection declares the queue. A subscription the broker
+ * refuses (403 exclusive use, 406 bad argument) is permanent: `failed`, reported. And the rule for
+ * every lifecycle object: the first transition happens on a microtask, so a `state` listener
+ * attached on the line after consume() sees it.
+ */
+import { Registry } from "prom-client";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  type Channel,
+  ChannelClosedByBroker,
+  type Client,
+  ClientClosedError,
+  type ClientOptions,
+  Connection,
+  connect,
+  QueueNotFoundError,
+} from "../../src/index.js";
+import { rejection } from "../support/async.js";
+import { AMQP_URL, uniqueName } from "../support/broker.js";
+import { Inbox, StateLog } from "../support/state-log.js";
+import { waitFor } from "../support/wait.js";
+
+/** The other service: declares queues and publishes on a connection of its own. */
+let admin: Connection;
+let pub: Channel;
+const clients: Client[] = [];
+const queues: string[] = [];
+
+beforeAll(async () => {
+  admin = await Connection.open(AMQP_URL);
+  pub = await admin.openChannel();
+  await pub.confirmSelect();
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  const ch = await admin.openChannel();
+  for (const q of queues.splice(0)) await ch.queueDelete({ queue: q }).catch(() => undefined);
+  if (ch.isOpen) await ch.close();
+});
+
+afterAll(async () => {
+  await admin.close();
+});
+
+function client(extra: Partial<ClientOptions> = {}): Client {
+  const c = connect({
+    url: AMQP_URL,
+    connectionName: uniqueName("missing-queue"),
+    reconnect: { initial: 50, max: 200 },
+    ...extra,
+  });
+  clients.push(c);
+  return c;
+}
+
+/** A queue name, deleted after the test (if anyone declared it). */
+function q(prefix: string): string {
+  const name = uniqueName(prefix);
+  queues.push(name);
+  return name;
+}
+
+/** The client's `error` events, with their times. */
+function errorsOf(c: Client): { error: Error; at: number }[] {
+  const out: { error: Error; at: number }[] = [];
+  c.on("error", (error) => out.push({ error, at: performance.now() }));
+  return out;
+}
+
+async function metricValue(registry: Registry, name: string, labels: Record<string, string>) {
+  const data = await registry.getSingleMetric(name)?.get();
+  const hit = data?.values.find((v) =>
+    Object.entries(labels).every(([k, x]) => String((v.labels as Record<string, unknown>)[k]) === x),
+  );
+  return hit?.value;
+}
+
+describe("a consumer on a missing queue", () => {
+  it("is reported within 5 s (rate-limited), rejects ready(), is counted, and starts within seconds of another connection declaring the queue", async () => {
+    const registry = new Registry();
+    const connection = uniqueName("missing-queue");
+    const cl = client({ connectionName: connection, metrics: { registry } });
+    const errors = errorsOf(cl);
+    await cl.ready();
+    const queue = q("no-such-queue");
+    const inbox = new Inbox();
+    const started = performance.now();
+    const c = cl.consume({ queue }, inbox.handler);
+    // Attached on the line after consume(): sees the first transition too.
+    const log = new StateLog(c);
+
+    const err = await rejection(c.ready());
+    expect(err).toBeInstanceOf(QueueNotFoundError);
+    const notFound = err as QueueNotFoundError;
+    expect(notFound).toMatchObject({ code: "QUEUE_NOT_FOUND", queue, recoverable: true });
+    expect(notFound.message).toContain(`"${queue}"`);
+    expect(notFound.cause).toBeInstanceOf(ChannelClosedByBroker);
+    expect((notFound.cause as ChannelClosedByBroker).replyCode).toBe(404);
+
+    await waitFor(() => errors.length > 0, "the client's error event", 5_000);
+    expect(errors[0]!.at - started).toBeLessThan(5_000);
+    expect(errors[0]!.error).toBeInstanceOf(QueueNotFoundError);
+    expect((errors[0]!.error as QueueNotFoundError).queue).toBe(queue);
+
+    expect(log.changes[0]).toMatchObject({ from: "waiting", to: "subscribing", error: undefined });
+    const retrying = await log.next("resubscribing", 0);
+    expect(retrying.error).toBeInstanceOf(QueueNotFoundError);
+    // Retried with backoff until its ceiling reached the 5 s cap (8 attempts: 100 ms × 2^7 > 5 s),
+    // reported once per 5 s, not once per attempt.
+    await waitFor(() => c.stats.subscribeErrors >= 8, "eight failed attempts", 30_000);
+    const reports = errors.filter((e) => e.error instanceof QueueNotFoundError);
+    expect(reports.length).toBeLessThan(c.stats.subscribeErrors);
+    expect(reports.length).toBeLessThanOrEqual(1 + Math.floor((performance.now() - reports[0]!.at) / 5_000));
+    expect(c.state === "resubscribing" || c.state === "subscribing").toBe(true);
+    expect(c.stats.lastSubscribeError).toBe("QUEUE_NOT_FOUND");
+
+    // consumer.stats and the metric count the same attempts.
+    const before = c.stats.subscribeErrors;
+    const counted = await metricValue(registry, "warren_consumer_subscribe_errors_total", {
+      connection,
+      queue,
+      code: "QUEUE_NOT_FOUND",
+    });
+    expect(counted).toBeGreaterThanOrEqual(before);
+    expect(counted).toBeLessThanOrEqual(c.stats.subscribeErrors);
+    // ready() called again while the queue is still missing: rejects at once.
+    await expect(c.ready()).rejects.toBeInstanceOf(QueueNotFoundError);
+
+    // Another service declares the queue and publishes: the consumer starts by itself.
+    await pub.queueDeclare({ queue });
+    const declared = performance.now();
+    await pub.publish("", queue, "hello");
+    // At most one capped backoff (5 s) and an attempt; generous for a loaded machine.
+    const got = await inbox.got("hello", 20_000);
+    expect(got.at - declared).toBeLessThan(10_000);
+    expect(c.state).toBe("consuming");
+    await c.ready();
+    expect(c.stats).toMatchObject({ delivered: 1, lastSubscribeError: undefined });
+    expect(log.states.at(-1)).toBe("consuming");
+    const consuming = log.changes.at(-1)!;
+    expect(consuming.error).toBeUndefined();
+  });
+
+  it("a consumer created before the client is connected: reported too, and ready() rejects", async () => {
+    const cl = client();
+    const errors = errorsOf(cl);
+    const queue = q("no-such-queue");
+    const c = cl.consume({ queue }, () => undefined);
+    const log = new StateLog(c);
+    await expect(c.ready()).rejects.toBeInstanceOf(QueueNotFoundError);
+    await waitFor(() => errors.length > 0, "the client's error event", 5_000);
+    expect(log.changes[0]).toMatchObject({ from: "waiting", to: "subscribing" });
+  });
+});
+
+describe("a subscription the broker refuses is permanent", () => {
+  it("403 ACCESS_REFUSED (the queue is in exclusive use by another connection): failed, reported, ready() rejects", async () => {
+    const queue = q("exclusive");
+    await pub.queueDeclare({ queue });
+    const holder = await admin.openChannel();
+    await holder.basicConsume({ queue, exclusive: true }, () => undefined);
+
+    const cl = client();
+    const errors = errorsOf(cl);
+    await cl.ready();
+    const c = cl.consume({ queue }, () => undefined);
+    const log = new StateLog(c);
+    const err = await rejection(c.ready());
+    expect(err).toBeInstanceOf(ChannelClosedByBroker);
+    expect(err).toMatchObject({ replyCode: 403, methodName: "basic.consume" });
+    expect(c.state).toBe("failed");
+    expect(log.states).toEqual(["subscribing", "failed"]);
+    expect(log.changes.at(-1)!.error).toBe(err);
+    await waitFor(() => errors.length > 0, "the client's error event", 5_000);
+    expect(errors[0]!.error).toBe(err);
+    expect(c.stats).toMatchObject({ subscribeErrors: 1, lastSubscribeError: "CHANNEL_CLOSED_BY_BROKER" });
+    await c.cancel();
+    expect(c.state).toBe("cancelled");
+    await holder.close();
+  });
+
+  it("406 PRECONDITION_FAILED (a consumer argument of the wrong type): failed, reported, ready() rejects", async () => {
+    const queue = q("bad-argument");
+    await pub.queueDeclare({ queue });
+    const cl = client();
+    const errors = errorsOf(cl);
+    const c = cl.consume({ queue, arguments: { "x-priority": "high" } }, () => undefined);
+    const err = await rejection(c.ready());
+    expect(err).toMatchObject({ replyCode: 406, methodName: "basic.consume" });
+    expect(c.state).toBe("failed");
+    await waitFor(() => errors.length > 0, "the client's error event", 5_000);
+    expect(errors[0]!.error).toBe(err);
+  });
+});
+
+describe("ready() and the first transition", () => {
+  it("resolves at consume-ok; a listener attached after consume() sees waiting → subscribing → consuming; the iterator works", async () => {
+    const queue = q("present");
+    await pub.queueDeclare({ queue });
+    const cl = client();
+    await cl.ready();
+    const c = cl.consume({ queue }, () => undefined);
+    const log = new StateLog(c);
+    expect(c.state).toBe("waiting");
+    await c.ready();
+    expect(log.changes.map(({ from, to }) => `${from}→${to}`)).toEqual([
+      "waiting→subscribing",
+      "subscribing→consuming",
+    ]);
+    expect(c.stats).toMatchObject({ subscribeErrors: 0, lastSubscribeError: undefined });
+    await c.cancel();
+
+    const stream = cl.messages({ queue });
+    const streamLog = new StateLog(stream.consumer);
+    await stream.consumer.ready();
+    expect(streamLog.states).toEqual(["subscribing", "consuming"]);
+    await pub.publish("", queue, "via the iterator");
+    for await (const m of stream) {
+      expect(m.body.toString()).toBe("via the iterator");
+      m.ack();
+      break;
+    }
+    expect(stream.consumer.state).toBe("cancelled");
+  });
+
+  it("rejects when the consumer is cancelled before consuming; nobody calling ready() leaves no unhandled rejection", async () => {
+    const queue = q("never-consumed");
+    const cl = client();
+    const c = cl.consume({ queue }, () => undefined);
+    const ready = c.ready();
+    await c.cancel();
+    const err = await rejection(ready);
+    expect(err).toBeInstanceOf(ClientClosedError);
+    expect((err as Error).message).toContain(queue);
+    // A consumer nobody asks: it fails to subscribe, then is cancelled; vitest fails the file on an
+    // unhandled rejection.
+    const quiet = cl.consume({ queue }, () => undefined);
+    await waitFor(() => quiet.stats.subscribeErrors > 0, "a failed attempt", 15_000);
+    await quiet.cancel();
+  });
+});
