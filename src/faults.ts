@@ -180,12 +180,21 @@ export const FAULTS: readonly FaultRow[] = [
     action: "resubscribe with backoff (it starts once the queue is declared); consumer.ready() rejects",
   },
   {
-    fault: "exclusive queue or consumer held by another connection (405 RESOURCE_LOCKED)",
+    fault:
+      "exclusive queue or consumer held by another connection (405 RESOURCE_LOCKED, 403 in exclusive use)",
     class: "transient",
     reported: true,
     error: "ChannelClosedByBroker",
     code: "CHANNEL_CLOSED_BY_BROKER",
-    action: "resubscribe with backoff",
+    action: "resubscribe with backoff: a standby consumer takes over once the other lets go",
+  },
+  {
+    fault: "a consumer's subscription refused (403 ACCESS_REFUSED, 406 inequivalent queue arguments)",
+    class: "permanent",
+    reported: false,
+    error: "ChannelClosedByBroker",
+    code: "CHANNEL_CLOSED_BY_BROKER",
+    action: "the consumer fails (state failed, the client's error event); consumer.ready() rejects",
   },
   {
     fault: "the caller's request refused: 404 (exchange missing), 403 (access), 406 (inequivalent arguments)",
@@ -283,6 +292,7 @@ interface Classified {
   recoverable?: boolean;
   code?: string;
   replyCode?: number;
+  replyText?: string;
   methodName?: string | undefined;
 }
 
@@ -311,7 +321,7 @@ export function isReported(err: unknown): boolean {
     case "CONNECTION_CLOSED_BY_BROKER":
       return typeof e.replyCode === "number" && brokerCloseIsUnknown(e.replyCode);
     case "CHANNEL_CLOSED_BY_BROKER":
-      return e.replyCode === 405;
+      return e.replyCode === 405 || isExclusiveInUse(e);
     case "SOCKET_ERROR":
       return DNS_CODES.has(systemCode(err) ?? "");
     default:
@@ -330,8 +340,17 @@ export function isCallerFault(err: unknown): boolean {
   return /^(basic\.publish|basic\.consume|exchange\.|queue\.)/.test(e.methodName);
 }
 
-/** A channel close the caller's subscription cannot recover from by retrying (403, 406 on its queue). */
+/** 403 "in exclusive use": another connection holds an exclusive consumer on the queue (it may let go). */
+function isExclusiveInUse(e: Classified): boolean {
+  return e.replyCode === 403 && /exclusive use/i.test(e.replyText ?? "");
+}
+
+/**
+ * A channel close the caller's subscription cannot recover from by retrying: 403 (no access) or 406
+ * (inequivalent arguments) on its queue. 403 "in exclusive use" is not one: that lock is released.
+ */
 export function isRefusal(err: unknown): boolean {
   const e = err as Classified | undefined;
-  return e?.code === "CHANNEL_CLOSED_BY_BROKER" && (e.replyCode === 403 || e.replyCode === 406);
+  if (e?.code !== "CHANNEL_CLOSED_BY_BROKER") return false;
+  return e.replyCode === 406 || (e.replyCode === 403 && !isExclusiveInUse(e));
 }

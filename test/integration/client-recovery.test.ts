@@ -18,6 +18,7 @@ import {
   Connection,
   ConnectionClosedByBroker,
   connect,
+  QueueNotFoundError,
   RestartIntensityError,
   redactUrl,
   SocketError,
@@ -379,8 +380,10 @@ describe("the supervised client against the broker", { timeout: 30_000 }, () => 
     expect(["resubscribing", "subscribing"]).toContain(consumer.state);
     const refused = clog.changes.slice(mark).filter((x) => x.to === "resubscribing" && x.error);
     expect(refused.length).toBeGreaterThanOrEqual(3);
-    expect(refused[0]?.error).toBeInstanceOf(ChannelClosedByBroker);
-    expect(refused[0]?.error).toMatchObject({ replyCode: 404 });
+    // The fault table: a 404 on basic.consume is a missing queue, named, transient.
+    expect(refused[0]?.error).toBeInstanceOf(QueueNotFoundError);
+    expect(refused[0]?.error).toMatchObject({ queue: q, code: "QUEUE_NOT_FOUND", recoverable: true });
+    expect(refused[0]?.error?.cause).toMatchObject({ replyCode: 404 });
     expect(c.state).toBe("running");
 
     await withAdmin((ch) => ch.queueDeclare({ queue: q }));

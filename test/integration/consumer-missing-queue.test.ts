@@ -3,7 +3,8 @@
  * event with a QueueNotFoundError naming the queue, rate-limited; `consumer.ready()` rejects; counted
  * in `consumer.stats` and `warren_consumer_subscribe_errors_total`), it keeps retrying, and it starts
  * by itself within seconds once another connection declares the queue. A subscription the broker
- * refuses (403 exclusive use, 406 bad argument) is permanent: `failed`, reported. And the rule for
+ * refuses (403 no access, 406 bad argument) is permanent: `failed`, reported; 403 "in exclusive use"
+ * is a lock another connection holds: reported and waited for. And the rule for
  * every lifecycle object: the first transition happens on a microtask, so a `state` listener
  * attached on the line after consume() sees it.
  */
@@ -20,7 +21,14 @@ import {
   QueueNotFoundError,
 } from "../../src/index.js";
 import { rejection } from "../support/async.js";
-import { AMQP_URL, uniqueName } from "../support/broker.js";
+import {
+  AMQP_URL,
+  addUser,
+  amqpUrlWith,
+  canUseRabbitmqctl,
+  deleteUser,
+  uniqueName,
+} from "../support/broker.js";
 import { Inbox, StateLog } from "../support/state-log.js";
 import { waitFor } from "../support/wait.js";
 
@@ -29,6 +37,9 @@ let admin: Connection;
 let pub: Channel;
 const clients: Client[] = [];
 const queues: string[] = [];
+const users: string[] = [];
+/** The 403 test makes a user without read permission (rabbitmqctl). */
+const ctlUsable = await canUseRabbitmqctl();
 
 beforeAll(async () => {
   admin = await Connection.open(AMQP_URL);
@@ -44,6 +55,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  for (const u of users) await deleteUser(u);
   await admin.close();
 });
 
@@ -158,8 +170,8 @@ describe("a consumer on a missing queue", () => {
   });
 });
 
-describe("a subscription the broker refuses is permanent", () => {
-  it("403 ACCESS_REFUSED (the queue is in exclusive use by another connection): failed, reported, ready() rejects", async () => {
+describe("an exclusive consumer held by another connection is waited for (a standby)", () => {
+  it("403 in exclusive use: reported, retried, and it takes over once the holder lets go", async () => {
     const queue = q("exclusive");
     await pub.queueDeclare({ queue });
     const holder = await admin.openChannel();
@@ -168,21 +180,51 @@ describe("a subscription the broker refuses is permanent", () => {
     const cl = client();
     const errors = errorsOf(cl);
     await cl.ready();
-    const c = cl.consume({ queue }, () => undefined);
+    const inbox = new Inbox();
+    const c = cl.consume({ queue }, inbox.handler);
     const log = new StateLog(c);
-    const err = await rejection(c.ready());
-    expect(err).toBeInstanceOf(ChannelClosedByBroker);
-    expect(err).toMatchObject({ replyCode: 403, methodName: "basic.consume" });
-    expect(c.state).toBe("failed");
-    expect(log.states).toEqual(["subscribing", "failed"]);
-    expect(log.changes.at(-1)!.error).toBe(err);
+    const ready = c.ready();
     await waitFor(() => errors.length > 0, "the client's error event", 5_000);
-    expect(errors[0]!.error).toBe(err);
-    expect(c.stats).toMatchObject({ subscribeErrors: 1, lastSubscribeError: "CHANNEL_CLOSED_BY_BROKER" });
-    await c.cancel();
-    expect(c.state).toBe("cancelled");
+    expect(errors[0]!.error).toMatchObject({ replyCode: 403, methodName: "basic.consume" });
+    expect(errors[0]!.error.message).toMatch(/exclusive use/);
+    await waitFor(() => log.count("resubscribing") >= 2, "two refused attempts", 10_000);
+    expect(c.state).not.toBe("failed");
     await holder.close();
+    await ready;
+    expect(c.state).toBe("consuming");
+    await pub.publish("", queue, "taken over");
+    await inbox.got("taken over");
   });
+});
+
+describe("a subscription the broker refuses is permanent", () => {
+  it.skipIf(!ctlUsable)(
+    "403 ACCESS_REFUSED (the user may not read the queue): failed, reported, ready() rejects",
+    async () => {
+      const queue = q("no-read");
+      await pub.queueDeclare({ queue });
+      const user = uniqueName("warren-noread");
+      users.push(user);
+      // configure and write, but no read: basic.consume is refused.
+      await addUser(user, "pw", { permissions: [".*", ".*", "^$"] });
+      const cl = client({ url: amqpUrlWith({ user, password: "pw" }) });
+      const errors = errorsOf(cl);
+      await cl.ready();
+      const c = cl.consume({ queue }, () => undefined);
+      const log = new StateLog(c);
+      const err = await rejection(c.ready());
+      expect(err).toBeInstanceOf(ChannelClosedByBroker);
+      expect(err).toMatchObject({ replyCode: 403, methodName: "basic.consume" });
+      expect(c.state).toBe("failed");
+      expect(log.states).toEqual(["subscribing", "failed"]);
+      expect(log.changes.at(-1)!.error).toBe(err);
+      await waitFor(() => errors.length > 0, "the client's error event", 5_000);
+      expect(errors[0]!.error).toBe(err);
+      expect(c.stats).toMatchObject({ subscribeErrors: 1, lastSubscribeError: "CHANNEL_CLOSED_BY_BROKER" });
+      await c.cancel();
+      expect(c.state).toBe("cancelled");
+    },
+  );
 
   it("406 PRECONDITION_FAILED (a consumer argument of the wrong type): failed, reported, ready() rejects", async () => {
     const queue = q("bad-argument");
