@@ -8,6 +8,10 @@
  *   settles.
  * - At most maxInFlight messages are queued or unconfirmed; past that publish() waits.
  *   It also waits while the socket is full or the broker blocks the connection.
+ * - Without confirms (`confirm: false`), publish() resolves once the message is written while
+ *   the connection's write buffer is under its high-water mark (`writeHighWaterMark`, 4 MiB by
+ *   default), else once the socket drained: the bytes buffered in the process stay bounded
+ *   (warren_write_buffer_bytes) and the event loop keeps turning.
  * - When the channel or connection dies, messages sent but not confirmed are published
  *   again on the new channel, in their original order (at-least-once; every message
  *   carries a message-id, generated unless given, so consumers can de-duplicate), or
@@ -54,7 +58,10 @@ export interface OutgoingMessage {
 }
 
 export interface PublisherOptions {
-  /** Publisher confirms (default true). Without them publish() resolves once written. */
+  /**
+   * Publisher confirms (default true). Without them publish() resolves once the message is
+   * written and the connection's write buffer is under its high-water mark (else once it drained).
+   */
   confirm?: boolean;
   /** Messages queued or awaiting a confirm at most (default 1000). */
   maxInFlight?: number;
@@ -232,7 +239,12 @@ export class Publisher {
   private inFlight = 0;
   /** Accepted past maxInFlight, oldest first: moved to the queue as room frees (publishTimeout applies). */
   private backlog = new Deque<Entry>();
+  /** Waiting for a channel, or for the socket to drain. */
   private pumping = false;
+  /** drainQueue() is running. */
+  private draining = false;
+  /** Written without confirms past the write buffer's high-water mark: settled once it drained. */
+  private unflushed: Entry[] = [];
   private closedFlag = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly outbox: Outbox | undefined;
@@ -402,7 +414,7 @@ export class Publisher {
 
   /** Sends queued messages while the channel is open, the broker does not block us and the socket takes more. */
   private pump(): void {
-    if (this.pumping || this.closedFlag) return;
+    if (this.pumping || this.draining || this.closedFlag) return;
     if (this.queue.length === 0 && this.retry.length === 0) return;
     const open = this.host.current();
     if (open !== undefined && !this.host.blocked) {
@@ -427,30 +439,50 @@ export class Publisher {
     );
   }
 
-  /** Sends what is queued (retries first) while the channel is open and the socket takes more. */
+  /**
+   * Sends what is queued (retries first) while the channel is open and the connection's write
+   * buffer is under its high-water mark; past it, waits for the socket to drain. Entries settled
+   * meanwhile (unconfirmed ones settle as they are sent) call pump(): the loop below sends what they
+   * let in, so there is no recursion.
+   */
   private drainQueue(ch: Channel): void {
-    while (ch.isOpen && (this.retry.length > 0 || this.queue.length > 0)) {
-      const e = this.retry.length > 0 ? this.retry.shift()! : this.queue.shift()!;
-      this.send(ch, e);
-      if (ch.isOpen && (this.retry.length > 0 || this.queue.length > 0) && !this.canWrite(ch)) {
-        this.pumping = true;
-        void ch.waitForDrain().then(
-          () => {
-            this.pumping = false;
-            this.pump();
-          },
-          () => {
-            this.pumping = false;
-            this.pump();
-          },
-        );
-        return;
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (ch.isOpen && (this.retry.length > 0 || this.queue.length > 0)) {
+        if (!ch.writable) {
+          this.waitForRoom(ch);
+          return;
+        }
+        this.send(ch, this.retry.length > 0 ? this.retry.shift()! : this.queue.shift()!);
       }
+    } finally {
+      this.draining = false;
     }
   }
 
-  private canWrite(ch: Channel): boolean {
-    return ch.writable;
+  /**
+   * Waits (once) for the connection's write buffer to fall under its high-water mark, then settles
+   * the unconfirmed messages written past it and sends more. Rejected when the channel closed
+   * first: those messages are then published again (or rejected) as unconfirmed ones would be.
+   */
+  private waitForRoom(ch: Channel): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    const resume = (err: Error | undefined): void => {
+      this.pumping = false;
+      const written = this.unflushed;
+      this.unflushed = [];
+      for (const e of written) {
+        if (err === undefined) e.resolve();
+        else e.reject(err);
+      }
+      this.pump();
+    };
+    ch.waitForDrain().then(
+      () => resume(undefined),
+      (err: Error) => resume(err),
+    );
   }
 
   private send(ch: Channel, e: Entry): void {
@@ -470,7 +502,14 @@ export class Publisher {
       e.reject(err as Error);
       return;
     }
-    if (!this.confirm) e.resolve();
+    if (this.confirm) return;
+    // Without confirms, room in the socket is the answer: settled now while the write buffer is
+    // under its high-water mark, else once it drained (so maxInFlight and the buffer bound hold).
+    if (ch.writable) e.resolve();
+    else {
+      this.unflushed.push(e);
+      this.waitForRoom(ch);
+    }
   }
 
   /** @internal a traced message settled: its producer span ends */

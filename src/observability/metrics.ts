@@ -108,6 +108,7 @@ class RegistryMetrics {
   readonly heartbeatMisses: Counter<"connection">;
   readonly bytesReceived: Counter<"connection">;
   readonly bytesSent: Counter<"connection">;
+  readonly writeBuffer: Gauge<"connection">;
   readonly rpcCalls: Counter<"connection" | "method">;
   readonly rpcTimeouts: Counter<"connection" | "method">;
   readonly rpcDuration: SeriesHistogram<"connection" | "method">;
@@ -219,6 +220,12 @@ class RegistryMetrics {
     );
     this.bytesSent = counter("warren_bytes_sent_total", "Bytes written to the socket", [C], () =>
       this.collectBytes(),
+    );
+    this.writeBuffer = gauge(
+      "warren_write_buffer_bytes",
+      "Bytes buffered in the process for the socket, not yet taken by the kernel (publishing waits above writeHighWaterMark)",
+      [C],
+      () => this.collectBytes(),
     );
     this.rpcCalls = counter("warren_rpc_calls_total", "Synchronous AMQP methods sent", [C, "method"]);
     this.rpcTimeouts = counter(
@@ -752,6 +759,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   private readonly heartbeatMisses: Counter.Internal;
   private readonly bytesIn: Counter.Internal;
   private readonly bytesOut: Counter.Internal;
+  private readonly writeBuffer: Gauge.Internal<"connection">;
   private readonly inFlight: Gauge.Internal<"connection">;
   private readonly outboxDepth: Gauge.Internal<"connection">;
   private readonly deadLetters: Gauge.Internal<"connection">;
@@ -780,6 +788,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     this.heartbeatMisses = m.heartbeatMisses.labels(n);
     this.bytesIn = m.bytesReceived.labels(n);
     this.bytesOut = m.bytesSent.labels(n);
+    this.writeBuffer = m.writeBuffer.labels(n);
     this.inFlight = m.publishInFlight.labels(n);
     this.outboxDepth = m.outboxDepth.labels(n);
     this.deadLetters = m.outboxDeadLetters.labels(n);
@@ -788,6 +797,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
     this.up.set(0);
     this.blocked.set(0);
     this.degradedGauge.set(0);
+    this.writeBuffer.set(0);
     for (const c of [
       this.reconnects,
       this.channelRestarts,
@@ -1039,10 +1049,13 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver {
   collectBytes(): void {
     let rx = this.bytesInClosed;
     let tx = this.bytesOutClosed;
+    let buffered = 0;
     for (const c of this.live) {
       rx += c.bytesReceived;
       tx += c.bytesSent;
+      buffered += c.writer.pending;
     }
+    this.writeBuffer.set(buffered);
     if (rx > this.bytesInReported) this.bytesIn.inc(rx - this.bytesInReported);
     if (tx > this.bytesOutReported) this.bytesOut.inc(tx - this.bytesOutReported);
     this.bytesInReported = Math.max(rx, this.bytesInReported);

@@ -1,0 +1,260 @@
+/**
+ * Publishing without confirms against the real broker: publish() resolves once the connection's
+ * write buffer is under its high-water mark, so the bytes buffered in the process stay bounded
+ * (warren_write_buffer_bytes) and the event loop keeps turning. A stalled socket (a proxy that
+ * stops reading) makes publishes wait; 1 000 000 publishes run with bounded memory while
+ * heartbeats and a consumer on the same connection are served.
+ */
+import { type AddressInfo, connect as connectTcp, createServer, type Socket } from "node:net";
+import { Registry } from "prom-client";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type Channel, type Client, type ClientOptions, Connection, connect } from "../../src/index.js";
+import { AMQP_URL, uniqueName } from "../support/broker.js";
+import { drainQueue, messageIds } from "../support/queue.js";
+import { StateLog } from "../support/state-log.js";
+import { waitFor } from "../support/wait.js";
+
+let admin: Connection;
+let adminCh: Channel;
+const queues: string[] = [];
+const clients: Client[] = [];
+const proxies: StallingProxy[] = [];
+
+beforeAll(async () => {
+  admin = await Connection.open({ url: AMQP_URL, connectionName: uniqueName("warren-backpressure-admin") });
+  adminCh = await admin.openChannel();
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+});
+
+afterAll(async () => {
+  if (!admin?.isOpen) return;
+  for (const queue of queues) await adminCh.queueDelete({ queue });
+  await admin.close();
+});
+
+async function queue(): Promise<string> {
+  const name = uniqueName("warren.test.backpressure");
+  queues.push(name);
+  await adminCh.queueDeclare({ queue: name });
+  return name;
+}
+
+function client(registry: Registry, options: ClientOptions = {}): { client: Client; name: string } {
+  const name = uniqueName("warren-backpressure");
+  const c = connect({ url: AMQP_URL, ...options, connectionName: name, metrics: { registry } });
+  clients.push(c);
+  return { client: c, name };
+}
+
+/** The value of a connection-labelled gauge (collected as a scrape would). */
+async function gauge(registry: Registry, metric: string, connection: string): Promise<number> {
+  const m = registry.getSingleMetric(metric);
+  if (!m) throw new Error(`${metric} is not registered`);
+  const hit = (await m.get()).values.find((v) => v.labels["connection"] === connection);
+  return hit?.value ?? Number.NaN;
+}
+
+const MiB = 1024 * 1024;
+
+interface StallingProxy {
+  port: number;
+  /** Stops reading what the client sends (the broker side stays open): the client's socket fills up. */
+  stall(): void;
+  resume(): void;
+  close(): Promise<void>;
+}
+
+/** A TCP proxy to the main broker whose client-to-broker direction can stop reading. */
+async function startStallingProxy(): Promise<StallingProxy> {
+  const target = new URL(AMQP_URL);
+  const host = target.hostname || "127.0.0.1";
+  const port = Number(target.port || 5672);
+  const downstream = new Set<Socket>();
+  const all = new Set<Socket>();
+  let stalled = false;
+  const server = createServer((down) => {
+    const up = connectTcp({ host, port });
+    downstream.add(down);
+    all.add(down).add(up);
+    if (stalled) down.pause();
+    down.on("data", (d: Buffer) => up.write(d));
+    up.on("data", (d: Buffer) => down.write(d));
+    const end = () => {
+      down.destroy();
+      up.destroy();
+      downstream.delete(down);
+      all.delete(down);
+      all.delete(up);
+    };
+    for (const s of [down, up]) {
+      s.on("close", end);
+      s.on("error", end);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    stall() {
+      stalled = true;
+      for (const s of downstream) s.pause();
+    },
+    resume() {
+      stalled = false;
+      for (const s of downstream) s.resume();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of all) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe("publishing without confirms", () => {
+  it("waits while the socket does not drain: the write buffer stays at its high-water mark, then everything is sent", async () => {
+    const q = await queue();
+    const proxy = await startStallingProxy();
+    proxies.push(proxy);
+    const url = new URL(AMQP_URL);
+    url.hostname = "127.0.0.1";
+    url.port = String(proxy.port);
+    const registry = new Registry();
+    const hwm = 256 * 1024;
+    const { client: c, name } = client(registry, { url: url.toString(), writeHighWaterMark: hwm });
+    await c.ready();
+    const maxInFlight = 1000;
+    const pub = c.publisher({ confirm: false, maxInFlight });
+    const body = Buffer.alloc(128, 0x61);
+    const publishWindow = (from: number) =>
+      Promise.all(
+        Array.from({ length: 1000 }, (_, j) =>
+          pub.publish({ exchange: "", routingKey: q, body, properties: { messageId: String(from + j) } }),
+        ),
+      );
+    expect(await publishWindow(0)).toHaveLength(1000);
+
+    proxy.stall();
+    // Windows of 1000, each awaited, until one is caught waiting for room in the socket (without
+    // backpressure every window resolves at once and the buffer grows: the loop never ends that way).
+    // Between the poll that sees a publish waiting and the reads below only promises run, no I/O:
+    // what they read is the state the poll saw.
+    let sent = 1000;
+    let maxBuffered = 0;
+    let buffered = 0;
+    let waiting: Promise<unknown> | undefined;
+    for (let w = 0; w < 200 && waiting === undefined; w++) {
+      const window = publishWindow(sent);
+      sent += 1000;
+      let settled = false;
+      const done = window.then(() => {
+        settled = true;
+      });
+      await Promise.race([
+        done,
+        waitFor(() => settled || pub.pending > 0, "a publish waiting, or the window sent", 30_000),
+      ]);
+      buffered = await gauge(registry, "warren_write_buffer_bytes", name);
+      maxBuffered = Math.max(maxBuffered, buffered);
+      if (!settled && buffered >= hwm) waiting = window;
+      else await window;
+    }
+    expect(waiting, "a window of publishes waits while the socket is stalled").toBeDefined();
+    console.log(
+      `stalled socket: ${sent} publishes, ${pub.pending} waiting, write buffer ${buffered} B (high-water mark ${hwm} B, max seen ${maxBuffered} B)`,
+    );
+    expect(pub.pending).toBeGreaterThan(0);
+    expect(pub.pending).toBeLessThanOrEqual(maxInFlight);
+    // At most one message (and a heartbeat) past the mark.
+    expect(maxBuffered).toBeLessThan(hwm + 16 * 1024);
+
+    proxy.resume();
+    await waiting;
+    await waitFor(() => pub.pending === 0, "every publish sent", 30_000);
+    // Every message reaches the queue, in order.
+    const deadline = Date.now() + 30_000;
+    let depth = 0;
+    while (depth < sent && Date.now() < deadline) {
+      depth = (await adminCh.queueDeclare({ queue: q, passive: true })).messageCount;
+    }
+    expect(depth).toBe(sent);
+    const got = await drainQueue(admin, q);
+    expect(messageIds(got)).toEqual(Array.from({ length: sent }, (_, i) => String(i)));
+  });
+
+  it("1 000 000 publishes: bounded memory and write buffer; heartbeats and a consumer on the same connection are served", async () => {
+    const q = await queue();
+    const nowhere = uniqueName("warren.test.unrouted"); // no such queue: the broker drops these
+    const registry = new Registry();
+    const heartbeat = 1;
+    const { client: c, name } = client(registry, { heartbeat });
+    const states = new StateLog(c);
+    await c.ready();
+    const mark = states.changes.length;
+    let delivered = 0;
+    const consumer = c.consume({ queue: q, prefetch: 100 }, async () => {
+      delivered += 1;
+    });
+    await consumer.ready();
+    const pub = c.publisher({ confirm: false, maxInFlight: 1000 });
+    const body = Buffer.alloc(128, 0x61);
+    // Every 100th message goes to the consumer's queue, the others nowhere.
+    const publishWindow = (from: number) =>
+      Promise.all(
+        Array.from({ length: 1000 }, (_, j) =>
+          pub.publish({ exchange: "", routingKey: (from + j) % 100 === 0 ? q : nowhere, body }),
+        ),
+      );
+    for (let i = 0; i < 20_000; i += 1000) await publishWindow(i); // warm-up: arenas, JIT
+    await waitFor(() => delivered === 200, "warm-up deliveries", 10_000);
+    delivered = 0;
+    const hwm = 4 * MiB; // the default writeHighWaterMark
+    const N = 1_000_000;
+    const baseRss = process.memoryUsage.rss();
+    let peakRss = baseRss;
+    let maxBuffered = 0;
+    let ticks = 0;
+    let maxGap = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      maxGap = Math.max(maxGap, now - last);
+      last = now;
+      ticks += 1;
+    }, 20);
+    let deliveredMidway = 0;
+    const started = performance.now();
+    try {
+      for (let i = 0; i < N; i += 1000) {
+        await publishWindow(i);
+        if (i % 10_000 === 0) {
+          peakRss = Math.max(peakRss, process.memoryUsage.rss());
+          maxBuffered = Math.max(maxBuffered, await gauge(registry, "warren_write_buffer_bytes", name));
+        }
+        if (i === N / 2) deliveredMidway = delivered;
+      }
+    } finally {
+      clearInterval(ticker);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    await waitFor(() => delivered === N / 100, "every delivery", 30_000);
+    console.log(
+      `1 000 000 unconfirmed publishes (128 B) in ${seconds.toFixed(1)} s (${Math.round(N / seconds / 1000)}k msg/s): ` +
+        `RSS ${(baseRss / MiB).toFixed(0)} MiB before, peak ${(peakRss / MiB).toFixed(0)} MiB (+${((peakRss - baseRss) / MiB).toFixed(0)} MiB); ` +
+        `write buffer at most ${(maxBuffered / 1024).toFixed(0)} KiB; a 20 ms timer ran ${ticks} times, longest gap ${maxGap.toFixed(0)} ms; ` +
+        `${deliveredMidway} of ${N / 100} deliveries by mid-stream`,
+    );
+    expect(peakRss - baseRss).toBeLessThan(128 * MiB);
+    expect(maxBuffered).toBeLessThan(hwm + 64 * 1024);
+    // The event loop turned throughout: timers ran, the heartbeat never missed, the connection stayed up.
+    expect(ticks).toBeGreaterThan(seconds * 10);
+    expect(maxGap).toBeLessThan(2 * heartbeat * 1000);
+    expect(await gauge(registry, "warren_heartbeat_misses_total", name)).toBe(0);
+    expect(states.statesSince(mark)).toEqual([]);
+    // The consumer on the same connection was served while publishing went on.
+    expect(deliveredMidway).toBeGreaterThan(0);
+  }, 90_000);
+});
