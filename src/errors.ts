@@ -4,7 +4,7 @@
  * optional `cause`. Messages say what to do next. Credentials never appear here.
  * Which faults are transient and which permanent is decided in one place: faults.ts.
  */
-import { brokerCloseIsTransient } from "./faults.js";
+import { brokerCloseIsTransient, sqliteFaultIsTransient } from "./faults.js";
 
 export abstract class WarrenError extends Error {
   abstract readonly code: string;
@@ -333,5 +333,27 @@ export class RpcRemoteError extends WarrenError {
     this.remoteName = remote.name;
     this.remoteMessage = remote.message;
     this.remoteCode = remote.code;
+  }
+}
+
+// ─── durable outbox (SQLite) ────────────────────────────────────────────────
+
+/**
+ * The outbox's SQLite file failed: `sqliteCode` is SQLite's (extended) result code, `path` the file.
+ * Recoverable only when the file is busy or locked by another connection or process: publishes wait
+ * and retry until publishTimeout, then reject with this error. Any other code (not a database,
+ * corrupt, read-only, disk full, I/O error, cannot open) is permanent: `client.publisher()` throws
+ * it, or that publish rejects, at once; nothing accepted is dropped in silence.
+ */
+export class OutboxError extends WarrenError {
+  readonly code = "OUTBOX_ERROR";
+  readonly recoverable: boolean;
+  readonly sqliteCode: string;
+  readonly path: string;
+  constructor(message: string, options: ErrorOptions & { sqliteCode: string; path: string }) {
+    super(message, options);
+    this.sqliteCode = options.sqliteCode;
+    this.path = options.path;
+    this.recoverable = sqliteFaultIsTransient(options.sqliteCode);
   }
 }

@@ -244,6 +244,67 @@ export const FAULTS: readonly FaultRow[] = [
     code: "CONFIG_ERROR",
     action: "thrown at once by the call",
   },
+  {
+    fault: "the outbox file locked by another connection or process (SQLITE_BUSY, SQLITE_LOCKED)",
+    class: "transient",
+    reported: true,
+    error: "OutboxError",
+    code: "OUTBOX_ERROR",
+    action:
+      "publishes wait, retried every 5-250 ms, and reject with OutboxError (recoverable) after publishTimeout; the relay and the deletes of confirmed rows resume once the lock is gone",
+  },
+  {
+    fault: "the outbox file is not an SQLite database (SQLITE_NOTADB)",
+    class: "permanent",
+    reported: false,
+    error: "OutboxError",
+    code: "OUTBOX_ERROR",
+    action: "client.publisher() throws: point outbox.path at an outbox or at a new file",
+  },
+  {
+    fault: "the outbox database is corrupt (SQLITE_CORRUPT, or PRAGMA quick_check fails at start-up)",
+    class: "permanent",
+    reported: false,
+    error: "OutboxError",
+    code: "OUTBOX_ERROR",
+    action:
+      "client.publisher() throws (later: that publish rejects, relay faults reach the client's error event): restore the file or move it away",
+  },
+  {
+    fault: "the outbox cannot be written: read-only file, directory or file system (SQLITE_READONLY)",
+    class: "permanent",
+    reported: false,
+    error: "OutboxError",
+    code: "OUTBOX_ERROR",
+    action:
+      "client.publisher() throws (a write is tried at start-up; later: that publish rejects): give the process write access",
+  },
+  {
+    fault: "the disk is full (SQLITE_FULL)",
+    class: "permanent",
+    reported: false,
+    error: "OutboxError",
+    code: "OUTBOX_ERROR",
+    action:
+      "that publish rejects, not stored; later ones are tried again; confirmed rows are deleted once there is room",
+  },
+  {
+    fault: "an I/O error on the outbox file (SQLITE_IOERR_*, e.g. a write past RLIMIT_FSIZE)",
+    class: "permanent",
+    reported: false,
+    error: "OutboxError",
+    code: "OUTBOX_ERROR",
+    action:
+      "that publish rejects, not stored; failed deletes and relay reads are retried and reach the client's error event",
+  },
+  {
+    fault: "the outbox file cannot be opened (SQLITE_CANTOPEN: a missing directory, a directory)",
+    class: "permanent",
+    reported: false,
+    error: "OutboxError",
+    code: "OUTBOX_ERROR",
+    action: "client.publisher() throws: point outbox.path at a file in an existing directory",
+  },
 ];
 
 // ─── broker close codes (AMQP 0-9-1 reply codes) ───────────────────────────────
@@ -286,6 +347,16 @@ export function systemCode(err: unknown): string | undefined {
   return undefined;
 }
 
+// ─── the outbox's storage (SQLite result codes) ───────────────────────────────
+
+/**
+ * An SQLite (extended) result code of the outbox's file: would waiting help? Only a file busy or
+ * locked by another connection or process (SQLITE_BUSY, SQLITE_LOCKED and their extended codes).
+ */
+export function sqliteFaultIsTransient(sqliteCode: string): boolean {
+  return /^SQLITE_(BUSY|LOCKED)(_|$)/.test(sqliteCode);
+}
+
 // ─── the questions every layer asks ──────────────────────────────────────────
 
 interface Classified {
@@ -309,7 +380,7 @@ export function isPermanent(err: unknown): boolean {
 /**
  * A transient fault the application should hear about at once (the client's `error` event, rate-
  * limited) while it is retried: a connection limit, a missing queue, a DNS failure, a locked
- * resource, a broker close code the table does not know.
+ * resource (an outbox file too), a broker close code the table does not know.
  */
 export function isReported(err: unknown): boolean {
   if (err === undefined || err === null || !isTransient(err)) return false;
@@ -317,6 +388,7 @@ export function isReported(err: unknown): boolean {
   switch (e.code) {
     case "CONNECTION_LIMIT":
     case "QUEUE_NOT_FOUND":
+    case "OUTBOX_ERROR":
       return true;
     case "CONNECTION_CLOSED_BY_BROKER":
       return typeof e.replyCode === "number" && brokerCloseIsUnknown(e.replyCode);

@@ -733,10 +733,8 @@ export class Client extends TypedEmitter<ClientEvents> {
   publisher(options: PublisherOptions = {}): Publisher {
     this.checkUsable();
     const confirm = options.confirm ?? true;
-    const managed = this.managedChannel(async (ch) => {
-      if (confirm) await ch.confirmSelect();
-    });
     const client = this;
+    // The channel is made once the publisher exists: an option or outbox it refuses leaves none behind.
     const pub = new Publisher(
       {
         channel: (timeout) => managed.get(timeout),
@@ -755,9 +753,13 @@ export class Client extends TypedEmitter<ClientEvents> {
         },
         tracing: this.tracing,
         observer: this.metrics,
+        report: (error) => this.report(error),
       },
       options,
     );
+    const managed = this.managedChannel(async (ch) => {
+      if (confirm) await ch.confirmSelect();
+    });
     this.publishers.push(pub);
     this.metrics?.watchPublisher(pub);
     return pub;

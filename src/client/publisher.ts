@@ -148,6 +148,8 @@ export interface PublisherHost {
   readonly observer?: PublisherObserver | undefined;
   /** The client's tracing, when it is on. */
   readonly tracing?: Tracing | undefined;
+  /** Tells the application of a fault (the client's `error` event, rate-limited): the outbox's storage faults. */
+  report?(error: Error): void;
 }
 
 /**
@@ -269,6 +271,8 @@ export class Publisher {
   private rowNacks = new Map<number, { nacks: number; first: number }>();
   private relayRetry: RetryRow[] = [];
   private relayRetryTimer: NodeJS.Timeout | undefined;
+  /** Set while the relay waits to read the outbox again after a storage fault. */
+  private relayFaultTimer: NodeJS.Timeout | undefined;
   private stats = { nackRetries: 0, renewals: 0 };
   private readonly observer: PublisherObserver | undefined;
   private readonly tracing: Tracing | undefined;
@@ -289,7 +293,10 @@ export class Publisher {
     this.observer = host.observer;
     this.tracing = host.tracing;
     if (options.outbox) {
-      this.outbox = Outbox.open(options.outbox);
+      this.outbox = Outbox.open(options.outbox, {
+        timeout: this.timeout,
+        report: (error) => host.report?.(error),
+      });
       this.scheduleRelay();
     }
     host.onStateChange((state) => {
@@ -366,13 +373,18 @@ export class Publisher {
     const span = this.tracing?.startPublish(message.exchange, message.routingKey, message.body, properties);
     if (this.outbox) {
       const body = typeof message.body === "string" ? Buffer.from(message.body) : Buffer.from(message.body);
-      const stored = this.outbox.append({
-        exchange: message.exchange,
-        routingKey: message.routingKey,
-        mandatory: message.mandatory ?? false,
-        properties,
-        body,
-      });
+      let stored: Promise<void>;
+      try {
+        stored = this.outbox.append({
+          exchange: message.exchange,
+          routingKey: message.routingKey,
+          mandatory: message.mandatory ?? false,
+          properties,
+          body,
+        });
+      } catch (e) {
+        return Promise.reject(e); // properties that cannot be encoded
+      }
       if (span !== undefined) this.tracing?.whenStored(span, stored);
       return stored.then(() => this.scheduleRelay());
     }
@@ -711,7 +723,17 @@ export class Publisher {
     this.armRelayRetry();
     const room = this.maxInFlight - this.relayInFlight.size;
     if (room <= 0) return;
-    const rows = o.pending(this.relayCursor, room);
+    let rows: StoredMessage[];
+    try {
+      rows = o.pending(this.relayCursor, room);
+    } catch {
+      // The outbox could not be read (it reported why): try again shortly.
+      this.relayFaultTimer ??= setTimeout(() => {
+        this.relayFaultTimer = undefined;
+        this.scheduleRelay();
+      }, 250);
+      return;
+    }
     for (const row of rows) {
       if (!ch.isOpen) break;
       this.relayCursor = row.id;
@@ -835,6 +857,8 @@ export class Publisher {
     this.delayTimer = undefined;
     if (this.relayRetryTimer) clearTimeout(this.relayRetryTimer);
     this.relayRetryTimer = undefined;
+    if (this.relayFaultTimer) clearTimeout(this.relayFaultTimer);
+    this.relayFaultTimer = undefined;
     for (const e of [...this.delayed, ...this.retry, ...this.queue]) this.rejectEntry(e, err);
     this.delayed = [];
     this.retry = [];

@@ -6,14 +6,29 @@
  * Nacked or unroutable messages move to a dead-letter table with the reason.
  *
  * Properties are stored in AMQP's own encoding (so every header type survives exactly).
+ *
+ * Storage faults (the fault table, faults.ts; typed by storage-faults.ts) never escape as raw
+ * SqliteErrors, nor from a timer:
+ * - opening checks the file (not a database, corrupt by PRAGMA quick_check, read-only by a write
+ *   tried and rolled back) and throws an OutboxError at once;
+ * - a file busy or locked by another connection or process is waited out: SQLite waits at most
+ *   10 ms per attempt (it blocks the event loop), then appends stay pending and are tried again
+ *   with backoff (5 ms doubling to 250 ms); each rejects with a recoverable OutboxError once it
+ *   waited `timeout`. Opening is retried the same way;
+ * - any other fault rejects the appends of that commit at once, not stored (each is tried alone
+ *   first, so one that cannot be stored does not take the others with it);
+ * - deletes of confirmed rows and moves to the dead-letter table are kept and retried until they
+ *   succeed (a confirmed row left behind would only be sent again after a restart);
+ * - every fault is told to `report` (the client's `error` event, rate-limited there).
  */
 import Database from "better-sqlite3";
-import { ConfigError } from "../errors.js";
+import { ClientClosedError, ConfigError, OutboxError } from "../errors.js";
 import {
   type BasicProperties,
   decodeBasicProperties,
   encodeBasicProperties,
 } from "../protocol/generated/spec.js";
+import { toOutboxError } from "./storage-faults.js";
 
 export interface OutboxOptions {
   /** SQLite file (created if missing). */
@@ -23,6 +38,19 @@ export interface OutboxOptions {
    * NORMAL survives a crash of the process, not of the machine, and is faster.
    */
   synchronous?: "FULL" | "NORMAL";
+}
+
+/** How the outbox waits out a locked file, and whom it tells of faults. */
+export interface OutboxHooks {
+  /** How long an append may wait for a busy or locked file, in ms (default 60000: publishTimeout). */
+  timeout?: number;
+  /** Told of each storage fault as it happens. */
+  report?: (error: OutboxError) => void;
+  /**
+   * @internal Opens the file read-only, as SQLite does by itself when it cannot open it for
+   * writing (permissions, a read-only file system): for tests, which run as root.
+   */
+  readonly?: boolean;
 }
 
 export interface StoredMessage {
@@ -70,29 +98,99 @@ function encodeProps(p: BasicProperties): Buffer {
   }
 }
 
-export class Outbox {
-  private readonly db: Database.Database;
-  private readonly insert: Database.Statement;
-  private readonly remove: Database.Statement;
-  private readonly select: Database.Statement;
-  private readonly toDead: Database.Statement;
-  private readonly insertMany: (rows: NewMessage[]) => void;
-  private readonly removeMany: (ids: number[]) => number;
-  private batch: { msg: NewMessage; resolve: () => void; reject: (e: Error) => void }[] = [];
-  private deletes: number[] = [];
-  private flushScheduled = false;
-  private rows: number;
-  private closed = false;
+/** SQLite's own wait for a lock per attempt, in ms: short, since it blocks the event loop. */
+const BUSY_WAIT_MS = 10;
+/** Backoff between attempts while the file is busy, locked or failing. */
+const RETRY_MIN_MS = 5;
+const RETRY_MAX_MS = 250;
 
-  private constructor(path: string, synchronous: "FULL" | "NORMAL") {
-    try {
-      this.db = new Database(path);
-    } catch (e) {
-      throw new ConfigError(`cannot open the outbox at ${path}: ${(e as Error).message}`, { cause: e });
+interface Append {
+  msg: NewMessage;
+  since: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+interface DeadMove {
+  id: number;
+  reason: string;
+  at: number;
+}
+
+/** The open database and its statements. */
+class Store {
+  readonly insertMany: (rows: NewMessage[]) => void;
+  readonly removeMany: (ids: number[]) => number;
+  readonly moveMany: (moves: DeadMove[]) => number;
+  private readonly select: Database.Statement;
+  private readonly countRows: Database.Statement;
+  private readonly countDead: Database.Statement;
+
+  constructor(readonly db: Database.Database) {
+    const insert = db.prepare(
+      "INSERT INTO messages (exchange, routing_key, mandatory, properties, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    const remove = db.prepare("DELETE FROM messages WHERE id = ?");
+    const toDead = db.prepare(
+      "INSERT INTO dead_letters SELECT id, exchange, routing_key, mandatory, properties, body, created_at, ?, ? FROM messages WHERE id = ?",
+    );
+    this.select = db.prepare(
+      "SELECT id, exchange, routing_key, mandatory, properties, body FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+    );
+    this.countRows = db.prepare("SELECT count(*) AS n FROM messages");
+    this.countDead = db.prepare("SELECT count(*) AS n FROM dead_letters");
+    this.insertMany = db.transaction((rows: NewMessage[]) => {
+      const now = Date.now();
+      for (const m of rows) {
+        insert.run(m.exchange, m.routingKey, m.mandatory ? 1 : 0, encodeProps(m.properties), m.body, now);
+      }
+    });
+    this.removeMany = db.transaction((ids: number[]) => {
+      let n = 0;
+      for (const id of ids) n += remove.run(id).changes;
+      return n;
+    });
+    this.moveMany = db.transaction((moves: DeadMove[]) => {
+      let n = 0;
+      for (const m of moves) {
+        if (toDead.run(m.at, m.reason, m.id).changes > 0) n += remove.run(m.id).changes;
+      }
+      return n;
+    });
+  }
+
+  rows(): number {
+    return (this.countRows.get() as { n: number }).n;
+  }
+
+  deadLetterCount(): number {
+    return (this.countDead.get() as { n: number }).n;
+  }
+
+  pending(afterId: number, limit: number): StoredMessage[] {
+    return (this.select.all(afterId, limit) as Row[]).map(toMessage);
+  }
+}
+
+/**
+ * Opens the file and checks it: an SQLite database (SQLITE_NOTADB), not corrupt (PRAGMA
+ * quick_check), writable (a write in a transaction rolled back: SQLITE_READONLY, or SQLITE_BUSY
+ * while another process holds the write lock). Throws what better-sqlite3 throws, closing the file.
+ */
+function openStore(path: string, synchronous: "FULL" | "NORMAL", readonly: boolean): Store {
+  const db = new Database(path, { timeout: BUSY_WAIT_MS, readonly });
+  try {
+    db.pragma("journal_mode = WAL");
+    db.pragma(`synchronous = ${synchronous}`);
+    const check = db.pragma("quick_check") as { quick_check: string }[];
+    if (check.length !== 1 || check[0]?.quick_check !== "ok") {
+      const problems = check.slice(0, 3).map((r) => r.quick_check);
+      throw new OutboxError(
+        `the outbox at ${path} is corrupt (SQLITE_CORRUPT: PRAGMA quick_check found ${check.length} problem${check.length === 1 ? "" : "s"}: ${problems.join("; ")}): restore it from a backup, or move it away (sqlite3's .recover may save its rows) and start on a new file`,
+        { sqliteCode: "SQLITE_CORRUPT", path },
+      );
     }
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma(`synchronous = ${synchronous}`);
-    this.db.exec(`
+    db.exec(`
       CREATE TABLE IF NOT EXISTS messages (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         exchange TEXT NOT NULL, routing_key TEXT NOT NULL, mandatory INTEGER NOT NULL,
@@ -103,59 +201,87 @@ export class Outbox {
         properties BLOB NOT NULL, body BLOB NOT NULL, created_at INTEGER NOT NULL,
         failed_at INTEGER NOT NULL, reason TEXT NOT NULL);
     `);
-    this.insert = this.db.prepare(
-      "INSERT INTO messages (exchange, routing_key, mandatory, properties, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    );
-    this.remove = this.db.prepare("DELETE FROM messages WHERE id = ?");
-    this.select = this.db.prepare(
-      "SELECT id, exchange, routing_key, mandatory, properties, body FROM messages WHERE id > ? ORDER BY id LIMIT ?",
-    );
-    this.toDead = this.db.prepare(
-      "INSERT INTO dead_letters SELECT id, exchange, routing_key, mandatory, properties, body, created_at, ?, ? FROM messages WHERE id = ?",
-    );
-    this.insertMany = this.db.transaction((rows: NewMessage[]) => {
-      const now = Date.now();
-      for (const m of rows) {
-        this.insert.run(
-          m.exchange,
-          m.routingKey,
-          m.mandatory ? 1 : 0,
-          encodeProps(m.properties),
-          m.body,
-          now,
-        );
-      }
-    });
-    this.removeMany = this.db.transaction((ids: number[]) => {
-      let n = 0;
-      for (const id of ids) n += this.remove.run(id).changes;
-      return n;
-    });
-    this.rows = (this.db.prepare("SELECT count(*) AS n FROM messages").get() as { n: number }).n;
+    // A write that changes nothing: the file must take writes now, not at the first publish.
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.prepare("DELETE FROM messages WHERE 0").run();
+    } finally {
+      db.exec("ROLLBACK");
+    }
+    return new Store(db);
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
+
+export class Outbox {
+  readonly path: string;
+  private store: Store | undefined;
+  private readonly synchronous: "FULL" | "NORMAL";
+  private readonly readonly: boolean;
+  private readonly timeout: number;
+  private readonly report: (error: OutboxError) => void;
+  private batch: Append[] = [];
+  private deletes: number[] = [];
+  private moves: DeadMove[] = [];
+  private rows = 0;
+  private flushScheduled = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelay = 0;
+  /** The fault the last attempt met, until one succeeds. */
+  private fault: OutboxError | undefined;
+  /** A permanent fault found while opening late (after the file was locked): nothing can be stored. */
+  private broken: OutboxError | undefined;
+  private closed = false;
+
+  private constructor(options: OutboxOptions, hooks: OutboxHooks) {
+    this.path = options.path;
+    this.synchronous = options.synchronous ?? "FULL";
+    this.readonly = hooks.readonly ?? false;
+    this.timeout = hooks.timeout ?? 60_000;
+    this.report = hooks.report ?? (() => {});
+    try {
+      this.opened(openStore(this.path, this.synchronous, this.readonly));
+    } catch (e) {
+      const err = toOutboxError(e, this.path, "opening it");
+      if (!err.recoverable) throw err;
+      this.failed(err); // locked by another process: opened later, appends wait meanwhile
+    }
   }
 
-  static open(options: OutboxOptions): Outbox {
-    return new Outbox(options.path, options.synchronous ?? "FULL");
+  /**
+   * Opens the outbox. Throws an OutboxError when the file cannot serve as one (not a database,
+   * corrupt, read-only, cannot be opened); a file locked by another process is opened later.
+   */
+  static open(options: OutboxOptions, hooks: OutboxHooks = {}): Outbox {
+    return new Outbox(options, hooks);
   }
 
-  /** Stored messages not yet confirmed. */
+  /** Stored messages not yet confirmed (and appends waiting to be stored). */
   count(): number {
     return this.rows + this.batch.length;
   }
 
-  /** Messages in the dead-letter table (a COUNT over its primary key: no bodies read). */
+  /** Messages in the dead-letter table (a COUNT over its primary key: no bodies read); 0 when it cannot be read. */
   deadLetterCount(): number {
-    if (this.closed) return 0;
-    return (this.db.prepare("SELECT count(*) AS n FROM dead_letters").get() as { n: number }).n;
+    if (this.closed || this.store === undefined) return 0;
+    try {
+      return this.store.deadLetterCount();
+    } catch {
+      return 0;
+    }
   }
 
-  /** Stores a message; resolves once its transaction committed. */
+  /** Stores a message; resolves once its transaction committed, rejects with an OutboxError if it could not be. */
   append(msg: NewMessage): Promise<void> {
     if (this.closed) return Promise.reject(new ConfigError("the outbox is closed"));
+    if (this.broken !== undefined) return Promise.reject(this.broken);
     // Encoding errors (a bad header) are the caller's, before anything is stored.
     encodeProps(msg.properties);
     return new Promise((resolve, reject) => {
-      this.batch.push({ msg, resolve, reject });
+      this.batch.push({ msg, since: Date.now(), resolve, reject });
+      this.retryTimer?.ref(); // waiting out a lock: this append's promise must settle
       this.schedule();
     });
   }
@@ -166,86 +292,263 @@ export class Outbox {
     this.schedule();
   }
 
-  /** Moves a row to the dead-letter table. */
+  /** Moves a row to the dead-letter table (group committed). */
   deadLetter(id: number, reason: string): void {
-    this.flush();
-    const moved = this.db.transaction(() => {
-      const r = this.toDead.run(Date.now(), reason, id);
-      if (r.changes > 0) this.remove.run(id);
-      return r.changes;
-    })();
-    this.rows -= moved;
+    this.moves.push({ id, reason, at: Date.now() });
+    this.schedule();
   }
 
-  /** Rows after `afterId`, in id order (flushes pending appends and deletes first). */
+  /**
+   * Rows after `afterId`, in id order (flushes pending appends and deletes first). Throws an
+   * OutboxError (reported) when the file cannot be read, or is not open yet.
+   */
   pending(afterId: number, limit: number): StoredMessage[] {
     this.flush();
-    return (this.select.all(afterId, limit) as Row[]).map(toMessage);
+    const rows = this.reading("reading messages to send", (s) => s.pending(afterId, limit));
+    if (this.deletes.length === 0 && this.moves.length === 0) return rows;
+    // Deletes or moves not committed yet (the file is locked): those rows are done with.
+    const done = new Set(this.deletes);
+    for (const m of this.moves) done.add(m.id);
+    return rows.filter((r) => !done.has(r.id));
   }
 
   deadLetters(limit: number): DeadLetter[] {
-    const rows = this.db
-      .prepare(
-        "SELECT id, exchange, routing_key, mandatory, properties, body, failed_at, reason FROM dead_letters ORDER BY id LIMIT ?",
-      )
-      .all(limit) as (Row & { failed_at: number; reason: string })[];
-    return rows.map((r) => ({ ...toMessage(r), reason: r.reason, failedAt: new Date(r.failed_at) }));
+    return this.reading("listing dead letters", (s) => {
+      const rows = s.db
+        .prepare(
+          "SELECT id, exchange, routing_key, mandatory, properties, body, failed_at, reason FROM dead_letters ORDER BY id LIMIT ?",
+        )
+        .all(limit) as (Row & { failed_at: number; reason: string })[];
+      return rows.map((r) => ({ ...toMessage(r), reason: r.reason, failedAt: new Date(r.failed_at) }));
+    });
   }
 
   /** Puts a dead letter back in the queue to send (with a new id, so at the end). */
   retryDeadLetter(id: number): void {
-    const moved = this.db.transaction(() => {
-      const r = this.db
-        .prepare(
-          "INSERT INTO messages (exchange, routing_key, mandatory, properties, body, created_at) SELECT exchange, routing_key, mandatory, properties, body, created_at FROM dead_letters WHERE id = ?",
-        )
-        .run(id);
-      this.db.prepare("DELETE FROM dead_letters WHERE id = ?").run(id);
-      return r.changes;
-    })();
-    this.rows += moved;
+    this.rows += this.reading("retrying a dead letter", (s) =>
+      s.db.transaction(() => {
+        const r = s.db
+          .prepare(
+            "INSERT INTO messages (exchange, routing_key, mandatory, properties, body, created_at) SELECT exchange, routing_key, mandatory, properties, body, created_at FROM dead_letters WHERE id = ?",
+          )
+          .run(id);
+        s.db.prepare("DELETE FROM dead_letters WHERE id = ?").run(id);
+        return r.changes;
+      })(),
+    );
   }
 
   dropDeadLetter(id: number): void {
-    this.db.prepare("DELETE FROM dead_letters WHERE id = ?").run(id);
+    this.reading("dropping a dead letter", (s) =>
+      s.db.prepare("DELETE FROM dead_letters WHERE id = ?").run(id),
+    );
   }
 
-  private schedule(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => this.flush());
-  }
-
-  /** Commits pending appends and deletes now. */
+  /** Commits pending appends, deletes and dead-letter moves now (unless a retry is already armed). */
   flush(): void {
     this.flushScheduled = false;
-    if (this.closed) return;
-    if (this.batch.length > 0) {
-      const batch = this.batch;
-      this.batch = [];
-      try {
-        this.insertMany(batch.map((b) => b.msg));
-        this.rows += batch.length;
-        for (const b of batch) b.resolve();
-      } catch (e) {
-        const err = new ConfigError(`the outbox could not store messages: ${(e as Error).message}`, {
-          cause: e,
-        });
-        for (const b of batch) b.reject(err);
-      }
-    }
-    if (this.deletes.length > 0) {
-      const ids = this.deletes;
-      this.deletes = [];
-      this.rows -= this.removeMany(ids);
-    }
+    if (this.closed || this.retryTimer !== undefined) return;
+    this.commit();
   }
 
   close(): void {
     if (this.closed) return;
-    this.flush();
+    this.clearRetry();
+    this.commit(); // a last attempt
+    this.clearRetry();
     this.closed = true;
-    this.db.close();
+    const left = this.batch;
+    this.batch = [];
+    if (left.length > 0) {
+      const f = this.fault ?? this.broken;
+      const err = new ClientClosedError(
+        `the publisher closed before the message could be stored in the outbox at ${this.path}${f ? ` (${f.message})` : ""}`,
+        f ? { cause: f } : undefined,
+      );
+      for (const a of left) a.reject(err);
+    }
+    this.store?.db.close();
+    this.store = undefined;
+  }
+
+  // ─── committing, and waiting out faults ────────────────────────────────
+
+  private opened(store: Store): void {
+    this.store = store;
+    this.rows = store.rows();
+  }
+
+  private schedule(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** One attempt at everything pending; a fault arms the retry (never throws). */
+  private commit(): void {
+    if (this.broken !== undefined) {
+      this.rejectAll(this.broken);
+      return;
+    }
+    if (this.store === undefined && !this.openLate()) return;
+    const store = this.store!;
+    if (!this.commitAppends(store) || !this.commitRemovals(store)) return;
+    this.fault = undefined;
+    this.retryDelay = 0;
+  }
+
+  /** Opens the file after it was locked at start-up; false while it cannot be. */
+  private openLate(): boolean {
+    try {
+      this.opened(openStore(this.path, this.synchronous, this.readonly));
+      return true;
+    } catch (e) {
+      const err = toOutboxError(e, this.path, "opening it");
+      if (err.recoverable) {
+        this.expire(err);
+        this.failed(err);
+      } else {
+        this.broken = err;
+        this.report(err);
+        this.rejectAll(err);
+      }
+      return false;
+    }
+  }
+
+  private commitAppends(store: Store): boolean {
+    const batch = this.batch;
+    if (batch.length === 0) return true;
+    try {
+      store.insertMany(batch.map((a) => a.msg));
+    } catch (e) {
+      const err = toOutboxError(e, this.path, "storing messages");
+      if (err.recoverable) {
+        this.expire(err);
+        this.failed(err);
+        return false;
+      }
+      this.report(err);
+      this.batch = [];
+      return this.storeEach(store, batch, err);
+    }
+    this.batch = [];
+    this.rows += batch.length;
+    for (const a of batch) a.resolve();
+    return true;
+  }
+
+  /**
+   * After a permanent fault on a group commit: each append alone, in order, so that only those that
+   * cannot be stored reject. A lock met meanwhile puts the rest back to wait.
+   */
+  private storeEach(store: Store, batch: Append[], first: OutboxError): boolean {
+    if (batch.length === 1) {
+      batch[0]!.reject(first);
+      return true;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const a = batch[i]!;
+      try {
+        store.insertMany([a.msg]);
+        this.rows += 1;
+        a.resolve();
+      } catch (e) {
+        const err = toOutboxError(e, this.path, "storing a message");
+        if (err.recoverable) {
+          this.batch = batch.slice(i).concat(this.batch);
+          this.expire(err);
+          this.failed(err);
+          return false;
+        }
+        a.reject(err);
+      }
+    }
+    return true;
+  }
+
+  private commitRemovals(store: Store): boolean {
+    if (this.deletes.length > 0) {
+      const ids = this.deletes;
+      try {
+        this.rows -= store.removeMany(ids);
+        this.deletes = [];
+      } catch (e) {
+        this.failed(toOutboxError(e, this.path, "deleting confirmed messages"));
+        return false;
+      }
+    }
+    if (this.moves.length > 0) {
+      const moves = this.moves;
+      try {
+        this.rows -= store.moveMany(moves);
+        this.moves = [];
+      } catch (e) {
+        this.failed(toOutboxError(e, this.path, "moving a message to the dead-letter table"));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Rejects the appends that waited `timeout` for a busy or locked file (oldest first). */
+  private expire(cause: OutboxError): void {
+    const limit = Date.now() - this.timeout;
+    let n = 0;
+    while (n < this.batch.length && this.batch[n]!.since <= limit) n++;
+    if (n === 0) return;
+    const err = new OutboxError(
+      `the outbox at ${this.path} stayed busy or locked for ${this.timeout} ms (publishTimeout): the message was not stored; publish it again (another connection or process holds a lock on the file: let one process at a time use it)`,
+      { sqliteCode: cause.sqliteCode, path: this.path, cause },
+    );
+    for (const a of this.batch.splice(0, n)) a.reject(err);
+  }
+
+  /** Tells of a fault and tries again after a backoff. */
+  private failed(err: OutboxError): void {
+    this.fault = err;
+    this.report(err);
+    if (this.closed || this.retryTimer !== undefined) return;
+    this.retryDelay = Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, this.retryDelay * 2));
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (!this.closed) this.commit();
+    }, this.retryDelay);
+    // Appends waiting keep the process alive (their promises must settle); deletes alone do not.
+    if (this.batch.length === 0) this.retryTimer.unref();
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private rejectAll(err: Error): void {
+    const batch = this.batch;
+    this.batch = [];
+    for (const a of batch) a.reject(err);
+  }
+
+  /** Runs `fn` on the open database; its faults (or the file not being open) throw as reported OutboxErrors. */
+  private reading<T>(doing: string, fn: (s: Store) => T): T {
+    const store = this.store;
+    if (store === undefined || this.closed) {
+      throw (
+        this.broken ??
+        this.fault ??
+        new OutboxError(`the outbox at ${this.path} is closed`, {
+          sqliteCode: "SQLITE_MISUSE",
+          path: this.path,
+        })
+      );
+    }
+    try {
+      return fn(store);
+    } catch (e) {
+      const err = toOutboxError(e, this.path, doing);
+      this.report(err);
+      throw err;
+    }
   }
 }
 
