@@ -8,6 +8,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Registry } from "prom-client";
 import { type Proxy as ToxiProxy, Toxiproxy } from "toxiproxy-node-client";
 import {
   type Client,
@@ -111,6 +112,30 @@ export interface Ledger {
   reconnects: number;
 }
 
+/** One client state transition, as the harness saw it. */
+export interface StateRecord {
+  from: string;
+  to: string;
+  /** Date.now() when it happened. */
+  at: number;
+  /** "Name: message" of the error that caused it, if any. */
+  error?: string;
+}
+
+/** What the client's own metrics say at the end of a scenario (see Scenario.metrics). */
+export interface ClientFigures {
+  /** warren_reconnects_total */
+  reconnects: number;
+  /** warren_connection_degraded_seconds_total */
+  degradedSeconds: number;
+  /** warren_supervisor_escalations_total{level="connection"} */
+  escalations: number;
+  /** warren_connection_degraded (1 while degraded) */
+  degraded: number;
+  /** The state warren_connection_state{state} marks with 1. */
+  state: string | undefined;
+}
+
 export interface ScenarioResult extends Ledger {
   name: string;
   durationMs: number;
@@ -118,6 +143,18 @@ export interface ScenarioResult extends Ledger {
   finalConsumerState: string;
   /** Every client state transition, in order ("from→to"). */
   states: string[];
+  /** The same transitions with their time and error (not written by older callers of record()). */
+  changes?: StateRecord[];
+  /** Date.now() when the fault was injected and when it was healed. */
+  faultAt?: number;
+  healAt?: number;
+  /**
+   * Heal → the client's last transition into `running` (it stayed up from then on); 0 when it was
+   * already running at the heal and stayed up.
+   */
+  runningAfterHealMs?: number | undefined;
+  /** The client's metrics at the end, for scenarios run with `metrics: true`. */
+  metrics?: ClientFigures;
   /** Ids confirmed but never consumed (at most 20). */
   lostIds: string[];
   /** Lost ids published at or after the heal (at most 20). */
@@ -135,6 +172,8 @@ export interface ScenarioContext {
   connectionName: string;
   /** Free-form notes, copied into the result. */
   notes: Record<string, unknown>;
+  /** The client's metrics registry, for scenarios run with `metrics: true`. */
+  registry: Registry | undefined;
 }
 
 export interface Scenario {
@@ -151,8 +190,25 @@ export interface Scenario {
   rate?: number;
   /** Extra client options (heartbeat, intensities...). */
   client?: Partial<ClientOptions>;
+  /**
+   * "harness" (default): heartbeat 1 s, connection timeout 5 s, reconnect backoff 100 ms–1 s and a
+   * restart intensity of 1000 in 60 s, so short faults recover quickly. "defaults": the library's
+   * own defaults for all of these (restart intensity 10 in 30 s, escalation, publishTimeout...).
+   */
+  supervision?: "harness" | "defaults";
+  /** Give the client a prom-client Registry of its own and put its figures in the result. */
+  metrics?: boolean;
+  /**
+   * After the heal, wait at most this long (ms) for the client to be `running` again before the
+   * steady stream's last `afterMs` (default: no wait).
+   */
+  recoverWithinMs?: number;
   /** How long to wait for confirms and consumption at the end (ms, default 45000). */
   settleMs?: number;
+  /** Sees every rejected publish: its error, message id and how long it had waited (ms). */
+  onRejected?: (error: unknown, id: string, ageMs: number) => void;
+  /** Runs once everything settled, before the result is taken and the client closed. */
+  finish?: (ctx: ScenarioContext) => Promise<void>;
 }
 
 /** Runs one scenario against `env` and returns its ledger; the queue is deleted and the client closed. */
@@ -162,25 +218,37 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
   const tag = `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   const queue = `warren-chaos-${scenario.name.replace(/[^a-z0-9]+/gi, "-")}-${tag}`;
   const connectionName = `warren-chaos-${tag}`;
+  const registry = scenario.metrics ? new Registry() : undefined;
   const client = connect({
     url: env.proxyUrl,
     connectionName,
-    heartbeat: 1,
-    connectionTimeout: 5000,
-    reconnect: { initial: 100, max: 1000 },
-    restartIntensity: { maxRestarts: 1000, withinMs: 60_000 },
+    ...(scenario.supervision === "defaults"
+      ? {}
+      : {
+          heartbeat: 1,
+          connectionTimeout: 5000,
+          reconnect: { initial: 100, max: 1000 },
+          restartIntensity: { maxRestarts: 1000, withinMs: 60_000 },
+        }),
+    ...(registry ? { metrics: { registry } } : {}),
     ...scenario.client,
   });
   const states: string[] = [];
+  const changes: StateRecord[] = [];
   let reconnects = 0;
-  client.on("state", ({ from, to }) => {
+  let runningAt: number | undefined;
+  client.on("state", ({ from, to, error }) => {
+    const at = Date.now();
     states.push(`${from}→${to}`);
-    if (to === "recovering") reconnects += 1;
+    changes.push({ from, to, at, ...(error ? { error: `${error.name}: ${error.message}` } : {}) });
+    if (to === "recovering" || to === "degraded") reconnects += 1;
+    if (to === "running") runningAt = at;
   });
   client.on("error", () => undefined);
 
   const consumed = new Set<string>();
   let consumedTotal = 0;
+  let faultAt: number | undefined;
   let healAt: number | undefined;
   let firstAfterHeal: number | undefined;
   let consumingAfterHeal: number | undefined;
@@ -201,18 +269,27 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
       if (to === "consuming" && healAt !== undefined && consumingAfterHeal === undefined)
         consumingAfterHeal = Date.now();
     });
-    const ctx: ScenarioContext = { env, client, publisher, consumer, queue, connectionName, notes };
+    const ctx: ScenarioContext = { env, client, publisher, consumer, queue, connectionName, notes, registry };
 
-    const stream = steadyPublishing(publisher, queue, tag, rate);
+    const rejectedIds = new Set<string>();
+    const stream = steadyPublishing(publisher, queue, tag, rate, {
+      onRejected: (e, id, ageMs) => {
+        rejectedIds.add(id);
+        scenario.onRejected?.(e, id, ageMs);
+      },
+    });
     const { confirmed, publishedAt, pending } = stream;
 
     try {
       await sleep(scenario.warmupMs ?? 1000);
+      faultAt = Date.now();
       await scenario.fault(ctx);
       await sleep(scenario.faultMs ?? 2000);
       healAt = Date.now();
       if (scenario.heal) await scenario.heal(ctx);
       else await resetProxy(env);
+      if (scenario.recoverWithinMs !== undefined)
+        await waitFor(() => client.state === "running", "the client to be running", scenario.recoverWithinMs);
       await sleep(scenario.afterMs ?? 1500);
     } finally {
       stream.stop();
@@ -230,6 +307,11 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
       if (missing === 0) break;
       await sleep(100);
     }
+
+    if (scenario.finish) await scenario.finish(ctx);
+    // A rejected publish may still have reached the queue (sent, then its confirm lost with the
+    // connection): counted, not an error.
+    notes["rejectedButConsumed"] = [...rejectedIds].filter((id) => consumed.has(id)).length;
 
     const lostIds: string[] = [];
     for (const id of confirmed) if (!consumed.has(id)) lostIds.push(id);
@@ -251,9 +333,17 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
       finalClientState: client.state,
       finalConsumerState: consumer.state,
       states,
+      changes,
+      faultAt,
+      healAt,
+      runningAfterHealMs:
+        healAt !== undefined && runningAt !== undefined && client.state === "running"
+          ? Math.max(0, runningAt - healAt)
+          : undefined,
       lostIds: lostIds.slice(0, 20),
       lostAfterHeal: lostAfterHeal.slice(0, 20),
       notes,
+      ...(registry ? { metrics: await clientFigures(registry, connectionName) } : {}),
     };
     result.durationMs = Date.now() - started;
     record(result);
@@ -281,14 +371,15 @@ export interface SteadyPublishing {
 
 /**
  * Publishes to `queue` through `publisher`, every 10 ms as many messages as `rate` (per second)
- * asks for, until stop() (or while `paused()` says so). `onRejected` sees every rejection.
+ * asks for, until stop() (or while `paused()` says so). `onRejected` sees every rejection, with the
+ * message's id and how long it had waited (ms).
  */
 export function steadyPublishing(
   publisher: Publisher,
   queue: string,
   prefix: string,
   rate: number,
-  opts: { paused?: () => boolean; onRejected?: (e: unknown) => void } = {},
+  opts: { paused?: () => boolean; onRejected?: (e: unknown, id: string, ageMs: number) => void } = {},
 ): SteadyPublishing {
   const t0 = Date.now();
   const state = {
@@ -306,7 +397,8 @@ export function steadyPublishing(
     while (state.published < due) {
       state.published += 1;
       const id = `${prefix}-${state.published}`;
-      state.publishedAt.set(id, Date.now());
+      const at = Date.now();
+      state.publishedAt.set(id, at);
       const p = publisher
         .publish({
           exchange: "",
@@ -322,7 +414,7 @@ export function steadyPublishing(
             state.rejected += 1;
             const name = e instanceof Error ? e.name : typeof e;
             state.rejectedBy[name] = (state.rejectedBy[name] ?? 0) + 1;
-            opts.onRejected?.(e);
+            opts.onRejected?.(e, id, Date.now() - at);
           },
         )
         .finally(() => state.pending.delete(p));
@@ -343,6 +435,39 @@ export async function deleteQueue(url: string, queue: string): Promise<void> {
   } finally {
     await conn.close({ timeout: 5000 }).catch(() => undefined);
   }
+}
+
+/** The value of one series of `name` whose labels include `labels` (0 when absent). */
+export async function metricValue(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
+  const metric = registry.getSingleMetric(name);
+  if (!metric) return 0;
+  const data = await metric.get();
+  const hit = data.values.find((v) =>
+    Object.entries(labels).every(([k, x]) => String((v.labels as Record<string, unknown>)[k]) === x),
+  );
+  return hit?.value ?? 0;
+}
+
+/** The supervision figures of the client named `connection` in `registry`. */
+export async function clientFigures(registry: Registry, connection: string): Promise<ClientFigures> {
+  const states = await registry.getSingleMetric("warren_connection_state")?.get();
+  const current = states?.values.find(
+    (v) => (v.labels as Record<string, unknown>)["connection"] === connection && v.value === 1,
+  );
+  return {
+    reconnects: await metricValue(registry, "warren_reconnects_total", { connection }),
+    degradedSeconds: await metricValue(registry, "warren_connection_degraded_seconds_total", { connection }),
+    escalations: await metricValue(registry, "warren_supervisor_escalations_total", {
+      connection,
+      level: "connection",
+    }),
+    degraded: await metricValue(registry, "warren_connection_degraded", { connection }),
+    state: current === undefined ? undefined : String((current.labels as Record<string, unknown>)["state"]),
+  };
 }
 
 // ─── results ───────────────────────────────────────────────────────────────
@@ -376,6 +501,8 @@ export function printResults(title = "chaos results"): void {
     rejected: r.rejected,
     reconnects: r.reconnects,
     "recovery ms": r.recoveryMs ?? "-",
+    "back ms": r.runningAfterHealMs ?? "-",
+    "degraded s": r.metrics ? r.metrics.degradedSeconds.toFixed(1) : "-",
     "duration ms": r.durationMs,
   }));
   const cols = Object.keys(rows[0]!) as (keyof (typeof rows)[number])[];
