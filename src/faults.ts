@@ -139,6 +139,14 @@ export const FAULTS: readonly FaultRow[] = [
     action: "reconnect with backoff",
   },
   {
+    fault: "connection closed by the broker: 540 NOT_IMPLEMENTED (a method this broker does not support)",
+    class: "permanent",
+    reported: false,
+    error: "ConnectionClosedByBroker",
+    code: "CONNECTION_CLOSED_BY_BROKER",
+    action: "fail: the same request would be refused again; do not use that feature with this broker",
+  },
+  {
     fault: "connection closed by the broker with a code not in this table",
     class: "transient",
     reported: true,
@@ -314,6 +322,7 @@ const PERMANENT_CLOSE_CODES = new Set([
   402, // INVALID_PATH
   403, // ACCESS_REFUSED
   530, // NOT_ALLOWED (but see isConnectionLimit)
+  540, // NOT_IMPLEMENTED
 ]);
 
 /** Reply codes known to the table as transient; any other code is transient too, but reported. */
