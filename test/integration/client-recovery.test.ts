@@ -7,7 +7,6 @@
  * Connections are killed with `rabbitmqctl close_connection`, found by a unique
  * connection name, so nothing else on the broker is touched.
  */
-import { createServer } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   AuthenticationError,
@@ -34,23 +33,11 @@ import {
   rabbitmqctl,
   uniqueName,
 } from "../support/broker.js";
+import { closedPort } from "../support/ports.js";
 import { Inbox, StateLog } from "../support/state-log.js";
 import { waitFor } from "../support/wait.js";
 
 // ─── helpers ────────────────────────────────────────────────────────────────
-
-/** A port nothing listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** messages and messages_unacknowledged of a queue, from rabbitmqctl. */
 async function queueCounts(queue: string): Promise<{ ready: number; unacked: number } | undefined> {

@@ -3,7 +3,6 @@
  * permanent ones fail at once; ready({ timeoutMs }) bounds start-up; state events name their host
  * and carry only the error that caused them.
  */
-import { createServer } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   type Client,
@@ -24,20 +23,8 @@ import {
   rabbitmqctl,
   uniqueName,
 } from "../support/broker.js";
+import { closedPort } from "../support/ports.js";
 import { waitFor } from "../support/wait.js";
-
-/** A port nothing listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const clients: Client[] = [];
 function client(options: ClientOptions): { client: Client; changes: StateChange[]; errors: Error[] } {
