@@ -1,48 +1,36 @@
 /**
  * Publisher confirms, mandatory returns and transactions against a real broker.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   type Channel,
   ChannelClosedByBroker,
   ChannelClosedError,
-  Connection,
   PublishNackedError,
   type ReturnedMessage,
   UnroutableError,
 } from "../../src/index.js";
-import { AMQP_URL, uniqueName } from "../support/broker.js";
+import { useAdmin } from "../support/admin.js";
+import { errorOf, rejection } from "../support/async.js";
+import { uniqueName } from "../support/broker.js";
 
-let conn: Connection;
-let admin: Channel;
-/** Confirm-mode channel: `await pub.publish(...)` means the message is in its queue. */
-let pub: Channel;
+/** admin.pub is in confirm mode: `await admin.pub.publish(...)` means the message is in its queue. */
+const admin = useAdmin();
 const exchanges: string[] = [];
 
-beforeAll(async () => {
-  conn = await Connection.open(AMQP_URL);
-  admin = await conn.openChannel();
-  pub = await conn.openChannel();
-  await pub.confirmSelect();
+afterEach(async () => {
+  if (exchanges.length === 0) return;
+  const c = await admin.conn.openChannel();
+  for (const exchange of exchanges.splice(0)) await c.exchangeDelete({ exchange });
+  await c.close();
 });
-
-afterAll(async () => {
-  if (!conn?.isOpen) return;
-  const c = await conn.openChannel();
-  for (const exchange of exchanges) await c.exchangeDelete({ exchange });
-  await conn.close();
-});
-
-async function freshQueue(): Promise<string> {
-  return (await admin.queueDeclare({ exclusive: true })).queue;
-}
 
 async function ready(queue: string): Promise<number> {
-  return (await admin.queueDeclare({ queue, passive: true })).messageCount;
+  return (await admin.pub.queueDeclare({ queue, passive: true })).messageCount;
 }
 
 async function confirmChannel(): Promise<Channel> {
-  const ch = await conn.openChannel();
+  const ch = await admin.conn.openChannel();
   await ch.confirmSelect();
   expect(ch.confirmMode).toBe(true);
   return ch;
@@ -51,23 +39,15 @@ async function confirmChannel(): Promise<Channel> {
 async function declareExchange(type: string): Promise<string> {
   const exchange = uniqueName(`warren.test.confirms.${type}`);
   exchanges.push(exchange);
-  await admin.exchangeDeclare({ exchange, type });
+  await admin.pub.exchangeDeclare({ exchange, type });
   return exchange;
-}
-
-/** Settles a promise into its error (or undefined when it resolved). */
-function errorOf(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
 }
 
 type OnConfirm = (tag: number, multiple: boolean, nack: boolean) => void;
 
 describe("publisher confirms", () => {
   it("1000 pipelined publishes all resolve; the broker acks with multiple at least once", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     const ch = await confirmChannel();
     // Observe the acks the channel receives (delivery tag, multiple, nack).
     const spy = vi.spyOn(ch as unknown as { onConfirm: OnConfirm }, "onConfirm");
@@ -86,15 +66,15 @@ describe("publisher confirms", () => {
     expect(Math.max(...calls.map(([tag]) => tag))).toBe(1000);
     expect(await ready(queue)).toBe(1000);
     // In order, and all of them.
-    const first = await admin.basicGet({ queue, noAck: true });
+    const first = await admin.pub.basicGet({ queue, noAck: true });
     expect(first?.body.toString()).toBe("m0");
-    expect(await admin.queuePurge({ queue })).toBe(999);
+    expect(await admin.pub.queuePurge({ queue })).toBe(999);
     spy.mockRestore();
     await ch.close();
   });
 
   it("basicPublish in confirm mode takes sequence numbers too; publish() after it still resolves", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     const ch = await confirmChannel();
     for (let i = 0; i < 5; i++) expect(ch.basicPublish("", queue, `fire-and-forget ${i}`)).toBe(true);
     expect(ch.nextPublishSeqNo).toBe(6);
@@ -106,12 +86,7 @@ describe("publisher confirms", () => {
   });
 
   it("a nack (queue full, overflow reject-publish) rejects with PublishNackedError", async () => {
-    const queue = (
-      await admin.queueDeclare({
-        exclusive: true,
-        arguments: { "x-max-length": 2, "x-overflow": "reject-publish" },
-      })
-    ).queue;
+    const queue = await admin.freshQueue({ "x-max-length": 2, "x-overflow": "reject-publish" });
     const ch = await confirmChannel();
     const results = await Promise.allSettled([1, 2, 3, 4].map((i) => ch.publish("", queue, `m${i}`)));
     expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "rejected", "rejected"]);
@@ -128,19 +103,19 @@ describe("publisher confirms", () => {
   });
 
   it("publishing to a missing exchange: the publish and the ones pending behind it reject with 404; the connection lives on", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     const ch = await confirmChannel();
     const closed = new Promise<unknown>((resolve) => ch.once("close", resolve));
     const missing = uniqueName("warren.test.confirms.missing");
     const before = ch.publish("", queue, "before");
     const bad = ch.publish(missing, "k", "lost");
     const after = [ch.publish("", queue, "after 1"), ch.publish("", queue, "after 2")];
-    const err = (await errorOf(bad)) as ChannelClosedByBroker;
+    const err = (await rejection(bad)) as ChannelClosedByBroker;
     expect(err).toBeInstanceOf(ChannelClosedByBroker);
     expect(err.replyCode).toBe(404);
     expect(err.methodName).toBe("basic.publish");
     expect(err.replyText).toContain(missing);
-    for (const p of after) expect(await errorOf(p)).toBe(err);
+    for (const p of after) expect(await rejection(p)).toBe(err);
     // "before" may or may not have been confirmed before the channel closed.
     const b = await errorOf(before);
     if (b !== undefined) expect(b).toBe(err);
@@ -148,18 +123,18 @@ describe("publisher confirms", () => {
     expect(ch.isOpen).toBe(false);
     expect(ch.closeReason).toBe(err);
     expect(ch.unconfirmedCount).toBe(0);
-    const later = await errorOf(ch.publish("", queue, "too late"));
+    const later = await rejection(ch.publish("", queue, "too late"));
     expect(later).toBeInstanceOf(ChannelClosedError);
     expect((later as ChannelClosedError).cause).toBe(err);
 
-    expect(conn.isOpen).toBe(true);
+    expect(admin.conn.isOpen).toBe(true);
     const ch2 = await confirmChannel();
     await ch2.publish("", queue, "fine");
     await ch2.close();
   });
 
   it("closing a channel with publishes unconfirmed rejects them with ChannelClosedError", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     const ch = await confirmChannel();
     const ps = Array.from({ length: 50 }, (_, i) => ch.publish("", queue, `m${i}`));
     const closing = ch.close();
@@ -181,7 +156,7 @@ describe("mandatory returns", () => {
     // Not mandatory: dropped silently, confirmed, no return.
     await ch.publish(ex, "nowhere", "dropped");
     const body = Buffer.from("come back to me");
-    const err = (await errorOf(
+    const err = (await rejection(
       ch.publish(ex, "nowhere", body, { messageId: "ret-1", contentType: "text/plain" }, { mandatory: true }),
     )) as UnroutableError;
     expect(err).toBeInstanceOf(UnroutableError);
@@ -203,7 +178,7 @@ describe("mandatory returns", () => {
 
   it("without confirm mode a mandatory return is only an event", async () => {
     const ex = await declareExchange("direct");
-    const ch = await conn.openChannel();
+    const ch = await admin.conn.openChannel();
     const returned = new Promise<ReturnedMessage>((resolve) => ch.once("return", resolve));
     expect(ch.basicPublish(ex, "k", "plain return", { type: "t1" }, { mandatory: true })).toBe(true);
     const r = await returned;
@@ -215,8 +190,8 @@ describe("mandatory returns", () => {
 
   it("interleaved routable and unroutable mandatory publishes: exactly the unroutable ones reject", async () => {
     const ex = await declareExchange("direct");
-    const queue = await freshQueue();
-    await admin.queueBind({ queue, exchange: ex, routingKey: "good" });
+    const queue = await admin.freshQueue();
+    await admin.pub.queueBind({ queue, exchange: ex, routingKey: "good" });
     const ch = await confirmChannel();
     const returns: string[] = [];
     ch.on("return", (r) => returns.push(r.body.toString()));
@@ -240,8 +215,8 @@ describe("mandatory returns", () => {
     // Same exchange, same routing key, same body size: only the headers decide. A return must
     // still reject the publish it belongs to, not an earlier routable one that is still unconfirmed.
     const ex = await declareExchange("headers");
-    const queue = await freshQueue();
-    await admin.queueBind({ queue, exchange: ex, arguments: { "x-match": "all", route: "yes" } });
+    const queue = await admin.freshQueue();
+    await admin.pub.queueBind({ queue, exchange: ex, arguments: { "x-match": "all", route: "yes" } });
     const ch = await confirmChannel();
     const routes = Array.from({ length: 20 }, (_, i) => i % 2 === 1 || i % 5 === 0);
     const results = await Promise.allSettled(
@@ -265,8 +240,8 @@ describe("mandatory returns", () => {
 
 describe("transactions", () => {
   it("tx.rollback discards publishes; tx.commit makes them visible", async () => {
-    const queue = await freshQueue();
-    const ch = await conn.openChannel();
+    const queue = await admin.freshQueue();
+    const ch = await admin.conn.openChannel();
     await ch.txSelect();
     expect(ch.txMode).toBe(true);
     ch.basicPublish("", queue, "rolled back 1");
@@ -279,16 +254,16 @@ describe("transactions", () => {
     expect(await ready(queue)).toBe(0);
     await ch.txCommit();
     expect(await ready(queue)).toBe(1);
-    const m = await admin.basicGet({ queue, noAck: true });
+    const m = await admin.pub.basicGet({ queue, noAck: true });
     expect(m?.body.toString()).toBe("committed");
-    expect(await admin.basicGet({ queue })).toBeNull();
+    expect(await admin.pub.basicGet({ queue })).toBeNull();
     await ch.close();
   });
 
   it("acks are transactional too: a rolled-back ack leaves the message unacked", async () => {
-    const queue = await freshQueue();
-    await pub.publish("", queue, "ack me");
-    const ch = await conn.openChannel();
+    const queue = await admin.freshQueue();
+    await admin.pub.publish("", queue, "ack me");
+    const ch = await admin.conn.openChannel();
     await ch.txSelect();
     const m = (await ch.basicGet({ queue }))!;
     expect(m.body.toString()).toBe("ack me");
@@ -297,7 +272,7 @@ describe("transactions", () => {
     await ch.close(); // the ack never happened: the message is requeued
     expect(await ready(queue)).toBe(1);
 
-    const ch2 = await conn.openChannel();
+    const ch2 = await admin.conn.openChannel();
     await ch2.txSelect();
     const m2 = (await ch2.basicGet({ queue }))!;
     expect(m2.redelivered).toBe(true);
@@ -308,9 +283,9 @@ describe("transactions", () => {
   });
 
   it("confirm.select on a transactional channel is refused with 406", async () => {
-    const ch = await conn.openChannel();
+    const ch = await admin.conn.openChannel();
     await ch.txSelect();
-    const err = (await errorOf(ch.confirmSelect())) as ChannelClosedByBroker;
+    const err = (await rejection(ch.confirmSelect())) as ChannelClosedByBroker;
     expect(err).toBeInstanceOf(ChannelClosedByBroker);
     expect(err.replyCode).toBe(406);
     expect(err.methodName).toBe("confirm.select");

@@ -6,85 +6,34 @@
  * "Nothing more arrives" is never asserted by waiting: the broker's own counts
  * (passive queue.declare) say how many messages are still ready.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Channel, ConfigError, Connection, type Message } from "../../src/index.js";
-import { AMQP_URL } from "../support/broker.js";
+import { describe, expect, it } from "vitest";
+import { ConfigError, type Message } from "../../src/index.js";
+import { useAdmin } from "../support/admin.js";
+import { deferred, within } from "../support/async.js";
+import { Deliveries } from "../support/deliveries.js";
+import { waitFor } from "../support/wait.js";
 
-let conn: Connection;
-/** Confirm-mode channel: `await pub.publish(...)` means the message is in its queue. */
-let pub: Channel;
-/** Channel for passive declares (the broker's view of a queue). */
-let admin: Channel;
-
-beforeAll(async () => {
-  conn = await Connection.open(AMQP_URL);
-  pub = await conn.openChannel();
-  await pub.confirmSelect();
-  admin = await conn.openChannel();
-});
-
-afterAll(async () => {
-  await conn?.close();
-});
-
-/** Collects deliveries; `until(n)` resolves once n have arrived (rejects after a safety timeout). */
-function collector() {
-  const got: Message[] = [];
-  let waiters: { n: number; resolve: () => void }[] = [];
-  const onMessage = (m: Message): void => {
-    got.push(m);
-    waiters = waiters.filter((w) => {
-      if (got.length < w.n) return true;
-      w.resolve();
-      return false;
-    });
-  };
-  const until = (n: number, ms = 10_000): Promise<Message[]> =>
-    new Promise<Message[]>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`only ${got.length} of ${n} deliveries arrived within ${ms} ms`)),
-        ms,
-      );
-      const done = () => {
-        clearTimeout(timer);
-        resolve(got);
-      };
-      if (got.length >= n) done();
-      else waiters.push({ n, resolve: done });
-    });
-  return { got, onMessage, until };
-}
-
-/** Resolves with the first emission of a one-argument event (rejects after a safety timeout). */
-function nextEvent<T>(on: (fn: (v: T) => void) => void, what: string, ms = 10_000): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-    on((v) => {
-      clearTimeout(timer);
-      resolve(v);
-    });
-  });
-}
-
-async function freshQueue(): Promise<string> {
-  return (await admin.queueDeclare({ exclusive: true })).queue;
-}
+/**
+ * admin.pub is in confirm mode (`await admin.pub.publish(...)` means the message is in its queue);
+ * it also does the passive declares (the broker's view of a queue).
+ */
+const admin = useAdmin();
 
 async function fill(queue: string, n: number, prefix = "m"): Promise<string[]> {
   const bodies = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
-  await Promise.all(bodies.map((b) => pub.publish("", queue, b)));
+  await Promise.all(bodies.map((b) => admin.pub.publish("", queue, b)));
   return bodies;
 }
 
 async function counts(queue: string): Promise<{ ready: number; consumers: number }> {
-  const d = await admin.queueDeclare({ queue, passive: true });
+  const d = await admin.pub.queueDeclare({ queue, passive: true });
   return { ready: d.messageCount, consumers: d.consumerCount };
 }
 
 describe("basic.get", () => {
   it("returns null on an empty queue and messageCount (messages left) otherwise", async () => {
-    const queue = await freshQueue();
-    const ch = await conn.openChannel();
+    const queue = await admin.freshQueue();
+    const ch = await admin.conn.openChannel();
     expect(await ch.basicGet({ queue })).toBeNull();
     await fill(queue, 3);
     const m1 = await ch.basicGet({ queue, noAck: true });
@@ -107,9 +56,9 @@ describe("basic.get", () => {
   });
 
   it("pipelined gets resolve in order, the empty ones with null", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     await fill(queue, 2);
-    const ch = await conn.openChannel();
+    const ch = await admin.conn.openChannel();
     const results = await Promise.all([1, 2, 3, 4].map(() => ch.basicGet({ queue, noAck: true })));
     expect(results.map((m) => m?.body.toString() ?? null)).toEqual(["m0", "m1", null, null]);
     await ch.close();
@@ -118,9 +67,9 @@ describe("basic.get", () => {
 
 describe("ack, nack, reject", () => {
   it("nack with requeue puts the message back and it comes again with redelivered=true", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     await fill(queue, 1);
-    const ch = await conn.openChannel();
+    const ch = await admin.conn.openChannel();
     const m = (await ch.basicGet({ queue }))!;
     expect(m.redelivered).toBe(false);
     expect(await counts(queue)).toEqual({ ready: 0, consumers: 0 });
@@ -136,9 +85,9 @@ describe("ack, nack, reject", () => {
   });
 
   it("reject without requeue drops the message; reject with requeue keeps it", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     await fill(queue, 2);
-    const ch = await conn.openChannel();
+    const ch = await admin.conn.openChannel();
     const a = (await ch.basicGet({ queue }))!;
     ch.basicReject(a.deliveryTag, { requeue: false });
     const b = (await ch.basicGet({ queue }))!;
@@ -155,9 +104,9 @@ describe("ack, nack, reject", () => {
   });
 
   it("ack and nack with multiple settle every earlier delivery", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     await fill(queue, 6);
-    const ch = await conn.openChannel();
+    const ch = await admin.conn.openChannel();
     const ms: Message[] = [];
     for (let i = 0; i < 6; i++) ms.push((await ch.basicGet({ queue }))!);
     expect(ms.map((m) => m.deliveryTag)).toEqual([1, 2, 3, 4, 5, 6]);
@@ -170,16 +119,16 @@ describe("ack, nack, reject", () => {
     await ch.close(); // m5 (tag 6) and m4 (tag 7) unacked: requeued
     expect((await counts(queue)).ready).toBe(2);
     const rest = [
-      (await admin.basicGet({ queue, noAck: true }))!,
-      (await admin.basicGet({ queue, noAck: true }))!,
+      (await admin.pub.basicGet({ queue, noAck: true }))!,
+      (await admin.pub.basicGet({ queue, noAck: true }))!,
     ];
     expect(rest.map((m) => m.body.toString()).sort()).toEqual(["m4", "m5"]);
   });
 
   it("basic.recover redelivers every unacked delivery", async () => {
-    const queue = await freshQueue();
-    const ch = await conn.openChannel();
-    const c = collector();
+    const queue = await admin.freshQueue();
+    const ch = await admin.conn.openChannel();
+    const c = new Deliveries();
     await ch.basicConsume({ queue }, c.onMessage);
     await fill(queue, 3);
     await c.until(3);
@@ -198,11 +147,11 @@ describe("ack, nack, reject", () => {
 
 describe("consumers", () => {
   it("basic.qos prefetchCount 5 keeps exactly 5 deliveries outstanding until acked", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     await fill(queue, 12);
-    const ch = await conn.openChannel();
+    const ch = await admin.conn.openChannel();
     await ch.basicQos({ prefetchCount: 5 });
-    const c = collector();
+    const c = new Deliveries();
     await ch.basicConsume({ queue }, c.onMessage);
 
     await c.until(5);
@@ -230,11 +179,11 @@ describe("consumers", () => {
   });
 
   it("a consumer without a tag gets a server-named one; with a tag it keeps ours; tags must be unique", async () => {
-    const q1 = await freshQueue();
-    const q2 = await freshQueue();
-    const ch = await conn.openChannel();
-    const a = collector();
-    const b = collector();
+    const q1 = await admin.freshQueue();
+    const q2 = await admin.freshQueue();
+    const ch = await admin.conn.openChannel();
+    const a = new Deliveries();
+    const b = new Deliveries();
     const serverTag = await ch.basicConsume({ queue: q1, noAck: true }, a.onMessage);
     expect(serverTag).toMatch(/^amq\.ctag-/);
     const ownTag = await ch.basicConsume(
@@ -245,8 +194,8 @@ describe("consumers", () => {
     await expect(
       ch.basicConsume({ queue: q2, consumerTag: "warren-own-tag" }, () => {}),
     ).rejects.toBeInstanceOf(ConfigError);
-    await pub.publish("", q1, "to a");
-    await pub.publish("", q2, "to b");
+    await admin.pub.publish("", q1, "to a");
+    await admin.pub.publish("", q2, "to b");
     const [ma] = await a.until(1);
     const [mb] = await b.until(1);
     expect(ma).toMatchObject({ consumerTag: serverTag, routingKey: q1, exchange: "" });
@@ -258,14 +207,14 @@ describe("consumers", () => {
   });
 
   it("server-named consumers started together each get their own tag", async () => {
-    const queues = await Promise.all([freshQueue(), freshQueue(), freshQueue()]);
-    const ch = await conn.openChannel();
-    const cs = queues.map(() => collector());
+    const queues = await Promise.all([admin.freshQueue(), admin.freshQueue(), admin.freshQueue()]);
+    const ch = await admin.conn.openChannel();
+    const cs = queues.map(() => new Deliveries());
     const tags = await Promise.all(
       queues.map((queue, i) => ch.basicConsume({ queue, noAck: true }, cs[i]!.onMessage)),
     );
     expect(new Set(tags).size).toBe(3);
-    await Promise.all(queues.map((q) => pub.publish("", q, `for ${q}`)));
+    await Promise.all(queues.map((q) => admin.pub.publish("", q, `for ${q}`)));
     for (let i = 0; i < 3; i++) {
       const [m] = await cs[i]!.until(1);
       expect(m!.consumerTag).toBe(tags[i]);
@@ -275,16 +224,16 @@ describe("consumers", () => {
   });
 
   it("basic.cancel stops deliveries", async () => {
-    const queue = await freshQueue();
-    const ch = await conn.openChannel();
-    const c = collector();
+    const queue = await admin.freshQueue();
+    const ch = await admin.conn.openChannel();
+    const c = new Deliveries();
     const tag = await ch.basicConsume({ queue, noAck: true }, c.onMessage);
-    await pub.publish("", queue, "before");
+    await admin.pub.publish("", queue, "before");
     await c.until(1);
     expect((await counts(queue)).consumers).toBe(1);
     await ch.basicCancel(tag);
     expect((await counts(queue)).consumers).toBe(0);
-    await pub.publish("", queue, "after");
+    await admin.pub.publish("", queue, "after");
     const m = await ch.basicGet({ queue, noAck: true });
     expect(m?.body.toString()).toBe("after");
     expect(c.got.map((x) => x.body.toString())).toEqual(["before"]);
@@ -294,13 +243,13 @@ describe("consumers", () => {
   });
 
   it("two consumers on one channel: each gets its own queue's messages; on one queue they share", async () => {
-    const q1 = await freshQueue();
-    const q2 = await freshQueue();
-    const ch = await conn.openChannel();
-    const a = collector();
-    const b = collector();
-    const c = collector();
-    const both = collector();
+    const q1 = await admin.freshQueue();
+    const q2 = await admin.freshQueue();
+    const ch = await admin.conn.openChannel();
+    const a = new Deliveries();
+    const b = new Deliveries();
+    const c = new Deliveries();
+    const both = new Deliveries();
     const ta = await ch.basicConsume({ queue: q1, noAck: true }, a.onMessage);
     const tb = await ch.basicConsume({ queue: q2, noAck: true }, (m) => {
       b.onMessage(m);
@@ -330,41 +279,36 @@ describe("consumers", () => {
   });
 
   it("a consumer whose queue is deleted elsewhere gets onCancel and the channel's cancel event; the channel stays open", async () => {
-    const queue = await freshQueue();
-    const ch = await conn.openChannel();
-    const cancelled = nextEvent<string>((fn) => ch.once("cancel", fn), "cancel event");
-    let resolveOnCancel!: (tag: string) => void;
-    const onCancelCalled = new Promise<string>((r) => (resolveOnCancel = r));
+    const queue = await admin.freshQueue();
+    const ch = await admin.conn.openChannel();
+    const cancelled = deferred<string>();
+    ch.once("cancel", cancelled.resolve);
+    const onCancel = deferred<string>();
     const tag = await ch.basicConsume(
       { queue, noAck: true },
-      { onMessage: () => {}, onCancel: resolveOnCancel },
+      { onMessage: () => {}, onCancel: onCancel.resolve },
     );
-    const other = await conn.openChannel();
+    const other = await admin.conn.openChannel();
     await other.queueDelete({ queue });
-    expect(await onCancelCalled).toBe(tag);
-    expect(await cancelled).toBe(tag);
+    expect(await within(onCancel.promise, 10_000, "onCancel")).toBe(tag);
+    expect(await within(cancelled.promise, 10_000, "the cancel event")).toBe(tag);
     expect(ch.isOpen).toBe(true);
     // The channel still works.
     const q2 = (await ch.queueDeclare({ exclusive: true })).queue;
-    const c = collector();
+    const c = new Deliveries();
     await ch.basicConsume({ queue: q2, noAck: true, consumerTag: tag }, c.onMessage);
-    await pub.publish("", q2, "still here");
+    await admin.pub.publish("", q2, "still here");
     expect((await c.until(1))[0]!.body.toString()).toBe("still here");
     await other.close();
     await ch.close();
   });
 
   it("an onMessage that throws or rejects is reported through handlerError; deliveries go on", async () => {
-    const queue = await freshQueue();
-    const ch = await conn.openChannel();
+    const queue = await admin.freshQueue();
+    const ch = await admin.conn.openChannel();
     const errors: [unknown, Message][] = [];
-    const twoErrors = new Promise<void>((resolve) => {
-      ch.on("handlerError", (e, m) => {
-        errors.push([e, m]);
-        if (errors.length === 2) resolve();
-      });
-    });
-    const c = collector();
+    ch.on("handlerError", (e, m) => errors.push([e, m]));
+    const c = new Deliveries();
     await ch.basicConsume({ queue, noAck: true }, (m) => {
       c.onMessage(m);
       const body = m.body.toString();
@@ -372,11 +316,11 @@ describe("consumers", () => {
       if (body === "reject") return Promise.reject(new Error("async boom"));
       return undefined;
     });
-    await pub.publish("", queue, "throw");
-    await pub.publish("", queue, "reject");
-    await pub.publish("", queue, "fine");
+    await admin.pub.publish("", queue, "throw");
+    await admin.pub.publish("", queue, "reject");
+    await admin.pub.publish("", queue, "fine");
     await c.until(3);
-    await twoErrors;
+    await waitFor(() => errors.length === 2, "two handler errors");
     expect(errors.map(([e, m]) => [(e as Error).message, m.body.toString()])).toEqual([
       ["sync boom", "throw"],
       ["async boom", "reject"],
@@ -386,17 +330,17 @@ describe("consumers", () => {
   });
 
   it("closing a channel with unacked deliveries requeues them for other consumers", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     await fill(queue, 3);
-    const ch1 = await conn.openChannel();
+    const ch1 = await admin.conn.openChannel();
     await ch1.basicQos({ prefetchCount: 10 });
-    const c1 = collector();
+    const c1 = new Deliveries();
     await ch1.basicConsume({ queue }, c1.onMessage);
     await c1.until(3);
     await ch1.close();
     expect(ch1.state).toBe("closed");
-    const ch2 = await conn.openChannel();
-    const c2 = collector();
+    const ch2 = await admin.conn.openChannel();
+    const c2 = new Deliveries();
     await ch2.basicConsume({ queue, noAck: true }, c2.onMessage);
     const got = await c2.until(3);
     expect(got.map((m) => m.body.toString())).toEqual(["m0", "m1", "m2"]);
