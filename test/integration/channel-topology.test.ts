@@ -7,24 +7,38 @@
  * resolves was routed to at least one queue, one that rejects with UnroutableError
  * was not. That answer is definite, so no test waits for a message that may not come.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   type Channel,
   ChannelClosedByBroker,
   ChannelClosedError,
   Connection,
+  ConnectionClosedByBroker,
+  ConnectionClosedError,
   type FieldTable,
   UnroutableError,
 } from "../../src/index.js";
+import { useAdmin } from "../support/admin.js";
+import { rejection } from "../support/async.js";
 import { AMQP_URL, uniqueName } from "../support/broker.js";
 
-let conn: Connection;
-/** Confirm-mode channel used to probe routing. */
-let pub: Channel;
+/** admin.pub is in confirm mode: used to probe routing. */
+const admin = useAdmin();
 /** Channel for declarations that are expected to succeed. */
 let ch: Channel;
 const exchanges: string[] = [];
-const queues: string[] = [];
+
+beforeAll(async () => {
+  ch = await admin.conn.openChannel();
+});
+
+afterEach(async () => {
+  if (exchanges.length === 0) return;
+  const c = await admin.conn.openChannel();
+  // Deleting what is already gone is not an error on RabbitMQ 3.x.
+  for (const exchange of exchanges.splice(0)) await c.exchangeDelete({ exchange });
+  await c.close();
+});
 
 function exchangeName(kind: string): string {
   const name = uniqueName(`warren.test.topology.${kind}`);
@@ -32,17 +46,15 @@ function exchangeName(kind: string): string {
   return name;
 }
 
-/** A queue name for queues that cannot be exclusive (deleted in afterAll if still there). */
-function queueName(kind: string): string {
-  const name = uniqueName(`warren.test.topology.${kind}`);
-  queues.push(name);
-  return name;
-}
+/** A queue name for queues that cannot be exclusive (deleted after the test if still there). */
+const queueName = (kind: string): string => admin.queueName(`warren.test.topology.${kind}`);
 
 /** True when the broker routed the message to at least one queue, false when it returned it. */
 async function routed(exchange: string, routingKey: string, headers?: FieldTable): Promise<boolean> {
   try {
-    await pub.publish(exchange, routingKey, "probe", headers ? { headers } : undefined, { mandatory: true });
+    await admin.pub.publish(exchange, routingKey, "probe", headers ? { headers } : undefined, {
+      mandatory: true,
+    });
     return true;
   } catch (e) {
     if (e instanceof UnroutableError) return false;
@@ -57,12 +69,9 @@ async function depth(queue: string): Promise<number> {
 
 /** Runs `fn` on a fresh channel and returns the ChannelClosedByBroker it provokes. */
 async function brokerError(fn: (c: Channel) => Promise<unknown>): Promise<ChannelClosedByBroker> {
-  const c = await conn.openChannel();
+  const c = await admin.conn.openChannel();
   const closed = new Promise<unknown>((resolve) => c.once("close", resolve));
-  const err = await fn(c).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+  const err = await rejection(fn(c));
   expect(err).toBeInstanceOf(ChannelClosedByBroker);
   expect(await closed).toBe(err);
   expect(c.isOpen).toBe(false);
@@ -70,29 +79,13 @@ async function brokerError(fn: (c: Channel) => Promise<unknown>): Promise<Channe
   return err as ChannelClosedByBroker;
 }
 
-beforeAll(async () => {
-  conn = await Connection.open(AMQP_URL);
-  pub = await conn.openChannel();
-  await pub.confirmSelect();
-  ch = await conn.openChannel();
-});
-
-afterAll(async () => {
-  if (!conn?.isOpen) return;
-  const c = await conn.openChannel();
-  // Deleting what is already gone is not an error on RabbitMQ 3.x.
-  for (const exchange of exchanges) await c.exchangeDelete({ exchange });
-  for (const queue of queues) await c.queueDelete({ queue });
-  await conn.close();
-});
-
 describe("queues", () => {
   it("declares a server-named queue and reports its counts", async () => {
     const q = await ch.queueDeclare({ exclusive: true });
     expect(q.queue).toMatch(/^amq\.gen-/);
     expect(q).toMatchObject({ messageCount: 0, consumerCount: 0 });
-    await pub.publish("", q.queue, "one");
-    await pub.publish("", q.queue, "two");
+    await admin.pub.publish("", q.queue, "one");
+    await admin.pub.publish("", q.queue, "two");
     const tag = await ch.basicConsume({ queue: q.queue, noAck: false }, () => {});
     const again = await ch.queueDeclare({ queue: q.queue, passive: true });
     // Both messages went to the consumer (unacked), so none is ready.
@@ -120,8 +113,8 @@ describe("queues", () => {
     expect(err.recoverable).toBe(true);
     await expect(pendingAfter).rejects.toBe(err);
 
-    expect(conn.isOpen).toBe(true);
-    const c2 = await conn.openChannel();
+    expect(admin.conn.isOpen).toBe(true);
+    const c2 = await admin.conn.openChannel();
     const q = await c2.queueDeclare({ exclusive: true });
     expect(q.queue).toMatch(/^amq\.gen-/);
     await c2.close();
@@ -134,10 +127,7 @@ describe("queues", () => {
       return c.queueDeclare({ queue: uniqueName("warren.test.topology.missing"), passive: true });
     });
     const c = closedChannel!;
-    const next = await c.queueDeclare({ exclusive: true }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const next = await rejection(c.queueDeclare({ exclusive: true }));
     expect(next).toBeInstanceOf(ChannelClosedError);
     expect((next as ChannelClosedError).cause).toBe(err);
     expect(() => c.basicPublish("", "x", "y")).toThrow(ChannelClosedError);
@@ -165,7 +155,7 @@ describe("queues", () => {
 
   it("queue.purge returns how many messages it removed", async () => {
     const { queue } = await ch.queueDeclare({ exclusive: true });
-    await Promise.all([1, 2, 3].map((i) => pub.publish("", queue, `m${i}`)));
+    await Promise.all([1, 2, 3].map((i) => admin.pub.publish("", queue, `m${i}`)));
     expect(await ch.queuePurge({ queue })).toBe(3);
     expect(await ch.queuePurge({ queue })).toBe(0);
     expect(await ch.basicGet({ queue })).toBeNull();
@@ -173,7 +163,7 @@ describe("queues", () => {
 
   it("queue.delete returns how many messages the queue held", async () => {
     const { queue } = await ch.queueDeclare({ exclusive: true });
-    await Promise.all([1, 2, 3, 4, 5].map((i) => pub.publish("", queue, `m${i}`)));
+    await Promise.all([1, 2, 3, 4, 5].map((i) => admin.pub.publish("", queue, `m${i}`)));
     expect(await ch.queueDelete({ queue })).toBe(5);
     const err = await brokerError((c) => c.queueDeclare({ queue, passive: true }));
     expect(err.replyCode).toBe(404);
@@ -181,14 +171,14 @@ describe("queues", () => {
 
   it("queue.delete ifEmpty on a non-empty queue and ifUnused on a consumed queue fail with 406", async () => {
     const { queue } = await ch.queueDeclare({ exclusive: true });
-    await pub.publish("", queue, "keep me");
+    await admin.pub.publish("", queue, "keep me");
     const e1 = await brokerError((c) => c.queueDelete({ queue, ifEmpty: true }));
     expect(e1.replyCode).toBe(406);
     expect(e1.replyText).toContain("not empty");
     expect(e1.methodName).toBe("queue.delete");
     expect(await depth(queue)).toBe(1);
 
-    const consumer = await conn.openChannel();
+    const consumer = await admin.conn.openChannel();
     await consumer.basicConsume({ queue, noAck: false }, () => {});
     const e2 = await brokerError((c) => c.queueDelete({ queue, ifUnused: true }));
     expect(e2.replyCode).toBe(406);
@@ -204,10 +194,7 @@ describe("queues", () => {
     const other = await Connection.open(AMQP_URL);
     try {
       const c = await other.openChannel();
-      const err = await c.basicGet({ queue }).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+      const err = await rejection(c.basicGet({ queue }));
       expect(err).toBeInstanceOf(ChannelClosedByBroker);
       expect((err as ChannelClosedByBroker).replyCode).toBe(405);
       expect((err as ChannelClosedByBroker).methodName).toBe("basic.get");
@@ -319,7 +306,7 @@ describe("exchanges and bindings", () => {
     await ch.queueBind({ queue, exchange: e2 });
     await ch.exchangeBind({ destination: e2, source: e1, routingKey: "via" });
 
-    await pub.publish(e1, "via", "hop hop", { messageId: "e2e-1" }, { mandatory: true });
+    await admin.pub.publish(e1, "via", "hop hop", { messageId: "e2e-1" }, { mandatory: true });
     const m = await ch.basicGet({ queue, noAck: true });
     // The message keeps the exchange and key it was published with.
     expect(m).toMatchObject({ exchange: e1, routingKey: "via", messageCount: 0 });
@@ -390,22 +377,22 @@ describe("exchanges and bindings", () => {
     const own = await Connection.open(AMQP_URL);
     const closed = new Promise<unknown>((resolve) => own.once("close", resolve));
     const c = await own.openChannel();
-    const err = await c.exchangeDeclare({ exchange: exchangeName("weird"), type: "no-such-type" }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(Error);
-    const connErr = (await closed) as { replyCode?: number; methodName?: string };
+    const err = await rejection(c.exchangeDeclare({ exchange: exchangeName("weird"), type: "no-such-type" }));
+    expect(err).toBeInstanceOf(ConnectionClosedError);
+    const connErr = (await closed) as ConnectionClosedByBroker;
+    expect(connErr).toBeInstanceOf(ConnectionClosedByBroker);
+    expect((err as ConnectionClosedError).cause).toBe(connErr);
     expect(connErr.replyCode).toBe(503);
+    expect(connErr.replyText).toContain("COMMAND_INVALID");
     expect(connErr.methodName).toBe("exchange.declare");
     expect(own.isOpen).toBe(false);
-    expect(conn.isOpen).toBe(true);
+    expect(admin.conn.isOpen).toBe(true);
   });
 });
 
 describe("no-wait forms", () => {
   it("declare, bind, purge and delete without waiting; a later synchronous call sees their effect", async () => {
-    const c = await conn.openChannel();
+    const c = await admin.conn.openChannel();
     const ex = exchangeName("nowait");
     const queue = queueName("nowait");
     await c.exchangeDeclare({ exchange: ex, type: "direct", noWait: true });
@@ -445,7 +432,7 @@ describe("no-wait forms", () => {
   });
 
   it("a failing no-wait method closes the channel; the next synchronous call rejects with its error", async () => {
-    const c = await conn.openChannel();
+    const c = await admin.conn.openChannel();
     const closed = new Promise<unknown>((resolve) => c.once("close", resolve));
     await c.queueBind({
       queue: uniqueName("warren.test.topology.missing"),
@@ -453,10 +440,7 @@ describe("no-wait forms", () => {
       routingKey: "x",
       noWait: true,
     });
-    const err = await c.basicQos({ prefetchCount: 1 }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const err = await rejection(c.basicQos({ prefetchCount: 1 }));
     expect(err).toBeInstanceOf(ChannelClosedByBroker);
     expect((err as ChannelClosedByBroker).replyCode).toBe(404);
     expect((err as ChannelClosedByBroker).methodName).toBe("queue.bind");
