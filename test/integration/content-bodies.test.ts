@@ -8,11 +8,19 @@
 
 import type { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Channel, Connection, FrameError, type Message } from "../../src/index.js";
+import {
+  type Channel,
+  Connection,
+  ConnectionClosedError,
+  FrameError,
+  type Message,
+} from "../../src/index.js";
 import { FRAME_OVERHEAD, FrameParser } from "../../src/protocol/frame.js";
 import { FRAME_BODY } from "../../src/protocol/generated/spec.js";
 import { ZERO_COPY_THRESHOLD } from "../../src/transport/writer.js";
+import { rejection } from "../support/async.js";
 import { AMQP_URL } from "../support/broker.js";
+import { Deliveries, deliveryOf } from "../support/deliveries.js";
 
 const MiB = 1024 * 1024;
 
@@ -87,14 +95,8 @@ function expectedFrames(n: number, frameMax: number): number[] {
 }
 
 /** Publishes (confirmed), consumes it back and returns the delivery. */
-async function viaConsume(r: Rig, ch: Channel, body: Uint8Array | string): Promise<Message> {
-  let resolve!: (m: Message) => void;
-  const got = new Promise<Message>((res) => (resolve = res));
-  const tag = await ch.basicConsume({ queue: r.queue, noAck: true }, resolve);
-  await r.pub.publish("", r.queue, body);
-  const m = await got;
-  await ch.basicCancel(tag);
-  return m;
+function viaConsume(r: Rig, ch: Channel, body: Uint8Array | string): Promise<Message> {
+  return deliveryOf(ch, r.queue, () => r.pub.publish("", r.queue, body));
 }
 
 async function viaGet(r: Rig, ch: Channel, body: Uint8Array | string): Promise<Message> {
@@ -157,16 +159,12 @@ describe("bodies at the default frame_max", () => {
 
   it("several multi-frame messages in a row stay separate and in order", async () => {
     const bodies = [3 * fm + 5, 17, 0, fm - 8, 2 * fm].map((n, i) => pattern(n, 1000 + i));
-    const got: Message[] = [];
-    let done!: () => void;
-    const all = new Promise<void>((res) => (done = res));
-    const tag = await ch.basicConsume({ queue: r.queue, noAck: true }, (m) => {
-      got.push(m);
-      if (got.length === bodies.length) done();
-    });
+    const d = new Deliveries();
+    const tag = await ch.basicConsume({ queue: r.queue, noAck: true }, d.onMessage);
     await Promise.all(bodies.map((b) => r.pub.publish("", r.queue, b)));
-    await all;
+    const got = await d.until(bodies.length);
     await ch.basicCancel(tag);
+    expect(got).toHaveLength(bodies.length);
     for (const [i, m] of got.entries()) expectSameBytes(m.body, bodies[i]!);
   });
 
@@ -247,14 +245,15 @@ describe("incoming size limit", () => {
       await ch.publish("", queue, pattern(1001, 2));
       const ok = await ch.basicGet({ queue, noAck: true });
       expectSameBytes(ok!.body, pattern(1000, 1));
-      const err = await ch.basicGet({ queue }).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(err).toBeDefined();
+      const err = await rejection(ch.basicGet({ queue }));
       const reason = await closed;
       expect(reason).toBeInstanceOf(FrameError);
-      expect((reason as FrameError).message).toContain("maxMessageSize");
+      expect((reason as FrameError).message).toContain(
+        "incoming message of 1001 bytes exceeds maxMessageSize (1000)",
+      );
+      // The pending get fails with the connection, for the reason the connection gives.
+      expect(err).toBeInstanceOf(ConnectionClosedError);
+      expect((err as ConnectionClosedError).cause).toBe(reason);
       expect(small.isOpen).toBe(false);
     } finally {
       await small.close();

@@ -12,12 +12,11 @@
  *    process crashes and the broker closes the whole connection with 541 INTERNAL_ERROR,
  *    so warren refuses them with a FieldTableError before sending.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import {
   type BasicProperties,
   type Channel,
   ChannelClosedByBroker,
-  Connection,
   Decimal,
   Field,
   type FieldTable,
@@ -27,19 +26,18 @@ import {
 } from "../../src/index.js";
 import { FRAME_HEADER } from "../../src/protocol/generated/spec.js";
 import { encodeTable } from "../../src/protocol/table.js";
-import { AMQP_URL } from "../support/broker.js";
+import { useAdmin } from "../support/admin.js";
+import { deferred, rejection, within } from "../support/async.js";
+import { deliveryOf } from "../support/deliveries.js";
 
-let conn: Connection;
-let pub: Channel;
+/** admin.pub (confirm mode) publishes and declares; `ch` receives. */
+const admin = useAdmin();
 let ch: Channel;
 /** Raw payload of the last content header frame `ch` received. */
 let lastHeader: Buffer | undefined;
 
 beforeAll(async () => {
-  conn = await Connection.open(AMQP_URL);
-  pub = await conn.openChannel();
-  await pub.confirmSelect();
-  ch = await conn.openChannel();
+  ch = await admin.conn.openChannel();
   const inner = ch as unknown as { onFrame: (type: number, payload: Buffer) => void };
   const orig = inner.onFrame.bind(ch);
   inner.onFrame = (type, payload) => {
@@ -48,29 +46,15 @@ beforeAll(async () => {
   };
 });
 
-afterAll(async () => {
-  await conn?.close();
-});
-
-async function freshQueue(args?: FieldTable): Promise<string> {
-  return (await pub.queueDeclare({ exclusive: true, ...(args ? { arguments: args } : {}) })).queue;
-}
-
 async function viaGet(queue: string, props: BasicProperties | undefined, body = "props"): Promise<Message> {
-  await pub.publish("", queue, body, props);
+  await admin.pub.publish("", queue, body, props);
   const m = await ch.basicGet({ queue, noAck: true });
   expect(m).not.toBeNull();
   return m!;
 }
 
-async function viaConsume(queue: string, props: BasicProperties | undefined): Promise<Message> {
-  let resolve!: (m: Message) => void;
-  const got = new Promise<Message>((r) => (resolve = r));
-  const tag = await ch.basicConsume({ queue, noAck: true }, resolve);
-  await pub.publish("", queue, "props", props);
-  const m = await got;
-  await ch.basicCancel(tag);
-  return m;
+function viaConsume(queue: string, props: BasicProperties | undefined): Promise<Message> {
+  return deliveryOf(ch, queue, () => admin.pub.publish("", queue, "props", props));
 }
 
 // ─── reading wire type letters ────────────────────────────────────────────────
@@ -296,17 +280,17 @@ describe("basic properties", () => {
 
   it("all 14 round-trip through basic.get", async () => {
     expect(Object.keys(ALL)).toHaveLength(14);
-    const m = await viaGet(await freshQueue(), ALL);
+    const m = await viaGet(await admin.freshQueue(), ALL);
     expect(m.properties).toStrictEqual(ALL);
   });
 
   it("all 14 round-trip through a consumer", async () => {
-    const m = await viaConsume(await freshQueue(), ALL);
+    const m = await viaConsume(await admin.freshQueue(), ALL);
     expect(m.properties).toStrictEqual(ALL);
   });
 
   it("each one alone comes back alone (every property flag is independent)", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     for (const [key, value] of Object.entries(ALL)) {
       const props = { [key]: value } as BasicProperties;
       const m = await viaGet(queue, props);
@@ -315,40 +299,37 @@ describe("basic properties", () => {
   });
 
   it("no properties come back as an empty object", async () => {
-    const m = await viaGet(await freshQueue(), undefined);
+    const m = await viaGet(await admin.freshQueue(), undefined);
     expect(m.properties).toStrictEqual({});
-    const m2 = await viaGet(await freshQueue(), {});
+    const m2 = await viaGet(await admin.freshQueue(), {});
     expect(m2.properties).toStrictEqual({});
   });
 
   it("timestamps are whole seconds: milliseconds are dropped", async () => {
-    const m = await viaGet(await freshQueue(), { timestamp: new Date(1_700_000_000_999) });
+    const m = await viaGet(await admin.freshQueue(), { timestamp: new Date(1_700_000_000_999) });
     expect(m.properties.timestamp).toStrictEqual(new Date(1_700_000_000_000));
   });
 
   it("short strings of 255 bytes round-trip; 256 are refused before anything is sent", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     const longest = `${"é".repeat(127)}x`; // 255 bytes in UTF-8
     expect(Buffer.byteLength(longest)).toBe(255);
     const m = await viaGet(queue, { messageId: longest, contentType: "c".repeat(255) });
     expect(m.properties.messageId).toBe(longest);
-    await expect(pub.publish("", queue, "x", { messageId: `${longest}y` })).rejects.toBeInstanceOf(
-      FieldTableError,
-    );
+    const err = await rejection(admin.pub.publish("", queue, "x", { messageId: `${longest}y` }));
+    expect(err).toBeInstanceOf(FieldTableError);
+    expect((err as FieldTableError).message).toContain("short string is longer than 255 bytes");
     // Nothing half-written: the channel and the connection carry on.
-    expect(pub.isOpen).toBe(true);
+    expect(admin.pub.isOpen).toBe(true);
     expect((await viaGet(queue, { messageId: "after" })).properties.messageId).toBe("after");
     expect(await ch.basicGet({ queue })).toBeNull();
   });
 
   it("a userId other than the authenticated user is refused with 406 on basic.publish", async () => {
-    const c = await conn.openChannel();
-    const queue = await freshQueue();
+    const c = await admin.conn.openChannel();
+    const queue = await admin.freshQueue();
     c.basicPublish("", queue, "spoofed", { userId: "somebody-else" });
-    const err = await c.basicQos({ prefetchCount: 1 }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const err = await rejection(c.basicQos({ prefetchCount: 1 }));
     expect(err).toBeInstanceOf(ChannelClosedByBroker);
     expect((err as ChannelClosedByBroker).replyCode).toBe(406);
     expect((err as ChannelClosedByBroker).methodName).toBe("basic.publish");
@@ -358,13 +339,13 @@ describe("basic properties", () => {
 
 describe("header field tables", () => {
   it("every type's value survives the broker (basic.get)", async () => {
-    const m = await viaGet(await freshQueue(), { headers: HEADERS });
+    const m = await viaGet(await admin.freshQueue(), { headers: HEADERS });
     expect(m.properties.headers).toStrictEqual(DECODED);
     expect(Object.keys(m.properties.headers!)).not.toContain("undefinedIsDropped");
   });
 
   it("every type's value survives the broker (consumer)", async () => {
-    const m = await viaConsume(await freshQueue(), { headers: HEADERS });
+    const m = await viaConsume(await admin.freshQueue(), { headers: HEADERS });
     expect(m.properties.headers).toStrictEqual(DECODED);
   });
 
@@ -395,23 +376,22 @@ describe("header field tables", () => {
 
   it("RabbitMQ hands every type letter back unchanged", async () => {
     lastHeader = undefined;
-    await viaGet(await freshQueue(), { headers: HEADERS });
-    expect(lastHeader).toBeDefined();
+    await viaGet(await admin.freshQueue(), { headers: HEADERS });
+    expect(lastHeader).toBeInstanceOf(Buffer);
     const sent = sentLetters(HEADERS);
     expect(Object.keys(sent).length).toBeGreaterThan(60);
     expect(receivedLetters(lastHeader!)).toStrictEqual(sent);
   });
 
   it("letters and values survive a re-encode by the broker (dead-lettering adds x-death)", async () => {
-    const dlq = await freshQueue();
-    const queue = await freshQueue({ "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq });
-    let resolveDead!: (m: Message) => void;
-    const deadLettered = new Promise<Message>((r) => (resolveDead = r));
-    const tag = await ch.basicConsume({ queue: dlq, noAck: true }, resolveDead);
-    await pub.publish("", queue, "dead", { headers: HEADERS });
+    const dlq = await admin.freshQueue();
+    const queue = await admin.freshQueue({ "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq });
+    const deadLettered = deferred<Message>();
+    const tag = await ch.basicConsume({ queue: dlq, noAck: true }, deadLettered.resolve);
+    await admin.pub.publish("", queue, "dead", { headers: HEADERS });
     const m = (await ch.basicGet({ queue }))!;
     ch.basicReject(m.deliveryTag, { requeue: false });
-    const dead = await deadLettered;
+    const dead = await within(deadLettered.promise, 10_000, "the dead-lettered message");
     await ch.basicCancel(tag);
     const headers = dead.properties.headers!;
     expect(headers["x-death"]).toBeInstanceOf(Array);
@@ -435,26 +415,24 @@ describe("header field tables", () => {
   });
 
   it("a NaN or infinite number in a header is refused before it reaches RabbitMQ (which would close the connection with 541)", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     for (const value of [
       Number.NaN,
       Number.POSITIVE_INFINITY,
       Field.float(Number.NEGATIVE_INFINITY),
       Field.double(Number.NaN),
     ]) {
-      const err = await pub.publish("", queue, "x", { headers: { value } }).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+      const err = await rejection(admin.pub.publish("", queue, "x", { headers: { value } }));
       expect(err).toBeInstanceOf(FieldTableError);
+      expect((err as FieldTableError).message).toContain("RabbitMQ refuses non-finite numbers");
     }
-    expect(pub.isOpen).toBe(true);
-    expect(conn.isOpen).toBe(true);
-    await pub.publish("", queue, "still fine", { headers: { value: 1.5 } });
+    expect(admin.pub.isOpen).toBe(true);
+    expect(admin.conn.isOpen).toBe(true);
+    await admin.pub.publish("", queue, "still fine", { headers: { value: 1.5 } });
   });
 
   it("a large header table (~100 KiB, within frame_max) round-trips", async () => {
-    const queue = await freshQueue();
+    const queue = await admin.freshQueue();
     const headers: FieldTable = {};
     for (let i = 0; i < 100; i++) headers[`h${i}`] = `${i}:${"v".repeat(1000)}`;
     const m = await viaGet(queue, { headers });
@@ -462,13 +440,12 @@ describe("header field tables", () => {
   });
 
   it("a header table larger than frame_max is refused with FrameTooLargeError; the channel carries on", async () => {
-    const queue = await freshQueue();
-    const err = await pub.publish("", queue, "x", { headers: { big: "v".repeat(conn.frameMax) } }).then(
-      () => undefined,
-      (e: unknown) => e,
+    const queue = await admin.freshQueue();
+    const err = await rejection(
+      admin.pub.publish("", queue, "x", { headers: { big: "v".repeat(admin.conn.frameMax) } }),
     );
     expect(err).toBeInstanceOf(FrameTooLargeError);
-    expect(pub.isOpen).toBe(true);
+    expect(admin.pub.isOpen).toBe(true);
     const m = await viaGet(queue, { headers: { small: 1 } });
     expect(m.properties.headers).toStrictEqual({ small: 1 });
     expect(await ch.basicGet({ queue })).toBeNull();
