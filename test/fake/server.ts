@@ -162,8 +162,10 @@ export class FakePeer {
     const answer = f.method && this.answers.get(f.method.name);
     if (answer && f.method && !this.socket.destroyed) {
       const r = answer(f.method, channel, this);
-      for (const m of r === undefined ? [] : Array.isArray(r) ? r : [r]) this.send(channel, m);
-      if (f.method.name === "connection.close") this.socket.end();
+      const replies = r === undefined ? [] : Array.isArray(r) ? r : [r];
+      for (const m of replies) this.send(channel, m);
+      // Hang up after answering a connection.close; an answer that sends nothing swallows it.
+      if (f.method.name === "connection.close" && replies.length > 0) this.socket.end();
     }
   }
 
@@ -267,8 +269,11 @@ export class FakePeer {
     this.sendRaw(FakePeer.rawFrame(FRAME_HEARTBEAT, 0, Buffer.alloc(0)));
   }
 
-  /** A normal handshake: start (PLAIN AMQPLAIN), tune, open-ok. Resolves with what the client said. */
-  async handshake(o: HandshakeOptions = {}): Promise<HandshakeResult> {
+  /**
+   * The first step of a handshake: waits for the client's protocol header and sends
+   * connection.start (PLAIN AMQPLAIN). For scripts that go their own way after it.
+   */
+  async greet(o: Pick<HandshakeOptions, "mechanisms" | "versionMajor" | "versionMinor"> = {}): Promise<void> {
     await this.protocolHeader();
     this.send(0, {
       name: "connection.start",
@@ -280,6 +285,11 @@ export class FakePeer {
         locales: "en_US",
       },
     });
+  }
+
+  /** A normal handshake: start (PLAIN AMQPLAIN), tune, open-ok. Resolves with what the client said. */
+  async handshake(o: HandshakeOptions = {}): Promise<HandshakeResult> {
+    await this.greet(o);
     const startOk = await this.method("connection.start-ok");
     this.send(0, {
       name: "connection.tune",
