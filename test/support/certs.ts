@@ -1,6 +1,7 @@
 /**
  * Test PKI made with the `openssl` CLI (OpenSSL 1.1 or 3): a CA, a server certificate for
- * localhost / 127.0.0.1 and a client certificate with CN=warren-client, both signed by the CA.
+ * localhost / 127.0.0.1 and a client certificate with CN=warren-client, both signed by the CA;
+ * and, for trust failures, a second CA that signed neither.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -138,6 +139,29 @@ export async function makeCerts(dir: string): Promise<TestCerts> {
   await mkdir(dir, { recursive: true });
   const cnf = join(dir, "openssl.cnf");
   await writeFile(cnf, OPENSSL_CNF);
+  await selfSignedCa(dir, "ca", "warren-test-ca", cnf);
+  await Promise.all([
+    leaf(dir, "server", "localhost", "server_ext", cnf),
+    leaf(dir, "client", CLIENT_CN, "client_ext", cnf),
+  ]);
+  const [ca, server, client] = await Promise.all([load(dir, "ca"), load(dir, "server"), load(dir, "client")]);
+  return { dir, ca, server, client };
+}
+
+/**
+ * A second CA with a key of its own (CN=warren-unrelated-ca), written as unrelated-ca.{pem,key}
+ * into `dir`: it signed nothing makeCerts() made, so a client that trusts only it must refuse the
+ * server certificate.
+ */
+export async function makeUnrelatedCa(dir: string): Promise<CertFiles> {
+  await mkdir(dir, { recursive: true });
+  const cnf = join(dir, "unrelated-openssl.cnf");
+  await writeFile(cnf, OPENSSL_CNF);
+  await selfSignedCa(dir, "unrelated-ca", "warren-unrelated-ca", cnf);
+  return load(dir, "unrelated-ca");
+}
+
+async function selfSignedCa(dir: string, name: string, cn: string, cnf: string): Promise<void> {
   await openssl(
     [
       "req",
@@ -147,11 +171,11 @@ export async function makeCerts(dir: string): Promise<TestCerts> {
       "rsa:2048",
       "-nodes",
       "-keyout",
-      join(dir, "ca.key"),
+      join(dir, `${name}.key`),
       "-out",
-      join(dir, "ca.pem"),
+      join(dir, `${name}.pem`),
       "-subj",
-      "/CN=warren-test-ca",
+      `/CN=${cn}`,
       "-days",
       "3650",
       "-sha256",
@@ -164,10 +188,4 @@ export async function makeCerts(dir: string): Promise<TestCerts> {
     ],
     dir,
   );
-  await Promise.all([
-    leaf(dir, "server", "localhost", "server_ext", cnf),
-    leaf(dir, "client", CLIENT_CN, "client_ext", cnf),
-  ]);
-  const [ca, server, client] = await Promise.all([load(dir, "ca"), load(dir, "server"), load(dir, "client")]);
-  return { dir, ca, server, client };
 }

@@ -25,7 +25,7 @@ import { chmod, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run } from "./broker.js";
+import { type Ctl, run } from "./broker.js";
 import { CLIENT_CN, makeCerts, type TestCerts } from "./certs.js";
 
 export const RABBITMQ_BIN = "/usr/lib/rabbitmq/bin";
@@ -627,4 +627,82 @@ export async function startTlsNode(opts: TlsNodeOptions = {}): Promise<TlsNode> 
     external,
     certUser: CLIENT_CN,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resource alarms on a private node
+
+/** The node's `rabbitmqctl status` as JSON. */
+async function nodeStatus(ctl: Ctl): Promise<Record<string, unknown>> {
+  const out = await ctl(["status", "--formatter", "json"]);
+  const start = out.indexOf("{");
+  if (start < 0) throw new Error(`unexpected output of rabbitmqctl status: ${out.slice(0, 300)}`);
+  return JSON.parse(out.slice(start)) as Record<string, unknown>;
+}
+
+/** The resources ("memory", "disk") the node has an alarm raised for, sorted. */
+export async function nodeAlarms(ctl: Ctl): Promise<string[]> {
+  const alarms = (await nodeStatus(ctl))["alarms"];
+  if (!Array.isArray(alarms)) return [];
+  return alarms
+    .map((a) =>
+      typeof a === "object" && a !== null ? (a as Record<string, unknown>)["resource"] : undefined,
+    )
+    .filter((r): r is string => typeof r === "string")
+    .sort();
+}
+
+async function waitForDiskAlarm(ctl: Ctl, raised: boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await nodeAlarms(ctl)).includes("disk") !== raised) {
+    if (Date.now() > deadline) {
+      throw new Error(`disk alarm did not become ${raised ? "raised" : "cleared"} within ${timeoutMs} ms`);
+    }
+    await sleep(200);
+  }
+}
+
+/** Disk free limits (bytes) to restore, per ctl, saved by the first setDiskAlarm(). */
+const savedDiskLimits = new Map<Ctl, number>();
+
+/**
+ * Raises a free-disk-space alarm: sets the node's disk free limit 1 TB above the free space it
+ * reports (after saving the current limit), and resolves once the node reports the alarm.
+ *
+ * RabbitMQ (rabbit_disk_monitor) re-checks the free space as part of `set_disk_free_limit`
+ * itself, so the alarm is raised (and, by clearDiskAlarm(), cleared) by that command, not at the
+ * next periodic check: those come every 100 ms to 10 s depending on how far the free space is
+ * from the limit, and every 10 s while the alarm is on. Only for private nodes: the main broker
+ * shares this disk and is never touched. Pair with clearDiskAlarm() in a finally, or use
+ * withDiskAlarm().
+ */
+export async function setDiskAlarm({ ctl }: { ctl: Ctl }): Promise<void> {
+  const status = await nodeStatus(ctl);
+  const free = Number(status["disk_free"]);
+  if (!Number.isFinite(free) || free <= 0) {
+    throw new Error(`the node reports no free disk space figure (disk_free: ${String(status["disk_free"])})`);
+  }
+  if (!savedDiskLimits.has(ctl)) {
+    const limit = Number(status["disk_free_limit"]);
+    savedDiskLimits.set(ctl, Number.isFinite(limit) && limit > 0 && limit < free ? limit : 50_000_000);
+  }
+  await ctl(["set_disk_free_limit", String(free + 1e12)]);
+  await waitForDiskAlarm(ctl, true, 10_000);
+}
+
+/** Restores the disk free limit saved by setDiskAlarm() (default 50 MB) and waits for the alarm to clear. */
+export async function clearDiskAlarm({ ctl }: { ctl: Ctl }): Promise<void> {
+  await ctl(["set_disk_free_limit", String(savedDiskLimits.get(ctl) ?? 50_000_000)]);
+  savedDiskLimits.delete(ctl);
+  await waitForDiskAlarm(ctl, false, 10_000);
+}
+
+/** Runs fn while the node's disk alarm is raised; the limit is restored even if fn throws. */
+export async function withDiskAlarm<T>(fn: () => Promise<T> | T, opts: { ctl: Ctl }): Promise<T> {
+  try {
+    await setDiskAlarm(opts);
+    return await fn();
+  } finally {
+    await clearDiskAlarm(opts);
+  }
 }
