@@ -22,12 +22,7 @@ import {
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   TraceAttributes as A,
-  type Channel,
-  type Client,
-  type ClientOptions,
-  Connection,
   type ConsumedMessage,
-  connect,
   PublishNackedError,
   TraceEvents,
   UnroutableError,
@@ -35,6 +30,8 @@ import {
 } from "../../src/index.js";
 import { decodeBasicProperties } from "../../src/protocol/generated/spec.js";
 import { FakeServer } from "../fake/server.js";
+import { useAdmin } from "../support/admin.js";
+import { rejection, within } from "../support/async.js";
 import {
   AMQP_URL,
   addUser,
@@ -43,7 +40,10 @@ import {
   deleteUser,
   uniqueName,
 } from "../support/broker.js";
+import { useClients } from "../support/clients.js";
 import { drainQueue } from "../support/queue.js";
+import { StateLog } from "../support/state-log.js";
+import { nextTurn } from "../support/turn.js";
 import { waitFor } from "../support/wait.js";
 
 // ─── the SDK, registered globally for this file ─────────────────────────────
@@ -57,30 +57,25 @@ const BROKER = new URL(AMQP_URL);
 const BROKER_HOST = BROKER.hostname;
 const BROKER_PORT = Number(BROKER.port || 5672);
 
-let admin: Connection;
-let adminCh: Channel;
-const queues: string[] = [];
-const clients: Client[] = [];
+const admin = useAdmin();
 const cleanups: (() => Promise<void>)[] = [];
 
-beforeAll(async () => {
+beforeAll(() => {
   context.setGlobalContextManager(new AsyncHooksContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   trace.setGlobalTracerProvider(provider);
   appTracer = trace.getTracer("tracing-test-app");
-  admin = await Connection.open({ url: AMQP_URL, connectionName: uniqueName("warren-tracing-admin") });
-  adminCh = await admin.openChannel();
 });
 
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
   for (const f of cleanups.splice(0)) await f();
   exporter.reset();
 });
 
+// Registered after the cleanups, so it runs before them: clients close before their proxy or fake server.
+const client = useClients("warren-tracing");
+
 afterAll(async () => {
-  for (const q of queues) await adminCh.queueDelete({ queue: q }).catch(() => undefined);
-  await admin.close();
   trace.disable();
   propagation.disable();
   context.disable();
@@ -89,17 +84,10 @@ afterAll(async () => {
 
 // ─── helpers ────────────────────────────────────────────────────────────────
 
-function client(options: ClientOptions = {}): { client: Client; name: string } {
-  const name = uniqueName("warren-tracing");
-  const c = connect({ url: AMQP_URL, connectionName: name, ...options });
-  clients.push(c);
-  return { client: c, name };
-}
-
+/** A queue of its own for the test (deleted after it). */
 async function queue(args: Record<string, number | string> = {}): Promise<string> {
-  const q = uniqueName("tracing-q");
-  await adminCh.queueDeclare({ queue: q, arguments: args });
-  queues.push(q);
+  const q = admin.queueName("tracing-q");
+  await admin.pub.queueDeclare({ queue: q, arguments: args });
   return q;
 }
 
@@ -130,23 +118,14 @@ function expectInProducersTrace(consumerSpan: ReadableSpan, producer: ReadableSp
   expect(consumerSpan.links.map((l) => l.context.spanId)).toEqual([p.spanId]);
 }
 
-/** Rejects if `p` has not settled within `ms` (a safety net, not a synchronisation). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 // ─── producer spans ─────────────────────────────────────────────────────────
 
 describe("producer spans", () => {
   it("one per publish: a child of the active context, ended at the broker's confirm, with the messaging attributes", async () => {
     const q = await queue();
     const ex = uniqueName("tracing-ex");
-    await adminCh.exchangeDeclare({ exchange: ex, type: "direct", autoDelete: true });
-    await adminCh.queueBind({ queue: q, exchange: ex, routingKey: "order.created" });
+    await admin.pub.exchangeDeclare({ exchange: ex, type: "direct", autoDelete: true });
+    await admin.pub.queueBind({ queue: q, exchange: ex, routingKey: "order.created" });
     const { client: c } = client({ tracing: true });
     await c.ready();
     const pub = c.publisher();
@@ -200,7 +179,7 @@ describe("producer spans", () => {
     // The caller's objects are not touched; the message carries the trace context beside its headers.
     expect(properties.headers).toBe(headers);
     expect(headers).toEqual({ "x-app": "shop" });
-    const got = await drainQueue(admin, q);
+    const got = await drainQueue(admin.conn, q);
     expect(got.map((m) => m.properties.messageId)).toEqual(["m-1", "m-2"]);
     expect(got[0]!.properties.headers).toEqual({ "x-app": "shop", traceparent: traceparentOf(span) });
     expect(got[1]!.properties.headers).toEqual({ traceparent: traceparentOf(second) });
@@ -218,7 +197,7 @@ describe("producer spans", () => {
     await c.publish("", q, "again", { messageId: "fw-1", headers: forwarded });
     const span = producerOf("fw-1");
     expect(span.parentSpanContext).toBeUndefined(); // the active context is the parent, not the old headers
-    const [got] = await drainQueue(admin, q);
+    const [got] = await drainQueue(admin.conn, q);
     expect(got!.properties.headers).toEqual({ traceparent: traceparentOf(span), "x-origin": "upstream" });
     expect(forwarded.tracestate).toBe("vendor=opaque");
   });
@@ -242,7 +221,7 @@ describe("producer spans", () => {
     const off = new BasicTracerProvider({ sampler: new AlwaysOffSampler() });
     cleanups.push(() => off.shutdown());
     const headerOf = async (messageId: string) => {
-      const [m] = await drainQueue(admin, q);
+      const [m] = await drainQueue(admin.conn, q);
       expect(m?.properties.messageId).toBe(messageId);
       return m?.properties.headers?.["traceparent"];
     };
@@ -267,9 +246,9 @@ describe("producer spans", () => {
       renewAfterNacks: 0,
       nackRetry: { attempts: 3, withinMs: 10_000, initialDelayMs: 10, maxDelayMs: 20 },
     });
-    const err = await pub
-      .publish({ exchange: "", routingKey: q, body: "refused", properties: { messageId: "n-1" } })
-      .catch((e: unknown) => e);
+    const err = await rejection(
+      pub.publish({ exchange: "", routingKey: q, body: "refused", properties: { messageId: "n-1" } }),
+    );
     expect(err).toBeInstanceOf(PublishNackedError);
     expect((err as PublishNackedError).attempts).toBe(3);
 
@@ -288,17 +267,20 @@ describe("producer spans", () => {
 
   it("unroutable (mandatory, returned): the producer span ends with an error status", async () => {
     const ex = uniqueName("tracing-nowhere");
-    await adminCh.exchangeDeclare({ exchange: ex, type: "direct", autoDelete: true });
+    // Never bound, so autoDelete never removes it: deleted after the test.
+    await admin.pub.exchangeDeclare({ exchange: ex, type: "direct" });
+    cleanups.push(async () => {
+      await admin.pub.exchangeDelete({ exchange: ex });
+    });
     const { client: c } = client({ tracing: true });
     await c.ready();
-    const err = await c
-      .publish(ex, "no.binding", "lost", { messageId: "u-1" }, { mandatory: true })
-      .catch((e: unknown) => e);
+    const err = await rejection(
+      c.publish(ex, "no.binding", "lost", { messageId: "u-1" }, { mandatory: true }),
+    );
     expect(err).toBeInstanceOf(UnroutableError);
     const span = producerOf("u-1");
-    expect(span.status.code).toBe(SpanStatusCode.ERROR);
+    expect(span.status).toEqual({ code: SpanStatusCode.ERROR, message: (err as Error).message });
     expect(span.attributes[A.ERROR_TYPE]).toBe("UnroutableError");
-    await adminCh.exchangeDelete({ exchange: ex });
   });
 
   it("a nack retry sends the same traceparent again (scripted fake server: nack, nack, ack)", async () => {
@@ -325,8 +307,7 @@ describe("producer spans", () => {
       await peer.handshake({ heartbeat: 0 });
     });
     cleanups.push(() => fake.close());
-    const c = connect({ url: `amqp://guest:guest@127.0.0.1:${fake.port}`, tracing: true });
-    clients.push(c);
+    const { client: c } = client({ url: `amqp://guest:guest@127.0.0.1:${fake.port}`, tracing: true });
     await c.ready();
     const pub = c.publisher({ renewAfterNacks: 0, nackRetry: { initialDelayMs: 10, maxDelayMs: 20 } });
     await pub.publish({ exchange: "", routingKey: "q", body: "again", properties: { messageId: "r-1" } });
@@ -375,7 +356,7 @@ describe("consumer spans", () => {
       received.push(m);
       activeInHandler = trace.getActiveSpan()?.spanContext().spanId;
       await appTracer.startActiveSpan("charge card", async (s) => {
-        await new Promise((r) => setImmediate(r));
+        await nextTurn();
         s.end();
       });
     });
@@ -444,7 +425,7 @@ describe("consumer spans", () => {
     const { client: c } = client({ tracing: true });
     await c.ready();
     const consumer = c.consume({ queue: q }, async () => {
-      await new Promise((r) => setImmediate(r));
+      await nextTurn();
       throw new Error("later");
     });
     consumer.on("error", () => undefined);
@@ -460,7 +441,7 @@ describe("consumer spans", () => {
     const { client: c } = client({ tracing: true });
     await c.ready();
     c.consume({ queue: q }, () => undefined);
-    await adminCh.publish("", q, "plain", { messageId: "p-1" });
+    await admin.pub.publish("", q, "plain", { messageId: "p-1" });
     await waitFor(() => spansOf(SpanKind.CONSUMER, "p-1").length === 1, "the consumer span of p-1");
     const span = spansOf(SpanKind.CONSUMER, "p-1")[0]!;
     expect(span.parentSpanContext).toBeUndefined();
@@ -532,6 +513,7 @@ describe("recovery", () => {
       reconnect: { initial: 50, max: 200 },
     });
     const { client: consumerClient } = client({ tracing: true });
+    const states = new StateLog(producerClient);
     await Promise.all([producerClient.ready(), consumerClient.ready()]);
     const received: ConsumedMessage[] = [];
     consumerClient.consume({ queue: q }, (m) => {
@@ -547,14 +529,12 @@ describe("recovery", () => {
       pub.publish({ exchange: "", routingKey: q, body: id, properties: { messageId: id } }),
     );
     expect(pub.pending).toBe(5);
-    const recovered = new Promise<void>((resolve) =>
-      producerClient.on("state", ({ from, to }) => {
-        if (from !== "running" && to === "running") resolve();
-      }),
-    );
+    const mark = states.changes.length;
     expect(await closeConnectionsNamed(name, "killed by the tracing test")).toBe(1);
     await within(Promise.all(promises), 30_000, "the publishes in flight at the kill");
-    await within(recovered, 1000, "the recovery");
+    // Recovered: the producer's client left "running" after the kill and came back to it.
+    await states.next("running", mark);
+    expect(states.statesSince(mark)[0]).not.toBe("running");
 
     await waitFor(
       () => ids.every((id) => spansOf(SpanKind.CONSUMER, id).length > 0),
