@@ -1,17 +1,12 @@
 /**
- * The supervised client against a private RabbitMQ node, for what would disturb the
- * main broker: the broker application stopped and started under the client, and a
- * memory alarm (connection.blocked) while it publishes. One node for the whole file.
+ * The supervised client against a private RabbitMQ node, for what would disturb the main
+ * broker: the broker application stopped and started under the client. (Memory and disk
+ * alarms: broker-alarms.test.ts.)
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  type Client,
-  type ClientOptions,
-  Connection,
-  ConnectionClosedByBroker,
-  connect,
-} from "../../src/index.js";
-import { uniqueName, withMemoryAlarm } from "../support/broker.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConnectionClosedByBroker } from "../../src/index.js";
+import { uniqueName } from "../support/broker.js";
+import { useClients } from "../support/clients.js";
 import { type ExtraNode, extraNodesSupported, findFreePorts, startExtraNode } from "../support/extra-node.js";
 import { Inbox, StateLog } from "../support/state-log.js";
 import { waitFor } from "../support/wait.js";
@@ -23,12 +18,10 @@ describe.skipIf(!extraNodesSupported())(
   { timeout: 60_000 },
   () => {
     let node: ExtraNode;
-    const clients: Client[] = [];
+    const clients = useClients("warren-client-node");
 
-    function client(options: ClientOptions = {}): { client: Client; name: string; log: StateLog } {
-      const name = uniqueName("warren-client-node");
-      const c = connect({ url: node.url, ...options, connectionName: name });
-      clients.push(c);
+    function client() {
+      const { client: c, name } = clients({ url: node.url });
       return { client: c, name, log: new StateLog(c) };
     }
 
@@ -37,10 +30,6 @@ describe.skipIf(!extraNodesSupported())(
       node = await startExtraNode({ name: "warren-client", amqpPort: amqpPort!, distPort: distPort! });
       console.info(`${node.nodeName} started in ${node.startMs} ms (AMQP ${node.amqpPort})`);
     }, 120_000);
-
-    afterEach(async () => {
-      await Promise.all(clients.splice(0).map((c) => c.close()));
-    });
 
     afterAll(async () => {
       await node?.stop();
@@ -72,7 +61,7 @@ describe.skipIf(!extraNodesSupported())(
       expect((lost.error as ConnectionClosedByBroker).replyCode).toBe(320);
       // While it is down the client keeps trying, each attempt refused, further and further apart.
       await waitFor(() => log.count("connecting", mark) >= 6, "six connection attempts", 20_000);
-      expect(c.state === "recovering" || c.state === "connecting").toBe(true);
+      expect(["recovering", "connecting"]).toContain(c.state);
       const startAppAt = performance.now();
       await node.ctl(["start_app"]);
       const startedAt = performance.now();
@@ -101,50 +90,6 @@ describe.skipIf(!extraNodesSupported())(
       expect(consumer.state).toBe("consuming");
       await c.deleteQueue(q);
       await c.deleteExchange(ex);
-    });
-
-    it("a memory alarm blocks the client, and the publish made while blocked is confirmed once it clears", async () => {
-      const { client: c, log } = client();
-      await c.ready();
-      const q = uniqueName("node-alarm-q");
-      await c.declare({ queues: [{ name: q }] });
-      await c.publish("", q, "before"); // the publishing channel is open
-      const mark = log.changes.length;
-      let confirmed = false;
-      let during: Promise<void> | undefined;
-      await withMemoryAlarm(
-        async () => {
-          // RabbitMQ blocks a connection when it publishes during an alarm.
-          during = c.publish("", q, "during the alarm").then(() => {
-            confirmed = true;
-          });
-          const blocked = await log.next("blocked", mark);
-          expect(blocked.from).toBe("running");
-          expect(c.state).toBe("blocked");
-          expect(confirmed).toBe(false);
-        },
-        { ctl: node.ctl },
-      );
-      await log.next("running", mark);
-      await during;
-      expect(confirmed).toBe(true);
-      expect(log.statesSince(mark)).toEqual(["blocked", "running"]);
-
-      const conn = await Connection.open(node.url);
-      try {
-        const ch = await conn.openChannel();
-        const got: string[] = [];
-        for (
-          let m = await ch.basicGet({ queue: q, noAck: true });
-          m;
-          m = await ch.basicGet({ queue: q, noAck: true })
-        )
-          got.push(m.body.toString());
-        expect(got).toEqual(["before", "during the alarm"]);
-      } finally {
-        await conn.close();
-      }
-      await c.deleteQueue(q);
     });
   },
 );
