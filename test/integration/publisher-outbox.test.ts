@@ -8,17 +8,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  type Channel,
-  type Client,
-  type ClientOptions,
-  Connection,
-  connect,
-  type Message,
-} from "../../src/index.js";
+import { afterEach, describe, expect, it } from "vitest";
+import { ClientClosedError } from "../../src/index.js";
+import { useAdmin } from "../support/admin.js";
+import { deferred, rejection, within } from "../support/async.js";
 import { AMQP_URL, uniqueName } from "../support/broker.js";
-import { findFreePorts } from "../support/extra-node.js";
+import { useClients } from "../support/clients.js";
+import { closedPort } from "../support/ports.js";
 import { drainQueue, messageIds } from "../support/queue.js";
 import { waitFor } from "../support/wait.js";
 
@@ -27,63 +23,25 @@ const CHILD = join(ROOT, "test/fixtures/outbox-child.ts");
 
 // ─── helpers ────────────────────────────────────────────────────────────────
 
-/** Rejects if `p` has not settled within `ms` (a safety net, not a synchronisation). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-let admin: Connection;
-let adminCh: Channel;
-const queues: string[] = [];
-const clients: Client[] = [];
+const admin = useAdmin();
+const client = useClients("warren-outbox");
 const children: ChildProcess[] = [];
 const tempDirs: string[] = [];
 
-beforeAll(async () => {
-  admin = await Connection.open({ url: AMQP_URL, connectionName: uniqueName("warren-outbox-admin") });
-  adminCh = await admin.openChannel();
-});
-
 afterEach(async () => {
   for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
-  await Promise.all(clients.splice(0).map((c) => c.close()));
+  for (const d of tempDirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
-afterAll(async () => {
-  if (admin?.isOpen) {
-    const ch = await admin.openChannel();
-    for (const queue of queues) await ch.queueDelete({ queue });
-    await admin.close();
-  }
-  for (const d of tempDirs) await rm(d, { recursive: true, force: true });
-});
-
+/** A durable queue of the test's own (deleted after it). */
 async function queue(): Promise<string> {
-  const name = uniqueName("warren.test.outbox");
-  queues.push(name);
-  await adminCh.queueDeclare({ queue: name, durable: true });
+  const name = admin.queueName("warren.test.outbox");
+  await admin.pub.queueDeclare({ queue: name, durable: true });
   return name;
 }
 
 async function depth(q: string): Promise<number> {
-  return (await adminCh.queueDeclare({ queue: q, passive: true })).messageCount;
-}
-
-/** Consumes everything the queue holds now, in order. */
-function drain(q: string): Promise<Message[]> {
-  return drainQueue(admin, q);
-}
-
-const ids = messageIds;
-
-function client(options: ClientOptions = {}): Client {
-  const c = connect({ url: AMQP_URL, ...options, connectionName: uniqueName("warren-outbox") });
-  clients.push(c);
-  return c;
+  return (await admin.pub.queueDeclare({ queue: q, passive: true })).messageCount;
 }
 
 async function outboxPath(): Promise<string> {
@@ -116,10 +74,7 @@ describe("a publishing process killed with SIGKILL", () => {
     const stored = new Set<number>();
     let buffered = "";
     let killedAt = -1;
-    let killed!: () => void;
-    const killedP = new Promise<void>((r) => {
-      killed = r;
-    });
+    const killed = deferred();
     child.stdout!.on("data", (d: Buffer) => {
       buffered += d.toString();
       const lines = buffered.split("\n");
@@ -131,27 +86,27 @@ describe("a publishing process killed with SIGKILL", () => {
       if (killedAt < 0 && stored.size >= 1000) {
         killedAt = stored.size;
         child.kill("SIGKILL");
-        killed();
+        killed.resolve();
       }
     });
     const early = exited.then(({ code }) => {
       if (killedAt < 0) throw new Error(`the child exited (${code}) before it was killed: ${stderr}`);
     });
-    await within(Promise.race([killedP, early]), 30_000, "1000 messages stored by the child");
+    await within(Promise.race([killed.promise, early]), 30_000, "1000 messages stored by the child");
     const exit = await within(exited, 10_000, "the child's exit");
     await within(outputClosed, 10_000, "the child's stdout");
     expect(exit.signal).toBe("SIGKILL");
     const sentBeforeTheKill = await depth(q);
 
     // The next process: a publisher on the same outbox.
-    const c = client();
+    const { client: c } = client();
     const pub = c.publisher({ maxInFlight: 1000, outbox: { path } });
     const left = pub.stored;
     await within(c.ready(), 10_000, "the client ready");
     await waitFor(() => pub.stored === 0, "the outbox emptied", 30_000);
     expect(pub.deadLetters.list()).toEqual([]);
 
-    const got = ids(await drain(q));
+    const got = messageIds(await drainQueue(admin.conn, q));
     const distinct = new Set(got);
     console.info(
       `crash: killed after ${killedAt} reported stored (${stored.size} reported in all); ` +
@@ -174,9 +129,11 @@ describe("a restart without a crash", () => {
   it("rows stored by a closed publisher are sent, in order, by the next one", async () => {
     const q = await queue();
     const path = await outboxPath();
-    const [port] = await findFreePorts(1);
     // The first client never reaches a broker: everything stays in the outbox.
-    const first = client({ url: `amqp://guest:guest@127.0.0.1:${port}/`, closeTimeout: 200 });
+    const { client: first } = client({
+      url: `amqp://guest:guest@127.0.0.1:${await closedPort()}/`,
+      closeTimeout: 200,
+    });
     const pubA = first.publisher({ outbox: { path } });
     await Promise.all(
       Array.from({ length: 100 }, (_, i) =>
@@ -186,14 +143,16 @@ describe("a restart without a crash", () => {
     expect(pubA.stored).toBe(100);
     await first.close();
     expect(pubA.stored).toBe(100);
-    await expect(pubA.publish({ exchange: "", routingKey: q, body: "late" })).rejects.toThrow(/closed/);
+    const late = await rejection(pubA.publish({ exchange: "", routingKey: q, body: "late" }));
+    expect(late).toBeInstanceOf(ClientClosedError);
+    expect((late as ClientClosedError).message).toBe("the publisher is closed");
 
-    const second = client();
+    const { client: second } = client();
     const pubB = second.publisher({ outbox: { path } });
     expect(pubB.stored).toBe(100);
     await waitFor(() => pubB.stored === 0, "the outbox emptied", 15_000);
-    const got = await drain(q);
-    expect(ids(got)).toEqual(Array.from({ length: 100 }, (_, i) => `r-${i}`));
+    const got = await drainQueue(admin.conn, q);
+    expect(messageIds(got)).toEqual(Array.from({ length: 100 }, (_, i) => `r-${i}`));
     expect(got.map((m) => m.body.toString())).toEqual(Array.from({ length: 100 }, (_, i) => `r-${i}`));
   }, 30_000);
 });
@@ -203,7 +162,7 @@ describe("a restart without a crash", () => {
 describe("throughput", () => {
   it("outbox vs plain confirms, 5000 messages each", async () => {
     const N = 5000;
-    const c = client();
+    const { client: c } = client();
     await c.ready();
     const body = Buffer.alloc(256, 97);
 
