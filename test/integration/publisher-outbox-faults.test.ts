@@ -11,82 +11,53 @@ import { mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  type Channel,
-  type Client,
-  type ClientOptions,
-  ConfigError,
-  Connection,
-  connect,
-  OutboxError,
-} from "../../src/index.js";
+import { afterEach, describe, expect, it } from "vitest";
+import { type Client, ConfigError, OutboxError } from "../../src/index.js";
 import { Outbox } from "../../src/outbox/outbox.js";
-import { rejection } from "../support/async.js";
-import { AMQP_URL, uniqueName } from "../support/broker.js";
-import { findFreePorts } from "../support/extra-node.js";
+import { useAdmin } from "../support/admin.js";
+import { rejection, within } from "../support/async.js";
+import { useClients } from "../support/clients.js";
+import { closedPort } from "../support/ports.js";
 import { drainQueue, messageIds } from "../support/queue.js";
+import { thrown } from "../support/throws.js";
 import { waitFor } from "../support/wait.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const LOCK_CHILD = join(ROOT, "test/fixtures/sqlite-lock-child.ts");
 const STORE_CHILD = join(ROOT, "test/fixtures/outbox-store-child.ts");
 
-let admin: Connection;
-let adminCh: Channel;
-const queues: string[] = [];
-const clients: Client[] = [];
+const admin = useAdmin();
 const children: ChildProcess[] = [];
 const tempDirs: string[] = [];
 const mounts: string[] = [];
 
-beforeAll(async () => {
-  admin = await Connection.open({ url: AMQP_URL, connectionName: uniqueName("warren-outbox-faults-admin") });
-  adminCh = await admin.openChannel();
-});
-
+// afterEach hooks run in the reverse order of registration: first the other processes are
+// killed (a lock they hold is gone), then the clients close, then their files and mounts go.
 afterEach(async () => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
-  await Promise.all(clients.splice(0).map((c) => c.close()));
   for (const m of mounts.splice(0)) spawnSync("umount", [m]);
+  for (const d of tempDirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
-
-afterAll(async () => {
-  if (admin?.isOpen) {
-    for (const queue of queues) await adminCh.queueDelete({ queue });
-    await admin.close();
-  }
-  for (const d of tempDirs) await rm(d, { recursive: true, force: true });
+const newClient = useClients("warren-outbox-faults");
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
 });
 
 // ─── helpers ────────────────────────────────────────────────────────────────
 
-/** Rejects if `p` has not settled within `ms` (a safety net, not a synchronisation). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
+/** A durable queue of the test's own (deleted after it). */
 async function queue(): Promise<string> {
-  const name = uniqueName("warren.test.outbox-faults");
-  queues.push(name);
-  await adminCh.queueDeclare({ queue: name, durable: true });
+  const name = admin.queueName("warren.test.outbox-faults");
+  await admin.pub.queueDeclare({ queue: name, durable: true });
   return name;
 }
 
-function client(options: ClientOptions = {}): Client {
-  const c = connect({ url: AMQP_URL, ...options, connectionName: uniqueName("warren-outbox-faults") });
-  clients.push(c);
-  return c;
+function client(): Client {
+  return newClient().client;
 }
 
 /** A client that never reaches a broker: what it publishes through an outbox stays stored. */
 async function offlineClient(): Promise<Client> {
-  const [port] = await findFreePorts(1);
-  return client({ url: `amqp://guest:guest@127.0.0.1:${port}/`, closeTimeout: 200 });
+  return newClient({ url: `amqp://guest:guest@127.0.0.1:${await closedPort()}/`, closeTimeout: 200 }).client;
 }
 
 async function tempDir(): Promise<string> {
@@ -97,16 +68,6 @@ async function tempDir(): Promise<string> {
 
 async function outboxPath(): Promise<string> {
   return join(await tempDir(), "outbox.db");
-}
-
-/** What `fn` throws (undefined when it does not). */
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
 }
 
 /** The client's `error` events that are OutboxErrors. */
@@ -279,7 +240,7 @@ describe("a write lock held by another process", () => {
     await lock.release();
     await within(all, 10_000, "the publishes after the lock was released");
     await waitFor(() => pub.stored === 0, "the outbox relayed and emptied", 15_000);
-    const got = messageIds(await drainQueue(admin, q));
+    const got = messageIds(await drainQueue(admin.conn, q));
     expect(got).toEqual(Array.from({ length: 50 }, (_, i) => `l-${i}`));
   });
 
@@ -296,6 +257,7 @@ describe("a write lock held by another process", () => {
 
     const lock = lockedByAnotherProcess(path);
     await lock.locked;
+    // Date.now(), the clock the outbox measures publishTimeout with.
     const t0 = Date.now();
     const err = await rejection(
       pub.publish({ exchange: "", routingKey: q, body: "during", properties: { messageId: "during" } }),
@@ -306,14 +268,15 @@ describe("a write lock held by another process", () => {
     expect(err).toMatchObject({ code: "OUTBOX_ERROR", recoverable: true, path });
     expect((err as OutboxError).sqliteCode).toMatch(/^SQLITE_(BUSY|LOCKED)/);
     expect((err as Error).message).toMatch(/stayed busy or locked for 1000 ms.*not stored; publish it again/);
+    // Not before publishTimeout; after it by no more than a loaded machine's delay (5x the timeout).
     expect(waited).toBeGreaterThanOrEqual(publishTimeout);
-    expect(waited).toBeLessThan(publishTimeout + 2000);
+    expect(waited).toBeLessThan(5 * publishTimeout);
     expect(reports.some((r) => r.recoverable)).toBe(true);
 
     await lock.release();
     await pub.publish({ exchange: "", routingKey: q, body: "after", properties: { messageId: "after" } });
     await waitFor(() => pub.stored === 0, "the outbox emptied", 10_000);
-    expect(messageIds(await drainQueue(admin, q))).toEqual(["before", "after"]);
+    expect(messageIds(await drainQueue(admin.conn, q))).toEqual(["before", "after"]);
   });
 
   it("in the middle of a stream: no publish rejects within publishTimeout, every one resolved is delivered, the deletes of confirmed rows catch up", async () => {
@@ -351,7 +314,7 @@ describe("a write lock held by another process", () => {
     await within(rest, 30_000, "the rest of the stream");
     expect(resolved).toBe(2000);
     await waitFor(() => pub.stored === 0, "the outbox emptied (confirmed rows deleted)", 30_000);
-    const got = new Set(messageIds(await drainQueue(admin, q)));
+    const got = new Set(messageIds(await drainQueue(admin.conn, q)));
     const missing = Array.from({ length: 2000 }, (_, i) => `s-${i}`).filter((id) => !got.has(id));
     expect(missing).toEqual([]);
   }, 60_000);
@@ -414,7 +377,7 @@ describe("no room to store", () => {
 
   it("a file-size limit (RLIMIT_FSIZE, in a child process): the write past it rejects with OutboxError, nothing uncaught, every message reported stored is in the file", async () => {
     const path = await outboxPath();
-    const [port] = await findFreePorts(1);
+    const port = await closedPort();
     const child = spawn(
       "bash",
       [
@@ -449,7 +412,7 @@ describe("no room to store", () => {
     const lines = out.split("\n");
     const stored = lines.filter((l) => /^stored \d+$/.test(l)).length;
     const rejected = lines.find((l) => l.startsWith("rejected "));
-    expect(rejected, out).toBeDefined();
+    expect(rejected, out).toMatch(/^rejected \{/);
     const e = JSON.parse(rejected!.slice("rejected ".length)) as Record<string, unknown>;
     expect(e).toMatchObject({ name: "OutboxError", code: "OUTBOX_ERROR", path, recoverable: false });
     expect(e["sqliteCode"]).toMatch(/^SQLITE_(IOERR|FULL)/);
