@@ -2,24 +2,27 @@
  * Prometheus metrics against the real broker: the names and labels of dashboards/metrics.md,
  * exact values where they are deterministic (publishes, confirms, nacks, returns, a killed
  * connection, deliveries, the outbox, the label cap), no credentials in the output, the
- * /metrics endpoint, and two clients on one registry.
+ * /metrics endpoint, and two clients on one registry. The blocked gauges (a memory and a disk alarm)
+ * are in broker-alarms.test.ts, on a private node.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { createConnection, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  AuthenticationError,
+  ChannelClosedByBroker,
   type Client,
   type ClientOptions,
   type ConsumedMessage,
-  connect,
   PublishNackedError,
   RpcTimeoutError,
   serveMetrics,
   UnroutableError,
 } from "../../src/index.js";
+import { deferred, rejection } from "../support/async.js";
 import {
   AMQP_URL,
   addUser,
@@ -28,31 +31,27 @@ import {
   closeConnectionsNamed,
   deleteUser,
   uniqueName,
-  withMemoryAlarm,
 } from "../support/broker.js";
-import { type ExtraNode, extraNodesSupported, findFreePorts, startExtraNode } from "../support/extra-node.js";
-import { waitFor } from "../support/wait.js";
+import { useClients } from "../support/clients.js";
+import { StateLog } from "../support/state-log.js";
+import { until, waitFor } from "../support/wait.js";
 
 // ─── helpers ────────────────────────────────────────────────────────────────
 
-const clients: Client[] = [];
+const open = useClients("metrics");
+const names = new WeakMap<Client, string>();
 const dirs: string[] = [];
 
+/** A client with its metrics in `registry` (closed after the test). */
 function client(registry: Registry, options: ClientOptions = {}): Client {
-  const c = connect({
-    url: AMQP_URL,
-    connectionName: uniqueName("metrics"),
+  const { client: c, name } = open({
     reconnect: { initial: 10, max: 100 },
     ...options,
     metrics: { registry, ...(typeof options.metrics === "object" ? options.metrics : {}) },
   });
-  clients.push(c);
+  names.set(c, name);
   return c;
 }
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
-});
 
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -79,26 +78,18 @@ async function value(
 }
 
 /** Polls until the series has the value (the timeout is only a safety net). */
-async function until(
-  registry: Registry,
-  name: string,
-  labels: Record<string, string>,
-  expected: number,
-  opts: { count?: boolean } = {},
-): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  let last: number | undefined;
-  for (;;) {
-    last = await value(registry, name, labels, opts);
-    if (last === expected) return;
-    if (Date.now() > deadline)
-      throw new Error(`${name}${JSON.stringify(labels)} is ${last}, not ${expected}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+function reaches(registry: Registry, name: string, labels: Record<string, string>, expected: number) {
+  return until(
+    async () => (await value(registry, name, labels)) === expected,
+    `${name}${JSON.stringify(labels)} = ${expected}`,
+  );
 }
 
+/** The connection name (the `connection` label) of a client made here. */
 function nameOf(c: Client): string {
-  return (c as unknown as { opts: ClientOptions }).opts.connectionName ?? "default";
+  const name = names.get(c);
+  if (name === undefined) throw new Error("not a client made by client()");
+  return name;
 }
 
 /**
@@ -226,9 +217,7 @@ describe("publishing metrics", () => {
       renewAfterNacks: 0,
     });
     await pub.publish({ exchange: "", routingKey: queue, body: "fits" });
-    const err = await pub
-      .publish({ exchange: "", routingKey: queue, body: "rejected" })
-      .catch((e: unknown) => e);
+    const err = await rejection(pub.publish({ exchange: "", routingKey: queue, body: "rejected" }));
     expect(err).toBeInstanceOf(PublishNackedError);
 
     const ex = { connection: conn, exchange: "(default)" };
@@ -247,9 +236,7 @@ describe("publishing metrics", () => {
     await c.ready();
     const exchange = uniqueName("metrics-x");
     await c.declare({ exchanges: [{ name: exchange, type: "direct", autoDelete: true }] });
-    const err = await c
-      .publish(exchange, "nobody-listens", "lost", {}, { mandatory: true })
-      .catch((e: unknown) => e);
+    const err = await rejection(c.publish(exchange, "nobody-listens", "lost", {}, { mandatory: true }));
     expect(err).toBeInstanceOf(UnroutableError);
     const ex = { connection: conn, exchange };
     expect(await value(registry, "warren_returned_total", ex)).toBe(1);
@@ -335,17 +322,14 @@ describe("consuming metrics", () => {
     await c.ready();
     const queue = uniqueName("metrics-consume");
     await c.declare({ queues: [{ name: queue, exclusive: true }] });
-    let release!: () => void;
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
+    const held = deferred();
     let holding = false;
     const consumer = c.consume({ queue, prefetch: 10 }, async (m: ConsumedMessage) => {
       const body = m.body.toString();
       if (body === "bad") throw new Error("handler failure (expected by the test)");
       if (body === "hold") {
         holding = true;
-        await held;
+        await held.promise;
       }
     });
     consumer.on("error", () => undefined);
@@ -355,7 +339,7 @@ describe("consuming metrics", () => {
     await c.publish("", queue, "hold");
     await waitFor(() => holding, "the held handler to start");
     expect(await value(registry, "warren_handlers_in_flight", q)).toBe(1);
-    release();
+    held.resolve();
 
     for (const body of ["a", "b", "bad"]) await c.publish("", queue, body);
     // "bad": nacked with requeue, redelivered, rejected. 5 deliveries in all.
@@ -374,7 +358,7 @@ describe("consuming metrics", () => {
 
 describe("supervision metrics", () => {
   it("counts a recovery after a killed connection, and the consumer's restart", async (ctx) => {
-    if (!ctlUsable) ctx.skip();
+    if (!ctlUsable) ctx.skip("rabbitmqctl cannot reach the main broker");
     const registry = new Registry();
     const c = client(registry);
     const conn = nameOf(c);
@@ -383,13 +367,12 @@ describe("supervision metrics", () => {
     await c.declare({ queues: [{ name: queue, durable: false, autoDelete: false }] });
     const consumer = c.consume({ queue }, () => undefined);
     await waitFor(() => consumer.state === "consuming", "the consumer to subscribe");
-    let lost = false;
-    c.on("state", ({ to }) => {
-      if (to === "recovering") lost = true;
-    });
+    const log = new StateLog(c);
 
     expect(await closeConnectionsNamed(conn)).toBe(1);
-    await waitFor(() => lost && c.state === "running" && consumer.state === "consuming", "the recovery");
+    const lost = await log.next("recovering", 0);
+    await log.next("running", log.changes.indexOf(lost));
+    await waitFor(() => consumer.state === "consuming", "the consumer to resubscribe");
 
     expect(await value(registry, "warren_reconnects_total", { connection: conn })).toBe(1);
     expect(
@@ -417,10 +400,13 @@ describe("supervision metrics", () => {
     const queue = uniqueName("metrics-406");
     await c.declare({ queues: [{ name: queue, exclusive: true, arguments: { "x-max-length": 1 } }] });
     // The same queue with other arguments: 406 PRECONDITION_FAILED closes the admin channel.
-    await expect(
+    const err = await rejection(
       c.declare({ queues: [{ name: queue, exclusive: true, arguments: { "x-max-length": 2 } }] }),
-    ).rejects.toThrow(/PRECONDITION_FAILED/);
-    await until(registry, "warren_channel_restarts_total", { connection: conn }, 1);
+    );
+    expect(err).toBeInstanceOf(ChannelClosedByBroker);
+    expect((err as ChannelClosedByBroker).replyCode).toBe(406);
+    expect((err as ChannelClosedByBroker).replyText).toMatch(/PRECONDITION_FAILED/);
+    await reaches(registry, "warren_channel_restarts_total", { connection: conn }, 1);
     expect(
       await value(registry, "warren_supervisor_escalations_total", { connection: conn, level: "channel" }),
     ).toBe(0);
@@ -438,7 +424,7 @@ describe("supervision metrics", () => {
     expect(await value(registry, "warren_connection_up", { connection: conn })).toBe(0);
 
     const bad = client(registry, { url: amqpUrlWith({ user: "guest", password: uniqueName("wrong") }) });
-    await expect(bad.ready()).rejects.toThrow();
+    expect(await rejection(bad.ready())).toBeInstanceOf(AuthenticationError);
     expect(
       await value(registry, "warren_connection_state", { connection: nameOf(bad), state: "failed" }),
     ).toBe(1);
@@ -457,109 +443,60 @@ describe("supervision metrics", () => {
 describe("session metrics", () => {
   it("counts a connection declared dead by missed heartbeats", async () => {
     const proxy = await stallingProxy();
+    const registry = new Registry();
+    const c = client(registry, { url: proxy.url, heartbeat: 1 });
     try {
-      const registry = new Registry();
-      const c = client(registry, { url: proxy.url, heartbeat: 1 });
       const conn = nameOf(c);
       await c.ready();
-      let lost = false;
-      c.on("state", ({ to }) => {
-        if (to === "recovering") lost = true;
-      });
+      const log = new StateLog(c);
       proxy.stall(); // the connection goes silent; new ones go through
-      await until(registry, "warren_heartbeat_misses_total", { connection: conn }, 1);
-      await waitFor(() => lost && c.state === "running", "the recovery");
+      await reaches(registry, "warren_heartbeat_misses_total", { connection: conn }, 1);
+      const lost = await log.next("recovering", 0);
+      await log.next("running", log.changes.indexOf(lost));
       expect(await value(registry, "warren_reconnects_total", { connection: conn })).toBe(1);
       expect(await value(registry, "warren_heartbeat_misses_total", { connection: conn })).toBe(1);
     } finally {
-      await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
+      // Before the proxy goes (its stalled pair would otherwise hold the close up).
+      await c.close().catch(() => undefined);
       await proxy.close();
     }
   });
 
   it("counts an RPC that got no reply in time", async () => {
     const proxy = await stallingProxy();
+    const registry = new Registry();
+    const c = client(registry, { url: proxy.url, heartbeat: 0, rpcTimeout: 300, closeTimeout: 200 });
     try {
-      const registry = new Registry();
-      const c = client(registry, { url: proxy.url, heartbeat: 0, rpcTimeout: 300, closeTimeout: 200 });
       const conn = nameOf(c);
       await c.ready();
       await c.declare({ queues: [{ name: uniqueName("metrics-rpc"), exclusive: true }] });
       proxy.stall();
-      const err = await c
-        .declare({ queues: [{ name: uniqueName("metrics-rpc"), exclusive: true }] })
-        .catch((e: unknown) => e);
+      const err = await rejection(
+        c.declare({ queues: [{ name: uniqueName("metrics-rpc"), exclusive: true }] }),
+      );
       expect(err).toBeInstanceOf(RpcTimeoutError);
       const method = { connection: conn, method: "queue.declare" };
       expect(await value(registry, "warren_rpc_calls_total", method)).toBe(2);
       expect(await value(registry, "warren_rpc_timeouts_total", method)).toBe(1);
       expect(await value(registry, "warren_rpc_duration_seconds", method, { count: true })).toBe(1);
     } finally {
-      await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
+      await c.close().catch(() => undefined);
       await proxy.close();
     }
   });
-});
-
-describe.skipIf(!extraNodesSupported())("blocked metrics (private node)", () => {
-  let node: ExtraNode;
-
-  beforeAll(async () => {
-    const [amqpPort, distPort] = await findFreePorts(2);
-    node = await startExtraNode({ name: "warren-metrics", amqpPort: amqpPort!, distPort: distPort! });
-  }, 120_000);
-
-  afterAll(async () => {
-    await node?.stop();
-  }, 60_000);
-
-  it("gauges the blocked state and counts the time blocked", async () => {
-    const registry = new Registry();
-    const c = client(registry, { url: node.url });
-    const conn = nameOf(c);
-    await c.ready();
-    const queue = uniqueName("metrics-blocked");
-    await c.declare({ queues: [{ name: queue, exclusive: true }] });
-    let during: Promise<void> | undefined;
-    let whileBlocked = 0;
-    await withMemoryAlarm(
-      async () => {
-        // RabbitMQ blocks a connection when it publishes during an alarm.
-        during = c.publish("", queue, "during the alarm");
-        await waitFor(() => c.state === "blocked", "the client blocked", 20_000);
-        expect(await value(registry, "warren_blocked", { connection: conn })).toBe(1);
-        expect(await value(registry, "warren_connection_state", { connection: conn, state: "blocked" })).toBe(
-          1,
-        );
-        expect(await value(registry, "warren_connection_up", { connection: conn })).toBe(1);
-        // Blocked time is counted while it lasts, not only when it ends.
-        whileBlocked = (await value(registry, "warren_blocked_seconds_total", { connection: conn }))!;
-        expect(whileBlocked).toBeGreaterThan(0);
-      },
-      { ctl: node.ctl },
-    );
-    await during;
-    await waitFor(() => c.state === "running", "the client unblocked");
-    expect(await value(registry, "warren_blocked", { connection: conn })).toBe(0);
-    expect(await value(registry, "warren_connection_state", { connection: conn, state: "blocked" })).toBe(0);
-    expect(await value(registry, "warren_blocked_seconds_total", { connection: conn })).toBeGreaterThan(
-      whileBlocked,
-    );
-  }, 60_000);
 });
 
 // ─── output and exposition ──────────────────────────────────────────────────
 
 describe("exposition", () => {
   it("never shows the password (nor the URL) in the text output", async (ctx) => {
-    if (!ctlUsable) ctx.skip();
+    if (!ctlUsable) ctx.skip("rabbitmqctl cannot reach the main broker");
     const user = uniqueName("metrics-user");
     const password = uniqueName("secret-pw");
     await addUser(user, password);
+    const registry = new Registry();
+    const c = client(registry, { url: amqpUrlWith({ user, password }) });
     try {
-      const registry = new Registry();
-      const url = amqpUrlWith({ user, password });
-      const c = client(registry, { url });
       await c.ready();
       const queue = uniqueName("metrics-pw");
       await c.declare({ queues: [{ name: queue, exclusive: true }] });
@@ -571,7 +508,7 @@ describe("exposition", () => {
       expect(text).not.toContain(user);
       expect(text).not.toContain("amqp://");
     } finally {
-      await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
+      await c.close().catch(() => undefined); // before its user goes
       await deleteUser(user);
     }
   });
@@ -627,16 +564,14 @@ describe("exposition", () => {
 
   it("registers nothing without metrics, and uses prom-client's default registry with metrics: true", async () => {
     const { register } = await import("prom-client");
-    const off = connect({ url: AMQP_URL, connectionName: uniqueName("metrics-off") });
-    clients.push(off);
+    const { client: off } = open();
     await off.ready();
     await off.publish("", "", "unrouted");
     expect(register.getMetricsAsArray().filter((m) => m.name.startsWith("warren_"))).toEqual([]);
-    const c = connect({ url: AMQP_URL, connectionName: uniqueName("metrics-default"), metrics: true });
-    clients.push(c);
+    const { client: c, name } = open({ metrics: true });
     await c.ready();
     expect(await register.getSingleMetricAsString("warren_connection_up")).toContain(
-      `warren_connection_up{connection="${nameOf(c)}"} 1`,
+      `warren_connection_up{connection="${name}"} 1`,
     );
   });
 });
