@@ -7,47 +7,35 @@
  */
 import { type AddressInfo, connect as connectTcp, createServer, type Socket } from "node:net";
 import { Registry } from "prom-client";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type Channel, type Client, type ClientOptions, Connection, connect } from "../../src/index.js";
+import { afterEach, describe, expect, it } from "vitest";
+import type { ClientOptions } from "../../src/index.js";
+import { useAdmin } from "../support/admin.js";
 import { AMQP_URL, uniqueName } from "../support/broker.js";
+import { type TestClient, useClients } from "../support/clients.js";
 import { drainQueue, messageIds } from "../support/queue.js";
 import { StateLog } from "../support/state-log.js";
-import { waitFor } from "../support/wait.js";
+import { until, waitFor } from "../support/wait.js";
 
-let admin: Connection;
-let adminCh: Channel;
-const queues: string[] = [];
-const clients: Client[] = [];
+const admin = useAdmin();
 const proxies: StallingProxy[] = [];
 
-beforeAll(async () => {
-  admin = await Connection.open({ url: AMQP_URL, connectionName: uniqueName("warren-backpressure-admin") });
-  adminCh = await admin.openChannel();
-});
-
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
   await Promise.all(proxies.splice(0).map((p) => p.close()));
 });
 
-afterAll(async () => {
-  if (!admin?.isOpen) return;
-  for (const queue of queues) await adminCh.queueDelete({ queue });
-  await admin.close();
-});
+// Registered after the proxies' hook, so it runs before it: clients close before their proxy.
+const newClient = useClients("warren-backpressure");
 
+/** A queue of the test's own (deleted after it). */
 async function queue(): Promise<string> {
-  const name = uniqueName("warren.test.backpressure");
-  queues.push(name);
-  await adminCh.queueDeclare({ queue: name });
+  const name = admin.queueName("warren.test.backpressure");
+  await admin.pub.queueDeclare({ queue: name });
   return name;
 }
 
-function client(registry: Registry, options: ClientOptions = {}): { client: Client; name: string } {
-  const name = uniqueName("warren-backpressure");
-  const c = connect({ url: AMQP_URL, ...options, connectionName: name, metrics: { registry } });
-  clients.push(c);
-  return { client: c, name };
+/** A client whose metrics go to `registry`. */
+function client(registry: Registry, options: ClientOptions = {}): TestClient {
+  return newClient({ ...options, metrics: { registry } });
 }
 
 /** The value of a connection-labelled gauge (collected as a scrape would). */
@@ -162,7 +150,7 @@ describe("publishing without confirms", () => {
       if (!settled && buffered >= hwm) waiting = window;
       else await window;
     }
-    expect(waiting, "a window of publishes waits while the socket is stalled").toBeDefined();
+    expect(waiting, "a window of publishes waits while the socket is stalled").toBeInstanceOf(Promise);
     console.log(
       `stalled socket: ${sent} publishes, ${pub.pending} waiting, write buffer ${buffered} B (high-water mark ${hwm} B, max seen ${maxBuffered} B)`,
     );
@@ -175,13 +163,10 @@ describe("publishing without confirms", () => {
     await waiting;
     await waitFor(() => pub.pending === 0, "every publish sent", 30_000);
     // Every message reaches the queue, in order.
-    const deadline = Date.now() + 30_000;
-    let depth = 0;
-    while (depth < sent && Date.now() < deadline) {
-      depth = (await adminCh.queueDeclare({ queue: q, passive: true })).messageCount;
-    }
-    expect(depth).toBe(sent);
-    const got = await drainQueue(admin, q);
+    const depth = async () => (await admin.pub.queueDeclare({ queue: q, passive: true })).messageCount;
+    await until(async () => (await depth()) >= sent, `${sent} messages in the queue`, 30_000);
+    expect(await depth()).toBe(sent);
+    const got = await drainQueue(admin.conn, q);
     expect(messageIds(got)).toEqual(Array.from({ length: sent }, (_, i) => String(i)));
   });
 
@@ -250,7 +235,9 @@ describe("publishing without confirms", () => {
     expect(peakRss - baseRss).toBeLessThan(128 * MiB);
     expect(maxBuffered).toBeLessThan(hwm + 64 * 1024);
     // The event loop turned throughout: timers ran, the heartbeat never missed, the connection stayed up.
-    expect(ticks).toBeGreaterThan(seconds * 10);
+    // (Time is the point here. The 20 ms timer nominally runs 50 times a second; a loaded 2-core
+    // machine halves that, so the bound asks for 5 a second. No gap may reach two heartbeats.)
+    expect(ticks).toBeGreaterThan(seconds * 5);
     expect(maxGap).toBeLessThan(2 * heartbeat * 1000);
     expect(await gauge(registry, "warren_heartbeat_misses_total", name)).toBe(0);
     expect(states.statesSince(mark)).toEqual([]);
