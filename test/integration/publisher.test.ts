@@ -2,117 +2,75 @@
  * The reliable Publisher (client.publisher()) against a real broker: the bounded in-flight
  * window and `multiple` confirms, nacks, returns, a channel exception in the middle of a
  * stream, message-ids, a connection killed mid-stream (re-published, or rejected with
- * `republish: false`), publishTimeout and close, and a memory alarm on a private node.
+ * `republish: false`), publishTimeout and close. (Publishing while the broker blocks the connection:
+ * broker-alarms.test.ts, on a private node.)
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { type AddressInfo, connect as connectTcp, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, describe, expect, it, onTestFinished, vi } from "vitest";
 import {
   Channel,
   ChannelClosedByBroker,
   ChannelClosedError,
   type Client,
   ClientClosedError,
-  type ClientOptions,
   ConfigError,
-  Connection,
   ConnectionClosedError,
-  connect,
   type Message,
   type Publisher,
   PublishNackedError,
   TimeoutError,
   UnroutableError,
 } from "../../src/index.js";
-import {
-  AMQP_URL,
-  closeConnectionsNamed,
-  rabbitmqctl,
-  uniqueName,
-  withMemoryAlarm,
-} from "../support/broker.js";
-import { type ExtraNode, extraNodesSupported, findFreePorts, startExtraNode } from "../support/extra-node.js";
+import { useAdmin } from "../support/admin.js";
+import { deferred, errorOf, within } from "../support/async.js";
+import { AMQP_URL, closeConnectionsNamed, rabbitmqctl, uniqueName } from "../support/broker.js";
+import { useClients } from "../support/clients.js";
+import { findFreePorts } from "../support/extra-node.js";
 import { drainQueue, messageIds } from "../support/queue.js";
-import { waitFor } from "../support/wait.js";
+import { StateLog } from "../support/state-log.js";
+import { until, waitFor } from "../support/wait.js";
 
 // ─── helpers ────────────────────────────────────────────────────────────────
-
-/** Rejects if `p` has not settled within `ms` (a safety net, not a synchronisation). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Settles a promise into its error (undefined when it resolved). */
-function errorOf(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 type OnConfirm = (tag: number, multiple: boolean, nack: boolean) => void;
 
-let admin: Connection;
-let adminCh: Channel;
-const queues: string[] = [];
-const exchanges: string[] = [];
-const clients: Client[] = [];
 const tempDirs: string[] = [];
 const proxies: Proxy[] = [];
 
-beforeAll(async () => {
-  admin = await Connection.open({ url: AMQP_URL, connectionName: uniqueName("warren-publisher-admin") });
-  adminCh = await admin.openChannel();
-});
-
+// Registered before useClients: after-hooks run in reverse, so the clients close first.
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()));
   await Promise.all(proxies.splice(0).map((p) => p.close()));
 });
 
 afterAll(async () => {
-  if (admin?.isOpen) {
-    const ch = await admin.openChannel();
-    for (const queue of queues) await ch.queueDelete({ queue });
-    for (const exchange of exchanges) await ch.exchangeDelete({ exchange });
-    await admin.close();
-  }
   for (const d of tempDirs) await rm(d, { recursive: true, force: true });
 });
 
-/** A fresh queue on the main broker (deleted in afterAll). */
+const client = useClients("warren-publisher");
+const admin = useAdmin();
+
+/** A fresh queue on the main broker (deleted after the test). */
 async function queue(args?: Record<string, number | string>): Promise<string> {
-  const name = uniqueName("warren.test.publisher");
-  queues.push(name);
-  await adminCh.queueDeclare({ queue: name, ...(args ? { arguments: args } : {}) });
+  const name = admin.queueName("warren.test.publisher");
+  await admin.pub.queueDeclare({ queue: name, ...(args ? { arguments: args } : {}) });
   return name;
 }
 
 async function depth(q: string): Promise<number> {
-  return (await adminCh.queueDeclare({ queue: q, passive: true })).messageCount;
+  return (await admin.pub.queueDeclare({ queue: q, passive: true })).messageCount;
 }
 
 /** Consumes everything the queue holds now, in order. */
 function drain(q: string): Promise<Message[]> {
-  return drainQueue(admin, q);
+  return drainQueue(admin.conn, q);
 }
 
 const ids = messageIds;
-
-function client(options: ClientOptions = {}): { client: Client; name: string } {
-  const name = uniqueName("warren-publisher");
-  const c = connect({ url: AMQP_URL, ...options, connectionName: name });
-  clients.push(c);
-  return { client: c, name };
-}
 
 function proxyUrl(proxy: Proxy): string {
   const url = new URL(AMQP_URL);
@@ -125,13 +83,6 @@ async function outboxPath(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "warren-publisher-"));
   tempDirs.push(dir);
   return join(dir, "outbox.db");
-}
-
-/** The client's state changes, with how far the publisher's stream had got at each. */
-function stateLog(c: Client): { to: string; at: number }[] {
-  const log: { to: string; at: number }[] = [];
-  c.on("state", ({ to }) => log.push({ to, at: performance.now() }));
-  return log;
 }
 
 // ─── confirms and the in-flight window ──────────────────────────────────────
@@ -227,7 +178,7 @@ describe("nacks and returns", () => {
     expect(dead!.failedAt).toBeInstanceOf(Date);
 
     // Make room, then retry: it is sent again and accepted.
-    expect(await adminCh.queuePurge({ queue: q })).toBe(1);
+    expect(await admin.pub.queuePurge({ queue: q })).toBe(1);
     ob.deadLetters.retry(dead!.id);
     expect(ob.deadLetters.list()).toEqual([]);
     await waitFor(() => ob.stored === 0 && ob.deadLetters.list().length === 0, "the retried message sent");
@@ -278,8 +229,8 @@ describe("nacks and returns", () => {
 
   it("mandatory to an exchange with no bindings: UnroutableError; with an outbox a dead letter", async () => {
     const ex = uniqueName("warren.test.publisher.unbound");
-    exchanges.push(ex);
-    await adminCh.exchangeDeclare({ exchange: ex, type: "direct" });
+    await admin.pub.exchangeDeclare({ exchange: ex, type: "direct" });
+    onTestFinished(() => admin.pub.exchangeDelete({ exchange: ex }));
     const { client: c } = client();
     await c.ready();
     const pub = c.publisher();
@@ -395,8 +346,7 @@ describe("message properties", () => {
     );
     expect(pub.pending).toBe(0);
     // Written, not confirmed: they reach the queue shortly after.
-    const deadline = Date.now() + 10_000;
-    while ((await depth(q)) < 1000 && Date.now() < deadline);
+    await until(async () => (await depth(q)) === 1000, "1000 messages in the queue");
     const got = (await drain(q)).map((m) => m.body.toString());
     expect(got).toEqual(Array.from({ length: 1000 }, (_, i) => `${i}`));
   });
@@ -429,23 +379,19 @@ describe("message properties", () => {
  * at once, and sends close_connection when `go()` is called (each CLI call takes a second or two).
  */
 function killLater(name: string): { listed: Promise<void>; go: () => void; done: Promise<number> } {
-  let listed!: () => void;
-  const listedP = new Promise<void>((r) => {
-    listed = r;
-  });
-  let go!: () => void;
-  const goP = new Promise<void>((r) => {
-    go = r;
-  });
+  const listed = deferred();
+  const go = deferred();
   const ctl = async (args: string[]): Promise<string> => {
     if (args[0] === "close_connection") {
-      listed();
-      await goP;
+      listed.resolve();
+      await go.promise;
     }
     return rabbitmqctl(args);
   };
-  const done = closeConnectionsNamed(name, "killed mid-stream by test", { ctl }).finally(() => listed());
-  return { listed: listedP, go, done };
+  const done = closeConnectionsNamed(name, "killed mid-stream by test", { ctl }).finally(() =>
+    listed.resolve(),
+  );
+  return { listed: listed.promise, go: () => go.resolve(), done };
 }
 
 interface Proxy {
@@ -549,15 +495,12 @@ async function killMidStream(
   let confirmed = 0;
   let atLoss: AtLoss | undefined;
   const promises: Promise<void>[] = [];
-  let lost!: () => void;
-  const lostP = new Promise<void>((r) => {
-    lost = r;
-  });
+  const lost = deferred();
   c.on("state", ({ to }) => {
     if (to !== "recovering" || atLoss !== undefined) return;
     atLoss = { attempted: promises.length, confirmed, pending: pub.pending, stored: pub.stored };
     proxy.throttle(0);
-    lost();
+    lost.resolve();
   });
   const kill = killLater(name);
   await kill.listed;
@@ -578,7 +521,7 @@ async function killMidStream(
     );
   }
   expect(await kill.done).toBe(1);
-  await within(lostP, 10_000, "the connection lost");
+  await within(lost.promise, 10_000, "the connection lost");
   return { promises, atLoss: atLoss! };
 }
 
@@ -588,7 +531,7 @@ describe("a connection killed mid-stream", () => {
     const proxy = await startProxy();
     proxies.push(proxy);
     const { client: c, name } = client({ url: proxyUrl(proxy) });
-    const log = stateLog(c);
+    const log = new StateLog(c);
     await c.ready();
     const pub = c.publisher({ maxInFlight: 1000 });
     await pub.publish({ exchange: "", routingKey: q, body: "warm-up", properties: { messageId: "warm-up" } });
@@ -602,7 +545,7 @@ describe("a connection killed mid-stream", () => {
     );
     expect(resolved).toBe(10_000);
     expect(pub.pending).toBe(0);
-    expect(log.map((l) => l.to)).toContain("recovering");
+    expect(log.states).toContain("recovering");
     expect(c.state).toBe("running");
     expect(atLoss.pending).toBeGreaterThan(0); // the kill landed with messages unconfirmed
     expect(atLoss.confirmed).toBeGreaterThan(0); // after the stream had started
@@ -776,84 +719,4 @@ describe("publishTimeout and close", () => {
     await within(Promise.all(ps), 5000, "publishes made before close");
     expect(await depth(q)).toBe(200);
   });
-});
-
-// ─── blocked by a memory alarm ──────────────────────────────────────────────
-
-describe.skipIf(!extraNodesSupported())("blocked by the broker (private node)", () => {
-  let node: ExtraNode;
-
-  beforeAll(async () => {
-    const [amqpPort, distPort] = await findFreePorts(2);
-    node = await startExtraNode({ name: "warren-publisher", amqpPort: amqpPort!, distPort: distPort! });
-  }, 120_000);
-
-  afterAll(async () => {
-    await node?.stop();
-  }, 60_000);
-
-  it("a publish made while blocked resolves only after the alarm cleared", async () => {
-    const name = uniqueName("warren-publisher-blocked");
-    const c = connect({ url: node.url, connectionName: name });
-    clients.push(c);
-    const log = stateLog(c);
-    await c.ready();
-    const q = uniqueName("publisher-alarm-q");
-    await c.declare({ queues: [{ name: q }] });
-    const pub = c.publisher();
-    await pub.publish({ exchange: "", routingKey: q, body: "before" });
-    const impatient = c.publisher({ publishTimeout: 500 });
-    await impatient.publish({ exchange: "", routingKey: q, body: "before (impatient)" });
-
-    const settled: { body: string; state: string; logIndex: number }[] = [];
-    const track = (body: string) =>
-      pub.publish({ exchange: "", routingKey: q, body }).then(() => {
-        settled.push({ body, state: c.state, logIndex: log.length });
-      });
-    let during: Promise<void> | undefined;
-    let whileBlocked: Promise<void> | undefined;
-    let blockedAt = -1;
-    await withMemoryAlarm(
-      async () => {
-        // RabbitMQ blocks a connection when it publishes during an alarm.
-        during = track("during");
-        await waitFor(() => c.state === "blocked", "the client blocked", 20_000);
-        blockedAt = log.findIndex((l) => l.to === "blocked");
-        whileBlocked = track("while blocked");
-        expect(pub.pending).toBe(2);
-        // A publisher with a short publishTimeout gives up while blocked.
-        const t0 = performance.now();
-        const err = await errorOf(impatient.publish({ exchange: "", routingKey: q, body: "timed out" }));
-        expect(err).toBeInstanceOf(TimeoutError);
-        expect((err as TimeoutError).message).toMatch(/blocked/);
-        expect(performance.now() - t0).toBeLessThan(2000);
-        expect(c.state).toBe("blocked");
-        expect(settled).toEqual([]);
-      },
-      { ctl: node.ctl },
-    );
-    await within(Promise.all([during, whileBlocked]), 20_000, "the publishes after the alarm");
-    const unblockedAt = log.findIndex((l, i) => i > blockedAt && l.to === "running");
-    expect(blockedAt).toBeGreaterThanOrEqual(0);
-    expect(unblockedAt).toBeGreaterThan(blockedAt);
-    // Both resolved after the client became running again.
-    for (const s of settled) expect(s.logIndex).toBeGreaterThan(unblockedAt);
-    expect(settled.map((s) => s.body).sort()).toEqual(["during", "while blocked"]);
-
-    const conn = await Connection.open(node.url);
-    try {
-      const ch = await conn.openChannel();
-      const got: string[] = [];
-      for (
-        let m = await ch.basicGet({ queue: q, noAck: true });
-        m;
-        m = await ch.basicGet({ queue: q, noAck: true })
-      )
-        got.push(m.body.toString());
-      expect(got).toEqual(["before", "before (impatient)", "during", "while blocked"]);
-      await ch.queueDelete({ queue: q });
-    } finally {
-      await conn.close();
-    }
-  }, 60_000);
 });
