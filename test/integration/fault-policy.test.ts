@@ -8,7 +8,6 @@ import {
   type Client,
   type ClientOptions,
   ConnectionLimitError,
-  connect,
   ReadyTimeoutError,
   SocketError,
   type StateChange,
@@ -23,24 +22,23 @@ import {
   rabbitmqctl,
   uniqueName,
 } from "../support/broker.js";
+import { errorsOf, useClients } from "../support/clients.js";
 import { closedPort } from "../support/ports.js";
 import { waitFor } from "../support/wait.js";
 
-const clients: Client[] = [];
-function client(options: ClientOptions): { client: Client; changes: StateChange[]; errors: Error[] } {
-  const c = connect({ connectionName: uniqueName("warren-faults"), ...options });
-  clients.push(c);
+const clients = useClients("warren-faults");
+/** A client (closed after the test) with its state changes and error events, from the first. */
+function client(options: ClientOptions): {
+  client: Client;
+  changes: StateChange[];
+  errors: { error: Error; at: number }[];
+} {
+  const { client: c } = clients(options);
   const changes: StateChange[] = [];
-  const errors: Error[] = [];
   // Attached on the line after connect(): the first transition is seen too.
   c.on("state", (change) => changes.push(change));
-  c.on("error", (e) => errors.push(e));
-  return { client: c, changes, errors };
+  return { client: c, changes, errors: errorsOf(c) };
 }
-
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-});
 
 const PASSWORD = "s3cret-Pa55";
 
@@ -55,8 +53,9 @@ describe("ready({ timeoutMs }) and state events", () => {
     const e = err as ReadyTimeoutError;
     expect(e.code).toBe("READY_TIMEOUT");
     expect(e.recoverable).toBe(true);
+    // Not before the 2 s asked for; the upper bound (4×) tells the timeout from a hang.
     expect(took).toBeGreaterThanOrEqual(1_990);
-    expect(took).toBeLessThan(4_000);
+    expect(took).toBeLessThan(8_000);
     expect(e.hosts).toHaveLength(1);
     expect(e.hosts[0]?.host).toBe(`127.0.0.1:${port}`);
     expect(e.hosts[0]?.attempts).toBeGreaterThanOrEqual(2);
@@ -110,12 +109,16 @@ describe("ready({ timeoutMs }) and state events", () => {
       reconnect: { initial: 50, max: 200 },
     });
     await waitFor(() => errors.length > 0, "the reported DNS failure", 10_000);
-    expect(errors[0]).toBeInstanceOf(SocketError);
-    expect(errors[0]?.message).toMatch(/ENOTFOUND|EAI_AGAIN/);
-    expect(errors[0]?.message).toContain("no-such-host.invalid:5672");
-    // Rate-limited: several attempts, one report in the first 5 s.
-    await waitFor(() => changes.filter((ch) => ch.to === "recovering").length >= 3, "three attempts", 10_000);
-    expect(errors).toHaveLength(1);
+    expect(errors[0]?.error).toBeInstanceOf(SocketError);
+    expect(errors[0]?.error.message).toMatch(/ENOTFOUND|EAI_AGAIN/);
+    expect(errors[0]?.error.message).toContain("no-such-host.invalid:5672");
+    // Rate-limited: several attempts, at most one report per 5 s (however long the attempts took).
+    const attempts = () => changes.filter((ch) => ch.to === "recovering").length;
+    await waitFor(() => attempts() >= 4, "four attempts", 15_000);
+    const window = performance.now() - errors[0]!.at;
+    expect(errors.length).toBeLessThanOrEqual(1 + Math.floor(window / 5_000));
+    expect(errors.length).toBeLessThan(attempts());
+    for (const e of errors) expect(e.error).toBeInstanceOf(SocketError);
     expect(c.state).not.toBe("failed");
     await c.close();
   });
@@ -138,7 +141,7 @@ describe.skipIf(!usable)("530 over a connection limit is transient (needs rabbit
     await first.client.ready({ timeoutMs: 10_000 });
     const second = client({ url });
     await waitFor(() => second.errors.length > 0, "the limit to be reported", 10_000);
-    const reported = second.errors[0];
+    const reported = second.errors[0]?.error;
     expect(reported).toBeInstanceOf(ConnectionLimitError);
     expect((reported as ConnectionLimitError).code).toBe("CONNECTION_LIMIT");
     expect((reported as ConnectionLimitError).recoverable).toBe(true);
@@ -153,10 +156,11 @@ describe.skipIf(!usable)("530 over a connection limit is transient (needs rabbit
     expect(second.client.state).not.toBe("failed");
     const closedAt = performance.now();
     await first.client.close();
-    await second.client.ready({ timeoutMs: 10_000 });
+    await second.client.ready({ timeoutMs: 20_000 });
     const waited = performance.now() - closedAt;
     console.info(`[faults] connected ${Math.round(waited)} ms after the first client closed`);
-    expect(waited).toBeLessThan(5_000);
+    // At most one capped backoff (2 s by default) and an attempt; 5× that for a loaded machine.
+    expect(waited).toBeLessThan(10_000);
     expect(second.client.state).toBe("running");
     await second.client.close();
   });
