@@ -7,8 +7,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { type Client, ClientClosedError, connect, PublishNackedError } from "../../src/index.js";
+import { ClientClosedError, PublishNackedError } from "../../src/index.js";
 import { type FakePeer, FakeServer, type Frame } from "../fake/server.js";
+import { errorOf, rejection } from "../support/async.js";
+import { useClients } from "../support/clients.js";
 import { waitFor } from "../support/wait.js";
 
 interface Publish {
@@ -75,12 +77,11 @@ class ConfirmingBroker {
 
 describe("publisher nack policy and channel renewal (fake server)", { timeout: 20_000 }, () => {
   const servers: FakeServer[] = [];
-  const clients: Client[] = [];
-
   afterEach(async () => {
-    await Promise.all(clients.splice(0).map((c) => c.close()));
     await Promise.all(servers.splice(0).map((s) => s.close()));
   });
+  // Registered after the servers' hook, so it runs before it: clients close before their server.
+  const newClient = useClients("nacks");
 
   async function setup(decide: (p: Publish, b: ConfirmingBroker) => Verdict) {
     let broker: ConfirmingBroker | undefined;
@@ -90,8 +91,7 @@ describe("publisher nack policy and channel renewal (fake server)", { timeout: 2
       await peer.handshake({ heartbeat: 0 });
     });
     servers.push(fake);
-    const client = connect({ url: `amqp://guest:guest@127.0.0.1:${fake.port}`, connectionName: "nacks" });
-    clients.push(client);
+    const { client } = newClient({ url: `amqp://guest:guest@127.0.0.1:${fake.port}` });
     await client.ready();
     return { client, broker: () => broker! };
   }
@@ -194,10 +194,7 @@ describe("publisher nack policy and channel renewal (fake server)", { timeout: 2
       renewAfterNacks: 1,
       nackRetry: { attempts: 4, withinMs: 10_000, initialDelayMs: 10, maxDelayMs: 20 },
     });
-    const err = await pub.publish({ exchange: "", routingKey: "q", body: "never" }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const err = await rejection(pub.publish({ exchange: "", routingKey: "q", body: "never" }));
     expect(err).toBeInstanceOf(PublishNackedError);
     expect((err as PublishNackedError).attempts).toBe(4);
     expect((err as PublishNackedError).cause).toBeInstanceOf(PublishNackedError);
@@ -211,25 +208,36 @@ describe("publisher nack policy and channel renewal (fake server)", { timeout: 2
 
   it("the retry window bounds the attempts too", async () => {
     const { client, broker } = await setup(() => "nack");
+    const withinMs = 300;
     const pub = client.publisher({
       renewAfterNacks: 0,
-      nackRetry: { attempts: 100, withinMs: 300, initialDelayMs: 100, maxDelayMs: 100 },
+      nackRetry: { attempts: 100, withinMs, initialDelayMs: 100, maxDelayMs: 100 },
     });
+    // Date.now(), the clock the publisher measures the window with.
     const started = Date.now();
-    const err = (await pub.publish({ exchange: "", routingKey: "q", body: "x" }).catch((e: unknown) => e)) as
-      | PublishNackedError
-      | undefined;
+    const err = (await rejection(
+      pub.publish({ exchange: "", routingKey: "q", body: "x" }),
+    )) as PublishNackedError;
+    const elapsed = Date.now() - started;
     expect(err).toBeInstanceOf(PublishNackedError);
-    expect(err!.attempts).toBeGreaterThanOrEqual(3);
-    expect(err!.attempts).toBeLessThan(10);
-    expect(Date.now() - started).toBeLessThan(2000);
+    // Bounds that follow from the configuration, whatever the machine's speed: the first nack is
+    // always retried; each retry waits at least 50 ms (half the 100 ms delay: equal jitter), and none
+    // starts once 300 ms have passed since the first nack, so at most 2 + 300 / 50 = 8 sends. A slow
+    // machine gives fewer attempts, never more. The attempts limit (100) is far beyond reach.
+    expect(err.attempts).toBeGreaterThanOrEqual(2);
+    expect(err.attempts).toBeLessThanOrEqual(8);
+    expect(broker().sendsOf("x")).toHaveLength(err.attempts);
+    // It gave up on the first nack past the window: not before it; nominally ~400 ms (the window,
+    // one more delay, the round trips), bounded at 5x that for a loaded machine.
+    expect(elapsed).toBeGreaterThanOrEqual(withinMs);
+    expect(elapsed).toBeLessThan(2000);
     expect(broker().closedChannels).toEqual([]); // renewAfterNacks 0: never renewed
   });
 
   it("close() rejects a message waiting for its nack backoff with ClientClosedError", async () => {
     const { client } = await setup(() => "nack");
     const pub = client.publisher({ nackRetry: { initialDelayMs: 60_000, maxDelayMs: 60_000 } });
-    const p = pub.publish({ exchange: "", routingKey: "q", body: "waiting" }).catch((e: unknown) => e);
+    const p = errorOf(pub.publish({ exchange: "", routingKey: "q", body: "waiting" }));
     await waitFor(() => pub.counters.nackRetries === 1, "the first nack");
     expect(pub.pending).toBe(1);
     await pub.close(0);
