@@ -1,5 +1,4 @@
 /** Connection-level behaviour against the real RabbitMQ on the main node. */
-import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   AuthenticationError,
@@ -23,6 +22,8 @@ import {
   rabbitmqctl,
   uniqueName,
 } from "../support/broker.js";
+import { closedPort } from "../support/ports.js";
+import { until } from "../support/wait.js";
 
 function allText(err: unknown): string {
   const parts: string[] = [];
@@ -95,10 +96,7 @@ describe("connection against RabbitMQ", () => {
   });
 
   it("a refused port is a recoverable SocketError", async () => {
-    const srv = net.createServer();
-    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-    const port = (srv.address() as net.AddressInfo).port;
-    await new Promise<void>((r) => srv.close(() => r()));
+    const port = await closedPort();
     const err = await rejection(Connection.open({ host: "127.0.0.1", port, connectionTimeout: 2000 }));
     expect(err).toBeInstanceOf(SocketError);
     expect((err as SocketError).recoverable).toBe(true);
@@ -109,12 +107,13 @@ describe("connection against RabbitMQ", () => {
     const name = uniqueName("warren-conn");
     const conn = await Connection.open({ url: AMQP_URL, connectionName: name });
     try {
+      // The broker lists a new connection's properties asynchronously: ask until it does.
       let out = "";
-      for (let i = 0; i < 40 && !out.includes(name); i++) {
+      const listed = async () => {
         out = await rabbitmqctl(["list_connections", "-q", "--no-table-headers", "client_properties"]);
-        if (!out.includes(name)) await new Promise((r) => setTimeout(r, 250)); // stats are emitted asynchronously
-      }
-      expect(out).toContain(name);
+        return out.includes(name);
+      };
+      await until(listed, `connection ${name} listed by rabbitmqctl`, 30_000);
       const line = out.split("\n").find((l) => l.includes(name)) ?? "";
       for (const cap of [
         "publisher_confirms",
