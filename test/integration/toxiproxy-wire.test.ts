@@ -9,6 +9,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startToxiproxy, type ToxiproxyServer } from "../../chaos/toxiproxy/server.js";
+import { within } from "../support/async.js";
 
 let server: ToxiproxyServer;
 
@@ -185,15 +186,30 @@ describe("warren-toxiproxy command", () => {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
     });
+    let stderr = "";
+    child.stderr.on("data", (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const exit = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
     try {
-      const [line] = (await once(createInterface({ input: child.stdout }), "line")) as [string];
+      // Its first line, or a failure naming why it exited without one (not a test timeout).
+      const line = await within(
+        Promise.race([
+          once(createInterface({ input: child.stdout }), "line").then(([l]) => l as string),
+          exit.then(([code, signal]) => {
+            throw new Error(`exited (${code ?? signal}) before printing its URL:\n${stderr}`);
+          }),
+        ]),
+        20_000,
+        "the command's URL",
+      );
       expect(line).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       const res = await fetch(`${line}/proxies`);
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({});
       child.kill("SIGTERM");
-      const [code] = (await once(child, "exit")) as [number | null];
-      expect(code).toBe(0);
+      const [code, signal] = await within(exit, 10_000, "the exit after SIGTERM");
+      expect({ code, signal }).toEqual({ code: 0, signal: null });
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
     }
