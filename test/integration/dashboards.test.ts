@@ -23,6 +23,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AMQP_URL, canUseRabbitmqctl, rabbitmqctl } from "../support/broker.js";
 import { findFreePorts } from "../support/extra-node.js";
+import { until, waitFor } from "../support/wait.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const DASHBOARDS = join(ROOT, "dashboards");
@@ -402,8 +403,6 @@ interface Series {
   values?: Sample[];
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 class Proc {
   output = "";
   exited: { code: number | null; signal: string | null } | undefined;
@@ -455,7 +454,7 @@ class Proc {
   async stop(): Promise<void> {
     live.delete(this);
     this.signalGroup("SIGTERM");
-    for (let i = 0; i < 50 && !this.exited; i++) await sleep(100);
+    await waitFor(() => this.exited !== undefined, `${this.name} to exit`, 5_000).catch(() => undefined);
     // Whatever is left of the group (npx's children) goes too.
     this.signalGroup("SIGKILL");
   }
@@ -607,34 +606,32 @@ describe("end to end: the demo scraped by a real Prometheus", () => {
       );
     };
 
-    // Wait until the target is up and has been scraped a few times (bounded).
-    const scrapedAtLeast = async (n: number, ms: number) => {
-      const deadline = Date.now() + ms;
-      let last = "";
-      while (Date.now() < deadline) {
-        if (demo?.exited) failWith("the demo exited before it could be scraped");
-        if (prom?.exited) failWith("prometheus exited");
-        try {
-          const t = await getJson<{ activeTargets: { health: string; lastError: string }[] }>(
-            `${api}/targets`,
-          );
-          const target = t.data.activeTargets[0];
-          last = target ? `target ${target.health} ${target.lastError}` : "no target yet";
-          if (target?.health === "up") {
-            const q = await getJson<{ result: Series[] }>(
-              `${api}/query?query=${encodeURIComponent('sum_over_time(up{job="warren-demo"}[1m])')}`,
-            );
-            const scrapes = Number(q.data.result[0]?.value?.[1] ?? 0); // successful ones
-            last = `target up, ${scrapes} successful scrapes`;
-            if (scrapes >= n) return;
-          }
-        } catch (err) {
-          last = `prometheus not answering yet (${(err as Error).message})`;
-        }
-        await sleep(250);
+    /** The demo's successful scrapes so far (0 while Prometheus or the target is not up yet). */
+    let last = "";
+    const successfulScrapes = async (): Promise<number> => {
+      if (demo?.exited) failWith("the demo exited");
+      if (prom?.exited) failWith("prometheus exited");
+      try {
+        const t = await getJson<{ activeTargets: { health: string; lastError: string }[] }>(`${api}/targets`);
+        const target = t.data.activeTargets[0];
+        last = target ? `target ${target.health} ${target.lastError}` : "no target yet";
+        if (target?.health !== "up") return 0;
+        const q = await getJson<{ result: Series[] }>(
+          `${api}/query?query=${encodeURIComponent('sum_over_time(up{job="warren-demo"}[10m])')}`,
+        );
+        const scrapes = Number(q.data.result[0]?.value?.[1] ?? 0);
+        last = `target up, ${scrapes} successful scrapes`;
+        return scrapes;
+      } catch (err) {
+        last = `prometheus not answering yet (${(err as Error).message})`;
+        return 0;
       }
-      failWith(`the demo was not scraped ${n} times within ${ms} ms (${last})`);
     };
+    /** Waits until the demo has been scraped `n` times in all (bounded). */
+    const scrapedAtLeast = (n: number, ms: number) =>
+      until(async () => (await successfulScrapes()) >= n, `${n} scrapes`, ms).catch((err: Error) =>
+        failWith(`the demo was not scraped ${n} times within ${ms} ms (${last}): ${err.message}`),
+      );
     await scrapedAtLeast(4, 30_000);
     log("demo scraped 4 times");
 
@@ -649,22 +646,22 @@ describe("end to end: the demo scraped by a real Prometheus", () => {
           break;
         }
         const back = `sum(warren_reconnects_total{connection="${DEMO_CONNECTION}"}) >= ${n} and sum(warren_connection_up{connection="${DEMO_CONNECTION}"}) == 1`;
-        const deadline = Date.now() + 15_000;
-        let up = false;
-        while (!up && Date.now() < deadline) {
-          await sleep(500);
-          const q = await getJson<{ result: Series[] }>(`${api}/query?query=${encodeURIComponent(back)}`);
-          up = q.status === "success" && q.data.result.length > 0;
-        }
-        if (!up) failWith(`the demo's connection was closed (${n}) but it did not recover within 15 s`);
+        await until(
+          async () => {
+            const q = await getJson<{ result: Series[] }>(`${api}/query?query=${encodeURIComponent(back)}`);
+            return q.status === "success" && q.data.result.length > 0;
+          },
+          `the demo to recover (${n})`,
+          15_000,
+        ).catch(() => failWith(`the demo's connection was closed (${n}) but it did not recover within 15 s`));
         log(`demo recovered after its connection was closed (${n})`);
         recovered = n === FORCED_RECOVERIES;
-        await sleep(1500);
       }
     } else log("rabbitmqctl cannot reach the broker: recovery metrics may be empty");
 
     // A few more scrapes of the flow after the recovery, so that rates over 5 s have samples.
-    await sleep(4000);
+    await scrapedAtLeast((await successfulScrapes()) + 5, 30_000);
+    log("demo scraped 5 more times");
     const end = Date.now() / 1000;
     const start = t0 / 1000;
     const rangeSecs = Math.ceil(end - start) + 1;
