@@ -15,6 +15,7 @@ import {
   type MethodInput,
 } from "../../src/protocol/generated/spec.js";
 import { encodeTable, Field, type FieldTable } from "../../src/protocol/table.js";
+import { thrown } from "../support/throws.js";
 import {
   argType,
   camel,
@@ -59,16 +60,6 @@ const methodInputArb: fc.Arbitrary<MethodInput> = fc.constantFrom(...specMethods
     return { name: m.full, args } as MethodInput;
   }),
 );
-
-/** Runs fn; returns the error it threw, or undefined. */
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
 
 /** A fresh buffer of n bytes inside a larger one, so writes past its end would be visible. */
 function tight(n: number): { buf: Buffer; guard: Buffer } {
@@ -212,7 +203,7 @@ describe("values that cannot be encoded → FieldTableError, not RangeError", ()
     }
     for (const ok of [0, m]) {
       const method = { name: x.method, args: { ...x.valid, [x.arg]: ok } } as MethodInput;
-      expect(thrown(() => encodeMethod(BIG, 0, method))).toBeUndefined();
+      expect(encodeMethod(BIG, 0, method)).toBeGreaterThan(0);
     }
   });
 

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { createActor, fromPromise, SimulatedClock } from "xstate";
 import { channelMachine } from "../../machines/channel.js";
 import { ChannelClosedByBroker } from "../../src/errors.js";
+import { nextTurn } from "../support/turn.js";
 
 const notFound = () =>
   new ChannelClosedByBroker({
@@ -33,15 +34,11 @@ function start() {
   return { actor, clock };
 }
 
-async function settle(): Promise<void> {
-  for (let i = 0; i < 5; i++) await Promise.resolve();
-}
-
 describe("channel machine: closes the caller caused", () => {
   it("reopen for ever without escalating", async () => {
     const { actor, clock } = start();
     for (let i = 0; i < 10; i++) {
-      await settle();
+      await nextTurn(); // the open actor's promise has settled
       expect(actor.getSnapshot().matches("open")).toBe(true);
       actor.send({ type: "CHANNEL_CLOSED", error: notFound(), caller: true });
       expect(actor.getSnapshot().value).toBe("reopening");
@@ -53,13 +50,13 @@ describe("channel machine: closes the caller caused", () => {
   it("renewals (RENEW: the owner replaces a channel that keeps nacking) reopen without counting", async () => {
     const { actor, clock } = start();
     for (let i = 0; i < 10; i++) {
-      await settle();
+      await nextTurn(); // the open actor's promise has settled
       expect(actor.getSnapshot().matches("open")).toBe(true);
       actor.send({ type: "RENEW" });
       expect(actor.getSnapshot().value).toBe("reopening");
       clock.increment(1);
     }
-    await settle();
+    await nextTurn(); // the open actor's promise has settled
     expect(actor.getSnapshot().matches("open")).toBe(true);
     expect(actor.getSnapshot().context.restarts).toEqual([]);
   });
@@ -67,12 +64,12 @@ describe("channel machine: closes the caller caused", () => {
   it("other closes count and, past the intensity, give up", async () => {
     const { actor, clock } = start();
     for (let i = 0; i < 2; i++) {
-      await settle();
+      await nextTurn(); // the open actor's promise has settled
       actor.send({ type: "CHANNEL_CLOSED", error: notFound() });
       expect(actor.getSnapshot().value).toBe("reopening");
       clock.increment(1);
     }
-    await settle();
+    await nextTurn(); // the open actor's promise has settled
     actor.send({ type: "CHANNEL_CLOSED", error: notFound() });
     expect(actor.getSnapshot().value).toBe("failed");
   });

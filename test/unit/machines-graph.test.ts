@@ -49,6 +49,7 @@ import {
   QueueNotFoundError,
   SocketError,
 } from "../../src/errors.js";
+import { nextTurn } from "../support/turn.js";
 
 // ─── the universe: state nodes and declared transitions ─────────────────────
 
@@ -148,11 +149,6 @@ class Fakes {
     if (error === undefined) p.resolve();
     else p.reject(error);
   }
-}
-
-/** Lets a settled promise actor deliver its done/error event (a few microtask turns). */
-async function flush(): Promise<void> {
-  for (let i = 0; i < 4; i++) await Promise.resolve();
 }
 
 const RECOVERABLE = new SocketError("recoverable");
@@ -260,7 +256,7 @@ async function replay(
         invoked[2]!,
         invoked[1] === "error" ? (event as unknown as { error: unknown }).error : undefined,
       );
-      await flush();
+      await nextTurn(); // the settled promise actor delivers its done/error event
     } else if (type.startsWith("xstate.after.")) {
       clock.increment(AFTER_ANY_DELAY);
     } else {

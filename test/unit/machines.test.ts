@@ -36,11 +36,9 @@ import {
   SocketError,
   TlsError,
 } from "../../src/errors.js";
+import { nextTurn } from "../support/turn.js";
 
 // ─── harness ────────────────────────────────────────────────────────────────
-
-/** Lets settled promises deliver their done/error events (one turn of the event loop, no timer). */
-const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 const recoverable = (msg = "socket reset") => new SocketError(msg);
 const fatal = (msg = "bad credentials") => new AuthenticationError(msg);
@@ -97,12 +95,12 @@ class Fakes {
 
   async resolve(src: string): Promise<void> {
     this.take(src).resolve();
-    await flush();
+    await nextTurn(); // settled promises deliver their done/error events
   }
 
   async reject(src: string, error: unknown): Promise<void> {
     this.take(src).reject(error);
-    await flush();
+    await nextTurn(); // settled promises deliver their done/error events
   }
 
   /** What the callback actor `src` would send to its parent. */

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { FrameError } from "../../src/errors.js";
 import { FRAME_HEADER_SIZE, FRAME_OVERHEAD, FrameParser, HEARTBEAT_FRAME } from "../../src/protocol/frame.js";
 import { PROTOCOL_HEADER } from "../../src/protocol/generated/spec.js";
+import { thrown } from "../support/throws.js";
 
 interface Frame {
   type: number;
@@ -299,7 +300,7 @@ describe("FrameParser: limits and errors", () => {
     const allocUnsafe = vi.spyOn(Buffer, "allocUnsafe");
     const alloc = vi.spyOn(Buffer, "alloc");
     const allocSlow = vi.spyOn(Buffer, "allocUnsafeSlow");
-    const err = catchError(() => r.parser.push(h));
+    const err = thrown(() => r.parser.push(h));
     expect(allocUnsafe).not.toHaveBeenCalled();
     expect(alloc).not.toHaveBeenCalled();
     expect(allocSlow).not.toHaveBeenCalled();
@@ -315,7 +316,7 @@ describe("FrameParser: limits and errors", () => {
     expect(r.parser.buffered).toBe(3);
     const rest = h.subarray(3);
     const allocUnsafe = vi.spyOn(Buffer, "allocUnsafe");
-    const err = catchError(() => r.parser.push(rest));
+    const err = thrown(() => r.parser.push(rest));
     expect(allocUnsafe).not.toHaveBeenCalled();
     expect(err).toBeInstanceOf(FrameError);
   });
@@ -351,7 +352,7 @@ describe("FrameParser: limits and errors", () => {
   it("a bad frame-end octet → FrameError (frame in one chunk)", () => {
     const b = wire({ type: 1, channel: 1, payload: Buffer.from("abc") });
     b[b.length - 1] = 0xcd;
-    const err = catchError(() => recorder().parser.push(b));
+    const err = thrown(() => recorder().parser.push(b));
     expect(err).toBeInstanceOf(FrameError);
     expect((err as FrameError).replyCode).toBe(501);
     expect(String((err as Error).message)).toMatch(/0xcd/);
@@ -376,7 +377,7 @@ describe("FrameParser: limits and errors", () => {
   });
 
   it.each([0, 4, 5, 6, 7, 9, 0xce, 0xff])("unknown frame type %i → FrameError", (type) => {
-    const err = catchError(() => recorder().parser.push(header(type, 0, 0)));
+    const err = thrown(() => recorder().parser.push(header(type, 0, 0)));
     expect(err).toBeInstanceOf(FrameError);
     expect((err as Error).message).toMatch(/unknown frame type/);
   });
@@ -384,7 +385,7 @@ describe("FrameParser: limits and errors", () => {
   it("the AMQP protocol header arriving as a frame → FrameError naming the protocol header", () => {
     const amqp = Buffer.from("AMQP\x00\x00\x09\x01", "latin1");
     expect(amqp).toEqual(PROTOCOL_HEADER);
-    const err = catchError(() => recorder().parser.push(amqp));
+    const err = thrown(() => recorder().parser.push(amqp));
     expect(err).toBeInstanceOf(FrameError);
     expect((err as Error).message).toMatch(/protocol header/);
     expect((err as Error).message).toMatch(/AMQP 0 0 9/);
@@ -398,7 +399,7 @@ describe("FrameParser: limits and errors", () => {
   });
 
   it("another protocol's header (AMQP 1.0) is named too", () => {
-    const err = catchError(() => recorder().parser.push(Buffer.from("AMQP\x00\x01\x00\x00", "latin1")));
+    const err = thrown(() => recorder().parser.push(Buffer.from("AMQP\x00\x01\x00\x00", "latin1")));
     expect((err as Error).message).toMatch(/protocol header/);
   });
 
@@ -445,12 +446,3 @@ describe("FrameParser: limits and errors", () => {
     );
   });
 });
-
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  throw new Error("expected an error");
-}
