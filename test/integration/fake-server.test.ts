@@ -26,7 +26,7 @@ import {
   RpcTimeoutError,
   SocketError,
   VhostNotAllowedError,
-  WarrenError,
+  type WarrenError,
 } from "../../src/index.js";
 import { METHOD_IDS, type MethodName } from "../../src/protocol/generated/spec.js";
 import { FakePeer, FakeServer, type HandshakeOptions } from "../fake/server.js";
@@ -184,7 +184,8 @@ describe("connecting", () => {
       peer.end(); // as RabbitMQ does
     });
     const err = await rejection(open(fake));
-    expect(err).toSatisfy((e) => e instanceof FrameError || e instanceof HandshakeError);
+    expect(err).toBeInstanceOf(HandshakeError);
+    expect((err as Error).cause).toBeInstanceOf(FrameError);
     expect((err as Error).message).toMatch(/protocol/);
     expect((err as Error).message).toMatch(/AMQP 0 1 0/);
     // Talking to a server that speaks another protocol again will not help.
@@ -634,7 +635,7 @@ describe("closing", () => {
     const err = await expectFailed(s, SocketError);
     expect(err.recoverable).toBe(true);
     // Operations after the fact fail at once and typed.
-    await expect(s.ch.queueDeclare({ queue: "x" })).rejects.toBeInstanceOf(WarrenError);
+    await expect(s.ch.queueDeclare({ queue: "x" })).rejects.toBeInstanceOf(ChannelClosedError);
     await expect(s.conn.openChannel()).rejects.toBeInstanceOf(ConnectionClosedError);
   });
 

@@ -636,7 +636,7 @@ describe("toxics on the data path", () => {
     // for 200 ms (however long filling them takes on this machine).
     await until(async () => {
       const before = sent;
-      await sleep(200);
+      await sleep(200); // the window the sender must stay still in
       return waiting && sent === before;
     }, "the sender to stall");
     const early = sent;
