@@ -27,7 +27,8 @@ describe("storage faults", () => {
   ];
   for (const [code, transient, advice] of cases) {
     it(`${code}: ${transient ? "transient (recoverable, reported)" : "permanent"}`, () => {
-      const err = toOutboxError(sqlite(code, "the SQLite message"), PATH, "storing messages");
+      const original = sqlite(code, "the SQLite message");
+      const err = toOutboxError(original, PATH, "storing messages");
       expect(err).toBeInstanceOf(OutboxError);
       expect(err).toMatchObject({
         code: "OUTBOX_ERROR",
@@ -38,7 +39,7 @@ describe("storage faults", () => {
       expect(err.message).toContain(PATH);
       expect(err.message).toContain(`(${code}: the SQLite message)`);
       expect(err.message).toMatch(advice);
-      expect(err.cause).toBeInstanceOf(Error);
+      expect(err.cause).toBe(original);
       expect(sqliteFaultIsTransient(code)).toBe(transient);
       expect(isTransient(err)).toBe(transient);
       expect(isPermanent(err)).toBe(!transient);
