@@ -5,19 +5,19 @@
  * stops reading) makes publishes wait; 1 000 000 publishes run with bounded memory while
  * heartbeats and a consumer on the same connection are served.
  */
-import { type AddressInfo, connect as connectTcp, createServer, type Socket } from "node:net";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ClientOptions } from "../../src/index.js";
 import { useAdmin } from "../support/admin.js";
-import { AMQP_URL, uniqueName } from "../support/broker.js";
+import { uniqueName } from "../support/broker.js";
+import { type BrokerProxy, startBrokerProxy } from "../support/broker-proxy.js";
 import { type TestClient, useClients } from "../support/clients.js";
 import { drainQueue, messageIds } from "../support/queue.js";
 import { StateLog } from "../support/state-log.js";
 import { until, waitFor } from "../support/wait.js";
 
 const admin = useAdmin();
-const proxies: StallingProxy[] = [];
+const proxies: BrokerProxy[] = [];
 
 afterEach(async () => {
   await Promise.all(proxies.splice(0).map((p) => p.close()));
@@ -48,71 +48,14 @@ async function gauge(registry: Registry, metric: string, connection: string): Pr
 
 const MiB = 1024 * 1024;
 
-interface StallingProxy {
-  port: number;
-  /** Stops reading what the client sends (the broker side stays open): the client's socket fills up. */
-  stall(): void;
-  resume(): void;
-  close(): Promise<void>;
-}
-
-/** A TCP proxy to the main broker whose client-to-broker direction can stop reading. */
-async function startStallingProxy(): Promise<StallingProxy> {
-  const target = new URL(AMQP_URL);
-  const host = target.hostname || "127.0.0.1";
-  const port = Number(target.port || 5672);
-  const downstream = new Set<Socket>();
-  const all = new Set<Socket>();
-  let stalled = false;
-  const server = createServer((down) => {
-    const up = connectTcp({ host, port });
-    downstream.add(down);
-    all.add(down).add(up);
-    if (stalled) down.pause();
-    down.on("data", (d: Buffer) => up.write(d));
-    up.on("data", (d: Buffer) => down.write(d));
-    const end = () => {
-      down.destroy();
-      up.destroy();
-      downstream.delete(down);
-      all.delete(down);
-      all.delete(up);
-    };
-    for (const s of [down, up]) {
-      s.on("close", end);
-      s.on("error", end);
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    stall() {
-      stalled = true;
-      for (const s of downstream) s.pause();
-    },
-    resume() {
-      stalled = false;
-      for (const s of downstream) s.resume();
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of all) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 describe("publishing without confirms", () => {
   it("waits while the socket does not drain: the write buffer stays at its high-water mark, then everything is sent", async () => {
     const q = await queue();
-    const proxy = await startStallingProxy();
+    const proxy = await startBrokerProxy();
     proxies.push(proxy);
-    const url = new URL(AMQP_URL);
-    url.hostname = "127.0.0.1";
-    url.port = String(proxy.port);
     const registry = new Registry();
     const hwm = 256 * 1024;
-    const { client: c, name } = client(registry, { url: url.toString(), writeHighWaterMark: hwm });
+    const { client: c, name } = client(registry, { url: proxy.url, writeHighWaterMark: hwm });
     await c.ready();
     const maxInFlight = 1000;
     const pub = c.publisher({ confirm: false, maxInFlight });

@@ -6,7 +6,6 @@
  * connection, the outbox, tracing off, a tracer of one's own, and no credentials in any span.
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { type AddressInfo, connect as connectTcp, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { context, propagation, SpanKind, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
@@ -40,6 +39,7 @@ import {
   deleteUser,
   uniqueName,
 } from "../support/broker.js";
+import { startBrokerProxy } from "../support/broker-proxy.js";
 import { useClients } from "../support/clients.js";
 import { drainQueue } from "../support/queue.js";
 import { StateLog } from "../support/state-log.js";
@@ -452,63 +452,13 @@ describe("consumer spans", () => {
 
 // ─── a connection killed with a publish in flight ───────────────────────────
 
-interface HoldingProxy {
-  port: number;
-  /** Holds what the connections open now send to the broker (the broker's side still passes). */
-  hold(): void;
-  close(): Promise<void>;
-}
-
-/**
- * A TCP proxy to the broker. hold() stops the client-to-broker bytes of the connections open at
- * that moment, so their publishes are never confirmed; later connections pass freely.
- */
-async function startHoldingProxy(): Promise<HoldingProxy> {
-  const pairs = new Set<{ client: Socket; upstream: Socket; held: boolean }>();
-  const server = createServer((clientSocket) => {
-    const upstream = connectTcp({ host: BROKER_HOST, port: BROKER_PORT });
-    const pair = { client: clientSocket, upstream, held: false };
-    pairs.add(pair);
-    clientSocket.on("data", (d: Buffer) => {
-      if (!pair.held) upstream.write(d);
-    });
-    upstream.on("data", (d: Buffer) => clientSocket.write(d));
-    const end = () => {
-      clientSocket.destroy();
-      upstream.destroy();
-      pairs.delete(pair);
-    };
-    for (const s of [clientSocket, upstream]) {
-      s.on("close", end);
-      s.on("error", end);
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    hold() {
-      for (const p of pairs) p.held = true;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const p of pairs) {
-          p.client.destroy();
-          p.upstream.destroy();
-        }
-        server.close(() => resolve());
-      }),
-  };
-}
-
 describe("recovery", () => {
   it("publishes in flight when the connection is killed are re-published with the same traceparent; the consumer spans stay in the producer's trace", async () => {
     const q = await queue();
-    const proxy = await startHoldingProxy();
+    const proxy = await startBrokerProxy();
     cleanups.push(() => proxy.close());
-    const viaProxy = new URL(AMQP_URL);
-    viaProxy.host = `127.0.0.1:${proxy.port}`;
     const { client: producerClient, name } = client({
-      url: viaProxy.toString(),
+      url: proxy.url,
       tracing: true,
       reconnect: { initial: 50, max: 200 },
     });
@@ -523,7 +473,7 @@ describe("recovery", () => {
     await pub.publish({ exchange: "", routingKey: q, body: "warm-up", properties: { messageId: "warm-up" } });
 
     // Sent on the old connection, never confirmed there: the broker does not see them.
-    proxy.hold();
+    proxy.stall();
     const ids = ["k-0", "k-1", "k-2", "k-3", "k-4"];
     const promises = ids.map((id) =>
       pub.publish({ exchange: "", routingKey: q, body: id, properties: { messageId: id } }),
