@@ -7,19 +7,11 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startToxiproxy, type ToxiproxyServer } from "../../chaos/toxiproxy/server.js";
+import { describe, expect, it } from "vitest";
 import { within } from "../support/async.js";
+import { useToxiproxy } from "../support/toxiproxy.js";
 
-let server: ToxiproxyServer;
-
-beforeAll(async () => {
-  server = await startToxiproxy({ host: "127.0.0.1", port: 0 });
-});
-
-afterAll(async () => {
-  await server?.close();
-});
+const tp = useToxiproxy();
 
 interface Answer {
   status: number;
@@ -35,7 +27,7 @@ async function call(
   body?: string,
   headers?: Record<string, string>,
 ): Promise<Answer> {
-  const res = await fetch(`${server.url}${path}`, {
+  const res = await fetch(`${tp.server.url}${path}`, {
     method,
     ...(body === undefined ? {} : { body }),
     ...(headers === undefined ? {} : { headers }),

@@ -6,16 +6,11 @@
  */
 import { once } from "node:events";
 import net, { type AddressInfo, type Socket } from "node:net";
-import {
-  type ICreateToxicBody,
-  Toxiproxy,
-  ToxiproxyError,
-  type Proxy as TpProxy,
-} from "toxiproxy-node-client";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startToxiproxy, type ToxiproxyServer } from "../../chaos/toxiproxy/server.js";
+import { type ICreateToxicBody, ToxiproxyError, type Proxy as TpProxy } from "toxiproxy-node-client";
+import { afterEach, describe, expect, it } from "vitest";
 import { sleep } from "../support/async.js";
 import { AMQP_URL, uniqueName } from "../support/broker.js";
+import { useToxiproxy } from "../support/toxiproxy.js";
 import { until } from "../support/wait.js";
 
 const now = (): number => performance.now();
@@ -230,32 +225,22 @@ function toxicBody<T>(body: Partial<ICreateToxicBody<T>>): ICreateToxicBody<T> {
   return body as ICreateToxicBody<T>;
 }
 
-let server: ToxiproxyServer;
-let toxiproxy: Toxiproxy;
-
-beforeAll(async () => {
-  server = await startToxiproxy({ host: "127.0.0.1", port: 0 });
-  toxiproxy = new Toxiproxy(server.url);
-});
-
-afterAll(async () => {
-  await server?.close();
-});
+const tp = useToxiproxy();
 
 afterEach(async () => {
-  for (const name of Object.keys(await toxiproxy.getAll())) {
-    await (await toxiproxy.get(name)).remove();
+  for (const name of Object.keys(await tp.toxiproxy.getAll())) {
+    await (await tp.toxiproxy.get(name)).remove();
   }
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 /** A proxy on an ephemeral port of 127.0.0.1 in front of `upstream`. */
 function proxyTo(upstream: string, name = uniqueName("proxy")): Promise<TpProxy> {
-  return toxiproxy.createProxy({ name, listen: "127.0.0.1:0", upstream });
+  return tp.toxiproxy.createProxy({ name, listen: "127.0.0.1:0", upstream });
 }
 
 async function listToxics(proxy: TpProxy): Promise<Array<{ name: string; stream: string }>> {
-  const res = await toxiproxy
+  const res = await tp.toxiproxy
     .getApi()
     .get<Array<{ name: string; stream: string }>>(`${proxy.getPath()}/toxics`);
   return res.data;
@@ -263,7 +248,7 @@ async function listToxics(proxy: TpProxy): Promise<Array<{ name: string; stream:
 
 describe("toxiproxy HTTP API (through toxiproxy-node-client)", () => {
   it("GET /version answers a JSON version", async () => {
-    const text = await toxiproxy.getVersion();
+    const text = await tp.toxiproxy.getVersion();
     const body = JSON.parse(text) as { version: unknown };
     expect(body.version).toMatch(/^\d+\.\d+\.\d+/);
   });
@@ -284,25 +269,25 @@ describe("toxiproxy HTTP API (through toxiproxy-node-client)", () => {
 
     expect(await failure(proxyTo(echo.address, name))).toBe(409);
     expect(
-      await failure(toxiproxy.createProxy({ name: uniqueName("x"), listen: "127.0.0.1:0" } as never)),
+      await failure(tp.toxiproxy.createProxy({ name: uniqueName("x"), listen: "127.0.0.1:0" } as never)),
     ).toBe(400);
     expect(
-      await failure(toxiproxy.createProxy({ listen: "127.0.0.1:0", upstream: echo.address } as never)),
+      await failure(tp.toxiproxy.createProxy({ listen: "127.0.0.1:0", upstream: echo.address } as never)),
     ).toBe(400);
 
-    const got = await toxiproxy.get(name);
+    const got = await tp.toxiproxy.get(name);
     expect(got.toJson()).toEqual(proxy.toJson());
     const other = await proxyTo(echo.address);
-    const all = await toxiproxy.getAll();
+    const all = await tp.toxiproxy.getAll();
     expect(Object.keys(all).sort()).toEqual([name, other.name].sort());
     expect(all[name]?.listen).toBe(proxy.listen);
 
     await proxy.remove();
-    expect(await failure(toxiproxy.get(name))).toBe(404);
+    expect(await failure(tp.toxiproxy.get(name))).toBe(404);
     expect(await failure(proxy.remove())).toBe(404);
     await client.close();
     expect(await connectError(portOf(proxy))).toBe("ECONNREFUSED");
-    expect(Object.keys(await toxiproxy.getAll())).toEqual([other.name]);
+    expect(Object.keys(await tp.toxiproxy.getAll())).toEqual([other.name]);
   });
 
   it("disabling a proxy closes its connections and stops listening; enabling listens on the same address again", async () => {
@@ -315,7 +300,7 @@ describe("toxiproxy HTTP API (through toxiproxy-node-client)", () => {
     expect(disabled.enabled).toBe(false);
     await client.close();
     expect(await connectError(portOf(proxy))).toBe("ECONNREFUSED");
-    expect((await toxiproxy.get(proxy.name)).enabled).toBe(false);
+    expect((await tp.toxiproxy.get(proxy.name)).enabled).toBe(false);
 
     const enabled = await proxy.update({ enabled: true, listen: proxy.listen, upstream: proxy.upstream });
     expect(enabled.enabled).toBe(true);
@@ -349,7 +334,7 @@ describe("toxiproxy HTTP API (through toxiproxy-node-client)", () => {
     const echo = await Upstream.echo();
     const other = await Upstream.echo();
     const [a, b] = [uniqueName("pop-a"), uniqueName("pop-b")];
-    const created = await toxiproxy.populate([
+    const created = await tp.toxiproxy.populate([
       { name: a, listen: "127.0.0.1:0", upstream: echo.address },
       { name: b, listen: "127.0.0.1:0", upstream: echo.address, enabled: false },
     ]);
@@ -362,30 +347,32 @@ describe("toxiproxy HTTP API (through toxiproxy-node-client)", () => {
     await proxyA.addToxic(toxicBody({ type: "latency", attributes: { latency: 1, jitter: 0 } }));
 
     // The same listen (as bound) and upstream: left untouched, toxic kept.
-    const same = await toxiproxy.populate([{ name: a, listen: proxyA.listen, upstream: echo.address }]);
+    const same = await tp.toxiproxy.populate([{ name: a, listen: proxyA.listen, upstream: echo.address }]);
     expect(same[a]?.listen).toBe(proxyA.listen);
     expect((await proxyA.getToxic("latency_downstream")).name).toBe("latency_downstream");
 
     // A different upstream: replaced by a fresh proxy without toxics.
-    const replaced = await toxiproxy.populate([{ name: a, listen: proxyA.listen, upstream: other.address }]);
+    const replaced = await tp.toxiproxy.populate([
+      { name: a, listen: proxyA.listen, upstream: other.address },
+    ]);
     expect(replaced[a]?.upstream).toBe(other.address);
     expect(await failure(proxyA.getToxic("latency_downstream"))).toBe(404);
     const client = await Client.connect(portOf(replaced[a]!));
     await client.roundTrip("replaced");
     expect(other.accepted).toBe(1);
 
-    expect(await failure(toxiproxy.populate([{ upstream: echo.address } as never]))).toBe(400);
+    expect(await failure(tp.toxiproxy.populate([{ upstream: echo.address } as never]))).toBe(400);
     const c = uniqueName("pop-c");
     expect(
       await failure(
-        toxiproxy.populate([
+        tp.toxiproxy.populate([
           { name: c, listen: "127.0.0.1:0", upstream: echo.address },
           { name: uniqueName("pop-d"), listen: proxyA.listen, upstream: echo.address }, // port in use
         ]),
       ),
     ).toBe(500);
-    expect((await toxiproxy.get(c)).enabled).toBe(true); // entries before the failure stay applied
-    expect(await toxiproxy.populate([])).toEqual({});
+    expect((await tp.toxiproxy.get(c)).enabled).toBe(true); // entries before the failure stay applied
+    expect(await tp.toxiproxy.populate([])).toEqual({});
   });
 
   it("reset re-enables every proxy and removes every toxic, releasing held data", async () => {
@@ -403,8 +390,8 @@ describe("toxiproxy HTTP API (through toxiproxy-node-client)", () => {
     await echo.until(() => echo.received >= 5000, "the upstream to receive");
     expect(client.received).toBe(0);
 
-    await toxiproxy.reset();
-    expect((await toxiproxy.get(off.name)).enabled).toBe(true);
+    await tp.toxiproxy.reset();
+    expect((await tp.toxiproxy.get(off.name)).enabled).toBe(true);
     expect(await listToxics(stalled)).toEqual([]);
     await client.bytes(5000);
     expect(client.data().equals(pattern(5000))).toBe(true);
@@ -476,7 +463,7 @@ describe("toxiproxy HTTP API (through toxiproxy-node-client)", () => {
     expect(await failure(proxy.getToxic("nope"))).toBe(404);
     expect(
       await failure(
-        toxiproxy.getApi().post(`${proxy.getPath()}/toxics/nope`, { attributes: { latency: 1 } }),
+        tp.toxiproxy.getApi().post(`${proxy.getPath()}/toxics/nope`, { attributes: { latency: 1 } }),
       ),
     ).toBe(404);
 
