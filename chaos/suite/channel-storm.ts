@@ -14,6 +14,7 @@
  * never sent that ack, so it is not the caller's fault: warren counts it toward the channel's
  * restart intensity (only basic.publish, exchange.* and queue.* closes are the caller's).
  */
+import { sleep } from "../../test/support/async.js";
 import { type Ctl, rabbitmqctl } from "../../test/support/broker.js";
 
 /** The delivery tag of the injected basic.ack (the broker's reply text names it). */
@@ -105,7 +106,7 @@ export function startChannelStorm(
       closes += hits;
       rounds += 1;
       history.push({ startedAt, endedAt: Date.now(), hits });
-      if (opts.pauseMs) await new Promise((r) => setTimeout(r, opts.pauseMs));
+      if (opts.pauseMs) await sleep(opts.pauseMs);
     }
   })();
   return {

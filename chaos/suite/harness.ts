@@ -18,13 +18,16 @@ import {
   connect,
   type Publisher,
 } from "../../src/index.js";
+import { sleep, within } from "../../test/support/async.js";
+import { waitFor } from "../../test/support/wait.js";
 import { startToxiproxy } from "../toxiproxy/server.js";
+
+// Scenarios and their callers wait with the shared helper (re-exported for existing imports).
+export { waitFor };
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 /** Where results are written (under .tmp/, which git ignores). */
 export const RESULTS_FILE = join(ROOT, ".tmp", "chaos-results.json");
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export interface ChaosEnv {
   toxiproxy: Toxiproxy;
@@ -120,6 +123,18 @@ export interface StateRecord {
   at: number;
   /** "Name: message" of the error that caused it, if any. */
   error?: string;
+  /** The error itself (kept out of the results file), for typed assertions. */
+  reason?: Error;
+}
+
+/** Publish → confirm round trips of the messages published while the fault was in place. */
+export interface UnderFault {
+  /** Messages handed to publish() between the fault being in place and the heal. */
+  published: number;
+  /** Of those, how many were confirmed before the heal began (their bytes crossed the fault both ways). */
+  confirmedBeforeHeal: number;
+  /** Their round trips (ms), publish() → confirm; undefined when none was confirmed before the heal. */
+  roundTripMs: { min: number; median: number; max: number } | undefined;
 }
 
 /** What the client's own metrics say at the end of a scenario (see Scenario.metrics). */
@@ -148,6 +163,10 @@ export interface ScenarioResult extends Ledger {
   /** Date.now() when the fault was injected and when it was healed. */
   faultAt?: number;
   healAt?: number;
+  /** Date.now() once scenario.fault() had resolved (the fault in place). */
+  faultInPlaceAt?: number;
+  /** What became of the messages published while the fault was in place. */
+  underFault?: UnderFault;
   /**
    * Heal → the client's last transition into `running` (it stayed up from then on); 0 when it was
    * already running at the heal and stayed up.
@@ -211,7 +230,24 @@ export interface Scenario {
   finish?: (ctx: ScenarioContext) => Promise<void>;
 }
 
-/** Runs one scenario against `env` and returns its ledger; the queue is deleted and the client closed. */
+/** The library's default closeTimeout (ms): ClientOptions.closeTimeout. */
+const DEFAULT_CLOSE_TIMEOUT = 10_000;
+
+/**
+ * How long the harness lets client.close() take before it fails the scenario: close() waits at most
+ * closeTimeout for running handlers, again for outstanding confirms and again for the broker's
+ * close-ok, so three times closeTimeout, plus 5 s for a loaded machine. (By then every publish has
+ * settled and the fault is healed, so a healthy close takes milliseconds.)
+ */
+export function closeBoundMs(closeTimeout = DEFAULT_CLOSE_TIMEOUT): number {
+  return 3 * closeTimeout + 5000;
+}
+
+/**
+ * Runs one scenario against `env` and returns its ledger; the queue is deleted and the client closed.
+ * Fails (rejects) when client.close() does not settle within closeBoundMs(): a close that hangs is a
+ * bug, not something to wait out.
+ */
 export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<ScenarioResult> {
   const started = Date.now();
   const rate = scenario.rate ?? 200;
@@ -233,6 +269,51 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
     ...(registry ? { metrics: { registry } } : {}),
     ...scenario.client,
   });
+  let outcome: { result: ScenarioResult } | { error: unknown };
+  try {
+    outcome = {
+      result: await drive(env, scenario, { client, started, rate, tag, queue, connectionName, registry }),
+    };
+  } catch (error) {
+    outcome = { error };
+  }
+  // A close that hangs (or rejects) fails the scenario, naming the client and the bound; the proxy
+  // is reset and the queue deleted all the same.
+  const closeMs = closeBoundMs(scenario.client?.closeTimeout);
+  const who = `chaos "${scenario.name}": client ${connectionName} (state ${client.state} when closed, closeTimeout ${scenario.client?.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT} ms)`;
+  const closeFailure = await within(
+    client.close().catch((error: unknown) => {
+      throw new Error(`${who}: close() rejected`, { cause: error });
+    }),
+    closeMs,
+    `${who}: close()`,
+  ).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  await resetProxy(env).catch(() => undefined);
+  await deleteQueue(env.directUrl, queue);
+  if ("error" in outcome) {
+    if (closeFailure)
+      throw new AggregateError([outcome.error, closeFailure], `chaos "${scenario.name}" failed`);
+    throw outcome.error;
+  }
+  if (closeFailure) throw closeFailure;
+  return outcome.result;
+}
+interface Run {
+  client: Client;
+  started: number;
+  rate: number;
+  tag: string;
+  queue: string;
+  connectionName: string;
+  registry: Registry | undefined;
+}
+
+/** Warm-up, fault, heal, settle, and the ledger (runScenario closes the client and cleans up). */
+async function drive(env: ChaosEnv, scenario: Scenario, run: Run): Promise<ScenarioResult> {
+  const { client, started, rate, tag, queue, connectionName, registry } = run;
   const states: string[] = [];
   const changes: StateRecord[] = [];
   let reconnects = 0;
@@ -240,7 +321,12 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
   client.on("state", ({ from, to, error }) => {
     const at = Date.now();
     states.push(`${from}→${to}`);
-    changes.push({ from, to, at, ...(error ? { error: `${error.name}: ${error.message}` } : {}) });
+    changes.push({
+      from,
+      to,
+      at,
+      ...(error ? { error: `${error.name}: ${error.message}`, reason: error } : {}),
+    });
     if (to === "recovering" || to === "degraded") reconnects += 1;
     if (to === "running") runningAt = at;
   });
@@ -249,110 +335,137 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
   const consumed = new Set<string>();
   let consumedTotal = 0;
   let faultAt: number | undefined;
+  let faultInPlaceAt: number | undefined;
   let healAt: number | undefined;
   let firstAfterHeal: number | undefined;
   let consumingAfterHeal: number | undefined;
   const notes: Record<string, unknown> = {};
 
+  await client.ready();
+  await client.declare({ queues: [{ name: queue, durable: true }] });
+  const publisher = client.publisher({ maxInFlight: 200 });
+  const consumer = client.consume({ queue, prefetch: 100 }, (m) => {
+    const id = m.properties.messageId;
+    if (id === undefined) return;
+    consumedTotal += 1;
+    consumed.add(id);
+    if (healAt !== undefined && firstAfterHeal === undefined) firstAfterHeal = Date.now();
+  });
+  consumer.on("state", ({ to }) => {
+    if (to === "consuming" && healAt !== undefined && consumingAfterHeal === undefined)
+      consumingAfterHeal = Date.now();
+  });
+  const ctx: ScenarioContext = { env, client, publisher, consumer, queue, connectionName, notes, registry };
+
+  const rejectedIds = new Set<string>();
+  const stream = steadyPublishing(publisher, queue, tag, rate, {
+    onRejected: (e, id, ageMs) => {
+      rejectedIds.add(id);
+      scenario.onRejected?.(e, id, ageMs);
+    },
+  });
+  const { confirmed, confirmedAt, publishedAt, pending } = stream;
+
   try {
-    await client.ready();
-    await client.declare({ queues: [{ name: queue, durable: true }] });
-    const publisher = client.publisher({ maxInFlight: 200 });
-    const consumer = client.consume({ queue, prefetch: 100 }, (m) => {
-      const id = m.properties.messageId;
-      if (id === undefined) return;
-      consumedTotal += 1;
-      consumed.add(id);
-      if (healAt !== undefined && firstAfterHeal === undefined) firstAfterHeal = Date.now();
-    });
-    consumer.on("state", ({ to }) => {
-      if (to === "consuming" && healAt !== undefined && consumingAfterHeal === undefined)
-        consumingAfterHeal = Date.now();
-    });
-    const ctx: ScenarioContext = { env, client, publisher, consumer, queue, connectionName, notes, registry };
-
-    const rejectedIds = new Set<string>();
-    const stream = steadyPublishing(publisher, queue, tag, rate, {
-      onRejected: (e, id, ageMs) => {
-        rejectedIds.add(id);
-        scenario.onRejected?.(e, id, ageMs);
-      },
-    });
-    const { confirmed, publishedAt, pending } = stream;
-
-    try {
-      await sleep(scenario.warmupMs ?? 1000);
-      faultAt = Date.now();
-      await scenario.fault(ctx);
-      await sleep(scenario.faultMs ?? 2000);
-      healAt = Date.now();
-      if (scenario.heal) await scenario.heal(ctx);
-      else await resetProxy(env);
-      if (scenario.recoverWithinMs !== undefined)
-        await waitFor(() => client.state === "running", "the client to be running", scenario.recoverWithinMs);
-      await sleep(scenario.afterMs ?? 1500);
-    } finally {
-      stream.stop();
-    }
-
-    // Every publish settles (confirmed or rejected), then everything confirmed is consumed.
-    const deadline = Date.now() + (scenario.settleMs ?? 45_000);
-    while (pending.size > 0 && Date.now() < deadline) {
-      await Promise.race([Promise.allSettled([...pending]), sleep(250)]);
-    }
-    notes["pendingAtEnd"] = pending.size;
-    while (Date.now() < deadline) {
-      let missing = 0;
-      for (const id of confirmed) if (!consumed.has(id)) missing += 1;
-      if (missing === 0) break;
-      await sleep(100);
-    }
-
-    if (scenario.finish) await scenario.finish(ctx);
-    // A rejected publish may still have reached the queue (sent, then its confirm lost with the
-    // connection): counted, not an error.
-    notes["rejectedButConsumed"] = [...rejectedIds].filter((id) => consumed.has(id)).length;
-
-    const lostIds: string[] = [];
-    for (const id of confirmed) if (!consumed.has(id)) lostIds.push(id);
-    const lostAfterHeal = lostIds.filter((id) => (publishedAt.get(id) ?? 0) >= (healAt ?? 0));
-    const candidates = [firstAfterHeal, consumingAfterHeal].filter((x): x is number => x !== undefined);
-    const recoveredAt = candidates.length > 0 ? Math.min(...candidates) : undefined;
-    const result: ScenarioResult = {
-      name: scenario.name,
-      published: stream.published,
-      confirmed: confirmed.size,
-      consumed: consumed.size,
-      duplicates: consumedTotal - consumed.size,
-      lost: lostIds.length,
-      rejected: stream.rejected,
-      rejectedBy: stream.rejectedBy,
-      recoveryMs: recoveredAt !== undefined && healAt !== undefined ? recoveredAt - healAt : undefined,
-      reconnects,
-      durationMs: 0,
-      finalClientState: client.state,
-      finalConsumerState: consumer.state,
-      states,
-      changes,
-      faultAt,
-      healAt,
-      runningAfterHealMs:
-        healAt !== undefined && runningAt !== undefined && client.state === "running"
-          ? Math.max(0, runningAt - healAt)
-          : undefined,
-      lostIds: lostIds.slice(0, 20),
-      lostAfterHeal: lostAfterHeal.slice(0, 20),
-      notes,
-      ...(registry ? { metrics: await clientFigures(registry, connectionName) } : {}),
-    };
-    result.durationMs = Date.now() - started;
-    record(result);
-    return result;
+    // The passing of time is the point here: steady traffic before, during and after the fault.
+    await sleep(scenario.warmupMs ?? 1000);
+    faultAt = Date.now();
+    await scenario.fault(ctx);
+    faultInPlaceAt = Date.now();
+    await sleep(scenario.faultMs ?? 2000);
+    healAt = Date.now();
+    if (scenario.heal) await scenario.heal(ctx);
+    else await resetProxy(env);
+    if (scenario.recoverWithinMs !== undefined)
+      await waitFor(() => client.state === "running", "the client to be running", scenario.recoverWithinMs);
+    await sleep(scenario.afterMs ?? 1500);
   } finally {
-    await Promise.race([client.close(), sleep(15_000)]).catch(() => undefined);
-    await resetProxy(env).catch(() => undefined);
-    await deleteQueue(env.directUrl, queue);
+    stream.stop();
   }
+
+  // Every publish settles (confirmed or rejected), then everything confirmed is consumed.
+  const deadline = Date.now() + (scenario.settleMs ?? 45_000);
+  while (pending.size > 0 && Date.now() < deadline) {
+    await Promise.race([Promise.allSettled([...pending]), sleep(250)]);
+  }
+  notes["pendingAtEnd"] = pending.size;
+  while (Date.now() < deadline) {
+    let missing = 0;
+    for (const id of confirmed) if (!consumed.has(id)) missing += 1;
+    if (missing === 0) break;
+    await sleep(100);
+  }
+
+  if (scenario.finish) await scenario.finish(ctx);
+  // A rejected publish may still have reached the queue (sent, then its confirm lost with the
+  // connection): counted, not an error.
+  notes["rejectedButConsumed"] = [...rejectedIds].filter((id) => consumed.has(id)).length;
+
+  const lostIds: string[] = [];
+  for (const id of confirmed) if (!consumed.has(id)) lostIds.push(id);
+  const lostAfterHeal = lostIds.filter((id) => (publishedAt.get(id) ?? 0) >= (healAt ?? 0));
+  const candidates = [firstAfterHeal, consumingAfterHeal].filter((x): x is number => x !== undefined);
+  const recoveredAt = candidates.length > 0 ? Math.min(...candidates) : undefined;
+  const result: ScenarioResult = {
+    name: scenario.name,
+    published: stream.published,
+    confirmed: confirmed.size,
+    consumed: consumed.size,
+    duplicates: consumedTotal - consumed.size,
+    lost: lostIds.length,
+    rejected: stream.rejected,
+    rejectedBy: stream.rejectedBy,
+    recoveryMs: recoveredAt !== undefined && healAt !== undefined ? recoveredAt - healAt : undefined,
+    reconnects,
+    durationMs: 0,
+    finalClientState: client.state,
+    finalConsumerState: consumer.state,
+    states,
+    changes,
+    faultAt,
+    healAt,
+    faultInPlaceAt,
+    ...(faultInPlaceAt !== undefined && healAt !== undefined
+      ? { underFault: underFault(publishedAt, confirmedAt, faultInPlaceAt, healAt) }
+      : {}),
+    runningAfterHealMs:
+      healAt !== undefined && runningAt !== undefined && client.state === "running"
+        ? Math.max(0, runningAt - healAt)
+        : undefined,
+    lostIds: lostIds.slice(0, 20),
+    lostAfterHeal: lostAfterHeal.slice(0, 20),
+    notes,
+    ...(registry ? { metrics: await clientFigures(registry, connectionName) } : {}),
+  };
+  result.durationMs = Date.now() - started;
+  record(result);
+  return result;
+}
+
+/** Round trips of the messages published in [from, to), counting those confirmed before `to`. */
+export function underFault(
+  publishedAt: ReadonlyMap<string, number>,
+  confirmedAt: ReadonlyMap<string, number>,
+  from: number,
+  to: number,
+): UnderFault {
+  let published = 0;
+  const trips: number[] = [];
+  for (const [id, at] of publishedAt) {
+    if (at < from || at >= to) continue;
+    published += 1;
+    const confirmed = confirmedAt.get(id);
+    if (confirmed !== undefined && confirmed < to) trips.push(confirmed - at);
+  }
+  trips.sort((a, b) => a - b);
+  return {
+    published,
+    confirmedBeforeHeal: trips.length,
+    roundTripMs:
+      trips.length === 0
+        ? undefined
+        : { min: trips[0]!, median: trips[Math.floor(trips.length / 2)]!, max: trips[trips.length - 1]! },
+  };
 }
 
 /** A steady stream of confirmed, persistent messages with ids "<prefix>-<n>", and what became of them. */
@@ -361,6 +474,8 @@ export interface SteadyPublishing {
   readonly published: number;
   readonly publishedAt: Map<string, number>;
   readonly confirmed: Set<string>;
+  /** Date.now() when each confirmed message's publish promise resolved. */
+  readonly confirmedAt: Map<string, number>;
   readonly rejected: number;
   /** Rejections by error name. */
   readonly rejectedBy: Record<string, number>;
@@ -386,6 +501,7 @@ export function steadyPublishing(
     published: 0,
     publishedAt: new Map<string, number>(),
     confirmed: new Set<string>(),
+    confirmedAt: new Map<string, number>(),
     rejected: 0,
     rejectedBy: {} as Record<string, number>,
     pending: new Set<Promise<void>>(),
@@ -409,6 +525,7 @@ export function steadyPublishing(
         .then(
           () => {
             state.confirmed.add(id);
+            state.confirmedAt.set(id, Date.now());
           },
           (e: unknown) => {
             state.rejected += 1;
@@ -485,7 +602,9 @@ export function record(result: ScenarioResult): void {
     // first result
   }
   all[result.name] = result;
-  writeFileSync(RESULTS_FILE, `${JSON.stringify(all, null, 2)}\n`);
+  // State changes keep their error objects for typed assertions; the file gets their text only.
+  const text = JSON.stringify(all, (key, value: unknown) => (key === "reason" ? undefined : value), 2);
+  writeFileSync(RESULTS_FILE, `${text}\n`);
 }
 
 /** Prints this process's results as a table (console.info). */
@@ -514,13 +633,4 @@ export function printResults(title = "chaos results"): void {
     ...rows.map((r) => line(cols.map((c) => String(r[c])))),
   ];
   console.info(`\n${title}\n${text.join("\n")}`);
-}
-
-/** Polls `predicate` every 50 ms until it holds, or throws after timeoutMs. */
-export async function waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
