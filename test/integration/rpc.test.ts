@@ -149,15 +149,19 @@ describe("rpc", () => {
     const rpc = cli.rpcClient();
     const dropped: string[] = [];
     rpc.on("droppedReply", (m) => dropped.push(m.body.toString()));
+    // Connected and consuming replies first: the 300 ms are the call's alone, not the connect's.
+    await cli.ready();
+    await waitFor(() => rpc.ready, "the reply consumer");
     const t0 = performance.now();
     const err = await rejection(rpc.call({ routingKey: queue, body: "x", timeoutMs: 300 }));
     const elapsed = performance.now() - t0;
     expect(err).toBeInstanceOf(RpcCallTimeoutError);
     expect((err as RpcCallTimeoutError).code).toBe("RPC_CALL_TIMEOUT");
     expect((err as RpcCallTimeoutError).recoverable).toBe(true);
+    // Not before the timeout (timer granularity aside); after it by no more than a loaded machine's delay.
     expect(elapsed).toBeGreaterThanOrEqual(290);
     expect(elapsed).toBeLessThan(3000);
-    expect(received).toBe(1);
+    await waitFor(() => received === 1, "the request at the server");
     gate.resolve();
     await waitFor(() => dropped.length === 1, "the late reply");
     expect(dropped).toEqual(["late"]);
@@ -172,15 +176,28 @@ describe("rpc", () => {
 
   it("a request nobody consumed expires in its queue when its call times out", async () => {
     const { client: cli } = client();
+    // Expired messages are dead-lettered to `expired`: proof that the request was in the queue.
     const queue = admin.queueName("rpc-idle");
-    await cli.declare({ queues: [{ name: queue }] });
+    const expired = admin.queueName("rpc-expired");
+    await admin.pub.queueDeclare({ queue: expired });
+    await admin.pub.queueDeclare({
+      queue,
+      arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": expired },
+    });
     const rpc = cli.rpcClient();
+    // Connected and consuming replies first, so the request is sent well within its 200 ms.
+    await cli.ready();
+    await waitFor(() => rpc.ready, "the reply consumer");
     const err = await rejection(rpc.call({ routingKey: queue, body: "stale", timeoutMs: 200 }));
     expect(err).toBeInstanceOf(RpcCallTimeoutError);
-    // The broker drops expired messages at the head of the queue when it looks at it.
-    const depth = async () => (await admin.pub.queueDeclare({ queue, passive: true })).messageCount;
-    await until(async () => (await depth()) === 0, "the expired request gone from its queue", 5000);
-    expect(await admin.pub.basicGet({ queue, noAck: true })).toBeNull();
+    const depth = async (q: string) =>
+      (await admin.pub.queueDeclare({ queue: q, passive: true })).messageCount;
+    await until(async () => (await depth(expired)) === 1, "the expired request dead-lettered", 10_000);
+    const dead = await admin.pub.basicGet({ queue: expired, noAck: true });
+    expect(dead?.body.toString()).toBe("stale");
+    expect(dead?.properties.headers?.["x-first-death-reason"]).toBe("expired");
+    expect(dead?.properties.headers?.["x-first-death-queue"]).toBe(queue);
+    expect(await depth(queue)).toBe(0);
   });
 
   it("an unroutable request fails at once with UnroutableError", async () => {
