@@ -67,6 +67,16 @@ async function messageCount(queue: string): Promise<number> {
   }
 }
 
+/** The topology of `queue`, whose rejected messages go to `dead`. */
+function deadLettered(queue: string, dead: string) {
+  return {
+    queues: [
+      { name: dead },
+      { name: queue, arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead } },
+    ],
+  };
+}
+
 /** Records 406 (unknown delivery tag) and other channel errors seen by a consumer. */
 function channelErrors(c: { on(event: "state", fn: (c: { error: Error | undefined }) => void): unknown }) {
   const errors: string[] = [];
@@ -98,12 +108,7 @@ describe("consumer policies", () => {
     const cl = client();
     const queue = q("retry");
     const dead = q("retry-dlq");
-    await cl.declare({
-      queues: [
-        { name: dead },
-        { name: queue, arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead } },
-      ],
-    });
+    await cl.declare(deadLettered(queue, dead));
     const seen: { attempt: number; at: number }[] = [];
     const c = cl.consume({ queue, retry: { delays: [300, 500] }, maxAttempts: 4 }, (m) => {
       seen.push({ attempt: m.attempt, at: performance.now() });
@@ -171,12 +176,7 @@ describe("consumer policies", () => {
     const cl = client(name, { metrics: { registry }, tracing: { tracer: provider.getTracer("test") } });
     const queue = q("obs");
     const dead = q("obs-dlq");
-    await cl.declare({
-      queues: [
-        { name: dead },
-        { name: queue, arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead } },
-      ],
-    });
+    await cl.declare(deadLettered(queue, dead));
     const c = cl.consume({ queue, retry: { delays: 200 }, maxAttempts: 2 }, () => {
       throw new Error("fails");
     });
@@ -431,12 +431,7 @@ describe("consumer policies", () => {
     const cl = client();
     const queue = q("iter");
     const dead = q("iter-dlq");
-    await cl.declare({
-      queues: [
-        { name: dead },
-        { name: queue, arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead } },
-      ],
-    });
+    await cl.declare(deadLettered(queue, dead));
     await publish(queue, ["ack-1", "nack-2", "reject-3", "ack-4", "ack-5", "rest-6", "rest-7", "rest-8"]);
     const stream = cl.messages({ queue, prefetch: 3 });
     const seen: string[] = [];
