@@ -23,15 +23,16 @@ import {
   startExtraNode,
   tcpAnswers,
 } from "../test/support/extra-node.js";
+import { waitFor } from "../test/support/wait.js";
 import {
   type ChaosEnv,
+  errnoOf,
   printResults,
   runScenario,
   type Scenario,
   type ScenarioResult,
   type StateRecord,
   startChaos,
-  waitFor,
 } from "./suite/harness.js";
 
 /** The publisher's default publishTimeout and the client's default connectWaitTimeout (ms). */
@@ -43,6 +44,8 @@ const TIMEOUT_REJECTIONS: Record<string, number> = {
   NotConnectedError: CONNECT_WAIT_TIMEOUT,
 };
 const OPEN = new Set(["restoring", "running", "blocked"]);
+/** How late a timer or a socket event may be seen on a loaded 2-core machine (upper bounds only). */
+const TIMER_LATENESS_MS = 5000;
 const DOWN = new Set(["recovering", "degraded"]);
 
 let env: ChaosEnv;
@@ -117,10 +120,9 @@ function expectSurvived(r: ScenarioResult, rejected: Rejections): void {
   for (const name of Object.keys(r.rejectedBy)) expect(Object.keys(TIMEOUT_REJECTIONS)).toContain(name);
   for (const x of rejected.list) expect(x.ageMs).toBeGreaterThanOrEqual(TIMEOUT_REJECTIONS[x.name]! - 50);
   // Messages flowed again after the heal.
-  expect(r.recoveryMs).toBeDefined();
+  expect(r.recoveryMs).toBeGreaterThanOrEqual(0);
   // The client's own metrics show the restarts.
-  expect(r.metrics).toBeDefined();
-  expect(r.metrics!.state).toBe("running");
+  expect(r.metrics?.state).toBe("running");
   expect(r.metrics!.reconnects).toBeGreaterThan(0);
   // One reconnect per return to running after a loss.
   const backToRunning = r.states.filter((s) => s.endsWith("→running")).length - 1;
@@ -164,13 +166,15 @@ function expectFlapped(r: ScenarioResult): { losses: number; degradedWaits: numb
   // connections opened during the fault; at most the last one opened was still up at the heal).
   const opened = during.filter((c) => c.to === "restoring").length;
   expect(opened - (losses - 1)).toBeLessThanOrEqual(1);
-  // Degraded, not failed: the escalated backoff is at least 1 s and at most maxBackoff.
+  // Degraded, not failed: the escalated backoff is at least 1 s and at most maxBackoff (measured
+  // on the client's clock: a wait ends when its timer fires, which a loaded machine may delay by a
+  // few seconds, never advance; an uncapped sixth level would be 32–64 s).
   expect(r.states.filter((s) => s.endsWith("→degraded")).length).toBeGreaterThan(0);
   const degradedWaits = waitsIn(r.changes ?? [], "degraded");
   expect(degradedWaits.length).toBeGreaterThan(0);
   for (const w of degradedWaits) {
     expect(w).toBeGreaterThanOrEqual(1000 - 5);
-    expect(w).toBeLessThanOrEqual(DEFAULT_ESCALATION.maxBackoff + 1000);
+    expect(w).toBeLessThanOrEqual(DEFAULT_ESCALATION.maxBackoff + TIMER_LATENESS_MS);
   }
   // Degraded time and escalations are in the metrics.
   expect(r.metrics!.degradedSeconds).toBeGreaterThan(0);
@@ -274,7 +278,7 @@ describe("chaos: transient faults never end a client with default supervision", 
     const during = duringFault(r);
     // The open connection was reset 300 ms after its next bytes upstream.
     const firstLoss = during.find((c) => OPEN.has(c.from) && DOWN.has(c.to));
-    expect(firstLoss).toBeDefined();
+    expect(errnoOf(firstLoss?.reason)).toBe("ECONNRESET");
     expect(firstLoss!.at - r.faultAt!).toBeGreaterThanOrEqual(300 - 5);
     // Every attempt whose socket opened during the fault was reset about 300 ms later, before its
     // handshake could finish (the proxy drops the first bytes and resets the connection).
@@ -284,14 +288,16 @@ describe("chaos: transient faults never end a client with default supervision", 
       if (c.to !== "handshaking" || c.at > r.healAt! - 500) continue;
       const next = during[i + 1]!;
       expect(DOWN.has(next.to), `${c.to} then ${next.to}`).toBe(true);
-      expect(next.error).toMatch(/ECONNRESET/);
+      expect(errnoOf(next.reason), next.error).toBe("ECONNRESET");
       attempts.push(next.at - c.at);
     }
     console.info(`[chaos] ${r.name}: ${attempts.length} connections reset, after ${attempts.join(", ")} ms`);
     expect(attempts.length).toBeGreaterThanOrEqual(5);
+    // Reset by the toxic (300 ms), not given up by the client: the only other end of an attempt
+    // that never hears back is connectionTimeout (30 s).
     for (const ms of attempts) {
       expect(ms).toBeGreaterThanOrEqual(300 - 5);
-      expect(ms).toBeLessThan(1000);
+      expect(ms).toBeLessThan(300 + TIMER_LATENESS_MS);
     }
     expect(during.filter((c) => c.to === "restoring" && c.at < r.healAt! - 500)).toEqual([]);
     expectSurvived(r, rejected);
@@ -324,7 +330,7 @@ describe("chaos: transient faults never end a client with default supervision", 
     console.info(summary(r, rejected));
     // The proxy really refused connections: the client's attempts failed with ECONNREFUSED all along.
     expect(r.notes["proxyAnswered"]).toBe(false);
-    const refused = duringFault(r).filter((c) => DOWN.has(c.to) && /ECONNREFUSED/.test(c.error ?? ""));
+    const refused = duringFault(r).filter((c) => DOWN.has(c.to) && errnoOf(c.reason) === "ECONNREFUSED");
     console.info(`[chaos] ${r.name}: ${refused.length} attempts refused`);
     expect(refused.length).toBeGreaterThanOrEqual(10);
     expect(refused.at(-1)!.at).toBeGreaterThan(r.healAt! - 5000);

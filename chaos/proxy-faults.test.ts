@@ -14,6 +14,7 @@ import { closeConnectionsNamed } from "../test/support/broker.js";
 import { until } from "../test/support/wait.js";
 import {
   type ChaosEnv,
+  errnoOf,
   printResults,
   resetProxy,
   runScenario,
@@ -67,12 +68,6 @@ function losses(r: ScenarioResult): StateRecord[] {
 /** Attempts that failed (never opened) while the fault held. */
 function failedAttempts(r: ScenarioResult): StateRecord[] {
   return duringFault(r).filter((c) => !OPEN.has(c.from) && DOWN.has(c.to));
-}
-
-/** The errno code (ECONNRESET, ECONNREFUSED...) under a SocketError, if any. */
-function errnoOf(error: Error | undefined): string | undefined {
-  if (!(error instanceof SocketError)) return undefined;
-  return (error.cause as NodeJS.ErrnoException | undefined)?.code;
 }
 
 function describeChanges(changes: readonly StateRecord[]): string {

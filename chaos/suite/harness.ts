@@ -17,6 +17,7 @@ import {
   type Consumer,
   connect,
   type Publisher,
+  SocketError,
 } from "../../src/index.js";
 import { sleep, within } from "../../test/support/async.js";
 import { waitFor } from "../../test/support/wait.js";
@@ -113,6 +114,12 @@ export interface Ledger {
   recoveryMs: number | undefined;
   /** Times the client went through `recovering` (connection lost and re-established). */
   reconnects: number;
+}
+
+/** The errno code (ECONNRESET, ECONNREFUSED...) under a SocketError; undefined for any other error. */
+export function errnoOf(error: Error | undefined): string | undefined {
+  if (!(error instanceof SocketError)) return undefined;
+  return (error.cause as NodeJS.ErrnoException | undefined)?.code;
 }
 
 /** One client state transition, as the harness saw it. */
