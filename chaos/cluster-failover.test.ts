@@ -5,8 +5,9 @@
  * (3) the node the client is connected to is SIGKILLed. Checked: every publish is confirmed (none
  * rejected: RabbitMQ nacks publishes on a channel that reached the queue during the leader
  * election, and keeps nacking on it until it is reopened; the publisher retries nacks and renews
- * such a channel), every confirmed message is consumed (lost = 0), and the client leaves the dead
- * node, and publishing is back within 2 s of each kill (WARREN_CLUSTER_MAX_FIRST_CONFIRM_MS).
+ * such a channel), every confirmed message is consumed (lost = 0), the client leaves the dead
+ * node, and a message sent after each kill is confirmed within FIRST_CONFIRM_BOUND_MS (8 s, see
+ * there; WARREN_CLUSTER_MAX_FIRST_CONFIRM_MS overrides it).
  * Printed: duplicates, nack retries, channel renewals, and for each kill the time to the first
  * confirm and first consume of a message sent after it. A second publisher, on a channel
  * opened 2 s after the first kill, shows a fresh channel works as well.
@@ -14,11 +15,31 @@
  *   npx vitest run -c chaos/cluster/vitest.config.ts
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_BACKOFF } from "../machines/backoff.js";
+import { DEFAULT_NACK_RETRY } from "../src/client/publisher.js";
 import { type Client, connect, type Publisher } from "../src/index.js";
+import { sleep } from "../test/support/async.js";
 import { extraNodesSupported } from "../test/support/extra-node.js";
 import { type Cluster, startCluster } from "./cluster/cluster.js";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * How soon after a node's death a message sent after it must be confirmed, with this client's
+ * options (default reconnect backoff and nack retry; heartbeats play no part: SIGKILL on this host
+ * closes the node's sockets at once, so the client learns of it immediately). The parts:
+ * - reconnecting, when the client's node died: at most one backoff at its ceiling,
+ *   DEFAULT_BACKOFF.max (2 s; the first one is about 100 ms);
+ * - the quorum queue's leader election, when the leader's node died (the cluster sees the node go
+ *   at once, through the closed distribution link): 2 s. Over six runs the whole fail-over took
+ *   0.1–0.75 s, once 2.56 s while the new node waited for the election;
+ * - publishes nacked during the election: the one that gets through is retried after at most
+ *   DEFAULT_NACK_RETRY.maxDelayMs (2 s) once the election is over (a channel nacked 3 times in a
+ *   row is renewed on the way, a few ms);
+ * - 2 s for a loaded 2-core machine (three nodes, the client, and whatever else runs).
+ */
+const ELECTION_MS = 2000;
+const LOAD_MARGIN_MS = 2000;
+const FIRST_CONFIRM_BOUND_MS =
+  DEFAULT_BACKOFF.max + ELECTION_MS + DEFAULT_NACK_RETRY.maxDelayMs + LOAD_MARGIN_MS;
 
 interface Lane {
   prefix: string;
@@ -134,10 +155,11 @@ describe.skipIf(!extraNodesSupported())("quorum queue leader fail-over (three lo
     await sleep(3000);
     const after = (m: Map<string, number>, t: number) => [...m.values()].filter((x) => x > t);
     /** Kills node i, then runs until something is confirmed and consumed after the kill (5 s at least, 40 s at most). */
-    const killAndRide = async (i: number, what: string) => {
+    const killAndRide = async (i: number, what: string, afterKill?: () => void) => {
       const leaderBefore = await c.leaderOf(queue).catch(() => -1);
       const killAt = performance.now();
       await c.kill(i);
+      afterKill?.();
       console.log(`killed node ${i + 1} (${c.nodeNames[i]}), ${what}`);
       const until = killAt + 40_000;
       while (performance.now() < until) {
@@ -169,10 +191,14 @@ describe.skipIf(!extraNodesSupported())("quorum queue leader fail-over (three lo
 
     // 1. The node holding the queue's leader; a second publisher starts 2 s later on a fresh channel.
     const leader = await c.leaderOf(queue);
-    const secondTimer = setTimeout(() => {
-      lanes.push(publishSteadily(cl.publisher({ maxInFlight: 100 }), "b", queue, sentAt, confirmedAt));
-    }, 2000);
-    const kills = [await killAndRide(leader, "the queue's leader")];
+    let secondTimer: NodeJS.Timeout | undefined;
+    const kills = [
+      await killAndRide(leader, "the queue's leader", () => {
+        secondTimer = setTimeout(() => {
+          lanes.push(publishSteadily(cl.publisher({ maxInFlight: 100 }), "b", queue, sentAt, confirmedAt));
+        }, 2000);
+      }),
+    ];
     clearTimeout(secondTimer);
     const newLeader = await c.leaderOf(queue);
 
@@ -246,13 +272,15 @@ describe.skipIf(!extraNodesSupported())("quorum queue leader fail-over (three lo
     }
     expect(ledger.confirmed).toBe(ledger.sent);
     expect(lanes).toHaveLength(2);
-    // With default settings, publishing is back within 2 s of each kill (reconnect to a surviving
-    // node, the leader election, nack retries and channel renewal included).
-    const limit = Number(process.env["WARREN_CLUSTER_MAX_FIRST_CONFIRM_MS"] ?? 2000);
+    // With default settings, publishing is back within FIRST_CONFIRM_BOUND_MS of each kill
+    // (reconnect to a surviving node, the leader election, nack retries and channel renewal included).
+    const limit = Number(process.env["WARREN_CLUSTER_MAX_FIRST_CONFIRM_MS"] ?? FIRST_CONFIRM_BOUND_MS);
     for (const k of kills) {
       expect(k.firstConfirmOfMessageSentAfterKillMs).toBeLessThan(limit);
       expect(k.firstConsumeOfMessageSentAfterKillMs).toBeLessThan(Number.POSITIVE_INFINITY);
     }
     expect(address2).not.toBe(address); // the client left the dead node
-  }, 180_000);
+    // A safety net only: a node's restart and the wait for its queue members to catch up take
+    // 20–60 s each on a loaded machine.
+  }, 300_000);
 });

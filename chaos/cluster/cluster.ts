@@ -23,6 +23,7 @@ import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } 
 import { chmod, mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { sleep } from "../../test/support/async.js";
 import { run } from "../../test/support/broker.js";
 import {
   cleanEnv,
@@ -83,8 +84,6 @@ interface NodeRec {
   marker: string;
   pidFile: string;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function isOurBeam(pid: number, marker: string): boolean {
   try {
