@@ -290,7 +290,9 @@ const cases: Case[] = [
   {
     scenario: {
       name: "timeout black hole",
-      faultMs: 4000,
+      // Heartbeats find it 2–2.5 s after the last byte (four silent ticks of 0.5 s); 5 s leaves a
+      // loaded machine's late timers room before the heal.
+      faultMs: 5000,
       fault: async ({ env }) => {
         await env.proxy.addToxic({
           name: "hole",
