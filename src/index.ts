@@ -47,7 +47,6 @@ export {
   Consumer,
   type ConsumerEvents,
   type ConsumerStats,
-  type ConsumeStats,
   type FailurePolicy,
   type MessageHandler,
   type MessagesOptions,
@@ -59,10 +58,8 @@ export {
   normaliseProperties,
   type OutgoingMessage,
   Publisher,
-  type PublisherObserver,
   type PublisherOptions,
   type PublishProperties,
-  type PublishStats,
 } from "./client/publisher.js";
 export {
   attemptOf,
@@ -79,20 +76,16 @@ export {
 export {
   DIRECT_REPLY_TO,
   RPC_ERROR_HEADER,
-  type RpcCallOutcome,
   RpcClient,
   type RpcClientEvents,
   type RpcClientOptions,
-  type RpcClientStats,
   type RpcHandler,
   type RpcReply,
   type RpcRequest,
   type RpcResponse,
-  type RpcServeOutcome,
   RpcServer,
   type RpcServerEvents,
   type RpcServerOptions,
-  type RpcServerStats,
 } from "./client/rpc.js";
 export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
@@ -106,14 +99,26 @@ export {
   isTransient,
 } from "./faults.js";
 export { type MetricsServer, type ServeMetricsOptions, serveMetrics } from "./observability/http.js";
+export type { MetricsOptions } from "./observability/metrics/client-metrics.js";
 export {
-  CONNECTION_STATES,
   DEFAULT_EXCHANGE_LABEL,
-  type MetricsOptions,
   OTHER_LABEL,
   type PublishFailure,
   publishFailureReason,
-} from "./observability/metrics.js";
+} from "./observability/metrics/series.js";
+export {
+  type ClientState,
+  CONNECTION_STATES,
+  type ConsumeStats,
+  type PublisherObserver,
+  type PublishStats,
+  RPC_CALL_OUTCOMES,
+  RPC_SERVE_OUTCOMES,
+  type RpcCallOutcome,
+  type RpcClientStats,
+  type RpcServeOutcome,
+  type RpcServerStats,
+} from "./observability/observers.js";
 export {
   type DeliveryOutcome,
   TraceAttributes,

@@ -32,6 +32,7 @@ import {
   connectionMachine,
   type LifecycleError,
 } from "../../machines/connection.js";
+import { leafName } from "../../machines/state-value.js";
 import type { Body, Channel, PublishOptions } from "../amqp/channel.js";
 import { Connection, type ConnectionOptions, type OpenHooks } from "../amqp/connection.js";
 import { TypedEmitter } from "../amqp/events.js";
@@ -48,7 +49,8 @@ import {
   type WarrenError,
 } from "../errors.js";
 import { isCallerFault, isReported } from "../faults.js";
-import { ClientMetrics, type MetricsOptions } from "../observability/metrics.js";
+import { ClientMetrics, type MetricsOptions } from "../observability/metrics/client-metrics.js";
+import type { ClientState } from "../observability/observers.js";
 import { Tracing, type TracingOption } from "../observability/tracing.js";
 import { type ConsumeOptions, Consumer, type MessageHandler, type MessagesOptions } from "./consumer.js";
 import { MessageStream } from "./messages.js";
@@ -111,20 +113,6 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
    */
   tracing?: TracingOption;
 }
-
-/** The connection supervisor's states, as `state` events and `client.state` name them. */
-export type ClientState =
-  | "idle"
-  | "connecting"
-  | "handshaking"
-  | "restoring"
-  | "running"
-  | "blocked"
-  | "recovering"
-  | "degraded"
-  | "closing"
-  | "closed"
-  | "failed";
 
 export interface StateChange {
   from: ClientState;
@@ -914,13 +902,6 @@ function hostOf(url: string): string {
   } catch {
     return redactUrl(url);
   }
-}
-
-/** The innermost state name of a machine state value. */
-function leafName(value: unknown): string {
-  let v = value;
-  while (v !== null && typeof v === "object") v = Object.values(v as Record<string, unknown>)[0];
-  return String(v);
 }
 
 /** Creates a supervised client and starts connecting; `await client.ready()` for the first open. */

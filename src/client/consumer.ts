@@ -26,7 +26,9 @@ import {
   TimeoutError,
   type WarrenError,
 } from "../errors.js";
+import type { ConsumeStats } from "../observability/observers.js";
 import type { DeliveryOutcome, Tracing } from "../observability/tracing.js";
+
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import type { FieldTable, FieldValue } from "../protocol/table.js";
 import { Deque } from "./deque.js";
@@ -177,25 +179,6 @@ export interface ConsumerStats {
   readonly subscribeErrors: number;
   /** The `code` of the last failed subscription attempt (e.g. `QUEUE_NOT_FOUND`), until one succeeds. */
   readonly lastSubscribeError: string | undefined;
-}
-
-/**
- * Instrumentation of one queue's deliveries (warren's metrics): called synchronously on the hot
- * path, so cheap and never throwing.
- */
-export interface ConsumeStats {
-  delivered(): void;
-  /** The handler settled after `seconds`. */
-  handled(seconds: number): void;
-  acked(): void;
-  /** Nacked with requeue. */
-  nacked(): void;
-  /** Nacked without requeue (dead-lettered by the queue, or dropped), or moved to warren's dead-letter queue. */
-  rejected(): void;
-  /** Sent to a retry (delay) queue. */
-  retried?(): void;
-  /** A subscription attempt failed with an error of this `code` (e.g. `QUEUE_NOT_FOUND`). */
-  subscribeFailed?(code: string): void;
 }
 
 /** What the consumer needs from its client. */

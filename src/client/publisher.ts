@@ -38,7 +38,9 @@ import {
   TimeoutError,
   UnroutableError,
 } from "../errors.js";
+import type { PublisherObserver } from "../observability/observers.js";
 import type { Tracing } from "../observability/tracing.js";
+
 import { type DeadLetter, Outbox, type OutboxOptions, type StoredMessage } from "../outbox/outbox.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import { Deque } from "./deque.js";
@@ -103,32 +105,6 @@ export const DEFAULT_NACK_RETRY: Required<NackRetryOptions> = {
 export function nackRetryDelay(retry: number, o: Required<NackRetryOptions>, random = Math.random): number {
   const base = Math.min(o.maxDelayMs, o.initialDelayMs * 2 ** Math.max(0, retry - 1));
   return base / 2 + random() * (base / 2);
-}
-
-/**
- * Instrumentation of publishes to one exchange (warren's metrics): called synchronously on the
- * hot path, so cheap and never throwing.
- */
-export interface PublishStats {
-  /** Accepted by publish(). */
-  published(): void;
-  /** Confirmed by the broker, `seconds` after it was accepted (not given for outbox rows). */
-  confirmed(seconds?: number): void;
-  /** A basic.nack (each one, retried or not). */
-  nacked(): void;
-  /** A nacked message sent again. */
-  nackRetried(): void;
-  /** Returned as unroutable (mandatory). */
-  returned(): void;
-  /** Sent again after its channel or connection died. */
-  republished(): void;
-  /** Its promise rejected with `error`. */
-  failed(error: Error): void;
-}
-
-/** Gives the instrumentation of one exchange's publishes. */
-export interface PublisherObserver {
-  exchange(name: string): PublishStats;
 }
 
 /** What the publisher needs from its client. */

@@ -41,7 +41,9 @@ import {
   UnroutableError,
   WarrenError,
 } from "../errors.js";
+import type { RpcCallOutcome, RpcClientStats, RpcServerStats } from "../observability/observers.js";
 import type { FieldTable } from "../protocol/table.js";
+
 import type { ConsumedMessage, ConsumeOptions, Consumer, MessageHandler } from "./consumer.js";
 import { Deque } from "./deque.js";
 import type { PublishProperties } from "./publisher.js";
@@ -53,61 +55,6 @@ export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
 export const RPC_ERROR_HEADER = "warren-error";
 
 // ─── instrumentation ─────────────────────────────────────────────────────────
-
-/** How a call ended, as `warren_rpc_client_calls_total{outcome}` labels it. */
-export type RpcCallOutcome =
-  /** A reply arrived. */
-  | "ok"
-  /** An error reply arrived (RpcRemoteError). */
-  | "remote_error"
-  /** No reply within timeoutMs (RpcCallTimeoutError). */
-  | "timeout"
-  /** The broker returned the request: no queue is bound for it (UnroutableError). */
-  | "unroutable"
-  /** Its channel or connection died before the reply (RpcConnectionLostError), retries used up. */
-  | "connection_lost"
-  /** The RpcClient or the client was closed (ClientClosedError). */
-  | "closed"
-  /** The broker refused the publish (e.g. 404 no such exchange), or it could not be encoded. */
-  | "refused";
-
-export const RPC_CALL_OUTCOMES: readonly RpcCallOutcome[] = [
-  "ok",
-  "remote_error",
-  "timeout",
-  "unroutable",
-  "connection_lost",
-  "closed",
-  "refused",
-];
-
-/** How a request was served, as `warren_rpc_server_requests_total{outcome}` labels it. */
-export type RpcServeOutcome =
-  /** The handler succeeded and its reply was sent. */
-  | "ok"
-  /** The handler threw: an error reply was sent. */
-  | "error"
-  /** The request had no replyTo: acked and dropped (the `dropped` event). */
-  | "no_reply_to"
-  /** The reply could not be sent (no channel): the request is nacked, the broker redelivers it. */
-  | "reply_failed";
-
-export const RPC_SERVE_OUTCOMES: readonly RpcServeOutcome[] = ["ok", "error", "no_reply_to", "reply_failed"];
-
-/** Instrumentation of an RpcClient (warren's metrics): cheap, never throwing. */
-export interface RpcClientStats {
-  /** A call settled; `seconds` from call() to the settlement. */
-  settled(outcome: RpcCallOutcome, seconds: number): void;
-  /** A reply whose correlationId matches no outstanding call (late, after a timeout) was dropped. */
-  droppedReply(): void;
-  /** A call was sent again after its channel died (`retry`). */
-  retried(): void;
-}
-
-/** Instrumentation of an RpcServer's queue. */
-export interface RpcServerStats {
-  served(outcome: RpcServeOutcome, seconds: number): void;
-}
 
 // ─── the client ─────────────────────────────────────────────────────────────
 
