@@ -7,28 +7,28 @@
  */
 
 export type { BackoffOptions, IntensityOptions } from "../machines/backoff.js";
-export {
-  type BasicProperties,
-  type Body,
-  Channel,
-  type ChannelEvents,
-  type ConsumeHandlers,
-  type ConsumeOptions,
-  type ExchangeBindOptions,
-  type ExchangeDeclareOptions,
-  type ExchangeDeleteOptions,
-  type GetOptions,
-  type Message,
-  type PublishOptions,
-  type QosOptions,
-  type QueueBindOptions,
-  type QueueDeclareOptions,
-  type QueueDeclareResult,
-  type QueueDeleteOptions,
-  type QueuePurgeOptions,
-  type QueueUnbindOptions,
-  type ReturnedMessage,
-} from "./amqp/channel.js";
+export { Channel } from "./amqp/channel.js";
+export type {
+  BasicProperties,
+  Body,
+  ChannelEvents,
+  ConsumeHandlers,
+  ConsumeOptions,
+  ExchangeBindOptions,
+  ExchangeDeclareOptions,
+  ExchangeDeleteOptions,
+  GetOptions,
+  Message,
+  PublishOptions,
+  QosOptions,
+  QueueBindOptions,
+  QueueDeclareOptions,
+  QueueDeclareResult,
+  QueueDeleteOptions,
+  QueuePurgeOptions,
+  QueueUnbindOptions,
+  ReturnedMessage,
+} from "./amqp/channel-types.js";
 export {
   Connection,
   type ConnectionEvents,

@@ -52,6 +52,7 @@ import { encodeTable, type FieldTable } from "../protocol/table.js";
 import { openSocket, type TlsOptions, toSocketError } from "../transport/socket.js";
 import { FrameWriter } from "../transport/writer.js";
 import { Channel } from "./channel.js";
+import type { ChannelHost, MethodCallObserver } from "./channel-host.js";
 import { TypedEmitter } from "./events.js";
 import { type AuthMechanism, parseUrl, redactUrl } from "./url.js";
 
@@ -179,19 +180,13 @@ export interface OpenHooks {
  * Instrumentation hooks (warren's metrics use them): called synchronously, must be cheap and
  * must not throw. Every hook is optional.
  */
-export interface ConnectionObserver {
+export interface ConnectionObserver extends MethodCallObserver {
   /** The socket is up (before the handshake): `bytesReceived`/`bytesSent` count from here. */
   opened?(conn: Connection): void;
   /** The connection closed, whatever the cause: its byte counts are final. */
   closed?(conn: Connection): void;
   /** The connection was declared dead after two heartbeat intervals without data. */
   heartbeatMissed?(): void;
-  /** A synchronous method (e.g. `queue.declare`) was sent and waits for its reply. */
-  rpcSent?(method: string): void;
-  /** Its reply came, `seconds` after it was sent. */
-  rpcReplied?(method: string, seconds: number): void;
-  /** No reply within rpcTimeout: the channel was given up. */
-  rpcTimedOut?(method: string): void;
 }
 
 /** What the broker told us in connection.start. */
@@ -209,7 +204,7 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
-export class Connection extends TypedEmitter<ConnectionEvents> {
+export class Connection extends TypedEmitter<ConnectionEvents> implements ChannelHost {
   /** Negotiated values (valid once open). */
   frameMax = HANDSHAKE_FRAME_MAX;
   channelMax = DEFAULT_CHANNEL_MAX;

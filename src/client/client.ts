@@ -33,7 +33,8 @@ import {
   type LifecycleError,
 } from "../../machines/connection.js";
 import { leafName } from "../../machines/state-value.js";
-import type { Body, Channel, PublishOptions } from "../amqp/channel.js";
+import type { Channel } from "../amqp/channel.js";
+import type { Body, PublishOptions } from "../amqp/channel-types.js";
 import { Connection, type ConnectionOptions, type OpenHooks } from "../amqp/connection.js";
 import { TypedEmitter } from "../amqp/events.js";
 import { redactUrl } from "../amqp/url.js";

@@ -14,7 +14,8 @@
 import type { Span } from "@opentelemetry/api";
 import { type Actor, createActor, fromPromise } from "xstate";
 import { type ConsumerEvent, consumerMachine } from "../../machines/consumer.js";
-import type { Channel, Message } from "../amqp/channel.js";
+import type { Channel } from "../amqp/channel.js";
+import type { Message } from "../amqp/channel-types.js";
 import { TypedEmitter } from "../amqp/events.js";
 import {
   ChannelClosedByBroker,

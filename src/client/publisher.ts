@@ -26,7 +26,8 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Span } from "@opentelemetry/api";
-import type { Body, Channel } from "../amqp/channel.js";
+import type { Channel } from "../amqp/channel.js";
+import type { Body } from "../amqp/channel-types.js";
 import {
   ChannelClosedByBroker,
   ChannelClosedError,

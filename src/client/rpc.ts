@@ -29,7 +29,8 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import type { BasicProperties, Body, Channel, Message, ReturnedMessage } from "../amqp/channel.js";
+import type { Channel } from "../amqp/channel.js";
+import type { BasicProperties, Body, Message, ReturnedMessage } from "../amqp/channel-types.js";
 import { TypedEmitter } from "../amqp/events.js";
 import {
   ChannelClosedByBroker,

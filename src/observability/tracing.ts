@@ -34,7 +34,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import type { Body } from "../amqp/channel.js";
+import type { Body } from "../amqp/channel-types.js";
 import { VERSION } from "../amqp/connection.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import type { FieldTable } from "../protocol/table.js";
