@@ -104,7 +104,7 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   closeTimeout?: number;
   /**
    * Prometheus metrics (default off): `{ registry, maxLabelValues }`, or `true` for prom-client's
-   * default registry. See README "Metrics" and dashboards/metrics.md.
+   * default registry. See docs/observability.md and dashboards/metrics.md.
    */
   metrics?: boolean | MetricsOptions;
   /**
@@ -784,7 +784,7 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   /**
    * An RPC client over direct reply-to, on a supervised channel of its own (its reply consumer is
-   * set up again on every new channel). See RpcClient and README "RPC".
+   * set up again on every new channel). See RpcClient and docs/rpc.md.
    */
   rpcClient(options: RpcClientOptions = {}): RpcClient {
     this.checkUsable();
