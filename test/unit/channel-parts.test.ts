@@ -364,9 +364,7 @@ function framesOf(bytes: Buffer): { type: number; channel: number; size: number 
   const frames: { type: number; channel: number; size: number }[] = [];
   const p = new FrameParser(
     (type, channel, payload) => frames.push({ type, channel, size: payload.length }),
-    {
-      frameMax: 0,
-    },
+    0,
   );
   p.push(bytes);
   return frames;
