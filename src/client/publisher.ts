@@ -827,8 +827,12 @@ export class Publisher {
     await this.whenIdle(timeout);
     this.closedFlag = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    // Named by its type only: a login error's text names the user, and this error reaches spans.
     const err = cause
-      ? new ClientClosedError(`the client failed before the message was sent: ${cause.message}`, { cause })
+      ? new ClientClosedError(
+          `the client failed (${cause.name}) before the message was sent; error.cause says why`,
+          { cause },
+        )
       : new ClientClosedError("the client was closed before the message was confirmed");
     if (this.delayTimer) clearTimeout(this.delayTimer);
     this.delayTimer = undefined;

@@ -35,9 +35,9 @@ import {
   trace,
 } from "@opentelemetry/api";
 import type { Body } from "../amqp/channel-types.js";
-import { VERSION } from "../amqp/connection.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import type { FieldTable } from "../protocol/table.js";
+import { VERSION } from "../version.js";
 
 export interface TracingOptions {
   /** The tracer to use; default `trace.getTracer("warren", <version>)` (the global provider). */
