@@ -74,19 +74,20 @@ export {
   retriesOf,
 } from "./client/retry.js";
 export {
-  DIRECT_REPLY_TO,
-  RPC_ERROR_HEADER,
   RpcClient,
   type RpcClientEvents,
   type RpcClientOptions,
-  type RpcHandler,
   type RpcReply,
   type RpcRequest,
+} from "./client/rpc-client.js";
+export { DIRECT_REPLY_TO, RPC_ERROR_HEADER } from "./client/rpc-protocol.js";
+export {
+  type RpcHandler,
   type RpcResponse,
   RpcServer,
   type RpcServerEvents,
   type RpcServerOptions,
-} from "./client/rpc.js";
+} from "./client/rpc-server.js";
 export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
 export {

@@ -45,13 +45,8 @@ import { Hosts } from "./hosts.js";
 import { ManagedChannel } from "./managed-channel.js";
 import { MessageStream } from "./messages.js";
 import { Publisher, type PublisherOptions, type PublishProperties } from "./publisher.js";
-import {
-  RpcClient,
-  type RpcClientOptions,
-  type RpcHandler,
-  RpcServer,
-  type RpcServerOptions,
-} from "./rpc.js";
+import { RpcClient, type RpcClientOptions } from "./rpc-client.js";
+import { type RpcHandler, RpcServer, type RpcServerOptions } from "./rpc-server.js";
 import { type BindingSpec, type DeclareResult, Topology, type TopologySpec } from "./topology.js";
 import { Waiters } from "./waiters.js";
 
