@@ -25,6 +25,7 @@ import {
   RpcRemoteError,
   UnroutableError,
 } from "../errors.js";
+import { exchangeNamedIn } from "../faults.js";
 import type { RpcCallOutcome, RpcClientStats } from "../observability/observers.js";
 import type { Tracing } from "../observability/tracing.js";
 import { Deque } from "./deque.js";
@@ -325,7 +326,7 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
     // A publish the broker refused closes the channel (404 no exchange): that call's own error.
     const refused =
       err instanceof ChannelClosedByBroker && err.methodName === "basic.publish"
-        ? /exchange '([^']*)'/.exec(err.replyText)?.[1]
+        ? exchangeNamedIn(err.replyText)
         : undefined;
     const retry: Call[] = [];
     for (const c of lost) {
