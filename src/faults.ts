@@ -435,3 +435,22 @@ export function isRefusal(err: unknown): boolean {
   if (e?.code !== "CHANNEL_CLOSED_BY_BROKER") return false;
   return e.replyCode === 406 || (e.replyCode === 403 && !isExclusiveInUse(e));
 }
+
+/** The exchange a broker's refusal names (`NOT_FOUND - no exchange 'x' in vhost '/'`), if any. */
+export function exchangeNamedIn(replyText: string): string | undefined {
+  return /exchange '([^']*)'/.exec(replyText)?.[1];
+}
+
+/**
+ * True when a channel close is the broker refusing a publish to `exchange` (e.g. 404 no exchange
+ * 'x'): the messages to it fail. A close caused by another method, or naming another exchange, is no
+ * verdict on the message: it is sent again.
+ */
+export function refusedPublishTo(
+  close: { readonly replyText: string; readonly methodName?: string | undefined },
+  exchange: string,
+): boolean {
+  if (close.methodName !== undefined && close.methodName !== "basic.publish") return false;
+  const named = exchangeNamedIn(close.replyText);
+  return named === undefined || named === exchange;
+}

@@ -7,28 +7,28 @@
  */
 
 export type { BackoffOptions, IntensityOptions } from "../machines/backoff.js";
-export {
-  type BasicProperties,
-  type Body,
-  Channel,
-  type ChannelEvents,
-  type ConsumeHandlers,
-  type ConsumeOptions,
-  type ExchangeBindOptions,
-  type ExchangeDeclareOptions,
-  type ExchangeDeleteOptions,
-  type GetOptions,
-  type Message,
-  type PublishOptions,
-  type QosOptions,
-  type QueueBindOptions,
-  type QueueDeclareOptions,
-  type QueueDeclareResult,
-  type QueueDeleteOptions,
-  type QueuePurgeOptions,
-  type QueueUnbindOptions,
-  type ReturnedMessage,
-} from "./amqp/channel.js";
+export { Channel } from "./amqp/channel.js";
+export type {
+  BasicProperties,
+  Body,
+  ChannelEvents,
+  ConsumeHandlers,
+  ConsumeOptions,
+  ExchangeBindOptions,
+  ExchangeDeclareOptions,
+  ExchangeDeleteOptions,
+  GetOptions,
+  Message,
+  PublishOptions,
+  QosOptions,
+  QueueBindOptions,
+  QueueDeclareOptions,
+  QueueDeclareResult,
+  QueueDeleteOptions,
+  QueuePurgeOptions,
+  QueueUnbindOptions,
+  ReturnedMessage,
+} from "./amqp/channel-types.js";
 export {
   Connection,
   type ConnectionEvents,
@@ -47,7 +47,6 @@ export {
   Consumer,
   type ConsumerEvents,
   type ConsumerStats,
-  type ConsumeStats,
   type FailurePolicy,
   type MessageHandler,
   type MessagesOptions,
@@ -59,10 +58,8 @@ export {
   normaliseProperties,
   type OutgoingMessage,
   Publisher,
-  type PublisherObserver,
   type PublisherOptions,
   type PublishProperties,
-  type PublishStats,
 } from "./client/publisher.js";
 export {
   attemptOf,
@@ -77,23 +74,20 @@ export {
   retriesOf,
 } from "./client/retry.js";
 export {
-  DIRECT_REPLY_TO,
-  RPC_ERROR_HEADER,
-  type RpcCallOutcome,
   RpcClient,
   type RpcClientEvents,
   type RpcClientOptions,
-  type RpcClientStats,
-  type RpcHandler,
   type RpcReply,
   type RpcRequest,
+} from "./client/rpc-client.js";
+export { DIRECT_REPLY_TO, RPC_ERROR_HEADER } from "./client/rpc-protocol.js";
+export {
+  type RpcHandler,
   type RpcResponse,
-  type RpcServeOutcome,
   RpcServer,
   type RpcServerEvents,
   type RpcServerOptions,
-  type RpcServerStats,
-} from "./client/rpc.js";
+} from "./client/rpc-server.js";
 export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
 export {
@@ -106,14 +100,26 @@ export {
   isTransient,
 } from "./faults.js";
 export { type MetricsServer, type ServeMetricsOptions, serveMetrics } from "./observability/http.js";
+export type { MetricsOptions } from "./observability/metrics/client-metrics.js";
 export {
-  CONNECTION_STATES,
   DEFAULT_EXCHANGE_LABEL,
-  type MetricsOptions,
   OTHER_LABEL,
   type PublishFailure,
   publishFailureReason,
-} from "./observability/metrics.js";
+} from "./observability/metrics/series.js";
+export {
+  type ClientState,
+  CONNECTION_STATES,
+  type ConsumeStats,
+  type PublisherObserver,
+  type PublishStats,
+  RPC_CALL_OUTCOMES,
+  RPC_SERVE_OUTCOMES,
+  type RpcCallOutcome,
+  type RpcClientStats,
+  type RpcServeOutcome,
+  type RpcServerStats,
+} from "./observability/observers.js";
 export {
   type DeliveryOutcome,
   TraceAttributes,

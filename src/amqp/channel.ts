@@ -14,21 +14,9 @@ import {
   ConfigError,
   type ConnectionError,
   FrameError,
-  FrameTooLargeError,
-  PublishNackedError,
   RpcTimeoutError,
-  UnroutableError,
-  WarrenError,
 } from "../errors.js";
-import { readU64 } from "../protocol/codec.js";
-import {
-  FRAME_HEADER_SIZE,
-  FRAME_OVERHEAD,
-  writeBodyFrame,
-  writeBodyFrameHeader,
-  writeHeaderFrame,
-  writeMethodFrameWith,
-} from "../protocol/frame.js";
+import { writePublish, writeSmallMethod } from "../protocol/content-writer.js";
 import {
   BASIC_ACK,
   BASIC_CANCEL,
@@ -40,16 +28,8 @@ import {
   CHANNEL_CLOSE,
   CHANNEL_CLOSE_OK,
   CHANNEL_FLOW,
-  CLASS_IDS,
-  CONTENT_METHODS,
-  decodeBasicProperties,
-  decodeMethod,
   encodeBasicAck,
   encodeBasicNack,
-  encodeBasicPublish,
-  FRAME_BODY,
-  FRAME_HEADER,
-  FRAME_METHOD,
   METHOD_IDS,
   METHOD_NAMES,
   type Method,
@@ -58,183 +38,39 @@ import {
   type MethodName,
   SYNC_REPLIES,
 } from "../protocol/generated/spec.js";
-import type { FieldTable } from "../protocol/table.js";
-import { ZERO_COPY_THRESHOLD } from "../transport/writer.js";
-import { ConfirmTracker } from "./confirms.js";
-import type { Connection } from "./connection.js";
+import type { ChannelHost } from "./channel-host.js";
+import type {
+  Body,
+  ChannelEvents,
+  ConfirmSink,
+  ConsumeHandlers,
+  ConsumeOptions,
+  ExchangeBindOptions,
+  ExchangeDeclareOptions,
+  ExchangeDeleteOptions,
+  GetOptions,
+  Message,
+  PublishOptions,
+  QosOptions,
+  QueueBindOptions,
+  QueueDeclareOptions,
+  QueueDeclareResult,
+  QueueDeleteOptions,
+  QueuePurgeOptions,
+  QueueUnbindOptions,
+  ReturnedMessage,
+} from "./channel-types.js";
+import { ContentAssembler } from "./content-assembler.js";
 import { TypedEmitter } from "./events.js";
-
-// ─── public types ───────────────────────────────────────────────────────────
-
-export type { BasicProperties };
-
-/** A message delivered by basic.deliver or basic.get-ok. */
-export interface Message {
-  body: Buffer;
-  properties: BasicProperties;
-  deliveryTag: number;
-  redelivered: boolean;
-  exchange: string;
-  routingKey: string;
-  /** Set for consumed messages. */
-  consumerTag?: string;
-  /** Set for basic.get: messages left in the queue. */
-  messageCount?: number;
-}
-
-/** A message the broker returned (mandatory and unroutable). */
-export interface ReturnedMessage {
-  body: Buffer;
-  properties: BasicProperties;
-  replyCode: number;
-  replyText: string;
-  exchange: string;
-  routingKey: string;
-}
-
-export type Body = Buffer | Uint8Array | string;
-
-export interface ExchangeDeclareOptions {
-  exchange: string;
-  /** direct (default), fanout, topic, headers, or a plugin's type such as x-delayed-message. */
-  type?: string;
-  passive?: boolean;
-  durable?: boolean;
-  autoDelete?: boolean;
-  internal?: boolean;
-  noWait?: boolean;
-  arguments?: FieldTable;
-}
-export interface ExchangeDeleteOptions {
-  exchange: string;
-  ifUnused?: boolean;
-  noWait?: boolean;
-}
-export interface ExchangeBindOptions {
-  destination: string;
-  source: string;
-  routingKey?: string;
-  noWait?: boolean;
-  arguments?: FieldTable;
-}
-export interface QueueDeclareOptions {
-  /** Empty (default) asks the broker to name the queue. */
-  queue?: string;
-  passive?: boolean;
-  durable?: boolean;
-  exclusive?: boolean;
-  autoDelete?: boolean;
-  noWait?: boolean;
-  /** e.g. { "x-queue-type": "quorum", "x-message-ttl": 60000 } */
-  arguments?: FieldTable;
-}
-export interface QueueDeclareResult {
-  queue: string;
-  messageCount: number;
-  consumerCount: number;
-}
-export interface QueueBindOptions {
-  queue: string;
-  exchange: string;
-  routingKey?: string;
-  noWait?: boolean;
-  arguments?: FieldTable;
-}
-export interface QueueUnbindOptions {
-  queue: string;
-  exchange: string;
-  routingKey?: string;
-  arguments?: FieldTable;
-}
-export interface QueuePurgeOptions {
-  queue: string;
-  noWait?: boolean;
-}
-export interface QueueDeleteOptions {
-  queue: string;
-  ifUnused?: boolean;
-  ifEmpty?: boolean;
-  noWait?: boolean;
-}
-export interface QosOptions {
-  prefetchCount?: number;
-  prefetchSize?: number;
-  /** RabbitMQ: true applies the limit to the whole channel, false (default) to each new consumer. */
-  global?: boolean;
-}
-export interface ConsumeOptions {
-  queue: string;
-  /** Empty (default): the broker names the consumer. */
-  consumerTag?: string;
-  noLocal?: boolean;
-  noAck?: boolean;
-  exclusive?: boolean;
-  /** e.g. { "x-priority": 10 } or { "x-stream-offset": "first" } */
-  arguments?: FieldTable;
-}
-export interface ConsumeHandlers {
-  /** Each delivery; a thrown error or rejected promise is reported through the channel's "handlerError" event. */
-  onMessage: (message: Message) => void | Promise<void>;
-  /** The broker cancelled the consumer (queue deleted, node down). */
-  onCancel?: (consumerTag: string) => void;
-}
-export interface PublishOptions {
-  mandatory?: boolean;
-  immediate?: boolean;
-}
-export interface GetOptions {
-  queue: string;
-  noAck?: boolean;
-}
-
-export interface ChannelEvents {
-  /** A mandatory message came back unroutable. */
-  return: (message: ReturnedMessage) => void;
-  /** The broker cancelled a consumer. */
-  cancel: (consumerTag: string) => void;
-  /** channel.flow from the broker. */
-  flow: (active: boolean) => void;
-  /** A consumer's onMessage threw or rejected. */
-  handlerError: (error: unknown, message: Message) => void;
-  /** Closed, once; error is undefined when we closed it. */
-  close: (error: ChannelError | ConnectionError | undefined) => void;
-}
+import { MethodCalls } from "./method-calls.js";
+import { PublishConfirms } from "./publish-confirms.js";
 
 // ─── internals ──────────────────────────────────────────────────────────────
-
-interface Rpc {
-  replies: readonly number[];
-  resolve: (m: Method) => void;
-  reject: (e: Error) => void;
-}
-
-/** Told the broker's answer to one publish; called as methods (an object with state may be its own sink). */
-export interface ConfirmSink {
-  resolve(): void;
-  reject(e: Error): void;
-}
-
-interface Pending {
-  sink: ConfirmSink;
-  /** For matching basic.return to a mandatory publish. */
-  exchange?: string;
-  routingKey?: string;
-  messageId?: string | undefined;
-  /** The published body (kept only for mandatory publishes), compared byte for byte with a return's. */
-  body?: Uint8Array;
-  returned?: ReturnedMessage;
-}
 
 type GetOkWithMessage = Extract<Method, { name: "basic.get-ok" }> & { message: Message };
 
 interface Consumer extends ConsumeHandlers {
   tag: string;
-}
-
-enum In {
-  Method = 0,
-  Header = 1,
-  Body = 2,
 }
 
 export class Channel extends TypedEmitter<ChannelEvents> {
@@ -248,26 +84,32 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   /** tx mode (tx.select sent). */
   txMode = false;
 
-  private readonly conn: Connection;
+  private readonly conn: ChannelHost;
   readonly id: number;
-  private rpcs: Rpc[] = [];
+  private readonly calls: MethodCalls;
   private consumers = new Map<string, Consumer>();
   /** Handlers of consumes sent without a tag, waiting for consume-ok to name them. */
   private serverNamed: ConsumeHandlers[] = [];
   // publisher confirms
-  private confirms = new ConfirmTracker<Pending>();
+  private readonly confirms: PublishConfirms;
   // content assembly
-  private inState = In.Method;
-  private inMethod: Method | undefined;
-  private inProps: BasicProperties | undefined;
-  private inSize = 0;
-  private inBody: Buffer | undefined;
-  private inReceived = 0;
+  private readonly assembler: ContentAssembler;
 
-  constructor(conn: Connection, id: number) {
+  constructor(conn: ChannelHost, id: number) {
     super();
     this.conn = conn;
     this.id = id;
+    this.confirms = new PublishConfirms(id);
+    this.calls = new MethodCalls({
+      channel: id,
+      timeout: conn.options.rpcTimeout,
+      observer: conn.observer,
+      onTimeout: (name, timeout) => this.callTimedOut(name, timeout),
+    });
+    this.assembler = new ContentAssembler(id, () => conn.options.maxMessageSize, {
+      method: (m) => this.onMethod(m),
+      content: (m, properties, body) => this.deliver(m, properties, body),
+    });
   }
 
   get isOpen(): boolean {
@@ -281,11 +123,11 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   /** @internal called by Connection.openChannel */
   async open(): Promise<void> {
-    await this.rpc({ name: "channel.open", args: {} }, true);
+    await this.callMethod({ name: "channel.open", args: {} }, true);
     this.state = "open";
   }
 
-  // ─── RPC ────────────────────────────────────────────────────────────────
+  // ─── method calls ────────────────────────────────────────────────────────────
 
   private checkOpen(allowOpening = false): void {
     if (this.state === "open" || (allowOpening && this.state === "opening")) return;
@@ -293,7 +135,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   }
 
   /** Sends a method and, if it is synchronous (and not no-wait), resolves with its reply. */
-  private rpc(method: MethodInput, allowOpening = false): Promise<Method> {
+  private callMethod(method: MethodInput, allowOpening = false): Promise<Method> {
     try {
       this.checkOpen(allowOpening);
     } catch (e) {
@@ -308,44 +150,8 @@ export class Channel extends TypedEmitter<ChannelEvents> {
         reject(e);
         return;
       }
-      if (replies) this.pushRpc(replies, resolve, reject, method.name);
+      if (replies) this.calls.expect(replies, resolve, reject, method.name);
       else resolve(undefined as unknown as Method);
-    });
-  }
-
-  /** Queues an expected reply, bounded by the connection's rpcTimeout. */
-  private pushRpc(
-    replies: readonly number[],
-    resolve: (m: Method) => void,
-    reject: (e: Error) => void,
-    name: MethodName,
-  ): void {
-    const timeout = this.conn.options.rpcTimeout;
-    const obs = this.conn.observer;
-    let done = resolve;
-    if (obs !== undefined) {
-      obs.rpcSent?.(name);
-      const sent = performance.now();
-      done = (m) => {
-        obs.rpcReplied?.(name, (performance.now() - sent) / 1000);
-        resolve(m);
-      };
-    }
-    if (timeout <= 0) {
-      this.rpcs.push({ replies, resolve: done, reject });
-      return;
-    }
-    const timer = setTimeout(() => this.rpcTimedOut(name, timeout), timeout);
-    this.rpcs.push({
-      replies,
-      resolve: (m) => {
-        clearTimeout(timer);
-        done(m);
-      },
-      reject: (e) => {
-        clearTimeout(timer);
-        reject(e);
-      },
     });
   }
 
@@ -353,9 +159,8 @@ export class Channel extends TypedEmitter<ChannelEvents> {
    * No reply in time: replies can no longer be matched to requests, so the channel is given up
    * (channel.close sent, its id held until close-ok) and everything pending on it rejects.
    */
-  private rpcTimedOut(name: MethodName, timeout: number): void {
+  private callTimedOut(name: MethodName, timeout: number): void {
     if (this.state === "closed") return;
-    this.conn.observer?.rpcTimedOut?.(name);
     const err = new RpcTimeoutError(
       `no reply to ${name} on channel ${this.id} within ${timeout} ms; the channel was closed (open a new one)`,
     );
@@ -373,14 +178,14 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   }
 
   private async call<K extends MethodName>(method: MethodInput, _reply: K): Promise<MethodArgs[K]> {
-    const m = await this.rpc(method);
+    const m = await this.callMethod(method);
     return m.args as MethodArgs[K];
   }
 
   /** Sends a method and waits for its reply, or (no-wait) only sends it. */
   private async send(m: MethodInput, noWait: boolean | undefined): Promise<void> {
     if (noWait) this.cast(m);
-    else await this.rpc(m);
+    else await this.callMethod(m);
   }
 
   /** Sends a method that has no reply (no-wait forms, acks). */
@@ -462,7 +267,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   }
 
   async queueUnbind(o: QueueUnbindOptions): Promise<void> {
-    await this.rpc({
+    await this.callMethod({
       name: "queue.unbind",
       args: { queue: o.queue, exchange: o.exchange, routingKey: o.routingKey, arguments: o.arguments },
     });
@@ -494,7 +299,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   // ─── basic ──────────────────────────────────────────────────────────────
 
   async basicQos(o: QosOptions): Promise<void> {
-    await this.rpc({
+    await this.callMethod({
       name: "basic.qos",
       args: { prefetchCount: o.prefetchCount ?? 0, prefetchSize: o.prefetchSize ?? 0, global: o.global },
     });
@@ -537,7 +342,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   /** Stops a consumer; deliveries already sent may still arrive before this resolves. */
   async basicCancel(consumerTag: string): Promise<void> {
-    await this.rpc({ name: "basic.cancel", args: { consumerTag } });
+    await this.callMethod({ name: "basic.cancel", args: { consumerTag } });
     this.consumers.delete(consumerTag);
   }
 
@@ -611,18 +416,12 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     const buf = typeof body === "string" ? Buffer.from(body) : body;
     this.writeContent(exchange, routingKey, buf, properties, options);
     if (!this.confirmMode) return;
-    if (sink === undefined) {
-      this.confirms.add(undefined);
-      return;
-    }
-    const p: Pending = { sink };
-    if (options?.mandatory) {
-      p.exchange = exchange;
-      p.routingKey = routingKey;
-      p.messageId = properties?.messageId;
-      p.body = buf;
-    }
-    this.confirms.add(p);
+    this.confirms.add(
+      sink,
+      sink !== undefined && options?.mandatory
+        ? { exchange, routingKey, messageId: properties?.messageId, body: buf }
+        : undefined,
+    );
   }
 
   /** False while the connection's write buffer is over its high-water mark. */
@@ -659,98 +458,35 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     properties: BasicProperties | undefined,
     options: PublishOptions | undefined,
   ): void {
-    const w = this.conn.writer;
-    const frameMax = this.conn.frameMax;
-    const maxPayload = frameMax === 0 ? 0x7fff_ffff : frameMax - FRAME_OVERHEAD;
-    const size = body.length;
-    // method + header frames: properties with headers may be large, up to frame_max.
-    const headerRoom = properties?.headers ? (frameMax === 0 ? 1 << 20 : frameMax) + 1024 : 4096;
-    const inline = size <= maxPayload && size < ZERO_COPY_THRESHOLD;
-    w.reserve(headerRoom + (inline ? size + FRAME_OVERHEAD : 0));
-    const buf = w.buf;
-    let p: number;
-    try {
-      p = writeMethodFrameWith(
-        buf,
-        w.pos,
-        this.id,
-        encodeBasicPublish,
-        { exchange, routingKey, mandatory: options?.mandatory, immediate: options?.immediate },
-        frameMax,
-      );
-      p = writeHeaderFrame(buf, p, this.id, CLASS_IDS.basic, size, properties, frameMax);
-    } catch (e) {
-      if (e instanceof RangeError) {
-        throw new FrameTooLargeError("message properties do not fit in one frame (frame_max)", { cause: e });
-      }
-      throw e;
-    }
-    if (size === 0) {
-      w.commit(p);
-      return;
-    }
-    if (inline) {
-      w.commit(writeBodyFrame(buf, p, this.id, body, 0, size));
-      return;
-    }
-    w.commit(p);
-    for (let from = 0; from < size; from += maxPayload) {
-      const to = Math.min(size, from + maxPayload);
-      const n = to - from;
-      if (n < ZERO_COPY_THRESHOLD) {
-        w.reserve(n + FRAME_OVERHEAD);
-        w.commit(writeBodyFrame(w.buf, w.pos, this.id, body, from, to));
-      } else {
-        w.reserve(FRAME_HEADER_SIZE + 1);
-        w.commit(writeBodyFrameHeader(w.buf, w.pos, this.id, n));
-        const view = body.subarray(from, to);
-        w.writeBuffer(
-          Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength),
-        );
-        w.reserve(1);
-        w.buf[w.pos] = 0xce;
-        w.commit(w.pos + 1);
-      }
-    }
+    writePublish(
+      this.conn.writer,
+      this.id,
+      this.conn.frameMax,
+      { exchange, routingKey, mandatory: options?.mandatory, immediate: options?.immediate },
+      body,
+      properties,
+    );
   }
 
   /** Fetches one message, or null when the queue is empty. */
   async basicGet(o: GetOptions): Promise<Message | null> {
-    const m = await this.rpc({ name: "basic.get", args: { queue: o.queue, noAck: o.noAck } });
+    const m = await this.callMethod({ name: "basic.get", args: { queue: o.queue, noAck: o.noAck } });
     if (m.name === "basic.get-empty") return null;
     return (m as GetOkWithMessage).message;
   }
 
   basicAck(deliveryTag: number, options: { multiple?: boolean } = {}): void {
     this.checkOpen();
-    const w = this.conn.writer;
-    w.reserve(32);
-    w.commit(
-      writeMethodFrameWith(
-        w.buf,
-        w.pos,
-        this.id,
-        encodeBasicAck,
-        { deliveryTag, multiple: options.multiple },
-        0,
-      ),
-    );
+    writeSmallMethod(this.conn.writer, this.id, encodeBasicAck, { deliveryTag, multiple: options.multiple });
   }
 
   basicNack(deliveryTag: number, options: { multiple?: boolean; requeue?: boolean } = {}): void {
     this.checkOpen();
-    const w = this.conn.writer;
-    w.reserve(32);
-    w.commit(
-      writeMethodFrameWith(
-        w.buf,
-        w.pos,
-        this.id,
-        encodeBasicNack,
-        { deliveryTag, multiple: options.multiple, requeue: options.requeue ?? true },
-        0,
-      ),
-    );
+    writeSmallMethod(this.conn.writer, this.id, encodeBasicNack, {
+      deliveryTag,
+      multiple: options.multiple,
+      requeue: options.requeue ?? true,
+    });
   }
 
   basicReject(deliveryTag: number, options: { requeue?: boolean } = {}): void {
@@ -759,7 +495,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   /** Redelivers unacknowledged messages (requeue true: possibly to other consumers). */
   async basicRecover(options: { requeue?: boolean } = {}): Promise<void> {
-    await this.rpc({ name: "basic.recover", args: { requeue: options.requeue ?? true } });
+    await this.callMethod({ name: "basic.recover", args: { requeue: options.requeue ?? true } });
   }
 
   // ─── confirm, tx, flow ──────────────────────────────────────────────────
@@ -770,20 +506,20 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     this.confirmMode = true;
     const m: MethodInput = { name: "confirm.select", args: { nowait: options.noWait } };
     if (options.noWait) this.cast(m);
-    else await this.rpc(m);
+    else await this.callMethod(m);
   }
 
   async txSelect(): Promise<void> {
-    await this.rpc({ name: "tx.select", args: {} });
+    await this.callMethod({ name: "tx.select", args: {} });
     this.txMode = true;
   }
 
   async txCommit(): Promise<void> {
-    await this.rpc({ name: "tx.commit", args: {} });
+    await this.callMethod({ name: "tx.commit", args: {} });
   }
 
   async txRollback(): Promise<void> {
-    await this.rpc({ name: "tx.rollback", args: {} });
+    await this.callMethod({ name: "tx.rollback", args: {} });
   }
 
   /** Asks the broker to pause (false) or resume (true) deliveries on this channel. */
@@ -804,7 +540,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           name: "channel.close",
           args: { replyCode: 200, replyText: "bye", classId: 0, methodId: 0 },
         });
-        this.pushRpc([CHANNEL_CLOSE_OK], resolve, reject, "channel.close");
+        this.calls.expect([CHANNEL_CLOSE_OK], resolve, reject, "channel.close");
       } catch (e) {
         reject(e);
       }
@@ -827,18 +563,15 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     this.state = "closed";
     this.closeReason = err;
     const reason = err ?? new ChannelClosedError(`channel ${this.id} was closed`);
-    const rpcs = this.rpcs;
-    this.rpcs = [];
-    for (const r of rpcs) r.reject(reason);
-    const pend = this.confirms.drain();
-    // A broker channel exception is what every pending publish gets too (as the pending RPCs do).
-    const unconfirmedErr =
+    this.calls.rejectAll(reason);
+    // A broker channel exception is what every pending publish gets too (as the pending calls do).
+    this.confirms.failAll(
       err instanceof ChannelClosedByBroker
         ? err
         : new ChannelClosedError(`channel ${this.id} closed before the broker confirmed the publish`, {
             cause: err,
-          });
-    for (const [, p] of pend) p.sink.reject(unconfirmedErr);
+          }),
+    );
     this.consumers.clear();
     this.serverNamed = [];
     this.conn.releaseChannel(this.id, awaitingCloseOk);
@@ -850,95 +583,10 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   /** @internal */
   onFrame(type: number, payload: Buffer): void {
     if (this.state === "closed") return;
-    switch (type) {
-      case FRAME_METHOD: {
-        if (this.inState !== In.Method) {
-          throw new FrameError(`method frame on channel ${this.id} while content was expected`, {
-            replyCode: 505,
-          });
-        }
-        const m = decodeMethod(payload);
-        if (CONTENT_METHODS.has(m.id)) {
-          this.inMethod = m;
-          this.inState = In.Header;
-        } else this.onMethod(m);
-        return;
-      }
-      case FRAME_HEADER: {
-        if (this.inState !== In.Header) {
-          throw new FrameError(`content header on channel ${this.id} without a content method`, {
-            replyCode: 505,
-          });
-        }
-        if (payload.length < 14) throw new FrameError("content header frame too short", { replyCode: 501 });
-        const size = readU64(payload, 4);
-        if (size > this.conn.options.maxMessageSize) {
-          throw new FrameError(
-            `incoming message of ${size} bytes exceeds maxMessageSize (${this.conn.options.maxMessageSize})`,
-            { replyCode: 501 },
-          );
-        }
-        try {
-          this.inProps = decodeBasicProperties(payload, 12);
-        } catch (e) {
-          if (e instanceof WarrenError) throw e;
-          throw new FrameError(`malformed content header: ${(e as Error).message}`, {
-            cause: e,
-            replyCode: 502,
-          });
-        }
-        this.inSize = size;
-        this.inReceived = 0;
-        this.inBody = undefined;
-        if (size === 0) this.deliver(Buffer.alloc(0));
-        else this.inState = In.Body;
-        return;
-      }
-      case FRAME_BODY: {
-        if (this.inState !== In.Body) {
-          throw new FrameError(`body frame on channel ${this.id} without a content header`, {
-            replyCode: 505,
-          });
-        }
-        const n = payload.length;
-        const total = this.inReceived + n;
-        if (total > this.inSize) {
-          throw new FrameError(`message body larger than the ${this.inSize} bytes its header declared`, {
-            replyCode: 501,
-          });
-        }
-        if (this.inReceived === 0 && n === this.inSize) {
-          this.deliver(payload); // whole body in one frame: no copy
-          return;
-        }
-        // Grow with what actually arrives: a header declaring a huge size costs nothing until bodies come.
-        let b = this.inBody;
-        if (b === undefined || total > b.length) {
-          const grown = Buffer.allocUnsafe(
-            Math.min(this.inSize, Math.max(total, 2 * (b?.length ?? 0), 1 << 20)),
-          );
-          if (b !== undefined) b.copy(grown, 0, 0, this.inReceived);
-          this.inBody = b = grown;
-        }
-        payload.copy(b, this.inReceived);
-        this.inReceived = total;
-        if (total === this.inSize) {
-          this.inBody = undefined;
-          this.deliver(b);
-        }
-        return;
-      }
-      default:
-        throw new FrameError(`frame type ${type} on channel ${this.id}`, { replyCode: 503 });
-    }
+    this.assembler.push(type, payload);
   }
 
-  private deliver(body: Buffer): void {
-    const m = this.inMethod!;
-    const properties = this.inProps!;
-    this.inState = In.Method;
-    this.inMethod = undefined;
-    this.inProps = undefined;
+  private deliver(m: Method, properties: BasicProperties, body: Buffer): void {
     switch (m.name) {
       case "basic.deliver": {
         const a = m.args;
@@ -976,7 +624,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           messageCount: a.messageCount,
         };
         const withMessage: GetOkWithMessage = { ...m, message: msg };
-        this.resolveRpc(withMessage);
+        this.calls.reply(withMessage);
         return;
       }
       case "basic.return": {
@@ -989,7 +637,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           exchange: a.exchange,
           routingKey: a.routingKey,
         };
-        this.matchReturn(r);
+        if (this.confirmMode) this.confirms.returned(r);
         this.emit("return", r);
         return;
       }
@@ -1006,40 +654,12 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     }
   }
 
-  /** A returned mandatory message belongs to the earliest unconfirmed publish it matches; its ack then rejects it. */
-  private matchReturn(r: ReturnedMessage): void {
-    if (!this.confirmMode) return;
-    for (const p of this.confirms.values()) {
-      if (
-        p.exchange === r.exchange &&
-        p.routingKey === r.routingKey &&
-        p.returned === undefined &&
-        p.messageId === r.properties.messageId &&
-        p.body !== undefined &&
-        p.body.length === r.body.length &&
-        Buffer.compare(p.body, r.body) === 0
-      ) {
-        p.returned = r;
-        return;
-      }
-    }
-  }
-
-  private resolveRpc(m: Method): void {
-    const r = this.rpcs[0];
-    if (!r?.replies.includes(m.id)) {
-      throw new FrameError(`unexpected ${m.name} on channel ${this.id}`, { replyCode: 505 });
-    }
-    this.rpcs.shift();
-    r.resolve(m);
-  }
-
   private onMethod(m: Method): void {
     switch (m.id) {
       case BASIC_ACK:
       case BASIC_NACK: {
         const a = m.args as { deliveryTag: number; multiple: boolean };
-        this.onConfirm(a.deliveryTag, a.multiple, m.id === BASIC_NACK);
+        this.confirms.settle(a.deliveryTag, a.multiple, m.id === BASIC_NACK);
         return;
       }
       case CHANNEL_CLOSE: {
@@ -1084,25 +704,12 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           const h = this.serverNamed.shift();
           if (h) this.consumers.set(tag, { ...h, tag });
         }
-        this.resolveRpc(m);
+        this.calls.reply(m);
         return;
       }
       default:
-        this.resolveRpc(m);
+        this.calls.reply(m);
     }
-  }
-
-  private onConfirm(tag: number, multiple: boolean, nack: boolean): void {
-    this.confirms.settle(tag, multiple, (seq, p) => this.settle(p, seq, nack));
-  }
-
-  private settle(p: Pending, seq: number, nack: boolean): void {
-    if (nack)
-      p.sink.reject(
-        new PublishNackedError(`the broker nacked publish #${seq} on channel ${this.id}; publish it again`),
-      );
-    else if (p.returned) p.sink.reject(new UnroutableError(p.returned));
-    else p.sink.resolve();
   }
 }
 

@@ -13,7 +13,6 @@ import {
   AuthenticationError,
   type ChannelError,
   ChannelLimitError,
-  ConfigError,
   ConnectionClosedByBroker,
   ConnectionClosedError,
   ConnectionError,
@@ -48,116 +47,25 @@ import {
   NOT_ALLOWED,
   PROTOCOL_HEADER,
 } from "../protocol/generated/spec.js";
-import { encodeTable, type FieldTable } from "../protocol/table.js";
-import { openSocket, type TlsOptions, toSocketError } from "../transport/socket.js";
+import type { FieldTable } from "../protocol/table.js";
+import { openSocket, toSocketError } from "../transport/socket.js";
 import { FrameWriter } from "../transport/writer.js";
+import { VERSION } from "../version.js";
 import { Channel } from "./channel.js";
+import type { ChannelHost, MethodCallObserver } from "./channel-host.js";
+import {
+  type ConnectionOptions,
+  DEFAULT_CHANNEL_MAX,
+  type ResolvedOptions,
+  resolveOptions,
+} from "./connection-options.js";
 import { TypedEmitter } from "./events.js";
-import { type AuthMechanism, parseUrl, redactUrl } from "./url.js";
+import { Heartbeat } from "./heartbeat.js";
+import { saslResponse } from "./sasl.js";
+import { redactUrl } from "./url.js";
 
-export const VERSION = "0.1.0";
-
-/** RabbitMQ 4.1 and later refuse a frame_max below 8192. */
-export const MIN_FRAME_MAX = 8192;
-const DEFAULT_FRAME_MAX = 131072;
-const DEFAULT_CHANNEL_MAX = 2047;
+/** frame_max during the handshake, before tune says what the broker allows. */
 const HANDSHAKE_FRAME_MAX = 131072;
-
-export interface ConnectionOptions {
-  /** amqp[s]://user:pass@host:port/vhost?heartbeat=… — fields below override what it says. */
-  url?: string;
-  host?: string;
-  port?: number;
-  vhost?: string;
-  username?: string;
-  password?: string;
-  /** TLS options; setting this (or an amqps: URL) turns TLS on. Verification is on by default. */
-  tls?: TlsOptions | boolean;
-  /** Heartbeat interval in seconds; 0 turns heartbeats off. Default: the broker's proposal (60 s on RabbitMQ). */
-  heartbeat?: number;
-  /** Largest frame in bytes (at least 8192). Default 131072; the smaller of ours and the broker's wins. */
-  frameMax?: number;
-  /** Most channels; default 2047, the smaller of ours and the broker's wins. */
-  channelMax?: number;
-  /** Milliseconds for TCP + TLS + handshake. Default 30000. */
-  connectionTimeout?: number;
-  /** SASL mechanisms in order of preference. Default PLAIN, then AMQPLAIN. EXTERNAL needs a TLS client certificate. */
-  authMechanism?: AuthMechanism | AuthMechanism[];
-  /** Shown in the management UI and `rabbitmqctl list_connections client_properties`. */
-  connectionName?: string;
-  /** Extra client properties (merged over warren's). */
-  clientProperties?: FieldTable;
-  /** Largest incoming message body accepted, in bytes (default 512 MiB, RabbitMQ's own ceiling). */
-  maxMessageSize?: number;
-  /** Bytes buffered for the socket before `needsDrain` turns true (default 4 MiB). */
-  writeHighWaterMark?: number;
-  /**
-   * Milliseconds to wait for the reply to a synchronous method (declare, bind, get, close…) before
-   * giving up the channel with RpcTimeoutError. Default 30000; 0 waits for ever.
-   */
-  rpcTimeout?: number;
-}
-
-/** Options after URL and defaults are resolved. */
-export interface ResolvedOptions {
-  host: string;
-  port: number;
-  vhost: string;
-  username: string;
-  password: string;
-  tls: TlsOptions | undefined;
-  heartbeat: number | undefined;
-  frameMax: number;
-  channelMax: number;
-  connectionTimeout: number;
-  authMechanisms: AuthMechanism[];
-  connectionName: string | undefined;
-  clientProperties: FieldTable | undefined;
-  maxMessageSize: number;
-  writeHighWaterMark: number;
-  rpcTimeout: number;
-}
-
-export function resolveOptions(o: ConnectionOptions | string = {}): ResolvedOptions {
-  const opts: ConnectionOptions = typeof o === "string" ? { url: o } : o;
-  const u = opts.url !== undefined ? parseUrl(opts.url) : undefined;
-  let tls: TlsOptions | undefined = u?.tls;
-  if (opts.tls === true) tls = { ...tls };
-  else if (opts.tls === false) tls = undefined;
-  else if (opts.tls) tls = { ...tls, ...opts.tls };
-  const mech = opts.authMechanism ?? u?.authMechanism ?? ["PLAIN", "AMQPLAIN"];
-  const frameMax = opts.frameMax ?? u?.frameMax ?? DEFAULT_FRAME_MAX;
-  if (frameMax !== 0 && frameMax < MIN_FRAME_MAX) {
-    throw new ConfigError(`frameMax ${frameMax} is below ${MIN_FRAME_MAX}, which RabbitMQ 4.1+ requires`);
-  }
-  const r: ResolvedOptions = {
-    host: opts.host ?? u?.host ?? "127.0.0.1",
-    port: opts.port ?? u?.port ?? (tls ? 5671 : 5672),
-    vhost: opts.vhost ?? u?.vhost ?? "/",
-    username: opts.username ?? u?.username ?? "guest",
-    password: opts.password ?? u?.password ?? "guest",
-    tls,
-    heartbeat: opts.heartbeat ?? u?.heartbeat,
-    frameMax,
-    channelMax: opts.channelMax ?? u?.channelMax ?? DEFAULT_CHANNEL_MAX,
-    connectionTimeout: opts.connectionTimeout ?? u?.connectionTimeout ?? 30000,
-    authMechanisms: Array.isArray(mech) ? mech : [mech],
-    connectionName: opts.connectionName,
-    clientProperties: opts.clientProperties,
-    maxMessageSize: opts.maxMessageSize ?? 512 * 1024 * 1024,
-    writeHighWaterMark: opts.writeHighWaterMark ?? 4 * 1024 * 1024,
-    rpcTimeout: opts.rpcTimeout ?? 30000,
-  };
-  if (
-    r.heartbeat !== undefined &&
-    (!Number.isInteger(r.heartbeat) || r.heartbeat < 0 || r.heartbeat > 65535)
-  ) {
-    throw new ConfigError(`heartbeat must be a whole number of seconds 0..65535, got ${r.heartbeat}`);
-  }
-  if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535)
-    throw new ConfigError(`port ${r.port} is out of range`);
-  return r;
-}
 
 export interface ConnectionEvents {
   /** The broker stopped reading from this connection (memory or disk alarm). */
@@ -179,19 +87,13 @@ export interface OpenHooks {
  * Instrumentation hooks (warren's metrics use them): called synchronously, must be cheap and
  * must not throw. Every hook is optional.
  */
-export interface ConnectionObserver {
+export interface ConnectionObserver extends MethodCallObserver {
   /** The socket is up (before the handshake): `bytesReceived`/`bytesSent` count from here. */
   opened?(conn: Connection): void;
   /** The connection closed, whatever the cause: its byte counts are final. */
   closed?(conn: Connection): void;
   /** The connection was declared dead after two heartbeat intervals without data. */
   heartbeatMissed?(): void;
-  /** A synchronous method (e.g. `queue.declare`) was sent and waits for its reply. */
-  rpcSent?(method: string): void;
-  /** Its reply came, `seconds` after it was sent. */
-  rpcReplied?(method: string, seconds: number): void;
-  /** No reply within rpcTimeout: the channel was given up. */
-  rpcTimedOut?(method: string): void;
 }
 
 /** What the broker told us in connection.start. */
@@ -209,7 +111,7 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
-export class Connection extends TypedEmitter<ConnectionEvents> {
+export class Connection extends TypedEmitter<ConnectionEvents> implements ChannelHost {
   /** Negotiated values (valid once open). */
   frameMax = HANDSHAKE_FRAME_MAX;
   channelMax = DEFAULT_CHANNEL_MAX;
@@ -232,9 +134,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   private nextChannelId = 1;
   private state: "handshake" | "open" | "closing" | "closed" = "handshake";
   private waiter: Waiter | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  private readSinceTick = false;
-  private missedTicks = 0;
+  private heartbeats: Heartbeat | undefined;
   private closePromise: Promise<void> | undefined;
   private startOkSent = false;
   private tuned = false;
@@ -254,7 +154,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     });
     this.closed = new Promise((r) => (this.resolveClosed = r));
     socket.on("data", (chunk: Buffer) => {
-      this.readSinceTick = true;
+      this.heartbeats?.received();
       try {
         this.parser.push(chunk);
       } catch (e) {
@@ -428,7 +328,23 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     const opened = await openP;
     if (opened.name === "connection.close") throw this.handshakeClose(opened.args, "open");
     this.state = "open";
-    this.startHeartbeats();
+    this.heartbeats = new Heartbeat(this.heartbeat, {
+      bytesOut: () => this.socket.bytesWritten + this.writer.pending,
+      sendHeartbeat: () => {
+        this.writer.reserve(HEARTBEAT_FRAME.length);
+        HEARTBEAT_FRAME.copy(this.writer.buf, this.writer.pos);
+        this.writer.commit(this.writer.pos + HEARTBEAT_FRAME.length);
+      },
+      peerSilent: () => {
+        this.observer?.heartbeatMissed?.();
+        this.fail(
+          new HeartbeatTimeoutError(
+            `no data from ${this.options.host}:${this.options.port} for ${this.heartbeat * 2} s (two heartbeat intervals): the broker or the network is gone`,
+          ),
+          false,
+        );
+      },
+    });
   }
 
   private handshakeClose(
@@ -478,37 +394,6 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     };
     if (this.options.connectionName !== undefined) props["connection_name"] = this.options.connectionName;
     return props;
-  }
-
-  // ─── heartbeats ─────────────────────────────────────────────────────────
-
-  private startHeartbeats(): void {
-    if (this.heartbeat <= 0) return;
-    // Ticks at half the interval: send when we were silent for a tick, give up after 4 silent ticks (2 intervals).
-    const tickMs = (this.heartbeat * 1000) / 2;
-    let sentBytes = this.socket.bytesWritten;
-    this.heartbeatTimer = setInterval(() => {
-      if (this.readSinceTick) {
-        this.readSinceTick = false;
-        this.missedTicks = 0;
-      } else if (++this.missedTicks >= 4) {
-        this.observer?.heartbeatMissed?.();
-        this.fail(
-          new HeartbeatTimeoutError(
-            `no data from ${this.options.host}:${this.options.port} for ${this.heartbeat * 2} s (two heartbeat intervals): the broker or the network is gone`,
-          ),
-          false,
-        );
-        return;
-      }
-      const written = this.socket.bytesWritten + this.writer.pending;
-      if (written === sentBytes) {
-        this.writer.reserve(HEARTBEAT_FRAME.length);
-        HEARTBEAT_FRAME.copy(this.writer.buf, this.writer.pos);
-        this.writer.commit(this.writer.pos + HEARTBEAT_FRAME.length);
-      }
-      sentBytes = this.socket.bytesWritten + this.writer.pending;
-    }, tickMs);
   }
 
   // ─── sending ────────────────────────────────────────────────────────────
@@ -689,7 +574,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     if (this.state === "closed") return;
     this.state = "closed";
     this.closeReason = error;
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeats?.stop();
     if (this.waiter) {
       this.waiter.reject(error ?? new ConnectionClosedError("connection closed during the handshake"));
       this.waiter = undefined;
@@ -715,21 +600,12 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   }
 }
 
-function saslResponse(mechanism: AuthMechanism, username: string, password: string): Buffer {
-  switch (mechanism) {
-    case "PLAIN":
-      return Buffer.from(`\0${username}\0${password}`, "utf8");
-    case "AMQPLAIN": {
-      const b = Buffer.alloc(
-        4 + 2 * (1 + 5 + 1 + 4) + Buffer.byteLength(username) + Buffer.byteLength(password) + 16,
-      );
-      const end = encodeTable(b, 0, { LOGIN: username, PASSWORD: password });
-      return b.subarray(4, end); // AMQPLAIN is a table without its size prefix
-    }
-    case "EXTERNAL":
-      return Buffer.alloc(0);
-  }
-}
-
+export { VERSION } from "../version.js";
+export {
+  type ConnectionOptions,
+  MIN_FRAME_MAX,
+  type ResolvedOptions,
+  resolveOptions,
+} from "./connection-options.js";
 export type { ChannelError };
 export { redactUrl };

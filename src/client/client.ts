@@ -17,270 +17,49 @@
  */
 import { type Actor, createActor, fromCallback, fromPromise } from "xstate";
 import {
-  type BackoffOptions,
   DEFAULT_BACKOFF,
   DEFAULT_ESCALATION,
   DEFAULT_INTENSITY,
-  type EscalationOptions,
-  type GiveUpOptions,
   type IntensityOptions,
 } from "../../machines/backoff.js";
-import { channelMachine } from "../../machines/channel.js";
 import {
   type ConnectInput,
   type ConnectionEvent,
   connectionMachine,
   type LifecycleError,
 } from "../../machines/connection.js";
-import type { Body, Channel, PublishOptions } from "../amqp/channel.js";
-import { Connection, type ConnectionOptions, type OpenHooks } from "../amqp/connection.js";
+import { leafName } from "../../machines/state-value.js";
+import type { Channel } from "../amqp/channel.js";
+import type { Body, PublishOptions } from "../amqp/channel-types.js";
+import type { Connection } from "../amqp/connection.js";
 import { TypedEmitter } from "../amqp/events.js";
-import { redactUrl } from "../amqp/url.js";
-import {
-  ChannelClosedByBroker,
-  ClientClosedError,
-  ConfigError,
-  ConnectionClosedError,
-  type HostAttempts,
-  NotConnectedError,
-  ReadyTimeoutError,
-  RpcTimeoutError,
-  type WarrenError,
-} from "../errors.js";
-import { isCallerFault, isReported } from "../faults.js";
-import { ClientMetrics, type MetricsOptions } from "../observability/metrics.js";
-import { Tracing, type TracingOption } from "../observability/tracing.js";
+import { ClientClosedError, ConnectionClosedError, type HostAttempts, ReadyTimeoutError } from "../errors.js";
+import { isReported } from "../faults.js";
+import { ClientMetrics } from "../observability/metrics/client-metrics.js";
+import type { ClientState } from "../observability/observers.js";
+import { Tracing } from "../observability/tracing.js";
+import type { ClientEvents, ClientOptions } from "./client-options.js";
+import { connectActor, connectionOptions, watchActor } from "./connection-actors.js";
 import { type ConsumeOptions, Consumer, type MessageHandler, type MessagesOptions } from "./consumer.js";
+import { Hosts } from "./hosts.js";
+import { ManagedChannel } from "./managed-channel.js";
 import { MessageStream } from "./messages.js";
 import { Publisher, type PublisherOptions, type PublishProperties } from "./publisher.js";
-import {
-  RpcClient,
-  type RpcClientOptions,
-  type RpcHandler,
-  RpcServer,
-  type RpcServerOptions,
-} from "./rpc.js";
+import { RpcClient, type RpcClientOptions } from "./rpc-client.js";
+import { type RpcHandler, RpcServer, type RpcServerOptions } from "./rpc-server.js";
 import { type BindingSpec, type DeclareResult, Topology, type TopologySpec } from "./topology.js";
-
-export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | "port"> {
-  /**
-   * Brokers to use, in order. After a connection to one dies (or it refuses), the others are
-   * tried first: that host rests for `hostCooldown` ms.
-   */
-  urls?: string[];
-  /** Shuffle `urls` once, on creation, so a fleet of clients spreads over the nodes (default false). */
-  shuffleHosts?: boolean;
-  /** How long a host that died or refused rests before it is tried again (ms, default 10000). */
-  hostCooldown?: number;
-  /** One broker (same as urls: [url]). Default: $AMQP_URL or amqp://guest:guest@127.0.0.1:5672/. */
-  url?: string;
-  /** Reconnect backoff: full jitter, ceiling initial × multiplier^n up to max (ms). Default 100, 2000, 2. */
-  reconnect?: Partial<BackoffOptions>;
-  /**
-   * At most maxRestarts recoveries of an open connection within withinMs; beyond it the client is
-   * `degraded` and its backoff escalates (never `failed`). Default 10 in 30 s.
-   */
-  restartIntensity?: Partial<IntensityOptions>;
-  /**
-   * The escalated backoff while degraded: its ceiling doubles per exceeded intensity up to
-   * `maxBackoff` (default 30000 ms); the condition resets once the connection stayed up
-   * `resetAfterMs` (default 30000 ms).
-   */
-  escalation?: Partial<EscalationOptions>;
-  /**
-   * Opt in to giving up on transient faults: `failed` (RestartIntensityError) once this many failed
-   * attempts and restarts, or this long, pass without the connection staying up for
-   * `escalation.resetAfterMs`. Checked at each failure. Default: never give up.
-   */
-  giveUpAfter?: GiveUpOptions;
-  /** The same for each supervised channel (beyond it, the channel escalates to the connection). */
-  channelRestartIntensity?: Partial<IntensityOptions>;
-  /** How long publish() and declare() wait for the connection (ms, default 30000). */
-  connectWaitTimeout?: number;
-  /** How long close() waits for handlers and confirms (ms, default 10000). */
-  closeTimeout?: number;
-  /**
-   * Prometheus metrics (default off): `{ registry, maxLabelValues }`, or `true` for prom-client's
-   * default registry. See README "Metrics" and dashboards/metrics.md.
-   */
-  metrics?: boolean | MetricsOptions;
-  /**
-   * OpenTelemetry traces (default off): a producer span per publish, a consumer span per
-   * delivery, W3C trace context in the message headers. `true` uses the global tracer provider;
-   * `{ tracer }` a tracer of your own.
-   */
-  tracing?: TracingOption;
-}
-
-/** The connection supervisor's states, as `state` events and `client.state` name them. */
-export type ClientState =
-  | "idle"
-  | "connecting"
-  | "handshaking"
-  | "restoring"
-  | "running"
-  | "blocked"
-  | "recovering"
-  | "degraded"
-  | "closing"
-  | "closed"
-  | "failed";
-
-export interface StateChange {
-  from: ClientState;
-  to: ClientState;
-  /** Only the error that caused this transition (to recovering, degraded or failed); else undefined. */
-  error: WarrenError | Error | undefined;
-  /**
-   * host:port this transition concerns: the host being tried or used, or (to recovering, degraded,
-   * failed) the one that failed. Never credentials.
-   */
-  host: string;
-  /** The restart intensity was exceeded and the connection has not stayed up since (see `degraded`). */
-  degraded: boolean;
-}
-
-/** The degraded condition began or ended. */
-export interface DegradedChange {
-  degraded: boolean;
-  /** Escalation level: how often the restart intensity was exceeded since the connection was healthy. */
-  level: number;
-}
-
-export interface ClientEvents {
-  /** Every lifecycle transition of the connection supervisor. */
-  state: (change: StateChange) => void;
-  /**
-   * A fault the application must hear about: a permanent one that ended the client (`recoverable`
-   * false), or a reported transient one it keeps retrying (a connection limit, a missing queue, a
-   * DNS failure: faults.ts), rate-limited to once per 5 s for the same fault.
-   */
-  error: (error: WarrenError | Error) => void;
-  /** The restart intensity was exceeded (degraded: the backoff escalates), or the connection stayed up again. */
-  degraded: (change: DegradedChange) => void;
-  /** A server-named queue got a new name after a recovery. */
-  queueRenamed: (change: { queue: string; from: string; to: string }) => void;
-  /** A publisher's channel was closed and opened again because the broker kept nacking on it. */
-  channelRenewed: (info: { reason: "nacks" }) => void;
-}
+import { Waiters } from "./waiters.js";
 
 type ConnActor = Actor<typeof connectionMachine>;
 
 /** The same reported fault is emitted as `error` at most once in this many ms. */
 const REPORT_INTERVAL = 5_000;
 
-/** A Fisher–Yates shuffled copy. */
-function shuffled<T>(items: readonly T[], random = Math.random): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
-/** A channel the client keeps open (publishing, declaring), reopened after channel exceptions. */
-class ManagedChannel {
-  channel: Channel | undefined;
-  readonly actor: Actor<typeof channelMachine>;
-  private waiters: { resolve: (c: Channel) => void; reject: (e: Error) => void }[] = [];
-
-  constructor(
-    private readonly client: Client,
-    private readonly setup: (ch: Channel) => Promise<void>,
-    connected: boolean,
-    intensity: IntensityOptions,
-  ) {
-    const machine = channelMachine.provide({
-      actors: {
-        open: fromPromise(async () => {
-          const ch = await client.openRawChannel();
-          ch.on("close", (err) => {
-            if (this.channel !== ch) return;
-            this.channel = undefined;
-            if (err instanceof ChannelClosedByBroker || err instanceof RpcTimeoutError) {
-              // Refused publishes and declares are the caller's: they reopen the channel without
-              // counting toward its restart intensity (which would end in a connection restart).
-              this.actor.send({ type: "CHANNEL_CLOSED", error: err, caller: isCallerFault(err) });
-            }
-          });
-          ch.on("flow", (active) => this.actor.send({ type: "FLOW", active }));
-          await this.setup(ch);
-          this.channel = ch;
-        }),
-        close: fromPromise(async () => {
-          const ch = this.channel;
-          this.channel = undefined;
-          if (ch?.isOpen) await ch.close();
-        }),
-      },
-    });
-    this.actor = createActor(machine, {
-      input: { connected, intensity },
-      ...(client.metrics ? { inspect: client.metrics.inspect } : {}),
-    });
-    this.actor.subscribe((snap) => {
-      const v = snap.value;
-      if (typeof v === "object" && "open" in v) this.release();
-      if (v === "failed") client.escalate(snap.context.error ?? new ConnectionClosedError("channel failed"));
-      if (v === "closed") this.release(new ClientClosedError("the client was closed"));
-    });
-    this.actor.start();
-  }
-
-  /**
-   * Closes the open channel `ch` and opens a fresh one (confirm mode and qos set up again):
-   * for a channel that works but misbehaves, e.g. one the broker nacks every publish on after
-   * a quorum queue lost its leader. What was unconfirmed on it is rejected with
-   * ChannelClosedError (publishers send it again). Not counted toward the restart intensity.
-   */
-  renew(ch: Channel): boolean {
-    if (this.channel !== ch || !ch.isOpen) return false;
-    this.channel = undefined;
-    this.actor.send({ type: "RENEW" });
-    void ch.close().catch(() => undefined);
-    return true;
-  }
-
-  /** The open channel, waiting (bounded) while it is being (re)opened. */
-  get(timeout: number): Promise<Channel> {
-    if (this.channel?.isOpen) return Promise.resolve(this.channel);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w.resolve !== done);
-        reject(new NotConnectedError(`no open channel within ${timeout} ms (${this.client.state})`));
-      }, timeout);
-      const done = (c: Channel) => {
-        clearTimeout(timer);
-        resolve(c);
-      };
-      this.waiters.push({
-        resolve: done,
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-    });
-  }
-
-  private release(err?: Error): void {
-    const ch = this.channel;
-    if (!err && !ch) return;
-    const w = this.waiters;
-    this.waiters = [];
-    for (const x of w) {
-      if (err) x.reject(err);
-      else x.resolve(ch as Channel);
-    }
-  }
-}
-
 export class Client extends TypedEmitter<ClientEvents> {
   /** The live low-level connection, when there is one (an escape hatch: prefer the client's API). */
   connection: Connection | undefined;
   readonly topology = new Topology();
-  private readonly urls: string[];
+  private readonly hosts: Hosts;
   private readonly opts: ClientOptions;
   private readonly actor: ConnActor;
   private readonly consumers = new Set<Consumer>();
@@ -296,14 +75,10 @@ export class Client extends TypedEmitter<ClientEvents> {
   private readonly rpcClients: RpcClient[] = [];
   private stateName: ClientState = "idle";
   private degradedNow = false;
-  /** host:port of each URL, for events and errors. */
-  private readonly hostNames: string[];
-  /** Per host: attempts and last error, for ready({ timeoutMs }). */
-  private readonly hostLog = new Map<string, { attempts: number; lastError: string | undefined }>();
   /** True once restore() started the supervised children on this connection (until it is lost). */
   private childrenUp = false;
   private everOpen = false;
-  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readonly readyWaiters = new Waiters();
   /** When each reported fault (code and message) was last emitted as `error`. */
   private readonly reportedAt = new Map<string, number>();
 
@@ -312,9 +87,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     const urls = options.urls ?? [
       options.url ?? process.env["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/",
     ];
-    if (urls.length === 0) throw new ConfigError("connect() needs at least one URL");
-    this.urls = options.shuffleHosts ? shuffled(urls) : [...urls];
-    this.hostNames = this.urls.map(hostOf);
+    this.hosts = new Hosts(urls, options.shuffleHosts === true);
     this.opts = options;
     this.channelIntensity = { ...DEFAULT_INTENSITY, ...options.channelRestartIntensity };
     this.metrics = options.metrics ? new ClientMetrics(options.metrics, options.connectionName) : undefined;
@@ -322,10 +95,25 @@ export class Client extends TypedEmitter<ClientEvents> {
     const machine = connectionMachine.provide({
       actors: {
         connect: fromCallback<ConnectionEvent, ConnectInput>(({ sendBack, input }) =>
-          this.connectActor(input, sendBack),
+          connectActor(
+            connectionOptions(this.opts, this.hosts.url(input.hostIndex)),
+            this.metrics,
+            (conn) => {
+              this.connection = conn;
+            },
+            sendBack,
+          ),
         ),
         restore: fromPromise(() => this.restore()),
-        watch: fromCallback<ConnectionEvent>(({ sendBack }) => this.watchActor(sendBack)),
+        watch: fromCallback<ConnectionEvent>(({ sendBack }) =>
+          watchActor(
+            this.connection,
+            (conn) => {
+              if (this.connection === conn) this.connection = undefined;
+            },
+            sendBack,
+          ),
+        ),
         shutdown: fromPromise(() => this.shutdown()),
       },
     });
@@ -376,32 +164,15 @@ export class Client extends TypedEmitter<ClientEvents> {
       return Promise.reject(this.failure());
     }
     const timeoutMs = options.timeoutMs;
-    return new Promise((resolve, reject) => {
-      if (timeoutMs === undefined) {
-        this.readyWaiters.push({ resolve, reject });
-        return;
-      }
-      const waiter = {
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        reject: (e: Error) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
-        reject(new ReadyTimeoutError(timeoutMs, this.hostAttempts()));
-      }, timeoutMs);
-      this.readyWaiters.push(waiter);
-    });
+    return this.readyWaiters.wait(
+      timeoutMs,
+      () => new ReadyTimeoutError(timeoutMs ?? 0, this.hostAttempts()),
+    );
   }
 
   /** Each host tried so far: attempts and last error (messages carry no credentials). */
   hostAttempts(): HostAttempts[] {
-    return [...this.hostLog].map(([host, h]) => ({ host, attempts: h.attempts, lastError: h.lastError }));
+    return this.hosts.attempts();
   }
 
   private failure(): Error {
@@ -433,21 +204,14 @@ export class Client extends TypedEmitter<ClientEvents> {
     if (to === this.stateName) return;
     const failure = to === "recovering" || to === "degraded" || to === "failed";
     const error = failure ? context.error : undefined;
-    const host =
-      this.hostNames[(failure ? context.failedHost : context.hostIndex) % this.hostNames.length] ?? "";
+    const host = this.hosts.name(failure ? context.failedHost : context.hostIndex);
     if (failure && error !== undefined && to !== "failed") {
-      const h = this.hostLog.get(host) ?? { attempts: 0, lastError: undefined };
-      h.lastError = `${error.name}: ${error.message}`;
-      this.hostLog.set(host, h);
+      this.hosts.failed(host, error);
       if (isReported(error)) this.report(error);
     }
     const from = this.stateName;
     this.stateName = to;
-    if (to === "connecting") {
-      const h = this.hostLog.get(host) ?? { attempts: 0, lastError: undefined };
-      h.attempts++;
-      this.hostLog.set(host, h);
-    }
+    if (to === "connecting") this.hosts.attempted(host);
     const wasOpen = from === "restoring" || from === "running" || from === "blocked";
     const isOpen = to === "restoring" || to === "running" || to === "blocked";
     if (!isOpen) this.childrenUp = false;
@@ -458,15 +222,11 @@ export class Client extends TypedEmitter<ClientEvents> {
     }
     if (to === "running" || to === "blocked") {
       this.everOpen = true;
-      const w = this.readyWaiters;
-      this.readyWaiters = [];
-      for (const x of w) x.resolve();
+      this.readyWaiters.resolveAll();
     }
     if (to === "failed" || to === "closed") {
       const err = this.failure();
-      const w = this.readyWaiters;
-      this.readyWaiters = [];
-      for (const x of w) x.reject(err);
+      this.readyWaiters.rejectAll(err);
       for (const c of this.consumers) c.send({ type: "CONNECTION_LOST" });
       for (const m of this.managed)
         if (m.actor.getSnapshot().status !== "done") m.actor.send({ type: "CLOSE" });
@@ -481,68 +241,6 @@ export class Client extends TypedEmitter<ClientEvents> {
       }
     }
     this.emit("state", { from, to, error, host, degraded: context.degraded });
-  }
-
-  private connectActor(input: { hostIndex: number }, sendBack: (e: ConnectionEvent) => void): () => void {
-    let abandoned = false;
-    const url = this.urls[input.hostIndex % this.urls.length]!;
-    const {
-      urls: _u,
-      url: _url,
-      reconnect: _r,
-      restartIntensity: _ri,
-      channelRestartIntensity: _ci,
-      metrics: _me,
-      shuffleHosts: _sh,
-      hostCooldown: _hc,
-      tracing: _tr,
-      escalation: _es,
-      giveUpAfter: _gu,
-      ...rest
-    } = this.opts;
-    const options: ConnectionOptions = { ...rest, url };
-    const hooks: OpenHooks = { onSocketOpen: () => !abandoned && sendBack({ type: "SOCKET_OPEN" }) };
-    if (this.metrics) hooks.observer = this.metrics;
-    Connection.open(options, hooks).then(
-      (conn) => {
-        if (abandoned) {
-          void conn.close({ timeout: 1000 });
-          return;
-        }
-        this.connection = conn;
-        sendBack({ type: "CONNECTED" });
-      },
-      (error: LifecycleError) => {
-        if (!abandoned) sendBack({ type: "CONNECT_FAILED", error });
-      },
-    );
-    return () => {
-      abandoned = true;
-    };
-  }
-
-  private watchActor(sendBack: (e: ConnectionEvent) => void): () => void {
-    const conn = this.connection;
-    if (!conn) {
-      sendBack({ type: "LOST", error: new ConnectionClosedError("no connection") });
-      return () => undefined;
-    }
-    const onClose = (error: LifecycleError | undefined) => {
-      if (this.connection === conn) this.connection = undefined;
-      sendBack({ type: "LOST", error: error ?? new ConnectionClosedError("the connection closed") });
-    };
-    const onBlocked = (reason: string) => sendBack({ type: "BLOCKED", reason });
-    const onUnblocked = () => sendBack({ type: "UNBLOCKED" });
-    conn.on("close", onClose);
-    conn.on("blocked", onBlocked);
-    conn.on("unblocked", onUnblocked);
-    if (conn.isBlocked) onBlocked(conn.blockedReason ?? "blocked");
-    if (!conn.isOpen) onClose(conn.closeReason);
-    return () => {
-      conn.off("close", onClose);
-      conn.off("blocked", onBlocked);
-      conn.off("unblocked", onUnblocked);
-    };
   }
 
   /** After (re)connecting: topology, then channels, then consumers (waiting for their first attempt). */
@@ -616,23 +314,26 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   // ─── topology ───────────────────────────────────────────────────────────
 
+  /** The client's own channel for declaring and deleting, waiting (bounded) for the connection. */
+  private adminChannel(): Promise<Channel> {
+    this.checkUsable();
+    this.admin ??= this.managedChannel(async () => undefined);
+    return this.admin.get(this.waitTimeout);
+  }
+
   /**
    * Declares exchanges, queues and bindings, and records them: they are declared again
    * after every recovery. Waits (bounded) for the connection. Resolves with the queue
    * names (the broker's, for server-named queues).
    */
   async declare(spec: TopologySpec): Promise<DeclareResult> {
-    this.checkUsable();
-    this.admin ??= this.managedChannel(async () => undefined);
-    const ch = await this.admin.get(this.waitTimeout);
+    const ch = await this.adminChannel();
     return this.topology.declare(ch, spec);
   }
 
   /** Deletes a queue and forgets it (and its bindings). */
   async deleteQueue(queue: string, options: { ifUnused?: boolean; ifEmpty?: boolean } = {}): Promise<number> {
-    this.checkUsable();
-    this.admin ??= this.managedChannel(async () => undefined);
-    const ch = await this.admin.get(this.waitTimeout);
+    const ch = await this.adminChannel();
     const n = await ch.queueDelete({ queue: this.topology.queueName(queue), ...options });
     this.topology.forgetQueue(queue);
     return n;
@@ -640,18 +341,14 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   /** Deletes an exchange and forgets it (and bindings from or to it). */
   async deleteExchange(exchange: string, options: { ifUnused?: boolean } = {}): Promise<void> {
-    this.checkUsable();
-    this.admin ??= this.managedChannel(async () => undefined);
-    const ch = await this.admin.get(this.waitTimeout);
+    const ch = await this.adminChannel();
     await ch.exchangeDelete({ exchange, ...options });
     this.topology.forgetExchange(exchange);
   }
 
   /** Removes a binding and forgets it. */
   async unbind(binding: BindingSpec): Promise<void> {
-    this.checkUsable();
-    this.admin ??= this.managedChannel(async () => undefined);
-    const ch = await this.admin.get(this.waitTimeout);
+    const ch = await this.adminChannel();
     const args = binding.arguments ? { arguments: binding.arguments } : {};
     if (binding.queue !== undefined) {
       await ch.queueUnbind({
@@ -795,7 +492,7 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   /**
    * An RPC client over direct reply-to, on a supervised channel of its own (its reply consumer is
-   * set up again on every new channel). See RpcClient and README "RPC".
+   * set up again on every new channel). See RpcClient and docs/rpc.md.
    */
   rpcClient(options: RpcClientOptions = {}): RpcClient {
     this.checkUsable();
@@ -896,7 +593,7 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   /** Where the client connects (URLs without passwords). */
   get addresses(): string[] {
-    return this.urls.map(redactUrl);
+    return this.hosts.redacted();
   }
 
   /** True once the client has been open at least once. */
@@ -905,25 +602,9 @@ export class Client extends TypedEmitter<ClientEvents> {
   }
 }
 
-/** host:port of an AMQP URL (no credentials). */
-function hostOf(url: string): string {
-  try {
-    const u = new URL(url);
-    const port = u.port || (u.protocol === "amqps:" ? "5671" : "5672");
-    return `${u.hostname}:${port}`;
-  } catch {
-    return redactUrl(url);
-  }
-}
-
-/** The innermost state name of a machine state value. */
-function leafName(value: unknown): string {
-  let v = value;
-  while (v !== null && typeof v === "object") v = Object.values(v as Record<string, unknown>)[0];
-  return String(v);
-}
-
 /** Creates a supervised client and starts connecting; `await client.ready()` for the first open. */
 export function connect(options: ClientOptions | string = {}): Client {
   return new Client(typeof options === "string" ? { url: options } : options);
 }
+
+export type { ClientEvents, ClientOptions, DegradedChange, StateChange } from "./client-options.js";

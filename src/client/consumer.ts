@@ -1,20 +1,7 @@
-/**
- * A supervised consumer. Its lifecycle is the consumer machine; its channel belongs
- * to it (opened on subscribe, with its own prefetch), so a channel exception, a
- * server-sent basic.cancel or a lost connection touches no other consumer.
- *
- * Handlers ack on success; a failure (a throw, a rejection, a timeout) applies the consumer's
- * policy: requeue (up to `maxAttempts`, then reject), reject (to the queue's dead-letter
- * exchange), or retry after a delay through warren's retry topology (retry.ts), then
- * dead-letter. At most `concurrency` handlers run at once; deliveries beyond wait in order
- * (bounded by the prefetch). A delivery from a channel that has since died is never settled
- * with its stale tag: the broker redelivers it. Draining (cancel, close) stops the
- * subscription, releases what has not started, waits (bounded) for what runs, then closes.
- */
-import type { Span } from "@opentelemetry/api";
 import { type Actor, createActor, fromPromise } from "xstate";
 import { type ConsumerEvent, consumerMachine } from "../../machines/consumer.js";
-import type { Channel, Message } from "../amqp/channel.js";
+import type { Channel } from "../amqp/channel.js";
+import type { Message } from "../amqp/channel-types.js";
 import { TypedEmitter } from "../amqp/events.js";
 import {
   ChannelClosedByBroker,
@@ -24,14 +11,25 @@ import {
   QueueNotFoundError,
   RpcTimeoutError,
   TimeoutError,
-  type WarrenError,
 } from "../errors.js";
+import type { ConsumeStats } from "../observability/observers.js";
 import type { DeliveryOutcome, Tracing } from "../observability/tracing.js";
+
 import type { BasicProperties } from "../protocol/generated/spec.js";
-import type { FieldTable, FieldValue } from "../protocol/table.js";
+import type { FieldValue } from "../protocol/table.js";
+import type {
+  ConsumedMessage,
+  ConsumeOptions,
+  ConsumerEvents,
+  ConsumerHost,
+  ConsumerStats,
+  FailurePolicy,
+  MessageHandler,
+} from "./consumer-types.js";
+import { Delivery, type Settle } from "./delivery.js";
 import { Deque } from "./deque.js";
+import { onFailure, SETTLE_OF } from "./failure-policy.js";
 import {
-  attemptOf,
   copyProperties,
   DEATH_REASON_HEADER,
   deadLetterQueueName,
@@ -42,252 +40,10 @@ import {
   retriesOf,
   retryTopology,
 } from "./retry.js";
-import type { TopologySpec } from "./topology.js";
-
-/** What a failed delivery becomes. */
-export type FailurePolicy = "requeue" | "reject" | "retry";
-
-/** Where a stream consumer starts (x-stream-offset): a keyword, an offset, or a point in time. */
-export type StreamOffset = "first" | "last" | "next" | number | bigint | Date;
-
-export interface RetryOptions {
-  /**
-   * Delay before each retry, ms: one value, or one per retry (the last repeats), e.g.
-   * [1000, 10000, 60000]. Default 5000. Each distinct delay is one delay queue.
-   */
-  delays?: number | number[];
-  /**
-   * After the last attempt: `"reject"` (default) nacks it without requeue, so the queue's
-   * dead-letter exchange gets it (the broker drops it when the queue has none); `"queue"`
-   * moves it to `warren.dead.<queue>`, a durable queue warren declares; `{ queue }` to a queue
-   * of that name warren declares.
-   */
-  deadLetter?: "reject" | "queue" | { queue: string };
-}
-
-export interface ConsumeOptions {
-  /** Queue name, or the name a server-named queue declared through the client was first given. */
-  queue: string;
-  /** Unacknowledged deliveries at a time (basic.qos prefetch-count). Default 50, and at least `concurrency`. */
-  prefetch?: number;
-  /**
-   * Handlers running at once (default: the prefetch). 1 handles deliveries one by one, in order;
-   * past the limit, deliveries wait in arrival order.
-   */
-  concurrency?: number;
-  /**
-   * A failed handler (throw, rejection, timeout): `"requeue"` (default) nacks with requeue until
-   * `maxAttempts`, then rejects; `"reject"` rejects at once (the queue's dead-letter exchange);
-   * `"retry"` (the default when `retry` is given) sends it to a delay queue and back, until
-   * `maxAttempts`, then dead-letters it (`retry.deadLetter`). On a stream queue, which keeps
-   * every message, requeue and reject are not possible: the failure is reported and acked.
-   */
-  onFailure?: FailurePolicy;
-  /**
-   * Attempts in all, the first delivery included. Default 2 for "requeue" (requeued once, rejected
-   * when it fails again) and 5 for "retry". `Infinity` requeues for ever, or until a quorum
-   * queue's x-delivery-limit dead-letters it.
-   */
-  maxAttempts?: number;
-  /** The retry topology's delays and dead-lettering (onFailure "retry"). */
-  retry?: RetryOptions;
-  /**
-   * A handler still running after this long (ms) fails with a TimeoutError: the policy applies,
-   * its slot is freed, `message.signal` is aborted, and its late result is ignored. Default none.
-   */
-  timeoutMs?: number;
-  /** Stream queues: where to start reading (the x-stream-offset consumer argument). */
-  streamOffset?: StreamOffset;
-  /** Automatic acknowledgement: the broker forgets a message once sent. Default false. */
-  noAck?: boolean;
-  exclusive?: boolean;
-  /** basic.consume arguments, e.g. { "x-priority": 10 }. */
-  arguments?: FieldTable;
-  /** Consumer tag prefix; the broker names the consumer when absent. */
-  tag?: string;
-  /** How long cancel() waits for running handlers (ms, default 10000). */
-  drainTimeout?: number;
-  /** @internal deliveries are handed over unsettled (client.messages()) */
-  manual?: boolean;
-}
-
-/** `client.messages()` options: the iterator settles explicitly, so no policy, concurrency or timeout. */
-export type MessagesOptions = Omit<
-  ConsumeOptions,
-  "manual" | "concurrency" | "onFailure" | "maxAttempts" | "retry" | "timeoutMs"
->;
-
-/** What a handler (or the message iterator) receives. */
-export interface ConsumedMessage {
-  body: Buffer;
-  properties: BasicProperties;
-  fields: {
-    deliveryTag: number;
-    redelivered: boolean;
-    exchange: string;
-    routingKey: string;
-    consumerTag: string;
-  };
-  /**
-   * Which attempt this is, from headers that survive redelivery: 1 + retries (x-death of warren's
-   * delay queues, warren-retries) + redeliveries (x-delivery-count on quorum queues; 1 if
-   * flagged redelivered elsewhere).
-   */
-  readonly attempt: number;
-  /** Aborted when the handler timed out, or when a drain stopped waiting for it. */
-  readonly signal: AbortSignal;
-  /** Settled already (acked, nacked, rejected, or abandoned because its channel died). */
-  readonly settled: boolean;
-  /** Acks it (a no-op once settled, or when its channel died: the broker redelivers it). */
-  ack(): void;
-  /** Nacks it: requeued by default; `{ requeue: false }` dead-letters it. */
-  nack(options?: { requeue?: boolean }): void;
-  /** Rejects it without requeue (to the queue's dead-letter exchange, if it has one). */
-  reject(): void;
-}
-
-export type MessageHandler = (message: ConsumedMessage) => unknown | Promise<unknown>;
-
-export interface ConsumerEvents {
-  state: (change: { from: string; to: string; error: WarrenError | Error | undefined }) => void;
-  /** A handler threw, rejected or timed out (the policy applied). */
-  error: (error: unknown, message: ConsumedMessage) => void;
-}
-
-/** A consumer's counts since it started. */
-export interface ConsumerStats {
-  /** Deliveries received. */
-  readonly delivered: number;
-  /** Acked (handlers that succeeded, and stream failures). */
-  readonly acked: number;
-  /** Handlers that threw, rejected or timed out. */
-  readonly failed: number;
-  /** Nacked with requeue (failures under "requeue", and deliveries released by a drain). */
-  readonly requeued: number;
-  /** Sent to a delay queue (confirmed) and acked. */
-  readonly retried: number;
-  /** Rejected without requeue, or moved to warren's dead-letter queue. */
-  readonly deadLettered: number;
-  /** Received and not settled yet: running, waiting for a slot, or being retried. */
-  readonly inFlight: number;
-  /**
-   * Subscription attempts that failed (a missing queue, a refusal, the channel or connection lost
-   * while subscribing): each one is retried with backoff, unless it was permanent (`failed`).
-   */
-  readonly subscribeErrors: number;
-  /** The `code` of the last failed subscription attempt (e.g. `QUEUE_NOT_FOUND`), until one succeeds. */
-  readonly lastSubscribeError: string | undefined;
-}
-
-/**
- * Instrumentation of one queue's deliveries (warren's metrics): called synchronously on the hot
- * path, so cheap and never throwing.
- */
-export interface ConsumeStats {
-  delivered(): void;
-  /** The handler settled after `seconds`. */
-  handled(seconds: number): void;
-  acked(): void;
-  /** Nacked with requeue. */
-  nacked(): void;
-  /** Nacked without requeue (dead-lettered by the queue, or dropped), or moved to warren's dead-letter queue. */
-  rejected(): void;
-  /** Sent to a retry (delay) queue. */
-  retried?(): void;
-  /** A subscription attempt failed with an error of this `code` (e.g. `QUEUE_NOT_FOUND`). */
-  subscribeFailed?(code: string): void;
-}
-
-/** What the consumer needs from its client. */
-export interface ConsumerHost {
-  openChannel(): Promise<Channel>;
-  /**
-   * Re-declares the queue and its bindings if the client declared it (`lost`: the broker
-   * cancelled us, the queue may be gone); resolves with its current name.
-   */
-  prepareQueue(ch: Channel, key: string, lost: boolean): Promise<string>;
-  /** Declares and records topology (the retry topology), so recoveries restore it. */
-  declare?: (ch: Channel, spec: TopologySpec) => Promise<unknown>;
-  consumerRandom: () => number;
-  /** The client's tracing, when it is on. */
-  tracing?: Tracing | undefined;
-  /** Instrumentation for the consumer's queue, if metrics are on. */
-  consumeStats?: (queue: string) => ConsumeStats;
-  /**
-   * Tells the application of a fault it must hear about (the client's `error` event, rate-limited
-   * by the client): a missing queue, a refused subscription. See faults.ts.
-   */
-  report?: (error: Error) => void;
-}
+import { Waiters } from "./waiters.js";
 
 const TERMINAL = new Set(["cancelled"]);
 const DEFAULT_DELAY = 5000;
-
-type Settle = "ack" | "requeue" | "reject";
-
-/** One delivery: the message handed out, and its bookkeeping. */
-class Delivery implements ConsumedMessage {
-  body: Buffer;
-  properties: BasicProperties;
-  fields: ConsumedMessage["fields"];
-  settled = false;
-  /** The handler returned, threw or timed out (a late result is ignored). */
-  finished = false;
-  started = 0;
-  /** The consumer's channel epoch when its handler started (a slot is only freed in the same epoch). */
-  epoch = 0;
-  span: Span | undefined;
-  timer: NodeJS.Timeout | undefined;
-  failed = false;
-  error: unknown;
-  /** Stream offset (x-stream-offset header), on stream consumers. */
-  offset: number | undefined;
-  private controller: AbortController | undefined;
-
-  constructor(
-    readonly consumer: Consumer,
-    readonly channel: Channel,
-    m: Message,
-  ) {
-    this.body = m.body;
-    this.properties = m.properties;
-    this.fields = {
-      deliveryTag: m.deliveryTag,
-      redelivered: m.redelivered,
-      exchange: m.exchange,
-      routingKey: m.routingKey,
-      consumerTag: m.consumerTag ?? "",
-    };
-  }
-
-  get attempt(): number {
-    return attemptOf(this.properties, this.fields.redelivered);
-  }
-
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (!this.finished) this.consumer.watchSignal(this);
-    }
-    return this.controller.signal;
-  }
-
-  abort(reason: unknown): void {
-    this.controller?.abort(reason);
-  }
-
-  ack(): void {
-    this.consumer.settleByUser(this, "ack");
-  }
-
-  nack(options: { requeue?: boolean } = {}): void {
-    this.consumer.settleByUser(this, options.requeue === false ? "reject" : "requeue");
-  }
-
-  reject(): void {
-    this.consumer.settleByUser(this, "reject");
-  }
-}
 
 class Stats implements ConsumerStats {
   delivered = 0;
@@ -299,6 +55,23 @@ class Stats implements ConsumerStats {
   inFlight = 0;
   subscribeErrors = 0;
   lastSubscribeError: string | undefined = undefined;
+
+  /** A settlement sent to the broker, counted here and in the metrics. */
+  settled(op: Settle, outcome: DeliveryOutcome, metrics: ConsumeStats | undefined): void {
+    if (outcome === "retry") {
+      this.retried++;
+      metrics?.retried?.();
+    } else if (outcome === "dead_letter" || op === "reject") {
+      this.deadLettered++;
+      metrics?.rejected();
+    } else if (op === "ack") {
+      this.acked++;
+      metrics?.acked();
+    } else {
+      this.requeued++;
+      metrics?.nacked();
+    }
+  }
 
   toJSON(): ConsumerStats {
     return { ...this };
@@ -320,10 +93,10 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   /** Deliveries waiting for a slot, in arrival order. */
   private readonly waiting = new Deque<Delivery>();
   private idleWaiters: (() => void)[] = [];
-  private settleWaiters: (() => void)[] = [];
+  private readonly settleWaiters = new Waiters();
   private stateName = "waiting";
   /** ready() callers waiting for the first outcome. */
-  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readonly readyWaiters = new Waiters();
   /** Set by a server-sent cancel: the queue may have been deleted. */
   private queueLost = false;
   /** Cancel or close under way: new deliveries are released, not handled. */
@@ -442,23 +215,19 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       return Promise.reject(error ?? this.cancelledError());
     }
     if (s === "draining" || s === "cancelled") return Promise.reject(this.cancelledError());
-    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+    return this.readyWaiters.wait();
   }
 
   private settleReady(to: string, error: Error | undefined): void {
-    if (this.readyWaiters.length === 0) return;
+    if (this.readyWaiters.size === 0) return;
     let outcome: Error | null;
     if (to === "consuming") outcome = null;
     else if (to === "failed") outcome = error ?? this.cancelledError();
     else if (to === "resubscribing" && error instanceof QueueNotFoundError) outcome = error;
     else if (to === "draining" || to === "cancelled") outcome = this.cancelledError();
     else return;
-    const waiters = this.readyWaiters;
-    this.readyWaiters = [];
-    for (const w of waiters) {
-      if (outcome === null) w.resolve();
-      else w.reject(outcome);
-    }
+    if (outcome === null) this.readyWaiters.resolveAll();
+    else this.readyWaiters.rejectAll(outcome);
   }
 
   private cancelledError(): Error {
@@ -496,13 +265,11 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   /** @internal resolves once the current subscribe attempt has settled (or at once if none is running) */
   settled(): Promise<void> {
     if (this.stateName !== "subscribing" && this.stateName !== "waiting") return Promise.resolve();
-    return new Promise((r) => this.settleWaiters.push(r));
+    return this.settleWaiters.wait();
   }
 
   private releaseSettled(): void {
-    const w = this.settleWaiters;
-    this.settleWaiters = [];
-    for (const r of w) r();
+    this.settleWaiters.resolveAll();
   }
 
   /**
@@ -779,20 +546,17 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       );
     }
     if (d.settled) return; // the handler settled it itself before failing
-    if (this.options.noAck) {
-      this.settle(d, "ack", "auto_ack");
-      return;
-    }
-    const policy = this.policy;
-    // A stream keeps every message: nack and reject are refused (540 not implemented).
     const stream = d.properties.headers?.["x-stream-offset"] !== undefined;
-    if (policy === "retry") {
-      if (d.attempt < this.maxAttempts) this.retry(d);
-      else this.deadLetter(d, stream);
-    } else if (stream) this.settle(d, "ack", "ack");
-    else if (policy === "reject") this.settle(d, "reject", "reject");
-    else if (d.attempt < this.maxAttempts) this.settle(d, "requeue", "nack");
-    else this.settle(d, "reject", "reject");
+    const decision = onFailure({
+      policy: this.policy,
+      noAck: this.options.noAck === true,
+      stream,
+      attempt: d.attempt,
+      maxAttempts: this.maxAttempts,
+    });
+    if (decision === "retry") this.retry(d);
+    else if (decision === "dead_letter") this.deadLetter(d, stream);
+    else this.settle(d, SETTLE_OF[decision], decision);
   }
 
   /** Publishes a copy to the retry exchange (confirmed), then acks the original. */
@@ -890,24 +654,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       }
     }
     if (sent) {
-      const c = this.counts;
-      const m = this.metrics;
-      if (outcome === "retry") {
-        c.retried++;
-        m?.retried?.();
-      } else if (outcome === "dead_letter") {
-        c.deadLettered++;
-        m?.rejected();
-      } else if (op === "ack") {
-        c.acked++;
-        m?.acked();
-      } else if (op === "requeue") {
-        c.requeued++;
-        m?.nacked();
-      } else {
-        c.deadLettered++;
-        m?.rejected();
-      }
+      this.counts.settled(op, outcome, this.metrics);
       if (d.offset !== undefined && op === "ack") this.streamPending.delete(d.offset);
     }
     if (d.span !== undefined) {
@@ -929,4 +676,16 @@ function errorMessage(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
+export type {
+  ConsumedMessage,
+  ConsumeOptions,
+  ConsumerEvents,
+  ConsumerHost,
+  ConsumerStats,
+  FailurePolicy,
+  MessageHandler,
+  MessagesOptions,
+  RetryOptions,
+  StreamOffset,
+} from "./consumer-types.js";
 export { ConnectionClosedError };

@@ -26,7 +26,8 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Span } from "@opentelemetry/api";
-import type { Body, Channel } from "../amqp/channel.js";
+import type { Channel } from "../amqp/channel.js";
+import type { Body } from "../amqp/channel-types.js";
 import {
   ChannelClosedByBroker,
   ChannelClosedError,
@@ -38,10 +39,15 @@ import {
   TimeoutError,
   UnroutableError,
 } from "../errors.js";
+import { refusedPublishTo } from "../faults.js";
+import type { PublisherObserver } from "../observability/observers.js";
 import type { Tracing } from "../observability/tracing.js";
-import { type DeadLetter, Outbox, type OutboxOptions, type StoredMessage } from "../outbox/outbox.js";
+
+import { type DeadLetter, Outbox, type OutboxOptions } from "../outbox/outbox.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import { Deque } from "./deque.js";
+import { DEFAULT_NACK_RETRY, type NackCount, NackRetry, type NackRetryOptions } from "./nack-retry.js";
+import { OutboxRelay } from "./outbox-relay.js";
 
 export interface PublishProperties extends BasicProperties {
   /** Shorthand for deliveryMode 2 (true) or 1 (false). */
@@ -81,56 +87,6 @@ export interface PublisherOptions {
   renewAfterNacks?: number;
 }
 
-export interface NackRetryOptions {
-  /** Sends in all, the first included (default 8). */
-  attempts?: number;
-  /** No retry later than this after the first nack, in ms (default 10000). */
-  withinMs?: number;
-  /** Backoff before the first retry, in ms (default 200); doubles per attempt, half of it random. */
-  initialDelayMs?: number;
-  /** Backoff cap, in ms (default 2000). */
-  maxDelayMs?: number;
-}
-
-export const DEFAULT_NACK_RETRY: Required<NackRetryOptions> = {
-  attempts: 8,
-  withinMs: 10_000,
-  initialDelayMs: 200,
-  maxDelayMs: 2000,
-};
-
-/** Equal-jitter backoff before retry number `retry` (1-based): half fixed, half random. */
-export function nackRetryDelay(retry: number, o: Required<NackRetryOptions>, random = Math.random): number {
-  const base = Math.min(o.maxDelayMs, o.initialDelayMs * 2 ** Math.max(0, retry - 1));
-  return base / 2 + random() * (base / 2);
-}
-
-/**
- * Instrumentation of publishes to one exchange (warren's metrics): called synchronously on the
- * hot path, so cheap and never throwing.
- */
-export interface PublishStats {
-  /** Accepted by publish(). */
-  published(): void;
-  /** Confirmed by the broker, `seconds` after it was accepted (not given for outbox rows). */
-  confirmed(seconds?: number): void;
-  /** A basic.nack (each one, retried or not). */
-  nacked(): void;
-  /** A nacked message sent again. */
-  nackRetried(): void;
-  /** Returned as unroutable (mandatory). */
-  returned(): void;
-  /** Sent again after its channel or connection died. */
-  republished(): void;
-  /** Its promise rejected with `error`. */
-  failed(error: Error): void;
-}
-
-/** Gives the instrumentation of one exchange's publishes. */
-export interface PublisherObserver {
-  exchange(name: string): PublishStats;
-}
-
 /** What the publisher needs from its client. */
 export interface PublisherHost {
   /** The publisher's supervised channel (confirm mode set up), waiting while it is reopened. */
@@ -157,7 +113,7 @@ export interface PublisherHost {
  * (`resolve`/`reject` are called by the channel; `done`/`fail` settle the caller's promise),
  * so a publish allocates no closures.
  */
-class Entry {
+class Entry implements NackCount {
   /** Nacks so far, and when the first came. */
   nacks = 0;
   firstNackAt = 0;
@@ -202,9 +158,6 @@ class Entry {
   }
 }
 
-/** An outbox row nacked by the broker, waiting for its backoff. */
-type RetryRow = StoredMessage & { due: number };
-
 /** Fills in message-id and delivery mode. */
 export function normaliseProperties(p: PublishProperties | undefined): BasicProperties {
   const { persistent, ...rest } = p ?? {};
@@ -212,21 +165,6 @@ export function normaliseProperties(p: PublishProperties | undefined): BasicProp
   if (out.messageId === undefined) out.messageId = randomUUID();
   if (persistent !== undefined && out.deliveryMode === undefined) out.deliveryMode = persistent ? 2 : 1;
   return out;
-}
-
-/** The exchange a broker error names (`NOT_FOUND - no exchange 'x' in vhost '/'`), if any. */
-function exchangeNamed(err: ChannelClosedByBroker): string | undefined {
-  return /exchange '([^']*)'/.exec(err.replyText)?.[1];
-}
-
-/**
- * True when the broker closed the channel because of a publish to `exchange` (e.g. 404 no exchange
- * 'x'): messages to it fail. Any other channel close is no verdict on the message: it is sent again.
- */
-function refusedPublishTo(err: ChannelClosedByBroker, exchange: string): boolean {
-  if (err.methodName !== undefined && err.methodName !== "basic.publish") return false;
-  const named = exchangeNamed(err);
-  return named === undefined || named === exchange;
 }
 
 export class Publisher {
@@ -250,30 +188,12 @@ export class Publisher {
   private closedFlag = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly outbox: Outbox | undefined;
-  private relayCursor = 0;
-  private relayInFlight = new Set<number>();
-  private relayScheduled = false;
-  private relaying = false;
-  private relayAgain = false;
+  private readonly relay: OutboxRelay | undefined;
   private idleWaiters: (() => void)[] = [];
-  private readonly nackPolicy: Required<NackRetryOptions> | undefined;
-  private readonly renewAfter: number;
+  private readonly nackRetry: NackRetry;
   /** Nacked, waiting for their backoff to pass. */
   private delayed: Entry[] = [];
   private delayTimer: NodeJS.Timeout | undefined;
-  /** The nack streak: nacks in a row on streakChannel with no ack between them. */
-  private streakChannel: Channel | undefined;
-  private streak = 0;
-  /** Renewals back off too (100 ms doubling to 2 s) until a channel gets an ack. */
-  private renewGap = 0;
-  private renewNotBefore = 0;
-  /** Outbox rows nacked so far: attempts and first nack time, by row id. */
-  private rowNacks = new Map<number, { nacks: number; first: number }>();
-  private relayRetry: RetryRow[] = [];
-  private relayRetryTimer: NodeJS.Timeout | undefined;
-  /** Set while the relay waits to read the outbox again after a storage fault. */
-  private relayFaultTimer: NodeJS.Timeout | undefined;
-  private stats = { nackRetries: 0, renewals: 0 };
   private readonly observer: PublisherObserver | undefined;
   private readonly tracing: Tracing | undefined;
 
@@ -285,24 +205,29 @@ export class Publisher {
     this.republish = options.republish ?? true;
     this.timeout = options.publishTimeout ?? 60_000;
     this.confirm = options.confirm ?? true;
-    this.nackPolicy =
-      options.nackRetry === false ? undefined : { ...DEFAULT_NACK_RETRY, ...options.nackRetry };
-    if (this.nackPolicy && (!(this.nackPolicy.attempts >= 1) || !(this.nackPolicy.withinMs >= 0)))
+    const policy = options.nackRetry === false ? undefined : { ...DEFAULT_NACK_RETRY, ...options.nackRetry };
+    if (policy && (!(policy.attempts >= 1) || !(policy.withinMs >= 0)))
       throw new ConfigError("nackRetry.attempts must be at least 1 and nackRetry.withinMs at least 0");
-    this.renewAfter = options.renewAfterNacks ?? 3;
+    this.nackRetry = new NackRetry(policy, options.renewAfterNacks ?? 3, (ch) => host.renew(ch));
     this.observer = host.observer;
     this.tracing = host.tracing;
     if (options.outbox) {
-      this.outbox = Outbox.open(options.outbox, {
+      const outbox = Outbox.open(options.outbox, {
         timeout: this.timeout,
         report: (error) => host.report?.(error),
       });
-      this.scheduleRelay();
+      this.outbox = outbox;
+      this.relay = new OutboxRelay(outbox, host, this.nackRetry, {
+        maxInFlight: this.maxInFlight,
+        timeout: this.timeout,
+        settled: () => this.relaySettled(),
+      });
+      this.relay.schedule();
     }
     host.onStateChange((state) => {
       if (state === "running") {
         this.pump();
-        this.scheduleRelay();
+        this.relay?.schedule();
       }
     });
     this.sweepTimer = setInterval(() => this.sweep(), Math.min(1000, this.timeout)).unref();
@@ -315,7 +240,7 @@ export class Publisher {
 
   /** Nacked publishes sent again, and channels renewed after a nack streak, since the start. */
   get counters(): { nackRetries: number; channelRenewals: number } {
-    return { nackRetries: this.stats.nackRetries, channelRenewals: this.stats.renewals };
+    return { nackRetries: this.nackRetry.retries, channelRenewals: this.nackRetry.renewals };
   }
 
   /** Messages the outbox holds (stored, not yet confirmed), when there is one. */
@@ -349,7 +274,7 @@ export class Publisher {
       list: (limit = 100) => o.deadLetters(limit),
       retry: (id) => {
         o.retryDeadLetter(id);
-        this.scheduleRelay();
+        this.relay?.schedule();
       },
       drop: (id) => o.dropDeadLetter(id),
     };
@@ -386,7 +311,7 @@ export class Publisher {
         return Promise.reject(e); // properties that cannot be encoded
       }
       if (span !== undefined) this.tracing?.whenStored(span, stored);
-      return stored.then(() => this.scheduleRelay());
+      return stored.then(() => this.relay?.schedule());
     }
     // One promise per message: past maxInFlight it waits in the backlog until there is room.
     return new Promise<void>((resolve, reject) => {
@@ -536,20 +461,16 @@ export class Publisher {
     const st = this.observer?.exchange(e.exchange);
     if (err === undefined) {
       if (this.confirm) st?.confirmed((Date.now() - e.since) / 1000);
-      if (e.channel !== undefined) this.acked(e.channel);
+      if (e.channel !== undefined) this.nackRetry.acked(e.channel);
       e.done();
       this.releaseCapacity();
     } else if (err instanceof PublishNackedError && !this.closedFlag) {
       st?.nacked();
-      if (e.channel !== undefined) this.nacked(e.channel);
       const now = Date.now();
-      e.nacks += 1;
-      if (e.nacks === 1) e.firstNackAt = now;
-      const p = this.nackPolicy;
-      if (p && e.nacks < p.attempts && now - e.firstNackAt < p.withinMs) {
+      const delay = this.nackRetry.nacked(e.channel, e, now);
+      if (delay !== undefined) {
         // Never before the one nacked earlier: retries keep the original order.
-        e.due = Math.max(now + nackRetryDelay(e.nacks, p), this.delayed.at(-1)?.due ?? 0);
-        this.stats.nackRetries += 1;
+        e.due = Math.max(now + delay, this.delayed.at(-1)?.due ?? 0);
         st?.nackRetried();
         if (e.span !== undefined) this.tracing?.nackRetry(e.span, e.nacks, e.due - now);
         this.delayed.push(e);
@@ -584,7 +505,7 @@ export class Publisher {
     e.fail(err);
   }
 
-  // ─── nacks: retry with backoff, renew a channel that keeps nacking ──────
+  // ─── nacks: retried after their backoff (NackRetry), in their original order ──
 
   private armDelayTimer(): void {
     const head = this.delayed[0];
@@ -602,30 +523,6 @@ export class Publisher {
       },
       Math.max(0, head.due - Date.now()),
     );
-  }
-
-  private acked(ch: Channel): void {
-    if (ch === this.streakChannel) {
-      this.streak = 0;
-      this.renewGap = 0;
-    }
-  }
-
-  /** One more nack on `ch`: past renewAfterNacks in a row (no ack between), renew the channel. */
-  private nacked(ch: Channel): void {
-    if (ch !== this.streakChannel) {
-      this.streakChannel = ch;
-      this.streak = 0;
-    }
-    this.streak += 1;
-    if (this.renewAfter <= 0 || this.streak < this.renewAfter || !ch.isOpen) return;
-    const now = Date.now();
-    if (now < this.renewNotBefore) return;
-    this.streak = 0;
-    this.renewGap = Math.min(2000, Math.max(100, this.renewGap * 2));
-    this.renewNotBefore = now + this.renewGap;
-    this.stats.renewals += 1;
-    this.host.renew(ch);
   }
 
   /** A closed channel or connection is no verdict on the message: publish it again. */
@@ -666,155 +563,12 @@ export class Publisher {
     return this.host.blocked ? "blocked by the broker" : "not connected";
   }
 
-  // ─── outbox relay ───────────────────────────────────────────────────────
+  // ─── outbox ─────────────────────────────────────────────────────────────
 
-  private scheduleRelay(): void {
-    if (!this.outbox || this.relayScheduled || this.closedFlag) return;
-    this.relayScheduled = true;
-    setImmediate(() => {
-      this.relayScheduled = false;
-      void this.relay();
-    });
-  }
-
-  /** Sends stored rows in id order, at most maxInFlight unconfirmed; one pass at a time. */
-  private async relay(): Promise<void> {
-    if (this.relaying) {
-      this.relayAgain = true;
-      return;
-    }
-    this.relaying = true;
-    try {
-      await this.relayPass();
-    } finally {
-      this.relaying = false;
-      this.armRelayRetry();
-      if (this.relayAgain) {
-        this.relayAgain = false;
-        this.scheduleRelay();
-      }
-    }
-  }
-
-  private async relayPass(): Promise<void> {
-    const o = this.outbox;
-    if (!o || this.closedFlag) return;
-    const hasDue = this.relayRetry.some((r) => r.due <= Date.now());
-    if (!hasDue && this.maxInFlight - this.relayInFlight.size <= 0) return;
-    let ch: Channel;
-    try {
-      ch = await this.host.channel(this.timeout);
-    } catch {
-      return; // the next "running" state change schedules the relay again
-    }
-    if (this.host.blocked || this.closedFlag) return;
-    // Nacked rows whose backoff passed go first (they are still counted in relayInFlight).
-    const now = Date.now();
-    const waiting: RetryRow[] = [];
-    for (const row of this.relayRetry) {
-      if (row.due > now || !ch.isOpen) {
-        waiting.push(row);
-        continue;
-      }
-      this.relayInFlight.delete(row.id);
-      this.relayOne(ch, row);
-    }
-    this.relayRetry = waiting;
-    this.armRelayRetry();
-    const room = this.maxInFlight - this.relayInFlight.size;
-    if (room <= 0) return;
-    let rows: StoredMessage[];
-    try {
-      rows = o.pending(this.relayCursor, room);
-    } catch {
-      // The outbox could not be read (it reported why): try again shortly.
-      this.relayFaultTimer ??= setTimeout(() => {
-        this.relayFaultTimer = undefined;
-        this.scheduleRelay();
-      }, 250);
-      return;
-    }
-    for (const row of rows) {
-      if (!ch.isOpen) break;
-      this.relayCursor = row.id;
-      if (this.relayInFlight.has(row.id)) continue; // sent again already, or waiting for its nack backoff
-      this.relayOne(ch, row);
-    }
-    if (rows.length === room) this.scheduleRelay();
-  }
-
-  private relayOne(ch: Channel, row: StoredMessage): void {
-    const o = this.outbox!;
-    this.relayInFlight.add(row.id);
-    const settled = () => !this.closedFlag; // after close() the outbox is closed: the row stays for the next run
-    ch.publish(row.exchange, row.routingKey, row.body, row.properties, { mandatory: row.mandatory }).then(
-      () => {
-        this.observer?.exchange(row.exchange).confirmed();
-        this.relayInFlight.delete(row.id);
-        this.acked(ch);
-        this.rowNacks.delete(row.id);
-        if (!settled()) return;
-        o.confirmed(row.id);
-        this.afterRelay();
-      },
-      (err: Error) => {
-        if (err instanceof PublishNackedError) this.observer?.exchange(row.exchange).nacked();
-        else if (err instanceof UnroutableError) this.observer?.exchange(row.exchange).returned();
-        if (err instanceof PublishNackedError && settled() && this.retryRow(ch, row)) return;
-        this.relayInFlight.delete(row.id);
-        if (!settled()) return;
-        if (err instanceof PublishNackedError) {
-          const n = this.rowNacks.get(row.id)?.nacks ?? 1;
-          this.rowNacks.delete(row.id);
-          o.deadLetter(row.id, `${err.name}: ${err.message}${n > 1 ? ` (nacked ${n} times)` : ""}`);
-        } else if (err instanceof UnroutableError) {
-          o.deadLetter(row.id, `${err.name}: ${err.message}`);
-        } else if (err instanceof ChannelClosedByBroker && refusedPublishTo(err, row.exchange)) {
-          o.deadLetter(row.id, `${err.name}: ${err.message}`);
-        } else if (row.id <= this.relayCursor) {
-          // Not confirmed because the channel died: read it again (rows stay until confirmed).
-          this.relayCursor = Math.min(this.relayCursor, row.id - 1);
-        }
-        this.afterRelay();
-      },
-    );
-  }
-
-  /** A nacked row: sent again after its backoff unless the retry bound is reached (then it is dead-lettered). */
-  private retryRow(ch: Channel, row: StoredMessage): boolean {
-    this.nacked(ch);
-    const p = this.nackPolicy;
-    const now = Date.now();
-    const n = this.rowNacks.get(row.id) ?? { nacks: 0, first: now };
-    n.nacks += 1;
-    this.rowNacks.set(row.id, n);
-    if (!p || n.nacks >= p.attempts || now - n.first >= p.withinMs) return false;
-    this.stats.nackRetries += 1;
-    this.observer?.exchange(row.exchange).nackRetried();
-    const delay = nackRetryDelay(n.nacks, p);
-    this.relayRetry.push({ ...row, due: now + delay });
-    this.armRelayRetry();
-    return true;
-  }
-
-  /** One timer for the earliest nacked row's backoff; re-armed by every relay pass that leaves rows waiting. */
-  private armRelayRetry(): void {
-    if (this.relayRetryTimer !== undefined || this.relayRetry.length === 0 || this.closedFlag) return;
-    let due = Number.POSITIVE_INFINITY;
-    for (const r of this.relayRetry) due = Math.min(due, r.due);
-    this.relayRetryTimer = setTimeout(
-      () => {
-        this.relayRetryTimer = undefined;
-        this.scheduleRelay();
-      },
-      // At least 25 ms: while blocked or reconnecting, passes end early and re-arm this.
-      Math.max(25, Math.ceil(due - Date.now()) + 1),
-    );
-  }
-
-  private afterRelay(): void {
-    this.scheduleRelay();
-    if (this.relayInFlight.size === 0 && this.idleWaiters.length > 0) {
+  /** An outbox row settled: relay more; idle once nothing is in flight and the outbox is empty. */
+  private relaySettled(): void {
+    this.relay?.schedule();
+    if ((this.relay?.unsettled ?? 0) === 0 && this.idleWaiters.length > 0) {
       // Deletes of confirmed rows are group committed later: commit them now, or count() still has them.
       this.outbox?.flush();
       if ((this.outbox?.count() ?? 0) > 0) return;
@@ -829,7 +583,7 @@ export class Publisher {
   /** Resolves once nothing is pending (or the outbox is empty), bounded by timeout. */
   whenIdle(timeout: number): Promise<void> {
     const idle = this.outbox
-      ? this.outbox.count() === 0 && this.relayInFlight.size === 0
+      ? this.outbox.count() === 0 && (this.relay?.unsettled ?? 0) === 0
       : this.pending === 0;
     if (idle) return Promise.resolve();
     return new Promise((resolve) => {
@@ -850,15 +604,16 @@ export class Publisher {
     await this.whenIdle(timeout);
     this.closedFlag = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    // Named by its type only: a login error's text names the user, and this error reaches spans.
     const err = cause
-      ? new ClientClosedError(`the client failed before the message was sent: ${cause.message}`, { cause })
+      ? new ClientClosedError(
+          `the client failed (${cause.name}) before the message was sent; error.cause says why`,
+          { cause },
+        )
       : new ClientClosedError("the client was closed before the message was confirmed");
     if (this.delayTimer) clearTimeout(this.delayTimer);
     this.delayTimer = undefined;
-    if (this.relayRetryTimer) clearTimeout(this.relayRetryTimer);
-    this.relayRetryTimer = undefined;
-    if (this.relayFaultTimer) clearTimeout(this.relayFaultTimer);
-    this.relayFaultTimer = undefined;
+    this.relay?.close();
     for (const e of [...this.delayed, ...this.retry, ...this.queue]) this.rejectEntry(e, err);
     this.delayed = [];
     this.retry = [];
@@ -867,3 +622,5 @@ export class Publisher {
     this.outbox?.close();
   }
 }
+
+export { DEFAULT_NACK_RETRY, type NackRetryOptions, nackRetryDelay } from "./nack-retry.js";

@@ -34,10 +34,10 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import type { Body } from "../amqp/channel.js";
-import { VERSION } from "../amqp/connection.js";
+import type { Body } from "../amqp/channel-types.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import type { FieldTable } from "../protocol/table.js";
+import { VERSION } from "../version.js";
 
 export interface TracingOptions {
   /** The tracer to use; default `trace.getTracer("warren", <version>)` (the global provider). */
@@ -102,12 +102,18 @@ export const TraceAttributes = {
   DELAY_MS: "warren.publish.retry_delay_ms",
   /** warren: on the republish event, why the message is sent again. */
   REASON: "warren.publish.republish_reason",
+  /** warren: how an RPC call ended (RpcCallOutcome) or a request was served ("ok", "error"). */
+  RPC_OUTCOME: "warren.rpc.outcome",
+  /** warren: on the RPC retry event, why the call is sent again. */
+  RPC_REASON: "warren.rpc.reason",
 } as const;
 
 /** Event names on producer spans. */
 export const TraceEvents = {
   NACK_RETRY: "warren.publish.nack_retry",
   REPUBLISH: "warren.publish.republish",
+  /** An RPC call's channel died before the reply: it is sent again. */
+  RPC_RETRY: "warren.rpc.retry",
 } as const;
 
 /** The destination name of the default exchange (semantic conventions). */
@@ -347,6 +353,96 @@ export class Tracing {
   processed(span: Span, outcome: DeliveryOutcome, failed: boolean, error: unknown): void {
     span.setAttribute(TraceAttributes.OUTCOME, outcome);
     if (failed) recordFailure(span, error);
+    span.end();
+  }
+
+  // ─── request/reply ────────────────────────────────────────────────────
+
+  /**
+   * Starts the CLIENT span of an RPC call (child of the active context) and puts its trace context
+   * into a copy of `properties.headers` (`properties` is the call's own object).
+   */
+  startCall(exchange: string, routingKey: string, correlationId: string, properties: BasicProperties): Span {
+    const parent = context.active();
+    const span = this.tracer.startSpan(
+      `call ${exchange === "" ? routingKey : exchange}`,
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          [TraceAttributes.SYSTEM]: "rabbitmq",
+          [TraceAttributes.OPERATION_TYPE]: "send",
+          [TraceAttributes.OPERATION_NAME]: "call",
+          [TraceAttributes.DESTINATION]: exchange === "" ? DEFAULT_EXCHANGE : exchange,
+        },
+      },
+      parent,
+    );
+    if (span.isRecording()) {
+      if (routingKey !== "") span.setAttribute(TraceAttributes.ROUTING_KEY, routingKey);
+      span.setAttribute(TraceAttributes.CONVERSATION_ID, correlationId);
+    }
+    // propagate: "sampled" — only recorded calls carry their trace context.
+    if (!this.propagateAll && !span.isRecording()) return span;
+    const carrier: Record<string, string> = {};
+    propagation.inject(trace.setSpan(parent, span), carrier);
+    for (const _ in carrier) {
+      properties.headers = { ...properties.headers, ...carrier };
+      break;
+    }
+    return span;
+  }
+
+  /** The call's channel died before its reply: it is sent again. */
+  callRetried(span: Span, reason: Error | undefined): void {
+    span.addEvent(TraceEvents.RPC_RETRY, { [TraceAttributes.RPC_REASON]: reason?.name ?? "closed" });
+  }
+
+  /** The call ended: with a reply (`error` undefined), or failed with `error`. */
+  callEnded(span: Span, outcome: string, error?: Error): void {
+    if (error !== undefined) recordFailure(span, error);
+    span.setAttribute(TraceAttributes.RPC_OUTCOME, outcome);
+    span.end();
+  }
+
+  /**
+   * Starts the SERVER span of a request from `queue`: a child of the active span (the consumer
+   * span when the consumer is traced), or of the caller's context from the headers.
+   */
+  startServe(queue: string, properties: BasicProperties): { span: Span; context: Context } {
+    const active = context.active();
+    const parent =
+      trace.getSpan(active) !== undefined
+        ? active
+        : propagation.extract(active, properties.headers, headerGetter);
+    const span = this.tracer.startSpan(
+      `serve ${queue}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          [TraceAttributes.SYSTEM]: "rabbitmq",
+          [TraceAttributes.OPERATION_TYPE]: "process",
+          [TraceAttributes.OPERATION_NAME]: "serve",
+          [TraceAttributes.SUBSCRIPTION]: queue,
+        },
+      },
+      parent,
+    );
+    if (span.isRecording() && properties.correlationId !== undefined)
+      span.setAttribute(TraceAttributes.CONVERSATION_ID, properties.correlationId);
+    return { span, context: trace.setSpan(parent, span) };
+  }
+
+  /** The request was served: `outcome` "ok" or "error" (the handler threw `error`, answered to the caller). */
+  served(span: Span, outcome: "ok" | "error", error?: unknown): void {
+    if (outcome === "error") recordFailure(span, error);
+    span.setAttribute(TraceAttributes.RPC_OUTCOME, outcome);
+    span.end();
+  }
+
+  /** The reply could not be sent (the request is nacked and delivered again); `handlerError` if the handler threw too. */
+  replyFailed(span: Span, error: unknown, handlerError?: unknown): void {
+    if (handlerError !== undefined) recordFailure(span, handlerError);
+    recordFailure(span, error);
     span.end();
   }
 }

@@ -144,7 +144,8 @@ export class FrameParser {
     this.streaming = true;
     this.streamChannel = channel;
     this.streamRemaining = size;
-    this.streamLast = null;
+    // An empty body frame has no piece to hold back: dispatched at its end octet like any other.
+    this.streamLast = size === 0 ? EMPTY : null;
   }
 
   /** Consumes streamed body bytes from chunk at off; returns the new offset. */
@@ -166,7 +167,8 @@ export class FrameParser {
     this.streaming = false;
     const last = this.streamLast;
     this.streamLast = null;
-    if (last !== null && last.length > 0) this.onFrame(FRAME_BODY, this.streamChannel, last);
+    if (last !== null && (last.length > 0 || last === EMPTY))
+      this.onFrame(FRAME_BODY, this.streamChannel, last);
     return off + 1;
   }
 
@@ -195,6 +197,8 @@ export class FrameParser {
     return size;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function badEnd(octet: number): FrameError {
   return new FrameError(`frame does not end with 0xCE (found 0x${octet.toString(16)})`, { replyCode: 501 });

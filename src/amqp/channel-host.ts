@@ -1,0 +1,30 @@
+/**
+ * What a Channel needs from its connection, and nothing more: the frame sink it writes
+ * publishes and acks into, sending a method, frame_max, two options, the method-call
+ * instrumentation, and handing its number back. Connection implements it; tests can fake it.
+ */
+import type { FrameSink } from "../protocol/content-writer.js";
+import type { MethodInput } from "../protocol/generated/spec.js";
+
+/** Instrumentation of synchronous method calls (e.g. `queue.declare` → `queue.declare-ok`). */
+export interface MethodCallObserver {
+  /** A synchronous method was sent and waits for its reply. */
+  rpcSent?(method: string): void;
+  /** Its reply came, `seconds` after it was sent. */
+  rpcReplied?(method: string, seconds: number): void;
+  /** No reply within rpcTimeout: the channel was given up. */
+  rpcTimedOut?(method: string): void;
+}
+
+export interface ChannelHost {
+  /** The connection's write buffer; `needsDrain` is its backpressure signal. */
+  readonly writer: FrameSink & { readonly needsDrain: boolean; onDrain(fn: () => void): void };
+  /** The negotiated frame_max (0: no limit). */
+  readonly frameMax: number;
+  readonly options: { readonly rpcTimeout: number; readonly maxMessageSize: number };
+  readonly observer: MethodCallObserver | undefined;
+  /** Sends one method frame on `channel`; throws when the connection is closed. */
+  send(channel: number, method: MethodInput): void;
+  /** The channel is done with its number (after close-ok when `awaitingCloseOk`). */
+  releaseChannel(id: number, awaitingCloseOk: boolean): void;
+}

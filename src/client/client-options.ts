@@ -1,0 +1,103 @@
+/**
+ * The supervised client's options and events: what `connect()` takes and what a Client emits.
+ * No behaviour (src/client/client.ts).
+ */
+import type {
+  BackoffOptions,
+  EscalationOptions,
+  GiveUpOptions,
+  IntensityOptions,
+} from "../../machines/backoff.js";
+import type { ConnectionOptions } from "../amqp/connection-options.js";
+import type { WarrenError } from "../errors.js";
+import type { MetricsOptions } from "../observability/metrics/client-metrics.js";
+import type { ClientState } from "../observability/observers.js";
+import type { TracingOption } from "../observability/tracing.js";
+
+export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | "port"> {
+  /**
+   * Brokers to use, in order. After a connection to one dies (or it refuses), the others are
+   * tried first: that host rests for `hostCooldown` ms.
+   */
+  urls?: string[];
+  /** Shuffle `urls` once, on creation, so a fleet of clients spreads over the nodes (default false). */
+  shuffleHosts?: boolean;
+  /** How long a host that died or refused rests before it is tried again (ms, default 10000). */
+  hostCooldown?: number;
+  /** One broker (same as urls: [url]). Default: $AMQP_URL or amqp://guest:guest@127.0.0.1:5672/. */
+  url?: string;
+  /** Reconnect backoff: full jitter, ceiling initial × multiplier^n up to max (ms). Default 100, 2000, 2. */
+  reconnect?: Partial<BackoffOptions>;
+  /**
+   * At most maxRestarts recoveries of an open connection within withinMs; beyond it the client is
+   * `degraded` and its backoff escalates (never `failed`). Default 10 in 30 s.
+   */
+  restartIntensity?: Partial<IntensityOptions>;
+  /**
+   * The escalated backoff while degraded: its ceiling doubles per exceeded intensity up to
+   * `maxBackoff` (default 30000 ms); the condition resets once the connection stayed up
+   * `resetAfterMs` (default 30000 ms).
+   */
+  escalation?: Partial<EscalationOptions>;
+  /**
+   * Opt in to giving up on transient faults: `failed` (RestartIntensityError) once this many failed
+   * attempts and restarts, or this long, pass without the connection staying up for
+   * `escalation.resetAfterMs`. Checked at each failure. Default: never give up.
+   */
+  giveUpAfter?: GiveUpOptions;
+  /** The same for each supervised channel (beyond it, the channel escalates to the connection). */
+  channelRestartIntensity?: Partial<IntensityOptions>;
+  /** How long publish() and declare() wait for the connection (ms, default 30000). */
+  connectWaitTimeout?: number;
+  /** How long close() waits for handlers and confirms (ms, default 10000). */
+  closeTimeout?: number;
+  /**
+   * Prometheus metrics (default off): `{ registry, maxLabelValues }`, or `true` for prom-client's
+   * default registry. See docs/observability.md and dashboards/metrics.md.
+   */
+  metrics?: boolean | MetricsOptions;
+  /**
+   * OpenTelemetry traces (default off): a producer span per publish, a consumer span per
+   * delivery, W3C trace context in the message headers. `true` uses the global tracer provider;
+   * `{ tracer }` a tracer of your own.
+   */
+  tracing?: TracingOption;
+}
+
+export interface StateChange {
+  from: ClientState;
+  to: ClientState;
+  /** Only the error that caused this transition (to recovering, degraded or failed); else undefined. */
+  error: WarrenError | Error | undefined;
+  /**
+   * host:port this transition concerns: the host being tried or used, or (to recovering, degraded,
+   * failed) the one that failed. Never credentials.
+   */
+  host: string;
+  /** The restart intensity was exceeded and the connection has not stayed up since (see `degraded`). */
+  degraded: boolean;
+}
+
+/** The degraded condition began or ended. */
+export interface DegradedChange {
+  degraded: boolean;
+  /** Escalation level: how often the restart intensity was exceeded since the connection was healthy. */
+  level: number;
+}
+
+export interface ClientEvents {
+  /** Every lifecycle transition of the connection supervisor. */
+  state: (change: StateChange) => void;
+  /**
+   * A fault the application must hear about: a permanent one that ended the client (`recoverable`
+   * false), or a reported transient one it keeps retrying (a connection limit, a missing queue, a
+   * DNS failure: faults.ts), rate-limited to once per 5 s for the same fault.
+   */
+  error: (error: WarrenError | Error) => void;
+  /** The restart intensity was exceeded (degraded: the backoff escalates), or the connection stayed up again. */
+  degraded: (change: DegradedChange) => void;
+  /** A server-named queue got a new name after a recovery. */
+  queueRenamed: (change: { queue: string; from: string; to: string }) => void;
+  /** A publisher's channel was closed and opened again because the broker kept nacking on it. */
+  channelRenewed: (info: { reason: "nacks" }) => void;
+}
