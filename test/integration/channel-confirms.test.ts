@@ -50,7 +50,7 @@ describe("publisher confirms", () => {
     const queue = await admin.freshQueue();
     const ch = await confirmChannel();
     // Observe the acks the channel receives (delivery tag, multiple, nack).
-    const spy = vi.spyOn(ch as unknown as { onConfirm: OnConfirm }, "onConfirm");
+    const spy = vi.spyOn((ch as unknown as { confirms: { settle: OnConfirm } }).confirms, "settle");
     expect(ch.nextPublishSeqNo).toBe(1);
     const ps: Promise<void>[] = [];
     for (let i = 0; i < 1000; i++) ps.push(ch.publish("", queue, `m${i}`));

@@ -10,8 +10,8 @@ import { type AddressInfo, connect as connectTcp, createServer, type Socket } fr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it, onTestFinished, vi } from "vitest";
+import { PublishConfirms } from "../../src/amqp/publish-confirms.js";
 import {
-  Channel,
   ChannelClosedByBroker,
   ChannelClosedError,
   type Client,
@@ -95,7 +95,8 @@ describe("confirms", () => {
     const pub = c.publisher({ maxInFlight: 500 });
     await pub.publish({ exchange: "", routingKey: q, body: "warm-up" }); // the channel is open
 
-    const spy = vi.spyOn(Channel.prototype as unknown as { onConfirm: OnConfirm }, "onConfirm");
+    // The broker's acks as the channel receives them (delivery tag, multiple, nack).
+    const spy = vi.spyOn(PublishConfirms.prototype as unknown as { settle: OnConfirm }, "settle");
     let maxPending = 0;
     const sample = () => {
       if (pub.pending > maxPending) maxPending = pub.pending;
