@@ -298,10 +298,15 @@ export class TimeoutError extends WarrenError {
 }
 
 /** A synchronous method got no reply in time. */
-export class RpcTimeoutError extends ChannelError {
-  readonly code = "RPC_TIMEOUT";
+export class MethodTimeoutError extends ChannelError {
+  readonly code = "METHOD_TIMEOUT";
   readonly recoverable = true;
 }
+
+/** @deprecated renamed MethodTimeoutError (a synchronous AMQP method, not an RPC call). */
+export const RpcTimeoutError = MethodTimeoutError;
+/** @deprecated renamed MethodTimeoutError. */
+export type RpcTimeoutError = MethodTimeoutError;
 
 // ─── request/reply (RPC over direct reply-to; not the synchronous AMQP methods above) ──────
 

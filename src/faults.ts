@@ -240,8 +240,8 @@ export const FAULTS: readonly FaultRow[] = [
     fault: "no reply to a synchronous method in time",
     class: "transient",
     reported: false,
-    error: "RpcTimeoutError",
-    code: "RPC_TIMEOUT",
+    error: "MethodTimeoutError",
+    code: "METHOD_TIMEOUT",
     action: "the channel is reopened",
   },
   {

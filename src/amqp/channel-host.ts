@@ -9,11 +9,11 @@ import type { MethodInput } from "../protocol/generated/spec.js";
 /** Instrumentation of synchronous method calls (e.g. `queue.declare` → `queue.declare-ok`). */
 export interface MethodCallObserver {
   /** A synchronous method was sent and waits for its reply. */
-  rpcSent?(method: string): void;
+  methodSent?(method: string): void;
   /** Its reply came, `seconds` after it was sent. */
-  rpcReplied?(method: string, seconds: number): void;
-  /** No reply within rpcTimeout: the channel was given up. */
-  rpcTimedOut?(method: string): void;
+  methodReplied?(method: string, seconds: number): void;
+  /** No reply within methodTimeout: the channel was given up. */
+  methodTimedOut?(method: string): void;
 }
 
 export interface ChannelHost {
@@ -21,7 +21,7 @@ export interface ChannelHost {
   readonly writer: FrameSink & { readonly needsDrain: boolean; onDrain(fn: () => void): void };
   /** The negotiated frame_max (0: no limit). */
   readonly frameMax: number;
-  readonly options: { readonly rpcTimeout: number; readonly maxMessageSize: number };
+  readonly options: { readonly methodTimeout: number; readonly maxMessageSize: number };
   readonly observer: MethodCallObserver | undefined;
   /** Sends one method frame on `channel`; throws when the connection is closed. */
   send(channel: number, method: MethodInput): void;

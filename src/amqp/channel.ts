@@ -14,7 +14,7 @@ import {
   ConfigError,
   type ConnectionError,
   FrameError,
-  RpcTimeoutError,
+  MethodTimeoutError,
 } from "../errors.js";
 import { writePublish, writeSmallMethod } from "../protocol/content-writer.js";
 import {
@@ -102,7 +102,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     this.confirms = new PublishConfirms(id);
     this.calls = new MethodCalls({
       channel: id,
-      timeout: conn.options.rpcTimeout,
+      timeout: conn.options.methodTimeout,
       observer: conn.observer,
       onTimeout: (name, timeout) => this.callTimedOut(name, timeout),
     });
@@ -161,7 +161,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
    */
   private callTimedOut(name: MethodName, timeout: number): void {
     if (this.state === "closed") return;
-    const err = new RpcTimeoutError(
+    const err = new MethodTimeoutError(
       `no reply to ${name} on channel ${this.id} within ${timeout} ms; the channel was closed (open a new one)`,
     );
     if (this.state !== "closing") {

@@ -43,8 +43,10 @@ export interface ConnectionOptions {
   writeHighWaterMark?: number;
   /**
    * Milliseconds to wait for the reply to a synchronous method (declare, bind, get, close…) before
-   * giving up the channel with RpcTimeoutError. Default 30000; 0 waits for ever.
+   * giving up the channel with MethodTimeoutError. Default 30000; 0 waits for ever.
    */
+  methodTimeout?: number;
+  /** @deprecated renamed methodTimeout (a synchronous AMQP method, not an RPC call). */
   rpcTimeout?: number;
 }
 
@@ -65,7 +67,7 @@ export interface ResolvedOptions {
   clientProperties: FieldTable | undefined;
   maxMessageSize: number;
   writeHighWaterMark: number;
-  rpcTimeout: number;
+  methodTimeout: number;
 }
 
 export function resolveOptions(o: ConnectionOptions | string = {}): ResolvedOptions {
@@ -96,7 +98,7 @@ export function resolveOptions(o: ConnectionOptions | string = {}): ResolvedOpti
     clientProperties: opts.clientProperties,
     maxMessageSize: opts.maxMessageSize ?? 512 * 1024 * 1024,
     writeHighWaterMark: opts.writeHighWaterMark ?? 4 * 1024 * 1024,
-    rpcTimeout: opts.rpcTimeout ?? 30000,
+    methodTimeout: opts.methodTimeout ?? opts.rpcTimeout ?? 30000,
   };
   if (
     r.heartbeat !== undefined &&

@@ -1,7 +1,7 @@
 /**
  * The synchronous method calls outstanding on one channel (e.g. `queue.declare` waiting for
  * `queue.declare-ok`). AMQP answers them in the order they were sent (§2.3.5.2), so a call is a
- * FIFO entry; each one is bounded by rpcTimeout and, when the connection is instrumented,
+ * FIFO entry; each one is bounded by methodTimeout and, when the connection is instrumented,
  * reported sent, answered or timed out.
  */
 import { FrameError } from "../errors.js";
@@ -43,10 +43,10 @@ export class MethodCalls {
     const { timeout, observer } = this.o;
     let done = resolve;
     if (observer !== undefined) {
-      observer.rpcSent?.(name);
+      observer.methodSent?.(name);
       const sent = performance.now();
       done = (m) => {
-        observer.rpcReplied?.(name, (performance.now() - sent) / 1000);
+        observer.methodReplied?.(name, (performance.now() - sent) / 1000);
         resolve(m);
       };
     }
@@ -55,7 +55,7 @@ export class MethodCalls {
       return;
     }
     const timer = setTimeout(() => {
-      observer?.rpcTimedOut?.(name);
+      observer?.methodTimedOut?.(name);
       this.o.onTimeout(name, timeout);
     }, timeout);
     this.calls.push({

@@ -8,8 +8,8 @@ import {
   ClientClosedError,
   ConfigError,
   ConnectionClosedError,
+  MethodTimeoutError,
   QueueNotFoundError,
-  RpcTimeoutError,
   TimeoutError,
 } from "../errors.js";
 import type { ConsumeStats } from "../observability/observers.js";
@@ -337,7 +337,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
         this.runningN = 0;
         this.dropStale();
         // A connection-level close reaches the consumer as CONNECTION_LOST from the client.
-        if (err instanceof ChannelClosedByBroker || err instanceof RpcTimeoutError) {
+        if (err instanceof ChannelClosedByBroker || err instanceof MethodTimeoutError) {
           this.actor.send({ type: "CHANNEL_CLOSED", error: err });
         }
       });

@@ -15,8 +15,8 @@ import {
   ChannelClosedByBroker,
   ClientClosedError,
   ConnectionClosedError,
+  MethodTimeoutError,
   NotConnectedError,
-  RpcTimeoutError,
 } from "../errors.js";
 import { isCallerFault } from "../faults.js";
 import { Waiters } from "./waiters.js";
@@ -51,7 +51,7 @@ export class ManagedChannel {
           ch.on("close", (err) => {
             if (this.channel !== ch) return;
             this.channel = undefined;
-            if (err instanceof ChannelClosedByBroker || err instanceof RpcTimeoutError) {
+            if (err instanceof ChannelClosedByBroker || err instanceof MethodTimeoutError) {
               // Refused publishes and declares are the caller's: they reopen the channel without
               // counting toward its restart intensity (which would end in a connection restart).
               this.actor.send({ type: "CHANNEL_CLOSED", error: err, caller: isCallerFault(err) });

@@ -357,10 +357,10 @@ describe("dashboard and rules against the metrics contract", () => {
 /**
  * Metrics a query on which may come back empty (or only NaN) from the demo: none. A healthy demo
  * never nacks, returns or fails a publish, has no channel error (no restart, renewal or
- * escalation), no RPC timeout, no missed heartbeat, no consumer nack, reject or retry, no outbox
+ * escalation), no method call timeout, no missed heartbeat, no consumer nack, reject or retry, no outbox
  * and no broker alarm; but warren starts every series at 0 (each connection's counters and gauges
  * when the client starts, an exchange's or queue's, every failure reason included, when it is
- * first used: README "Metrics"), so those panels show 0, and the dashboard must show the first
+ * first used: docs/observability.md), so those panels show 0, and the dashboard must show the first
  * such event (rate() and increase() see no increase on a series that appears at 1). Put a metric
  * here only if a calm demo legitimately has no series for it, and say why.
  */
@@ -376,8 +376,8 @@ const CALM_DEMO_ALLOW_EMPTY = new Set<string>([
 ]);
 
 /**
- * Metrics that move only when the connection recovers (and RPCs are sent again: the topology is
- * declared before the first scrape, so only the recovery gives RPC latencies). The test closes
+ * Metrics that move only when the connection recovers (and methods are called again: the topology is
+ * declared before the first scrape, so only the recovery gives method call latencies). The test closes
  * the demo's connection from the broker with rabbitmqctl; when it cannot (AMQP_URL elsewhere, no
  * rabbitmqctl), these join the allow-list.
  */
@@ -386,7 +386,7 @@ const RECOVERY_ONLY = new Set([
   "warren_reconnects_total",
   "warren_recovery_duration_seconds",
   "warren_consumer_restarts_total",
-  "warren_rpc_duration_seconds",
+  "warren_method_duration_seconds",
 ]);
 
 interface PromResponse<T> {

@@ -23,7 +23,7 @@ import {
   FrameError,
   HandshakeError,
   HeartbeatTimeoutError,
-  RpcTimeoutError,
+  MethodTimeoutError,
   SocketError,
   VhostNotAllowedError,
   type WarrenError,
@@ -1022,12 +1022,12 @@ describe("garbage after the handshake (property)", () => {
 // ─── bounded waiting and bounded memory ─────────────────────────────────────
 
 describe("a broker that stops answering one channel", () => {
-  it("an unanswered RPC rejects with RpcTimeoutError after rpcTimeout; only that channel closes", async () => {
+  it("an unanswered RPC rejects with MethodTimeoutError after methodTimeout; only that channel closes", async () => {
     const t0 = performance.now();
-    const s = await session({}, { rpcTimeout: 300 });
+    const s = await session({}, { methodTimeout: 300 });
     const err = await within(s.pending, HANG, "pending RPC");
-    expect(err).toBeInstanceOf(RpcTimeoutError);
-    expect((err as RpcTimeoutError).message).toMatch(/queue\.purge/);
+    expect(err).toBeInstanceOf(MethodTimeoutError);
+    expect((err as MethodTimeoutError).message).toMatch(/queue\.purge/);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(290);
     expect(s.ch.state).toBe("closed");
     expect(s.ch.closeReason).toBe(err);

@@ -17,8 +17,8 @@ import {
   type Client,
   type ClientOptions,
   type ConsumedMessage,
+  MethodTimeoutError,
   PublishNackedError,
-  RpcTimeoutError,
   serveMetrics,
   UnroutableError,
 } from "../../src/index.js";
@@ -178,21 +178,21 @@ describe("publishing metrics", () => {
     expect(await value(registry, "warren_host_cooldowns_total", { connection: conn })).toBe(0);
     // One confirm channel: confirm.select once; its channel.open and the admin channel's.
     expect(
-      await value(registry, "warren_rpc_calls_total", { connection: conn, method: "confirm.select" }),
+      await value(registry, "warren_method_calls_total", { connection: conn, method: "confirm.select" }),
     ).toBe(1);
     expect(
-      await value(registry, "warren_rpc_calls_total", { connection: conn, method: "queue.declare" }),
+      await value(registry, "warren_method_calls_total", { connection: conn, method: "queue.declare" }),
     ).toBe(1);
     expect(
       await value(
         registry,
-        "warren_rpc_duration_seconds",
+        "warren_method_duration_seconds",
         { connection: conn, method: "queue.declare" },
         { count: true },
       ),
     ).toBe(1);
     expect(
-      await value(registry, "warren_rpc_timeouts_total", { connection: conn, method: "queue.declare" }),
+      await value(registry, "warren_method_timeouts_total", { connection: conn, method: "queue.declare" }),
     ).toBe(0);
     expect(await value(registry, "warren_heartbeat_misses_total", { connection: conn })).toBe(0);
     expect(await value(registry, "warren_bytes_sent_total", { connection: conn })).toBeGreaterThan(N * 20);
@@ -465,7 +465,7 @@ describe("session metrics", () => {
   it("counts an RPC that got no reply in time", async () => {
     const proxy = await stallingProxy();
     const registry = new Registry();
-    const c = client(registry, { url: proxy.url, heartbeat: 0, rpcTimeout: 300, closeTimeout: 200 });
+    const c = client(registry, { url: proxy.url, heartbeat: 0, methodTimeout: 300, closeTimeout: 200 });
     try {
       const conn = nameOf(c);
       await c.ready();
@@ -474,11 +474,11 @@ describe("session metrics", () => {
       const err = await rejection(
         c.declare({ queues: [{ name: uniqueName("metrics-rpc"), exclusive: true }] }),
       );
-      expect(err).toBeInstanceOf(RpcTimeoutError);
+      expect(err).toBeInstanceOf(MethodTimeoutError);
       const method = { connection: conn, method: "queue.declare" };
-      expect(await value(registry, "warren_rpc_calls_total", method)).toBe(2);
-      expect(await value(registry, "warren_rpc_timeouts_total", method)).toBe(1);
-      expect(await value(registry, "warren_rpc_duration_seconds", method, { count: true })).toBe(1);
+      expect(await value(registry, "warren_method_calls_total", method)).toBe(2);
+      expect(await value(registry, "warren_method_timeouts_total", method)).toBe(1);
+      expect(await value(registry, "warren_method_duration_seconds", method, { count: true })).toBe(1);
     } finally {
       await c.close().catch(() => undefined);
       await proxy.close();

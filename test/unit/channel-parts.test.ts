@@ -202,9 +202,9 @@ describe("MethodCalls", () => {
       channel: 1,
       timeout: 500,
       observer: {
-        rpcSent: (m) => seen.push(`sent ${m}`),
-        rpcReplied: (m) => seen.push(`replied ${m}`),
-        rpcTimedOut: (m) => seen.push(`timeout ${m}`),
+        methodSent: (m) => seen.push(`sent ${m}`),
+        methodReplied: (m) => seen.push(`replied ${m}`),
+        methodTimedOut: (m) => seen.push(`timeout ${m}`),
       },
       onTimeout: (name, ms) => timedOut.push(`${name} ${ms}`),
     });
@@ -232,7 +232,7 @@ describe("MethodCalls", () => {
     const calls = new MethodCalls({
       channel: 1,
       timeout: 500,
-      observer: { rpcReplied: (_m, s) => replied.push(s) },
+      observer: { methodReplied: (_m, s) => replied.push(s) },
       onTimeout: (name) => timedOut.push(name),
     });
     calls.expect(

@@ -39,9 +39,9 @@ export class RegistryMetrics {
   readonly bytesReceived: Counter<"connection">;
   readonly bytesSent: Counter<"connection">;
   readonly writeBuffer: Gauge<"connection">;
-  readonly rpcCalls: Counter<"connection" | "method">;
-  readonly rpcTimeouts: Counter<"connection" | "method">;
-  readonly rpcDuration: SeriesHistogram<"connection" | "method">;
+  readonly methodCalls: Counter<"connection" | "method">;
+  readonly methodTimeouts: Counter<"connection" | "method">;
+  readonly methodDuration: SeriesHistogram<"connection" | "method">;
 
   readonly published: Counter<"connection" | "exchange">;
   readonly confirmed: Counter<"connection" | "exchange">;
@@ -157,14 +157,14 @@ export class RegistryMetrics {
       [C],
       () => this.collectBytes(),
     );
-    this.rpcCalls = counter("warren_rpc_calls_total", "Synchronous AMQP methods sent", [C, "method"]);
-    this.rpcTimeouts = counter(
-      "warren_rpc_timeouts_total",
+    this.methodCalls = counter("warren_method_calls_total", "Synchronous AMQP methods sent", [C, "method"]);
+    this.methodTimeouts = counter(
+      "warren_method_timeouts_total",
       "Synchronous AMQP methods that got no reply in time",
       [C, "method"],
     );
-    this.rpcDuration = histogram(
-      "warren_rpc_duration_seconds",
+    this.methodDuration = histogram(
+      "warren_method_duration_seconds",
       "Synchronous AMQP method sent to reply",
       [C, "method"],
       LATENCY_BUCKETS,
@@ -261,7 +261,7 @@ export class RegistryMetrics {
       [C, Q, "code"],
     );
 
-    // Request/reply (rpcClient/rpcServer), not the synchronous AMQP methods of warren_rpc_calls_total.
+    // Request/reply (rpcClient/rpcServer), not the synchronous AMQP methods of warren_method_calls_total.
     this.rpcClientCalls = counter(
       "warren_rpc_client_calls_total",
       "RPC calls settled, by outcome: ok, remote_error, timeout, unroutable, connection_lost, closed, refused",

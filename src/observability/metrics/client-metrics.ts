@@ -55,7 +55,7 @@ export interface MetricsOptions {
   maxLabelValues?: number;
 }
 
-interface RpcChildren {
+interface MethodChildren {
   calls: Counter.Internal;
   timeouts: Counter.Internal;
   duration: Series;
@@ -74,7 +74,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
   private readonly queues = new Map<string, QueueStats>();
   private otherExchange: ExchangeStats | undefined;
   private otherQueue: QueueStats | undefined;
-  private readonly rpcs = new Map<string, RpcChildren>();
+  private readonly methods = new Map<string, MethodChildren>();
   private rpcClientSeries: RpcClientSeries | undefined;
   private readonly rpcServerSeries = new Map<string, RpcServerSeries>();
   /** Hot-path counter series, added to prom-client's counters when collected. */
@@ -253,29 +253,29 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
     this.heartbeatMisses.inc();
   }
 
-  rpcSent(method: string): void {
-    this.rpc(method).calls.inc();
+  methodSent(method: string): void {
+    this.method(method).calls.inc();
   }
 
-  rpcReplied(method: string, seconds: number): void {
-    this.rpc(method).duration.observe(seconds);
+  methodReplied(method: string, seconds: number): void {
+    this.method(method).duration.observe(seconds);
   }
 
-  rpcTimedOut(method: string): void {
-    this.rpc(method).timeouts.inc();
+  methodTimedOut(method: string): void {
+    this.method(method).timeouts.inc();
   }
 
   /** AMQP method names are a small fixed set: no cap needed. */
-  private rpc(method: string): RpcChildren {
-    let r = this.rpcs.get(method);
+  private method(method: string): MethodChildren {
+    let r = this.methods.get(method);
     if (r === undefined) {
       r = {
-        calls: this.m.rpcCalls.labels(this.name, method),
-        timeouts: this.m.rpcTimeouts.labels(this.name, method),
-        duration: this.m.rpcDuration.series({ connection: this.name, method }),
+        calls: this.m.methodCalls.labels(this.name, method),
+        timeouts: this.m.methodTimeouts.labels(this.name, method),
+        duration: this.m.methodDuration.series({ connection: this.name, method }),
       };
       r.timeouts.inc(0);
-      this.rpcs.set(method, r);
+      this.methods.set(method, r);
     }
     return r;
   }
