@@ -11,7 +11,6 @@ import {
   ChannelClosedByBroker,
   ChannelClosedError,
   type ChannelError,
-  ConfigError,
   type ConnectionError,
   FrameError,
   MethodTimeoutError,
@@ -38,6 +37,7 @@ import {
   type MethodName,
   SYNC_REPLIES,
 } from "../protocol/generated/spec.js";
+import { ChannelConsumers } from "./channel-consumers.js";
 import type { ChannelHost } from "./channel-host.js";
 import type {
   Body,
@@ -62,16 +62,13 @@ import type {
 } from "./channel-types.js";
 import { ContentAssembler } from "./content-assembler.js";
 import { TypedEmitter } from "./events.js";
+import * as args from "./method-args.js";
 import { MethodCalls } from "./method-calls.js";
 import { PublishConfirms } from "./publish-confirms.js";
 
 // ─── internals ──────────────────────────────────────────────────────────────
 
 type GetOkWithMessage = Extract<Method, { name: "basic.get-ok" }> & { message: Message };
-
-interface Consumer extends ConsumeHandlers {
-  tag: string;
-}
 
 export class Channel extends TypedEmitter<ChannelEvents> {
   state: "opening" | "open" | "closing" | "closed" = "opening";
@@ -87,9 +84,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   private readonly conn: ChannelHost;
   readonly id: number;
   private readonly calls: MethodCalls;
-  private consumers = new Map<string, Consumer>();
-  /** Handlers of consumes sent without a tag, waiting for consume-ok to name them. */
-  private serverNamed: ConsumeHandlers[] = [];
+  private readonly consumers: ChannelConsumers;
   // publisher confirms
   private readonly confirms: PublishConfirms;
   // content assembly
@@ -100,6 +95,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     this.conn = conn;
     this.id = id;
     this.confirms = new PublishConfirms(id);
+    this.consumers = new ChannelConsumers(id, (e, msg) => this.reportHandlerError(e, msg));
     this.calls = new MethodCalls({
       channel: id,
       timeout: conn.options.methodTimeout,
@@ -197,54 +193,26 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   // ─── exchange ───────────────────────────────────────────────────────────
 
   async exchangeDeclare(o: ExchangeDeclareOptions): Promise<void> {
-    const m: MethodInput = {
-      name: "exchange.declare",
-      args: {
-        exchange: o.exchange,
-        type: o.type ?? "direct",
-        passive: o.passive,
-        durable: o.durable,
-        autoDelete: o.autoDelete,
-        internal: o.internal,
-        nowait: o.noWait,
-        arguments: o.arguments,
-      },
-    };
-    await this.send(m, o.noWait);
+    await this.send(args.exchangeDeclare(o), o.noWait);
   }
 
   async exchangeDelete(o: ExchangeDeleteOptions): Promise<void> {
-    const m: MethodInput = {
-      name: "exchange.delete",
-      args: { exchange: o.exchange, ifUnused: o.ifUnused, nowait: o.noWait },
-    };
-    await this.send(m, o.noWait);
+    await this.send(args.exchangeDelete(o), o.noWait);
   }
 
   /** Binds exchange `destination` to exchange `source` (a RabbitMQ extension). */
   async exchangeBind(o: ExchangeBindOptions): Promise<void> {
-    await this.send({ name: "exchange.bind", args: exchangeBindArgs(o) }, o.noWait);
+    await this.send(args.exchangeBinding("exchange.bind", o), o.noWait);
   }
 
   async exchangeUnbind(o: ExchangeBindOptions): Promise<void> {
-    await this.send({ name: "exchange.unbind", args: exchangeBindArgs(o) }, o.noWait);
+    await this.send(args.exchangeBinding("exchange.unbind", o), o.noWait);
   }
 
   // ─── queue ──────────────────────────────────────────────────────────────
 
   async queueDeclare(o: QueueDeclareOptions = {}): Promise<QueueDeclareResult> {
-    const m: MethodInput = {
-      name: "queue.declare",
-      args: {
-        queue: o.queue ?? "",
-        passive: o.passive,
-        durable: o.durable,
-        exclusive: o.exclusive,
-        autoDelete: o.autoDelete,
-        nowait: o.noWait,
-        arguments: o.arguments,
-      },
-    };
+    const m = args.queueDeclare(o);
     if (o.noWait) {
       this.cast(m);
       return { queue: o.queue ?? "", messageCount: 0, consumerCount: 0 };
@@ -253,29 +221,16 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   }
 
   async queueBind(o: QueueBindOptions): Promise<void> {
-    const m: MethodInput = {
-      name: "queue.bind",
-      args: {
-        queue: o.queue,
-        exchange: o.exchange,
-        routingKey: o.routingKey,
-        nowait: o.noWait,
-        arguments: o.arguments,
-      },
-    };
-    await this.send(m, o.noWait);
+    await this.send(args.queueBind(o), o.noWait);
   }
 
   async queueUnbind(o: QueueUnbindOptions): Promise<void> {
-    await this.callMethod({
-      name: "queue.unbind",
-      args: { queue: o.queue, exchange: o.exchange, routingKey: o.routingKey, arguments: o.arguments },
-    });
+    await this.callMethod(args.queueUnbind(o));
   }
 
   /** Removes all ready messages; resolves with how many. */
   async queuePurge(o: QueuePurgeOptions): Promise<number> {
-    const m: MethodInput = { name: "queue.purge", args: { queue: o.queue, nowait: o.noWait } };
+    const m = args.queuePurge(o);
     if (o.noWait) {
       this.cast(m);
       return 0;
@@ -285,10 +240,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   /** Deletes a queue; resolves with how many messages it held. */
   async queueDelete(o: QueueDeleteOptions): Promise<number> {
-    const m: MethodInput = {
-      name: "queue.delete",
-      args: { queue: o.queue, ifUnused: o.ifUnused, ifEmpty: o.ifEmpty, nowait: o.noWait },
-    };
+    const m = args.queueDelete(o);
     if (o.noWait) {
       this.cast(m);
       return 0;
@@ -299,10 +251,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   // ─── basic ──────────────────────────────────────────────────────────────
 
   async basicQos(o: QosOptions): Promise<void> {
-    await this.callMethod({
-      name: "basic.qos",
-      args: { prefetchCount: o.prefetchCount ?? 0, prefetchSize: o.prefetchSize ?? 0, global: o.global },
-    });
+    await this.callMethod(args.basicQos(o));
   }
 
   /** Starts a consumer; resolves with its tag once the broker confirmed it. */
@@ -313,29 +262,12 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     const h = typeof handlers === "function" ? { onMessage: handlers } : handlers;
     const tag = o.consumerTag ?? "";
     // Register before sending, so deliveries that follow consume-ok at once find their consumer.
-    if (tag) {
-      if (this.consumers.has(tag))
-        throw new ConfigError(`consumer tag "${tag}" is already in use on channel ${this.id}`);
-      this.consumers.set(tag, { ...h, tag });
-    } else this.serverNamed.push(h);
+    this.consumers.add(tag, h);
     try {
-      const ok = await this.call(
-        {
-          name: "basic.consume",
-          args: {
-            queue: o.queue,
-            consumerTag: tag,
-            noLocal: o.noLocal,
-            noAck: o.noAck,
-            exclusive: o.exclusive,
-            arguments: o.arguments,
-          },
-        },
-        "basic.consume-ok",
-      );
+      const ok = await this.call(args.basicConsume(o, tag), "basic.consume-ok");
       return ok.consumerTag;
     } catch (e) {
-      if (tag) this.consumers.delete(tag);
+      this.consumers.remove(tag);
       throw e;
     }
   }
@@ -343,7 +275,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   /** Stops a consumer; deliveries already sent may still arrive before this resolves. */
   async basicCancel(consumerTag: string): Promise<void> {
     await this.callMethod({ name: "basic.cancel", args: { consumerTag } });
-    this.consumers.delete(consumerTag);
+    this.consumers.remove(consumerTag);
   }
 
   /**
@@ -573,7 +505,6 @@ export class Channel extends TypedEmitter<ChannelEvents> {
           }),
     );
     this.consumers.clear();
-    this.serverNamed = [];
     this.conn.releaseChannel(this.id, awaitingCloseOk);
     this.emit("close", err);
   }
@@ -588,30 +519,9 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   private deliver(m: Method, properties: BasicProperties, body: Buffer): void {
     switch (m.name) {
-      case "basic.deliver": {
-        const a = m.args;
-        const c = this.consumers.get(a.consumerTag);
-        const msg: Message = {
-          body,
-          properties,
-          deliveryTag: a.deliveryTag,
-          redelivered: a.redelivered,
-          exchange: a.exchange,
-          routingKey: a.routingKey,
-          consumerTag: a.consumerTag,
-        };
-        // Cancelled meanwhile, or we are closing (AMQP says to discard): the broker requeues what is unacked.
-        if (!c || this.state === "closing") return;
-        try {
-          const r = c.onMessage(msg);
-          if (r && typeof (r as Promise<void>).then === "function") {
-            (r as Promise<void>).then(undefined, (e) => this.reportHandlerError(e, msg));
-          }
-        } catch (e) {
-          this.reportHandlerError(e, msg);
-        }
+      case "basic.deliver":
+        this.consumers.deliver(m, properties, body, this.state === "closing");
         return;
-      }
       case "basic.get-ok": {
         const a = m.args;
         const msg: Message = {
@@ -688,9 +598,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
       case BASIC_CANCEL: {
         // Server-sent cancel (consumer_cancel_notify): the queue was deleted or its node went down.
         const tag = (m as Extract<Method, { name: "basic.cancel" }>).args.consumerTag;
-        const c = this.consumers.get(tag);
-        this.consumers.delete(tag);
-        c?.onCancel?.(tag);
+        this.consumers.cancelledByBroker(tag);
         this.emit("cancel", tag);
         return;
       }
@@ -698,12 +606,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
       case BASIC_RETURN:
         return; // content methods are handled in deliver()
       case BASIC_CONSUME_OK: {
-        // consume-oks come in the order of the consumes: a tag we do not know belongs to the oldest server-named one.
-        const tag = (m as Extract<Method, { name: "basic.consume-ok" }>).args.consumerTag;
-        if (!this.consumers.has(tag)) {
-          const h = this.serverNamed.shift();
-          if (h) this.consumers.set(tag, { ...h, tag });
-        }
+        this.consumers.confirmed((m as Extract<Method, { name: "basic.consume-ok" }>).args.consumerTag);
         this.calls.reply(m);
         return;
       }
@@ -711,14 +614,4 @@ export class Channel extends TypedEmitter<ChannelEvents> {
         this.calls.reply(m);
     }
   }
-}
-
-function exchangeBindArgs(o: ExchangeBindOptions) {
-  return {
-    destination: o.destination,
-    source: o.source,
-    routingKey: o.routingKey,
-    nowait: o.noWait,
-    arguments: o.arguments,
-  };
 }

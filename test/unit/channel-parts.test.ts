@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { ReturnedMessage } from "../../src/amqp/channel-types.js";
 import { ContentAssembler } from "../../src/amqp/content-assembler.js";
+import * as args from "../../src/amqp/method-args.js";
 import { MethodCalls } from "../../src/amqp/method-calls.js";
 import { PublishConfirms } from "../../src/amqp/publish-confirms.js";
 import { FrameError, PublishNackedError, UnroutableError } from "../../src/errors.js";
@@ -405,5 +406,54 @@ describe("writePublish", () => {
     // The same memory, not a copy of it.
     const handed = w.out.filter((b) => b.buffer === body.buffer && b.byteOffset === body.byteOffset);
     expect(handed.map((b) => b.length)).toEqual([body.length]);
+  });
+});
+
+// ─── option objects → methods ───────────────────────────────────────────────
+
+describe("method arguments", () => {
+  it("name no-wait as the spec does and fill in the API's defaults", () => {
+    expect(args.exchangeDeclare({ exchange: "x", noWait: true })).toEqual({
+      name: "exchange.declare",
+      args: {
+        exchange: "x",
+        type: "direct",
+        passive: undefined,
+        durable: undefined,
+        autoDelete: undefined,
+        internal: undefined,
+        nowait: true,
+        arguments: undefined,
+      },
+    });
+    expect(args.queueDeclare({}).args).toMatchObject({ queue: "" });
+    expect(args.basicQos({}).args).toEqual({ prefetchCount: 0, prefetchSize: 0, global: undefined });
+    expect(
+      args.exchangeBinding("exchange.unbind", { destination: "d", source: "s", routingKey: "k" }),
+    ).toMatchObject({
+      name: "exchange.unbind",
+      args: { destination: "d", source: "s", routingKey: "k" },
+    });
+    expect(args.basicConsume({ queue: "q", noAck: true }, "").args).toMatchObject({
+      queue: "q",
+      consumerTag: "",
+      noAck: true,
+    });
+  });
+
+  it("every method they build encodes (the generated codec accepts its arguments)", () => {
+    const built = [
+      args.exchangeDeclare({ exchange: "x" }),
+      args.exchangeDelete({ exchange: "x", ifUnused: true }),
+      args.exchangeBinding("exchange.bind", { destination: "d", source: "s", routingKey: "" }),
+      args.queueDeclare({ queue: "q", durable: true, arguments: { "x-queue-type": "quorum" } }),
+      args.queueBind({ queue: "q", exchange: "x", routingKey: "k" }),
+      args.queueUnbind({ queue: "q", exchange: "x", routingKey: "k" }),
+      args.queuePurge({ queue: "q" }),
+      args.queueDelete({ queue: "q", ifEmpty: true }),
+      args.basicQos({ prefetchCount: 10 }),
+      args.basicConsume({ queue: "q", exclusive: true }, "tag"),
+    ];
+    for (const m of built) expect(decodeMethod(methodPayload(m)).name).toBe(m.name);
   });
 });
