@@ -46,6 +46,7 @@ export {
   type ConsumeOptions as ClientConsumeOptions,
   Consumer,
   type ConsumerEvents,
+  type ConsumerState,
   type ConsumerStats,
   type FailurePolicy,
   type MessageHandler,

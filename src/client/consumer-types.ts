@@ -114,8 +114,18 @@ export interface ConsumedMessage {
 
 export type MessageHandler = (message: ConsumedMessage) => unknown | Promise<unknown>;
 
+/** The consumer machine's states (machines/consumer.ts), as `state` events and `consumer.state` name them. */
+export type ConsumerState =
+  | "waiting"
+  | "subscribing"
+  | "consuming"
+  | "resubscribing"
+  | "draining"
+  | "failed"
+  | "cancelled";
+
 export interface ConsumerEvents {
-  state: (change: { from: string; to: string; error: WarrenError | Error | undefined }) => void;
+  state: (change: { from: ConsumerState; to: ConsumerState; error: WarrenError | Error | undefined }) => void;
   /** A handler threw, rejected or timed out (the policy applied). */
   error: (error: unknown, message: ConsumedMessage) => void;
 }

@@ -1,12 +1,12 @@
 import { type Actor, createActor, fromPromise } from "xstate";
 import { type ConsumerEvent, consumerMachine } from "../../machines/consumer.js";
+import { leafName } from "../../machines/state-value.js";
 import type { Channel } from "../amqp/channel.js";
 import type { Message } from "../amqp/channel-types.js";
 import { TypedEmitter } from "../amqp/events.js";
 import {
   ChannelClosedByBroker,
   ClientClosedError,
-  ConfigError,
   ConnectionClosedError,
   MethodTimeoutError,
   QueueNotFoundError,
@@ -17,11 +17,13 @@ import type { DeliveryOutcome, Tracing } from "../observability/tracing.js";
 
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import type { FieldValue } from "../protocol/table.js";
+import { resolveConsumeOptions } from "./consumer-options.js";
 import type {
   ConsumedMessage,
   ConsumeOptions,
   ConsumerEvents,
   ConsumerHost,
+  ConsumerState,
   ConsumerStats,
   FailurePolicy,
   MessageHandler,
@@ -32,7 +34,6 @@ import { onFailure, SETTLE_OF } from "./failure-policy.js";
 import {
   copyProperties,
   DEATH_REASON_HEADER,
-  deadLetterQueueName,
   delayFor,
   RETRIES_HEADER,
   RETRY_DELAY_HEADER,
@@ -43,7 +44,6 @@ import {
 import { Waiters } from "./waiters.js";
 
 const TERMINAL = new Set(["cancelled"]);
-const DEFAULT_DELAY = 5000;
 
 class Stats implements ConsumerStats {
   delivered = 0;
@@ -94,7 +94,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   private readonly waiting = new Deque<Delivery>();
   private idleWaiters: (() => void)[] = [];
   private readonly settleWaiters = new Waiters();
-  private stateName = "waiting";
+  private stateName: ConsumerState = "waiting";
   /** ready() callers waiting for the first outcome. */
   private readonly readyWaiters = new Waiters();
   /** Set by a server-sent cancel: the queue may have been deleted. */
@@ -135,30 +135,15 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     this.tracing = host.tracing;
     this.metrics = host.consumeStats?.(options.queue);
     this.stats = this.counts;
-    this.manual = options.manual === true;
-    this.policy = options.onFailure ?? (options.retry !== undefined ? "retry" : "requeue");
-    this.maxAttempts = options.maxAttempts ?? (this.policy === "retry" ? 5 : 2);
-    const positive = (n: number | undefined, what: string) => {
-      if (n !== undefined && !(n >= 1))
-        throw new ConfigError(`consume(): ${what} must be at least 1 (got ${n})`);
-    };
-    positive(options.concurrency, "concurrency");
-    positive(options.prefetch, "prefetch");
-    positive(options.maxAttempts, "maxAttempts");
-    if (options.timeoutMs !== undefined && !(options.timeoutMs > 0))
-      throw new ConfigError(`consume(): timeoutMs must be positive (got ${options.timeoutMs})`);
-    if (options.streamOffset !== undefined && options.noAck)
-      throw new ConfigError("consume(): a stream consumer needs manual acks (noAck false)");
-    this.prefetch = Math.max(options.prefetch ?? 50, options.concurrency ?? 1);
-    this.concurrency = this.manual ? Infinity : (options.concurrency ?? this.prefetch);
-    const d = options.retry?.delays ?? DEFAULT_DELAY;
-    this.delays = (Array.isArray(d) ? d : [d]).map((ms) => Math.round(ms));
-    if (this.delays.length === 0 || this.delays.some((ms) => !(ms >= 0)))
-      throw new ConfigError("consume(): retry.delays must be one or more delays in ms, each 0 or more");
-    const dl = options.retry?.deadLetter;
-    this.deadLetterQueue =
-      dl === "queue" ? deadLetterQueueName(options.queue) : typeof dl === "object" ? dl.queue : undefined;
-    this.drainWait = options.drainTimeout ?? 10_000;
+    const r = resolveConsumeOptions(options);
+    this.manual = r.manual;
+    this.policy = r.policy;
+    this.maxAttempts = r.maxAttempts;
+    this.prefetch = r.prefetch;
+    this.concurrency = r.concurrency;
+    this.delays = r.delays;
+    this.deadLetterQueue = r.deadLetterQueue;
+    this.drainWait = r.drainTimeout;
     const machine = consumerMachine.provide({
       actors: {
         subscribe: fromPromise(async ({ signal }) => {
@@ -178,7 +163,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     });
     this.actor = createActor(machine, { input: { connected, random: host.consumerRandom } });
     this.actor.subscribe((snap) => {
-      const to = typeof snap.value === "string" ? snap.value : Object.keys(snap.value)[0]!;
+      const to = leafName(snap.value) as ConsumerState;
       if (to === this.stateName) return;
       const from = this.stateName;
       this.stateName = to;
@@ -197,7 +182,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
    * The first transition happens on a microtask after consume(), so a `state` listener attached on
    * the next line sees it.
    */
-  get state(): string {
+  get state(): ConsumerState {
     return this.stateName;
   }
 
@@ -681,6 +666,7 @@ export type {
   ConsumeOptions,
   ConsumerEvents,
   ConsumerHost,
+  ConsumerState,
   ConsumerStats,
   FailurePolicy,
   MessageHandler,
