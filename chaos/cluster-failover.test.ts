@@ -16,7 +16,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_BACKOFF } from "../machines/backoff.js";
-import { DEFAULT_NACK_RETRY } from "../src/client/publisher.js";
+import { DEFAULT_NACK_RETRY } from "../src/client/nack-retry.js";
 import { type Client, connect, type Publisher } from "../src/index.js";
 import { sleep } from "../test/support/async.js";
 import { extraNodesSupported } from "../test/support/extra-node.js";
