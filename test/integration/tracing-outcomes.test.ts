@@ -202,20 +202,19 @@ describe("abandoned: the channel went away while the handler ran", () => {
       const cmark = clog.changes.length;
       const closed = await closeConnectionsNamed(name, "tracing outcomes: killed mid-handler");
       const recovering = await log.next("recovering", mark);
-      // The connection (and the consumer's channel with it) is gone; now the handler returns.
-      const spansWhileRunning = consumerSpans("k1").length;
+      // The connection (and the consumer's channel with it) is gone; the held handler still runs.
+      // The recovery may already have redelivered the message to a second, unheld handler (its
+      // span ends "ack"), but the held delivery's span must not end before its handler returns.
+      const abandonedWhileRunning = outcomes("k1").filter((o) => o === "abandoned").length;
       held.release();
-      await waitForSpans("k1", 1);
-      const firstOutcome = outcomes("k1")[0];
       await log.next("running", mark);
       await clog.next("consuming", cmark);
       await waitForSpans("k1", 2);
 
       expect(closed).toBeGreaterThan(0);
       expect(recovering.error).toBeInstanceOf(ConnectionClosedByBroker);
-      expect(spansWhileRunning).toBe(0);
-      expect(firstOutcome).toBe("abandoned");
-      expect(outcomes("k1")).toEqual(["abandoned", "ack"]);
+      expect(abandonedWhileRunning).toBe(0);
+      expect([...outcomes("k1")].sort()).toEqual(["abandoned", "ack"]);
       for (const span of consumerSpans("k1")) expect(span.status.code).toBe(SpanStatusCode.UNSET);
       expect(held.redelivered).toEqual([false, true]);
       expect(errors).toEqual([]);
