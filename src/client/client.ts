@@ -62,7 +62,7 @@ export class Client extends TypedEmitter<ClientEvents> {
   private readonly hosts: Hosts;
   private readonly opts: ClientOptions;
   private readonly actor: ConnActor;
-  private readonly consumers = new Set<Consumer>();
+  private readonly consumerSet = new Set<Consumer>();
   private readonly managed: ManagedChannel[] = [];
   private readonly channelIntensity: IntensityOptions;
   /** @internal set when metrics are on */
@@ -70,9 +70,10 @@ export class Client extends TypedEmitter<ClientEvents> {
   /** Set when tracing is on. */
   private readonly tracing: Tracing | undefined;
   private admin: ManagedChannel | undefined;
-  private readonly publishers: Publisher[] = [];
+  private readonly publisherList: Publisher[] = [];
   private defaultPublisher: Publisher | undefined;
-  private readonly rpcClients: RpcClient[] = [];
+  private readonly rpcClientList: RpcClient[] = [];
+  private readonly rpcServerList: RpcServer[] = [];
   private stateName: ClientState = "idle";
   private degradedNow = false;
   /** True once restore() started the supervised children on this connection (until it is lost). */
@@ -217,7 +218,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     if (!isOpen) this.childrenUp = false;
     // Closing is not a lost connection: shutdown() drains consumers and closes channels itself.
     if (wasOpen && !isOpen && to !== "closing") {
-      for (const c of this.consumers) c.send({ type: "CONNECTION_LOST" });
+      for (const c of this.consumerSet) c.send({ type: "CONNECTION_LOST" });
       for (const m of this.managed) m.actor.send({ type: "CONNECTION_LOST" });
     }
     if (to === "running" || to === "blocked") {
@@ -227,13 +228,13 @@ export class Client extends TypedEmitter<ClientEvents> {
     if (to === "failed" || to === "closed") {
       const err = this.failure();
       this.readyWaiters.rejectAll(err);
-      for (const c of this.consumers) c.send({ type: "CONNECTION_LOST" });
+      for (const c of this.consumerSet) c.send({ type: "CONNECTION_LOST" });
       for (const m of this.managed)
         if (m.actor.getSnapshot().status !== "done") m.actor.send({ type: "CLOSE" });
       if (to === "failed") {
         // Nothing will be sent any more: settle what publishers hold, close their outboxes (rows stay stored).
-        for (const p of this.publishers) void p.close(0, err);
-        for (const r of this.rpcClients) void r.close(0, err);
+        for (const p of this.publisherList) void p.close(0, err);
+        for (const r of this.rpcClientList) void r.close(0, err);
         const conn = this.connection;
         this.connection = undefined;
         void conn?.close({ timeout: 1000 });
@@ -258,7 +259,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     // Channels and consumers created from here on start at once (they would miss the broadcast).
     this.childrenUp = true;
     for (const m of this.managed) m.actor.send({ type: "CONNECTED" });
-    const consumers = [...this.consumers];
+    const consumers = [...this.consumerSet];
     for (const c of consumers) c.send({ type: "CONNECTED" });
     await Promise.all(consumers.map((c) => c.settled()));
   }
@@ -404,10 +405,10 @@ export class Client extends TypedEmitter<ClientEvents> {
       handler,
       this.isOpen && this.childrenUp,
     );
-    this.consumers.add(c);
+    this.consumerSet.add(c);
     this.metrics?.watchConsumer(c);
     c.on("state", ({ to }) => {
-      if (to === "cancelled") this.consumers.delete(c);
+      if (to === "cancelled") this.consumerSet.delete(c);
     });
     return c;
   }
@@ -457,7 +458,7 @@ export class Client extends TypedEmitter<ClientEvents> {
     const managed = this.managedChannel(async (ch) => {
       if (confirm) await ch.confirmSelect();
     });
-    this.publishers.push(pub);
+    this.publisherList.push(pub);
     this.metrics?.watchPublisher(pub);
     return pub;
   }
@@ -514,7 +515,7 @@ export class Client extends TypedEmitter<ClientEvents> {
       options,
     );
     managed = this.managedChannel((ch) => rpc.attach(ch));
-    this.rpcClients.push(rpc);
+    this.rpcClientList.push(rpc);
     return rpc;
   }
 
@@ -525,7 +526,7 @@ export class Client extends TypedEmitter<ClientEvents> {
   rpcServer(options: RpcServerOptions, handler: RpcHandler): RpcServer {
     this.checkUsable();
     const replies = this.managedChannel(async () => undefined);
-    return new RpcServer(
+    const server = new RpcServer(
       {
         consume: (o, h) => this.consume(o, h),
         declare: (spec) => this.declare(spec),
@@ -540,6 +541,8 @@ export class Client extends TypedEmitter<ClientEvents> {
       options,
       handler,
     );
+    this.rpcServerList.push(server);
+    return server;
   }
 
   // ─── closing ────────────────────────────────────────────────────────────
@@ -566,9 +569,9 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   private async shutdown(): Promise<void> {
     const timeout = this.opts.closeTimeout ?? 10_000;
-    await Promise.all([...this.consumers].map((c) => c.cancel()));
-    await Promise.all(this.publishers.map((p) => p.close(timeout)));
-    await Promise.all(this.rpcClients.map((r) => r.close(timeout)));
+    await Promise.all([...this.consumerSet].map((c) => c.cancel()));
+    await Promise.all(this.publisherList.map((p) => p.close(timeout)));
+    await Promise.all(this.rpcClientList.map((r) => r.close(timeout)));
     // (Some were closed already by their owner: an RpcClient or RpcServer closed on its own.)
     for (const m of this.managed)
       if (m.actor.getSnapshot().status !== "done") m.actor.send({ type: "CLOSE" });
@@ -599,6 +602,38 @@ export class Client extends TypedEmitter<ClientEvents> {
   /** True once the client has been open at least once. */
   get hasBeenOpen(): boolean {
     return this.everOpen;
+  }
+
+  /** The consumers made through this client (RPC servers' too), until they are cancelled: a copy. */
+  get consumers(): readonly Consumer[] {
+    return [...this.consumerSet];
+  }
+
+  /** The publishers made by publisher() (and publish()'s default one), closed ones too: a copy. */
+  get publishers(): readonly Publisher[] {
+    return [...this.publisherList];
+  }
+
+  /** The RPC clients made by rpcClient(), closed ones too: a copy. */
+  get rpcClients(): readonly RpcClient[] {
+    return [...this.rpcClientList];
+  }
+
+  /** The RPC servers made by rpcServer(), cancelled ones too: a copy. */
+  get rpcServers(): readonly RpcServer[] {
+    return [...this.rpcServerList];
+  }
+
+  /**
+   * The restart intensity now (`restartIntensity`): recoveries of an open connection within its
+   * window, and how many more it allows before the client is `degraded`.
+   */
+  get restartBudget(): { restarts: number; maxRestarts: number; withinMs: number; left: number } {
+    const { restarts, intensity, now } = this.actor.getSnapshot().context;
+    const t = now();
+    const recent = restarts.filter((r) => t - r < intensity.withinMs).length;
+    const { maxRestarts, withinMs } = intensity;
+    return { restarts: recent, maxRestarts, withinMs, left: Math.max(0, maxRestarts - recent) };
   }
 }
 
