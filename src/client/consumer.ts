@@ -110,8 +110,10 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   private source: string;
   private readonly policy: FailurePolicy;
   private readonly maxAttempts: number;
-  private readonly prefetch: number;
-  private readonly concurrency: number;
+  /** basic.qos prefetch: deliveries unacknowledged at most (at least the concurrency). */
+  readonly prefetch: number;
+  /** Handlers run at once at most (Infinity for a manual consumer: `client.messages()`). */
+  readonly concurrency: number;
   private readonly delays: number[];
   private readonly deadLetterQueue: string | undefined;
   private readonly manual: boolean;

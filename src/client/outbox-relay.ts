@@ -42,6 +42,9 @@ export class OutboxRelay {
   private retryTimer: NodeJS.Timeout | undefined;
   private faultTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Rows the broker confirmed, and nacks of rows (each one), since the start (Publisher.totals). */
+  confirmed = 0;
+  nacked = 0;
 
   constructor(
     private readonly outbox: Outbox,
@@ -151,6 +154,7 @@ export class OutboxRelay {
     this.inFlight.add(row.id);
     ch.publish(row.exchange, row.routingKey, row.body, row.properties, { mandatory: row.mandatory }).then(
       () => {
+        this.confirmed++;
         stats?.confirmed();
         this.inFlight.delete(row.id);
         this.nackRetry.acked(ch);
@@ -161,8 +165,10 @@ export class OutboxRelay {
         this.o.settled();
       },
       (err: Error) => {
-        if (err instanceof PublishNackedError) stats?.nacked();
-        else if (err instanceof UnroutableError) stats?.returned();
+        if (err instanceof PublishNackedError) {
+          this.nacked++;
+          stats?.nacked();
+        } else if (err instanceof UnroutableError) stats?.returned();
         if (err instanceof PublishNackedError && !this.closed && this.retry(ch, row)) return;
         this.inFlight.delete(row.id);
         if (this.closed) return;

@@ -196,6 +196,8 @@ export class Publisher {
   private delayTimer: NodeJS.Timeout | undefined;
   private readonly observer: PublisherObserver | undefined;
   private readonly tracing: Tracing | undefined;
+  /** Accepted, confirmed and nacked (each nack) since the start; the outbox relay counts its own rows. */
+  private readonly tally = { published: 0, confirmed: 0, nacked: 0 };
 
   constructor(
     private readonly host: PublisherHost,
@@ -241,6 +243,20 @@ export class Publisher {
   /** Nacked publishes sent again, and channels renewed after a nack streak, since the start. */
   get counters(): { nackRetries: number; channelRenewals: number } {
     return { nackRetries: this.nackRetry.retries, channelRenewals: this.nackRetry.renewals };
+  }
+
+  /**
+   * Messages accepted by publish(), confirmed by the broker and nacked by it (each nack, retried or
+   * not) since the start; with an outbox, `confirmed` and `nacked` count the relay's stored rows.
+   */
+  get totals(): { published: number; confirmed: number; nacked: number } {
+    const t = this.tally;
+    const r = this.relay;
+    return {
+      published: t.published,
+      confirmed: t.confirmed + (r?.confirmed ?? 0),
+      nacked: t.nacked + (r?.nacked ?? 0),
+    };
   }
 
   /** Messages the outbox holds (stored, not yet confirmed), when there is one. */
@@ -293,6 +309,7 @@ export class Publisher {
     } catch (e) {
       return Promise.reject(e);
     }
+    this.tally.published++;
     this.observer?.exchange(message.exchange).published();
     // Tracing on: the producer span, its trace context in a copy of the headers (kept by every re-send).
     const span = this.tracing?.startPublish(message.exchange, message.routingKey, message.body, properties);
@@ -460,11 +477,15 @@ export class Publisher {
     this.inFlight--;
     const st = this.observer?.exchange(e.exchange);
     if (err === undefined) {
-      if (this.confirm) st?.confirmed((Date.now() - e.since) / 1000);
+      if (this.confirm) {
+        this.tally.confirmed++;
+        st?.confirmed((Date.now() - e.since) / 1000);
+      }
       if (e.channel !== undefined) this.nackRetry.acked(e.channel);
       e.done();
       this.releaseCapacity();
     } else if (err instanceof PublishNackedError && !this.closedFlag) {
+      this.tally.nacked++;
       st?.nacked();
       const now = Date.now();
       const delay = this.nackRetry.nacked(e.channel, e, now);
