@@ -8,7 +8,7 @@
  * GET (or HEAD) /metrics answers with the registry in Prometheus' text format; anything
  * else is 404 (405 for other methods on /metrics).
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type Registry, register } from "prom-client";
 
@@ -45,21 +45,35 @@ export async function serveMetrics(options: ServeMetricsOptions = {}): Promise<M
       res.writeHead(405, { Allow: "GET, HEAD", "Content-Type": "text/plain; charset=utf-8" }).end();
       return;
     }
-    registry.metrics().then(
-      (text) => {
-        res.writeHead(200, { "Content-Type": registry.contentType });
-        res.end(req.method === "HEAD" ? undefined : text);
-      },
-      (err: unknown) => {
-        res
-          .writeHead(500, { "Content-Type": "text/plain; charset=utf-8" })
-          .end(`collecting metrics failed: ${(err as Error)?.message ?? String(err)}\n`);
-      },
-    );
+    writeMetrics(registry, req, res);
   });
+  const base = await listen(server, options.port ?? 9464, host);
+  return { url: `${base}${path}`, close: () => closeServer(server) };
+}
+
+/** Answers a GET or HEAD with the registry in Prometheus' text format (500 when collecting fails). */
+export function writeMetrics(registry: Registry, req: IncomingMessage, res: ServerResponse): void {
+  registry.metrics().then(
+    (text) => {
+      res.writeHead(200, { "Content-Type": registry.contentType });
+      res.end(req.method === "HEAD" ? undefined : text);
+    },
+    (err: unknown) => {
+      res
+        .writeHead(500, { "Content-Type": "text/plain; charset=utf-8" })
+        .end(`collecting metrics failed: ${(err as Error)?.message ?? String(err)}\n`);
+    },
+  );
+}
+
+/**
+ * Starts `server` listening and resolves with its base URL, e.g. http://127.0.0.1:9464 (a wildcard
+ * host shows as 127.0.0.1); rejects with the listen error (EADDRINUSE…).
+ */
+export async function listen(server: Server, port: number, host: string): Promise<string> {
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port ?? 9464, host, () => {
+    server.listen(port, host, () => {
       server.off("error", reject);
       resolve();
     });
@@ -71,12 +85,13 @@ export async function serveMetrics(options: ServeMetricsOptions = {}): Promise<M
       : address.family === "IPv6"
         ? `[${address.address}]`
         : address.address;
-  return {
-    url: `http://${shown}:${address.port}${path}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return `http://${shown}:${address.port}`;
+}
+
+/** Stops listening and closes open connections. */
+export function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
 }
