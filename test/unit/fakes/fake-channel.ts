@@ -66,6 +66,8 @@ export class FakeChannel {
   readonly calls: string[] = [];
   /** basic.consume handlers by consumer tag. */
   readonly consumers = new Map<string, ConsumeHandlers>();
+  /** Consumers cancelled by basic.cancel. */
+  private readonly cancelled = new Map<string, ConsumeHandlers>();
   /** The error the next basic.consume fails with (the channel then closes with it, as the broker's would). */
   consumeError: ChannelClosedByBroker | undefined;
   private unconfirmed: { sent: Sent; sink: ConfirmSink | undefined }[] = [];
@@ -266,7 +268,9 @@ export class FakeChannel {
 
   basicCancel(tag: string): Promise<void> {
     this.calls.push(`cancel ${tag}`);
+    const h = this.consumers.get(tag);
     this.consumers.delete(tag);
+    if (h !== undefined) this.cancelled.set(tag, h);
     return Promise.resolve();
   }
 
@@ -280,10 +284,15 @@ export class FakeChannel {
     this.settlements.push({ op: "nack", tag: deliveryTag, requeue: options.requeue ?? true });
   }
 
-  /** basic.deliver to the only (or the named) consumer. */
+  /**
+   * basic.deliver to the only consumer, or to the one tagged `consumerTag` (even cancelled: a
+   * delivery the broker sent before its cancel-ok).
+   */
   deliver(tag: number, m: Partial<Message> = {}, consumerTag?: string): void {
     const [ctag, h] =
-      consumerTag === undefined ? [...this.consumers][0]! : [consumerTag, this.consumers.get(consumerTag)!];
+      consumerTag === undefined
+        ? [...this.consumers][0]!
+        : [consumerTag, (this.consumers.get(consumerTag) ?? this.cancelled.get(consumerTag))!];
     void h.onMessage({
       body: Buffer.from(`m${tag}`),
       properties: {},
