@@ -137,4 +137,22 @@ export {
   type FieldValue,
   TypedValue,
 } from "./protocol/table.js";
+export {
+  type ClientStatus,
+  type ConsumerStatus,
+  type ErrorInfo,
+  type Health,
+  type PublisherStatus,
+  type Rates,
+  type Readiness,
+  type Recovery,
+  type RestartBudget,
+  type RpcClientStatus,
+  type RpcServerStatus,
+  type StatusServer,
+  type StatusServerOptions,
+  type StatusSnapshot,
+  serveStatus,
+  type Transition,
+} from "./status/server.js";
 export type { TlsOptions } from "./transport/socket.js";

@@ -18,6 +18,7 @@ const LAYERS: { name: string; holds: (path: string) => boolean }[] = [
   { name: "outbox", holds: (p) => p.startsWith("src/outbox/") },
   { name: "observability", holds: (p) => p.startsWith("src/observability/") },
   { name: "client", holds: (p) => p.startsWith("src/client/") },
+  { name: "status", holds: (p) => p.startsWith("src/status/") },
   { name: "public API", holds: (p) => p === "src/index.ts" },
 ];
 
