@@ -1,0 +1,167 @@
+/**
+ * What the status server remembers of a client: its last transitions (a ring buffer), its last
+ * recovery, and — while someone listens — the rates of its counters, computed on a timer so that
+ * a burst of messages gives one `rates` event per interval, never one per message.
+ *
+ * It listens to the client only between its construction (inside serveStatus) and close(): a
+ * client that is not served records nothing.
+ */
+import type { StateChange } from "../client/client-options.js";
+import type { ConsumerStats } from "../client/consumer-types.js";
+import { ConfigError } from "../errors.js";
+import { RateMeter, type Sample } from "./rates.js";
+import { Ring } from "./ring.js";
+import type { ErrorInfo, Rates, Recovery, Transition } from "./types.js";
+
+/** What the recorder needs of a client (the Client, or a fake in tests). */
+export interface RecordedClient {
+  on(event: "state", fn: (change: StateChange) => void): unknown;
+  off(event: "state", fn: (change: StateChange) => void): unknown;
+  readonly consumers: readonly { readonly stats: ConsumerStats }[];
+  readonly publishers: readonly {
+    readonly totals: { published: number; confirmed: number; nacked: number };
+  }[];
+}
+
+export type StatusEvent = { type: "state"; transition: Transition } | { type: "rates"; rates: Rates };
+
+export interface RecorderOptions {
+  /** Transitions kept (default 300). */
+  history?: number;
+  /** How often rates are computed while someone listens, in ms (default 500, at least 250). */
+  ratesIntervalMs?: number;
+  /** The clock (default Date.now). */
+  now?: () => number;
+}
+
+export const DEFAULT_HISTORY = 300;
+export const DEFAULT_RATES_INTERVAL_MS = 500;
+/** Rates at most 4 times a second. */
+export const MIN_RATES_INTERVAL_MS = 250;
+
+const OPEN = new Set(["restoring", "running", "blocked"]);
+
+export class StatusRecorder {
+  /** When recording started (ms since the epoch). */
+  readonly since: number;
+  readonly ratesIntervalMs: number;
+  private readonly ring: Ring<Transition>;
+  private readonly now: () => number;
+  private recovery: Recovery | null = null;
+  /** Set from the loss of an open connection until the client runs again. */
+  private lost: { at: number; reason: ErrorInfo | null } | undefined;
+  private readonly listeners = new Set<(event: StatusEvent) => void>();
+  private timer: NodeJS.Timeout | undefined;
+  private meter: RateMeter | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly client: RecordedClient,
+    options: RecorderOptions = {},
+  ) {
+    const interval = options.ratesIntervalMs ?? DEFAULT_RATES_INTERVAL_MS;
+    if (!(interval >= MIN_RATES_INTERVAL_MS))
+      throw new ConfigError(`ratesIntervalMs must be at least ${MIN_RATES_INTERVAL_MS} (got ${interval})`);
+    this.ratesIntervalMs = interval;
+    this.ring = new Ring(options.history ?? DEFAULT_HISTORY);
+    this.now = options.now ?? Date.now;
+    this.since = this.now();
+    client.on("state", this.onState);
+  }
+
+  /** The transitions kept, oldest first. */
+  get transitions(): Transition[] {
+    return this.ring.toArray();
+  }
+
+  /** The last recovery since recording started, or null. */
+  get lastRecovery(): Recovery | null {
+    return this.recovery;
+  }
+
+  /** How many listen (the rates timer runs while there is one). */
+  get listenerCount(): number {
+    return this.listeners.size;
+  }
+
+  /**
+   * Calls `fn` with every transition as it happens and with the rates once per interval, until
+   * the returned function is called (or close()).
+   */
+  subscribe(fn: (event: StatusEvent) => void): () => void {
+    if (this.closed) return () => undefined;
+    this.listeners.add(fn);
+    if (this.timer === undefined) {
+      this.meter = new RateMeter(this.now(), this.samples());
+      this.timer = setInterval(() => this.tick(), this.ratesIntervalMs);
+      this.timer.unref();
+    }
+    return () => {
+      this.listeners.delete(fn);
+      if (this.listeners.size === 0) this.stopTimer();
+    };
+  }
+
+  /** Stops listening to the client and to the clock; idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.off("state", this.onState);
+    this.listeners.clear();
+    this.stopTimer();
+  }
+
+  private readonly onState = (change: StateChange): void => {
+    const at = this.now();
+    const transition: Transition = {
+      time: new Date(at).toISOString(),
+      from: change.from,
+      to: change.to,
+      host: change.host,
+      degraded: change.degraded,
+      ...(change.error !== undefined ? { error: errorInfo(change.error) } : {}),
+    };
+    this.ring.push(transition);
+    if (OPEN.has(change.from) && !OPEN.has(change.to) && change.to !== "closing" && change.to !== "closed") {
+      this.lost ??= { at, reason: transition.error ?? null };
+    }
+    if (change.to === "running" && this.lost !== undefined) {
+      this.recovery = { time: transition.time, downMs: at - this.lost.at, reason: this.lost.reason };
+      this.lost = undefined;
+    }
+    if (change.to === "closed" || change.to === "failed") this.lost = undefined;
+    this.emit({ type: "state", transition });
+  };
+
+  private tick(): void {
+    const meter = this.meter;
+    if (meter === undefined) return;
+    const at = this.now();
+    const rates: Rates = { ...meter.sample(at, this.samples()), time: new Date(at).toISOString() };
+    this.emit({ type: "rates", rates });
+  }
+
+  private *samples(): Iterable<Sample> {
+    for (const c of this.client.consumers) {
+      const s = c.stats;
+      yield [c, { delivered: s.delivered, acked: s.acked, rejected: s.requeued + s.deadLettered }];
+    }
+    for (const p of this.client.publishers) yield [p, p.totals];
+  }
+
+  private emit(event: StatusEvent): void {
+    for (const fn of [...this.listeners]) fn(event);
+  }
+
+  private stopTimer(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.meter = undefined;
+  }
+}
+
+/** An error as the status server shows it: name, code (when it has one), message. */
+export function errorInfo(error: Error): ErrorInfo {
+  const code = (error as { code?: unknown }).code;
+  return { name: error.name, ...(typeof code === "string" ? { code } : {}), message: error.message };
+}

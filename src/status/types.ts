@@ -1,0 +1,161 @@
+/**
+ * What the status server answers (docs/status.md has the same schema, with examples): the
+ * snapshot of /status.json, the events of /events, the bodies of /healthz and /readyz. No
+ * behaviour. Hosts are host:port and addresses are redacted URLs: never credentials.
+ */
+import type { ConsumerState } from "../client/consumer-types.js";
+import type { ClientState } from "../observability/observers.js";
+
+/** An error as the status server shows it. */
+export interface ErrorInfo {
+  /** The class name, e.g. `ConnectionClosedByBroker`. */
+  name: string;
+  /** warren's code (e.g. `CONNECTION_FORCED`), when the error has one. */
+  code?: string;
+  message: string;
+}
+
+/** One transition of the client's supervisor. */
+export interface Transition {
+  /** When it happened (ISO 8601). */
+  time: string;
+  from: ClientState;
+  to: ClientState;
+  /** host:port this transition concerns (the host tried or used, or the one that failed). */
+  host: string;
+  /** The restart intensity was exceeded and the connection has not stayed up since. */
+  degraded: boolean;
+  /** The error that caused it (to recovering, degraded or failed only). */
+  error?: ErrorInfo;
+}
+
+/** The last time an open connection was lost and the client was running again. */
+export interface Recovery {
+  /** When the client was running again (ISO 8601). */
+  time: string;
+  /** From the loss to running again, in ms. */
+  downMs: number;
+  /** What was lost: the error of the transition out of the open connection. */
+  reason: ErrorInfo | null;
+}
+
+/** The restart intensity now: recoveries within its window, and how many more before `degraded`. */
+export interface RestartBudget {
+  restarts: number;
+  maxRestarts: number;
+  withinMs: number;
+  left: number;
+}
+
+export interface ClientStatus {
+  state: ClientState;
+  degraded: boolean;
+  /** host:port of the live connection; null while there is none. */
+  host: string | null;
+  /** The brokers it uses, as URLs without passwords. */
+  addresses: string[];
+  /** Each host tried so far: attempts and the last error ("Name: message"), or null. */
+  hostAttempts: { host: string; attempts: number; lastError: string | null }[];
+  /** Why the broker blocks the connection (connection.blocked), or null. */
+  blocked: string | null;
+  /** The last recovery seen since the status server started, or null. */
+  lastRecovery: Recovery | null;
+  restartBudget: RestartBudget;
+}
+
+export interface ConsumerStatus {
+  /** The queue as given to consume() (the first name of a server-named queue). */
+  queue: string;
+  /** Its name on the broker now (a server-named queue is renamed by recoveries). */
+  queueName: string;
+  state: ConsumerState;
+  prefetch: number;
+  /** Handlers run at once at most; null: unbounded (a manual consumer, `client.messages()`). */
+  concurrency: number | null;
+  /** Handlers running now. */
+  running: number;
+  stats: {
+    delivered: number;
+    acked: number;
+    failed: number;
+    requeued: number;
+    retried: number;
+    deadLettered: number;
+    inFlight: number;
+    subscribeErrors: number;
+    lastSubscribeError: string | null;
+  };
+}
+
+export interface PublisherStatus {
+  /** Accepted and not yet confirmed. */
+  pending: number;
+  /** Rows its outbox holds (0 without one). */
+  stored: number;
+  /** Rows its outbox set aside as dead letters (0 without one). */
+  deadLetters: number;
+  counters: { nackRetries: number; channelRenewals: number };
+  totals: { published: number; confirmed: number; nacked: number };
+}
+
+export interface RpcClientStatus {
+  /** The reply consumer is set up on an open channel. */
+  ready: boolean;
+  inFlight: number;
+  queued: number;
+}
+
+export interface RpcServerStatus {
+  queue: string;
+  /** Its consumer's state; `starting` before it exists (while its queue is declared). */
+  state: ConsumerState | "starting";
+  inFlight: number;
+  served: number;
+}
+
+/** GET /status.json */
+export interface StatusSnapshot {
+  /** When it was taken (ISO 8601). */
+  time: string;
+  /** warren's version. */
+  version: string;
+  /** When the status server started recording (ISO 8601): transitions and recoveries since then. */
+  since: string;
+  client: ClientStatus;
+  consumers: ConsumerStatus[];
+  publishers: PublisherStatus[];
+  rpc: { clients: RpcClientStatus[]; servers: RpcServerStatus[] };
+  /** The last transitions, oldest first (at most `history` of them). */
+  transitions: Transition[];
+  /** Clients of /events now, and those dropped for reading too slowly. */
+  events: { clients: number; dropped: number };
+}
+
+/** What the rates count, per second. */
+export const RATE_NAMES = ["published", "confirmed", "nacked", "delivered", "acked", "rejected"] as const;
+export type RateName = (typeof RATE_NAMES)[number];
+
+/** The `rates` event of /events: per second over the last interval, from the counters. */
+export type Rates = Record<RateName, number> & {
+  /** The end of the interval (ISO 8601). */
+  time: string;
+  /** Its length in ms. */
+  intervalMs: number;
+};
+
+/** GET /readyz */
+export interface Readiness {
+  ready: boolean;
+  state: ClientState;
+  /** Why it is not ready (empty when it is). */
+  reasons: string[];
+}
+
+/** GET /healthz */
+export interface Health {
+  status: "ok";
+  /** Since the status server started, in seconds. */
+  uptimeSeconds: number;
+  /** Event-loop delay (node:perf_hooks monitorEventLoopDelay) over the last window, in ms. */
+  eventLoopDelayMs: { mean: number; p50: number; p99: number; max: number; windowMs: number };
+}
