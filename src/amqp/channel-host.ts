@@ -16,12 +16,15 @@ export interface MethodCallObserver {
   methodTimedOut?(method: string): void;
 }
 
+/** The connection as its channels see it. */
 export interface ChannelHost {
   /** The connection's write buffer; `needsDrain` is its backpressure signal. */
   readonly writer: FrameSink & { readonly needsDrain: boolean; onDrain(fn: () => void): void };
   /** The negotiated frame_max (0: no limit). */
   readonly frameMax: number;
+  /** methodTimeout (ms, 0: none) and maxMessageSize (bytes) of the connection. */
   readonly options: { readonly methodTimeout: number; readonly maxMessageSize: number };
+  /** Instrumentation of synchronous method calls, when metrics are on. */
   readonly observer: MethodCallObserver | undefined;
   /** Sends one method frame on `channel`; throws when the connection is closed. */
   send(channel: number, method: MethodInput): void;

@@ -70,7 +70,18 @@ import { PublishConfirms } from "./publish-confirms.js";
 
 type GetOkWithMessage = Extract<Method, { name: "basic.get-ok" }> & { message: Message };
 
+/**
+ * One AMQP channel of a low-level Connection (`await conn.openChannel()`), without supervision:
+ * once closed it stays closed. Methods that wait for a reply reject with ChannelClosedByBroker
+ * when the broker refuses them (a channel exception: this channel is closed, the connection stays
+ * open), MethodTimeoutError when no reply came within `methodTimeout`, ChannelClosedError when the
+ * channel is already closed (`cause` says why) and ConnectionClosedError when the connection went.
+ */
 export class Channel extends TypedEmitter<ChannelEvents> {
+  /**
+   * opening (channel.open sent), open, closing (channel.close sent, waiting for close-ok) or
+   * closed. Read it; do not set it.
+   */
   state: "opening" | "open" | "closing" | "closed" = "opening";
   /** Why it closed, if it did. */
   closeReason: ChannelError | ConnectionError | undefined;
@@ -82,6 +93,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   txMode = false;
 
   private readonly conn: ChannelHost;
+  /** The channel's number on its connection (1 to the negotiated channelMax). */
   readonly id: number;
   private readonly calls: MethodCalls;
   private readonly consumers: ChannelConsumers;
@@ -90,6 +102,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
   // content assembly
   private readonly assembler: ContentAssembler;
 
+  /** @internal made by Connection.openChannel() */
   constructor(conn: ChannelHost, id: number) {
     super();
     this.conn = conn;
@@ -108,6 +121,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     });
   }
 
+  /** True while methods can be sent (state "open"). */
   get isOpen(): boolean {
     return this.state === "open";
   }
@@ -192,25 +206,44 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   // ─── exchange ───────────────────────────────────────────────────────────
 
+  /**
+   * Declares an exchange (exchange.declare), or with `passive` checks that it exists. Resolves on
+   * declare-ok. Rejects with ChannelClosedByBroker on 406 PRECONDITION_FAILED (it exists with other
+   * settings), 403 ACCESS_REFUSED, or 404 NOT_FOUND (passive, and missing).
+   */
   async exchangeDeclare(o: ExchangeDeclareOptions): Promise<void> {
     await this.send(args.exchangeDeclare(o), o.noWait);
   }
 
+  /**
+   * Deletes an exchange and its bindings (exchange.delete). Resolves on delete-ok. Rejects with
+   * ChannelClosedByBroker on 406 PRECONDITION_FAILED (`ifUnused`, and it has bindings).
+   */
   async exchangeDelete(o: ExchangeDeleteOptions): Promise<void> {
     await this.send(args.exchangeDelete(o), o.noWait);
   }
 
-  /** Binds exchange `destination` to exchange `source` (a RabbitMQ extension). */
+  /**
+   * Binds exchange `destination` to exchange `source` (exchange.bind, a RabbitMQ extension).
+   * Rejects with ChannelClosedByBroker on 404 NOT_FOUND (either exchange is missing).
+   */
   async exchangeBind(o: ExchangeBindOptions): Promise<void> {
     await this.send(args.exchangeBinding("exchange.bind", o), o.noWait);
   }
 
+  /** Removes an exchange-to-exchange binding (exchange.unbind); the same fields as it was bound with. */
   async exchangeUnbind(o: ExchangeBindOptions): Promise<void> {
     await this.send(args.exchangeBinding("exchange.unbind", o), o.noWait);
   }
 
   // ─── queue ──────────────────────────────────────────────────────────────
 
+  /**
+   * Declares a queue (queue.declare), or with `passive` checks that it exists; resolves with its
+   * name (the broker's, for a server-named queue) and counts. Rejects with ChannelClosedByBroker on
+   * 406 PRECONDITION_FAILED (it exists with other arguments), 405 RESOURCE_LOCKED (another
+   * connection's exclusive queue), 403 ACCESS_REFUSED, or 404 NOT_FOUND (passive, and missing).
+   */
   async queueDeclare(o: QueueDeclareOptions = {}): Promise<QueueDeclareResult> {
     const m = args.queueDeclare(o);
     if (o.noWait) {
@@ -220,15 +253,20 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     return this.call(m, "queue.declare-ok");
   }
 
+  /**
+   * Binds a queue to an exchange (queue.bind). Rejects with ChannelClosedByBroker on 404 NOT_FOUND
+   * (the queue or the exchange is missing).
+   */
   async queueBind(o: QueueBindOptions): Promise<void> {
     await this.send(args.queueBind(o), o.noWait);
   }
 
+  /** Removes a binding (queue.unbind); give the routing key and arguments it was bound with. */
   async queueUnbind(o: QueueUnbindOptions): Promise<void> {
     await this.callMethod(args.queueUnbind(o));
   }
 
-  /** Removes all ready messages; resolves with how many. */
+  /** Removes all ready messages (queue.purge; not those delivered and unacked); resolves with how many. */
   async queuePurge(o: QueuePurgeOptions): Promise<number> {
     const m = args.queuePurge(o);
     if (o.noWait) {
@@ -238,7 +276,11 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     return (await this.call(m, "queue.purge-ok")).messageCount;
   }
 
-  /** Deletes a queue; resolves with how many messages it held. */
+  /**
+   * Deletes a queue (queue.delete); resolves with how many messages it held. Its consumers are
+   * cancelled (the `cancel` event). Rejects with ChannelClosedByBroker on 406 PRECONDITION_FAILED
+   * (`ifUnused` or `ifEmpty` not met).
+   */
   async queueDelete(o: QueueDeleteOptions): Promise<number> {
     const m = args.queueDelete(o);
     if (o.noWait) {
@@ -250,11 +292,21 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   // ─── basic ──────────────────────────────────────────────────────────────
 
+  /**
+   * Sets the prefetch window (basic.qos): how many deliveries may be unacked at once. Without it
+   * the broker sends as fast as it can. Resolves on qos-ok.
+   */
   async basicQos(o: QosOptions): Promise<void> {
     await this.callMethod(args.basicQos(o));
   }
 
-  /** Starts a consumer; resolves with its tag once the broker confirmed it. */
+  /**
+   * Starts a consumer (basic.consume); resolves with its tag once the broker confirmed it.
+   * Deliveries go to `onMessage` as they arrive (a handler's promise is not awaited before the
+   * next one); ack them with basicAck unless `noAck`. Rejects with ConfigError when the tag is in
+   * use on this channel, ChannelClosedByBroker on 404 NOT_FOUND (no such queue), 403 ACCESS_REFUSED
+   * (an exclusive consumer holds the queue) or 405 RESOURCE_LOCKED (another connection's exclusive queue).
+   */
   async basicConsume(
     o: ConsumeOptions,
     handlers: ConsumeHandlers | ConsumeHandlers["onMessage"],
@@ -272,16 +324,18 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     }
   }
 
-  /** Stops a consumer; deliveries already sent may still arrive before this resolves. */
+  /** Stops a consumer (basic.cancel); deliveries already sent may still arrive before this resolves. */
   async basicCancel(consumerTag: string): Promise<void> {
     await this.callMethod({ name: "basic.cancel", args: { consumerTag } });
     this.consumers.remove(consumerTag);
   }
 
   /**
-   * Publishes a message. Returns false when the connection's write buffer is over its
-   * high-water mark: wait for `waitForDrain()` before publishing more. In confirm mode,
-   * use `publish()` to learn the broker's answer.
+   * Publishes a message (basic.publish, its header and body frames). Returns false when the
+   * connection's write buffer is over its high-water mark (`writeHighWaterMark`): wait for
+   * `waitForDrain()` before publishing more. In confirm mode, use `publish()` to learn the broker's
+   * answer. Throws ChannelClosedError when the channel is not open, FieldTableError when the
+   * properties cannot be encoded, FrameTooLargeError when they do not fit in one frame.
    */
   basicPublish(
     exchange: string,
@@ -304,8 +358,11 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   /**
    * Publishes and resolves when the broker has taken responsibility: in confirm mode on
-   * basic.ack (rejects with PublishNackedError on basic.nack, UnroutableError when
-   * mandatory and returned); otherwise once the frames are written out.
+   * basic.ack (rejects with PublishNackedError on basic.nack, UnroutableError when mandatory and
+   * returned, and with the channel's close reason when it closed first, e.g. ChannelClosedByBroker
+   * for 404 no such exchange). Without confirm mode it resolves once the connection's write buffer
+   * is under its high-water mark (at once, or when the socket drained), which says nothing about
+   * the broker. Rejects as basicPublish() throws.
    */
   publish(
     exchange: string,
@@ -356,12 +413,17 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     );
   }
 
-  /** False while the connection's write buffer is over its high-water mark. */
+  /**
+   * False while the connection's write buffer is over its high-water mark (basicPublish() returned false).
+   */
   get writable(): boolean {
     return !this.conn.writer.needsDrain;
   }
 
-  /** Resolves when the connection's write buffer is below its high-water mark. */
+  /**
+   * Resolves when the connection's write buffer is below its high-water mark (at once if it is).
+   * Rejects with ChannelClosedError when the channel closed while waiting.
+   */
   waitForDrain(): Promise<void> {
     const w = this.conn.writer;
     if (!w.needsDrain) return Promise.resolve();
@@ -400,18 +462,33 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     );
   }
 
-  /** Fetches one message, or null when the queue is empty. */
+  /**
+   * Fetches one message (basic.get), or null when the queue is empty. Ack it with basicAck unless
+   * `noAck`. Rejects with ChannelClosedByBroker on 404 NOT_FOUND (no such queue).
+   */
   async basicGet(o: GetOptions): Promise<Message | null> {
     const m = await this.callMethod({ name: "basic.get", args: { queue: o.queue, noAck: o.noAck } });
     if (m.name === "basic.get-empty") return null;
     return (m as GetOkWithMessage).message;
   }
 
+  /**
+   * Acknowledges a delivery (basic.ack): the broker forgets it. `multiple` acks every unacked
+   * delivery up to this tag too. Throws ChannelClosedError when the channel is not open. A tag this
+   * channel does not hold (acked already, or another channel's) makes the broker close the channel
+   * with 406 PRECONDITION_FAILED.
+   */
   basicAck(deliveryTag: number, options: { multiple?: boolean } = {}): void {
     this.checkOpen();
     writeSmallMethod(this.conn.writer, this.id, encodeBasicAck, { deliveryTag, multiple: options.multiple });
   }
 
+  /**
+   * Refuses a delivery (basic.nack, a RabbitMQ extension): `requeue` (default true) puts it back in
+   * the queue; false drops it, or dead-letters it when the queue has a dead-letter exchange.
+   * `multiple` covers every unacked delivery up to this tag too. Throws ChannelClosedError when the
+   * channel is not open.
+   */
   basicNack(deliveryTag: number, options: { multiple?: boolean; requeue?: boolean } = {}): void {
     this.checkOpen();
     writeSmallMethod(this.conn.writer, this.id, encodeBasicNack, {
@@ -421,18 +498,29 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     });
   }
 
+  /**
+   * Refuses one delivery (basic.reject): `requeue` (default true) puts it back in the queue; false
+   * drops it, or dead-letters it. Throws ChannelClosedError when the channel is not open.
+   */
   basicReject(deliveryTag: number, options: { requeue?: boolean } = {}): void {
     this.cast({ name: "basic.reject", args: { deliveryTag, requeue: options.requeue ?? true } });
   }
 
-  /** Redelivers unacknowledged messages (requeue true: possibly to other consumers). */
+  /**
+   * Redelivers this channel's unacknowledged messages (basic.recover; requeue true, the default: possibly to
+   * other consumers).
+   */
   async basicRecover(options: { requeue?: boolean } = {}): Promise<void> {
     await this.callMethod({ name: "basic.recover", args: { requeue: options.requeue ?? true } });
   }
 
   // ─── confirm, tx, flow ──────────────────────────────────────────────────
 
-  /** Turns on publisher confirms. Idempotent. */
+  /**
+   * Turns on publisher confirms (confirm.select, a RabbitMQ extension): the broker then acks or
+   * nacks every publish, which `publish()` resolves or rejects on. Idempotent. Rejects with
+   * ChannelClosedByBroker on 406 PRECONDITION_FAILED when the channel is in tx mode.
+   */
   async confirmSelect(options: { noWait?: boolean } = {}): Promise<void> {
     if (this.confirmMode) return;
     this.confirmMode = true;
@@ -441,20 +529,30 @@ export class Channel extends TypedEmitter<ChannelEvents> {
     else await this.callMethod(m);
   }
 
+  /**
+   * Puts the channel in transaction mode (tx.select): its publishes and acks take effect at
+   * txCommit(). Rejects with ChannelClosedByBroker on 406 PRECONDITION_FAILED in confirm mode.
+   */
   async txSelect(): Promise<void> {
     await this.callMethod({ name: "tx.select", args: {} });
     this.txMode = true;
   }
 
+  /** Commits the publishes and acks since the last commit or rollback (tx.commit); needs txSelect() first. */
   async txCommit(): Promise<void> {
     await this.callMethod({ name: "tx.commit", args: {} });
   }
 
+  /** Discards the publishes and acks since the last commit (tx.rollback); needs txSelect() first. */
   async txRollback(): Promise<void> {
     await this.callMethod({ name: "tx.rollback", args: {} });
   }
 
-  /** Asks the broker to pause (false) or resume (true) deliveries on this channel. */
+  /**
+   * Asks the broker to pause (false) or resume (true) deliveries on this channel (channel.flow);
+   * resolves with the state it confirmed. RabbitMQ refuses to pause (540 NOT_IMPLEMENTED, which
+   * closes the connection): use basicQos() or basicCancel() instead.
+   */
   async flow(active: boolean): Promise<boolean> {
     const ok = await this.call({ name: "channel.flow", args: { active } }, "channel.flow-ok");
     return ok.active;
@@ -462,7 +560,11 @@ export class Channel extends TypedEmitter<ChannelEvents> {
 
   // ─── close ──────────────────────────────────────────────────────────────
 
-  /** Orderly close: channel.close, wait for close-ok. Idempotent. */
+  /**
+   * Orderly close: channel.close, wait for close-ok. Pending methods and unconfirmed publishes
+   * reject with ChannelClosedError. Idempotent; never rejects (a connection that went meanwhile
+   * closes the channel too).
+   */
   async close(): Promise<void> {
     if (this.state === "closed" || this.state === "closing") return;
     this.state = "closing";

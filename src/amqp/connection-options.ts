@@ -8,18 +8,31 @@ import type { FieldTable } from "../protocol/table.js";
 import type { TlsOptions } from "../transport/socket.js";
 import { type AuthMechanism, parseUrl } from "./url.js";
 
-/** RabbitMQ 4.1 and later refuse a frame_max below 8192. */
+/**
+ * The smallest `frameMax` accepted, in bytes (less, but for 0, is a ConfigError): RabbitMQ 4.1 and later
+ * refuse a frame_max below 8192.
+ */
 export const MIN_FRAME_MAX = 8192;
 const DEFAULT_FRAME_MAX = 131072;
+/** The channel_max warren asks for unless told otherwise. */
 export const DEFAULT_CHANNEL_MAX = 2047;
 
+/**
+ * `Connection.open()` options (and, but for url/host/port, `connect()`'s): a URL and fields that
+ * override it. A bad value is a ConfigError before any socket is opened. docs/connecting.md.
+ */
 export interface ConnectionOptions {
   /** amqp[s]://user:pass@host:port/vhost?heartbeat=… — fields below override what it says. */
   url?: string;
+  /** Broker host name or IP address. Default 127.0.0.1. */
   host?: string;
+  /** Broker TCP port. Default 5672, or 5671 with TLS. */
   port?: number;
+  /** Virtual host. Default "/". */
   vhost?: string;
+  /** User name for SASL PLAIN/AMQPLAIN. Default "guest". */
   username?: string;
+  /** Password. Default "guest". Never shown in errors, logs or util.inspect. */
   password?: string;
   /** TLS options; setting this (or an amqps: URL) turns TLS on. Verification is on by default. */
   tls?: TlsOptions | boolean;
@@ -39,7 +52,10 @@ export interface ConnectionOptions {
   clientProperties?: FieldTable;
   /** Largest incoming message body accepted, in bytes (default 512 MiB, RabbitMQ's own ceiling). */
   maxMessageSize?: number;
-  /** Bytes buffered for the socket before `needsDrain` turns true (default 4 MiB). */
+  /**
+   * Bytes buffered for the socket past which the connection is full (default 4 MiB):
+   * `basicPublish()` returns false and publishers wait until it drains.
+   */
   writeHighWaterMark?: number;
   /**
    * Milliseconds to wait for the reply to a synchronous method (declare, bind, get, close…) before
@@ -50,14 +66,20 @@ export interface ConnectionOptions {
   rpcTimeout?: number;
 }
 
-/** Options after URL and defaults are resolved. */
+/**
+ * Options after URL and defaults are resolved (`conn.options`): each field as in ConnectionOptions,
+ * its default filled in.
+ */
 export interface ResolvedOptions {
   host: string;
   port: number;
   vhost: string;
   username: string;
+  /** Not enumerable on `conn.options`. */
   password: string;
+  /** Undefined: plain TCP. */
   tls: TlsOptions | undefined;
+  /** Undefined: the broker's proposal. */
   heartbeat: number | undefined;
   frameMax: number;
   channelMax: number;
@@ -70,6 +92,10 @@ export interface ResolvedOptions {
   methodTimeout: number;
 }
 
+/**
+ * Merges a URL (or options with one), the fields that override it and the defaults; throws ConfigError on a
+ * bad value.
+ */
 export function resolveOptions(o: ConnectionOptions | string = {}): ResolvedOptions {
   const opts: ConnectionOptions = typeof o === "string" ? { url: o } : o;
   const u = opts.url !== undefined ? parseUrl(opts.url) : undefined;

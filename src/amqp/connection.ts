@@ -67,11 +67,19 @@ import { redactUrl } from "./url.js";
 /** frame_max during the handshake, before tune says what the broker allows. */
 const HANDSHAKE_FRAME_MAX = 131072;
 
+/** The events a Connection emits (`conn.on(name, listener)`). */
 export interface ConnectionEvents {
-  /** The broker stopped reading from this connection (memory or disk alarm). */
+  /**
+   * connection.blocked: the broker stopped reading from this connection (memory or disk alarm);
+   * `reason` is its text, e.g. "low on memory". Publishes wait in the socket meanwhile.
+   */
   blocked: (reason: string) => void;
+  /** connection.unblocked: the alarm cleared and the broker reads again. */
   unblocked: () => void;
-  /** Closed, once. `error` is undefined for an orderly close we asked for. */
+  /**
+   * Closed, once. `error` is undefined for an orderly close we asked for; otherwise why
+   * (ConnectionClosedByBroker, HeartbeatTimeoutError, SocketError, FrameError…).
+   */
   close: (error: ConnectionError | undefined) => void;
 }
 
@@ -98,10 +106,15 @@ export interface ConnectionObserver extends MethodCallObserver {
 
 /** What the broker told us in connection.start. */
 export interface ServerInfo {
+  /** The broker's server properties: product, version, platform, capabilities, cluster_name… */
   properties: FieldTable;
+  /** The SASL mechanisms it offered, e.g. ["PLAIN", "AMQPLAIN"]. */
   mechanisms: string[];
+  /** The locales it offered, e.g. ["en_US"]. */
   locales: string[];
+  /** The protocol's major version: 0. */
   versionMajor: number;
+  /** The protocol's minor version: 9. */
   versionMinor: number;
 }
 
@@ -111,11 +124,21 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
+/**
+ * A low-level AMQP 0-9-1 connection (`await Connection.open(url)`), without supervision: when it
+ * closes, by either side or by a fault, it stays closed and its channels with it. `connect()` gives
+ * the supervised client built on it. Read the negotiated values below; do not set them.
+ */
 export class Connection extends TypedEmitter<ConnectionEvents> implements ChannelHost {
-  /** Negotiated values (valid once open). */
+  /** The negotiated frame_max in bytes (0: no limit), valid once open. Bodies are split to fit. */
   frameMax = HANDSHAKE_FRAME_MAX;
+  /** The negotiated channel_max: the highest channel number, valid once open. */
   channelMax = DEFAULT_CHANNEL_MAX;
+  /**
+   * The heartbeat interval in use, in seconds (0: off): the `heartbeat` option, else the broker's proposal.
+   */
   heartbeat = 0;
+  /** What the broker said in connection.start; set during the handshake. */
   server: ServerInfo | undefined;
   /** Set while the broker has blocked publishing on this connection. */
   blockedReason: string | undefined;
@@ -124,7 +147,12 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   /** @internal instrumentation hooks (OpenHooks.observer) */
   readonly observer: ConnectionObserver | undefined;
 
+  /** @internal the frame buffer its channels write into (ChannelHost) */
   readonly writer: FrameWriter;
+  /**
+   * The options in use: the URL, the fields that override it and the defaults, resolved. The
+   * password is kept for reconnecting but is not enumerable (not in util.inspect, JSON or spreads).
+   */
   readonly options: ResolvedOptions;
   private readonly socket: Socket;
   private readonly parser: FrameParser;
@@ -201,7 +229,14 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     });
   }
 
-  /** Opens a connection and completes the AMQP handshake. */
+  /**
+   * Opens a connection and completes the AMQP handshake (a URL string, or options with an
+   * optional `url`), all within `connectionTimeout`. Rejects with ConfigError (a bad URL or
+   * option), SocketError (refused, reset, DNS), TlsError (certificate not trusted),
+   * ConnectTimeoutError, AuthenticationError (wrong user or password), VhostNotAllowedError,
+   * ConnectionLimitError, HandshakeError (not AMQP 0-9-1, no common SASL mechanism) or
+   * ConnectionClosedByBroker. Messages never contain the password.
+   */
   static async open(options: ConnectionOptions | string = {}, hooks: OpenHooks = {}): Promise<Connection> {
     const o = resolveOptions(options);
     const deadline = Date.now() + o.connectionTimeout;
@@ -236,10 +271,12 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     return conn;
   }
 
+  /** True from the end of the handshake until the connection starts closing. */
   get isOpen(): boolean {
     return this.state === "open";
   }
 
+  /** True while the broker blocks the connection (between the `blocked` and `unblocked` events). */
   get isBlocked(): boolean {
     return this.blockedReason !== undefined;
   }
@@ -398,7 +435,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   // ─── sending ────────────────────────────────────────────────────────────
 
-  /** Encodes and queues one method frame. Throws ConnectionClosedError when closed. */
+  /**
+   * Encodes and queues one method frame on `channel` (0: the connection itself). Throws
+   * ConnectionClosedError when closed. The Channel API sends methods for you: prefer it.
+   */
   send(channel: number, method: MethodInput): void {
     if (this.state === "closed") {
       throw new ConnectionClosedError("the connection is closed", { cause: this.closeReason });
@@ -489,7 +529,11 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   // ─── channels ───────────────────────────────────────────────────────────
 
-  /** Opens a new channel. */
+  /**
+   * Opens a new channel (channel.open) on the next free number after the last one given.
+   * Rejects with ConnectionClosedError when the connection is not open, ChannelLimitError when
+   * every number up to channelMax is in use, MethodTimeoutError when channel.open-ok does not come.
+   */
   async openChannel(): Promise<Channel> {
     if (this.state !== "open")
       throw new ConnectionClosedError("the connection is not open", { cause: this.closeReason });
@@ -512,7 +556,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     );
   }
 
-  /** Called by a channel once it is closed. */
+  /** @internal called by a channel once it is closed: its number is free (after close-ok, if awaited) */
   releaseChannel(id: number, awaitingCloseOk: boolean): void {
     this.channels.delete(id);
     if (awaitingCloseOk) this.closingChannels.add(id);
@@ -523,14 +567,22 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     return this.channels.size;
   }
 
-  /** Sends connection.update-secret (e.g. a refreshed OAuth 2 token). */
+  /**
+   * Sends connection.update-secret (a RabbitMQ extension; e.g. a refreshed OAuth 2 token) and
+   * returns at once. The broker answers update-secret-ok; a secret it refuses closes the connection
+   * (the `close` event: ConnectionClosedByBroker 530). Throws ConnectionClosedError when closed.
+   */
   updateSecret(newSecret: string, reason: string): void {
     this.send(0, { name: "connection.update-secret", args: { newSecret, reason } });
   }
 
   // ─── closing ────────────────────────────────────────────────────────────
 
-  /** Orderly close: connection.close, wait for close-ok (bounded), then the socket. Idempotent. */
+  /**
+   * Orderly close: connection.close, wait for close-ok, then the socket. `timeout` bounds the wait
+   * in ms (default 5000; past it the socket is closed anyway); `replyText` is the reason sent
+   * (default "goodbye"). Never rejects. Idempotent: a second call returns the same promise.
+   */
   close(opts: { timeout?: number; replyText?: string } = {}): Promise<void> {
     if (this.closePromise) return this.closePromise;
     if (this.state === "closed") return Promise.resolve();
@@ -551,7 +603,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     return this.closePromise;
   }
 
-  /** Tears everything down after a fault. `sendClose` tells the broker why (for frame errors). */
+  /**
+   * @internal Tears everything down after a fault (`close` event with `error`). `sendClose` tells
+   * the broker why first (for frame errors). Applications call close().
+   */
   fail(error: ConnectionError, sendClose: boolean): void {
     if (this.state === "closed") return;
     if (sendClose && this.socket.writable) {

@@ -8,21 +8,40 @@ import { readFileSync } from "node:fs";
 import { ConfigError } from "../errors.js";
 import type { TlsOptions } from "../transport/socket.js";
 
+/**
+ * A SASL mechanism warren speaks: PLAIN and AMQPLAIN send the user and password; EXTERNAL logs in with the
+ * TLS client certificate.
+ */
 export type AuthMechanism = "PLAIN" | "AMQPLAIN" | "EXTERNAL";
 const MECHANISMS: readonly AuthMechanism[] = ["PLAIN", "AMQPLAIN", "EXTERNAL"];
 
+/** What `parseUrl()` read from a RabbitMQ URI; the optional fields are set only when the URL has them. */
 export interface ParsedUrl {
+  /** amqps means TLS. */
   protocol: "amqp" | "amqps";
+  /** Host name or IP address (an IPv6 address without its brackets). */
   host: string;
+  /** The URL's port, else 5672 (amqp) or 5671 (amqps). */
   port: number;
+  /** Percent-decoded; "guest" when the URL has none. */
   username: string;
+  /** Percent-decoded; "guest" when the URL has no user, "" when it has a user and no password. */
   password: string;
+  /** Percent-decoded path (`%2F` is "/"); "/" when the URL has no path. */
   vhost: string;
+  /** `heartbeat` parameter, seconds (0 turns heartbeats off). */
   heartbeat?: number;
+  /** `frame_max` parameter, bytes. */
   frameMax?: number;
+  /** `channel_max` parameter. */
   channelMax?: number;
+  /** `connection_timeout` parameter, ms. */
   connectionTimeout?: number;
+  /** `auth_mechanism` parameters, in the order given (upper-cased). */
   authMechanism?: AuthMechanism[];
+  /**
+   * amqps only: the PEM files read (`cacertfile`, `certfile`, `keyfile`), `verify`, `server_name_indication`.
+   */
   tls?: TlsOptions;
 }
 
@@ -49,6 +68,12 @@ function readPem(param: string, path: string): Buffer {
   }
 }
 
+/**
+ * Parses a RabbitMQ URI: `amqp[s]://user:pass@host:port/vhost?heartbeat=10&…` (parameters in the
+ * module comment and docs/connecting.md). Reads the PEM files it names. Throws ConfigError for a
+ * bad URL, an unknown parameter, a value out of range or an unreadable file; the message shows the
+ * URL with its password masked.
+ */
 export function parseUrl(url: string): ParsedUrl {
   const safe = redactUrl(url);
   let u: URL;

@@ -7,6 +7,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { ConnectTimeoutError, SocketError, TlsError } from "../errors.js";
 
+/** TLS for amqps (`tls` option, or an amqps: URL's parameters); passed on to node:tls. */
 export interface TlsOptions {
   /** Trusted CA certificates (PEM). Defaults to Node's bundled roots. */
   ca?: string | Buffer | (string | Buffer)[];
@@ -14,8 +15,9 @@ export interface TlsOptions {
   cert?: string | Buffer;
   /** Client key (PEM). */
   key?: string | Buffer;
+  /** Passphrase of an encrypted `key`. */
   passphrase?: string;
-  /** Server name for SNI and certificate checking; defaults to the host. */
+  /** Server name for SNI and certificate checking; defaults to the host (none for an IP address). */
   servername?: string;
   /** Verify the server's certificate (default true). Turning it off is for tests only. */
   rejectUnauthorized?: boolean;
