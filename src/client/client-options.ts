@@ -14,6 +14,10 @@ import type { MetricsOptions } from "../observability/metrics/client-metrics.js"
 import type { ClientState } from "../observability/observers.js";
 import type { TracingOption } from "../observability/tracing.js";
 
+/**
+ * `connect()` options: every connection option (docs/connecting.md) but host and port, which come
+ * from `url` or `urls`, and the supervision's own (docs/client.md).
+ */
 export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | "port"> {
   /**
    * Brokers to use, in order. After a connection to one dies (or it refuses), the others are
@@ -47,9 +51,17 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   giveUpAfter?: GiveUpOptions;
   /** The same for each supervised channel (beyond it, the channel escalates to the connection). */
   channelRestartIntensity?: Partial<IntensityOptions>;
-  /** How long publish() and declare() wait for the connection (ms, default 30000). */
+  /**
+   * How long `declare()`, `deleteQueue()`, `deleteExchange()` and `unbind()` wait for the
+   * connection, in ms (default 30000); past it they reject with NotConnectedError. Publishes are
+   * bounded by their publisher's `publishTimeout` instead.
+   */
   connectWaitTimeout?: number;
-  /** How long close() waits for handlers and confirms (ms, default 10000). */
+  /**
+   * How long close() waits, in ms (default 10000): for each consumer's running handlers (the
+   * default `drainTimeout` of consumers), for outstanding confirms and RPC calls, and for the
+   * broker's close-ok.
+   */
   closeTimeout?: number;
   /**
    * Prometheus metrics (default off): `{ registry, maxLabelValues }`, or `true` for prom-client's
@@ -64,8 +76,11 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   tracing?: TracingOption;
 }
 
+/** A `state` event: one transition of the connection supervisor. */
 export interface StateChange {
+  /** The state it left. */
   from: ClientState;
+  /** The state it entered. */
   to: ClientState;
   /** Only the error that caused this transition (to recovering, degraded or failed); else undefined. */
   error: WarrenError | Error | undefined;
@@ -80,11 +95,13 @@ export interface StateChange {
 
 /** The degraded condition began or ended. */
 export interface DegradedChange {
+  /** True when the condition began, false when the connection stayed up long enough to end it. */
   degraded: boolean;
   /** Escalation level: how often the restart intensity was exceeded since the connection was healthy. */
   level: number;
 }
 
+/** The events a Client emits (`client.on(name, listener)`). */
 export interface ClientEvents {
   /** Every lifecycle transition of the connection supervisor. */
   state: (change: StateChange) => void;
@@ -96,7 +113,10 @@ export interface ClientEvents {
   error: (error: WarrenError | Error) => void;
   /** The restart intensity was exceeded (degraded: the backoff escalates), or the connection stayed up again. */
   degraded: (change: DegradedChange) => void;
-  /** A server-named queue got a new name after a recovery. */
+  /**
+   * A server-named queue got a new name after a recovery: `queue` is the name it was first given
+   * (what `client.queueName()` and consumers take), `from` its previous name, `to` its new one.
+   */
   queueRenamed: (change: { queue: string; from: string; to: string }) => void;
   /** A publisher's channel was closed and opened again because the broker kept nacking on it. */
   channelRenewed: (info: { reason: "nacks" }) => void;

@@ -55,9 +55,19 @@ type ConnActor = Actor<typeof connectionMachine>;
 /** The same reported fault is emitted as `error` at most once in this many ms. */
 const REPORT_INTERVAL = 5_000;
 
+/**
+ * The supervised client (`connect()`): one connection kept up for as long as the client lives,
+ * through every transient fault, with the topology, channels, publishers and consumers made
+ * through it restored after each recovery. See the module comment and docs/client.md.
+ */
 export class Client extends TypedEmitter<ClientEvents> {
   /** The live low-level connection, when there is one (an escape hatch: prefer the client's API). */
   connection: Connection | undefined;
+  /**
+   * The exchanges, queues and bindings declared through this client, declared again after every
+   * recovery. Read it (`topology.snapshot()`); change it through declare(), deleteQueue(),
+   * deleteExchange() and unbind().
+   */
   readonly topology = new Topology();
   private readonly hosts: Hosts;
   private readonly opts: ClientOptions;
@@ -83,6 +93,7 @@ export class Client extends TypedEmitter<ClientEvents> {
   /** When each reported fault (code and message) was last emitted as `error`. */
   private readonly reportedAt = new Map<string, number>();
 
+  /** Creates the client and starts connecting on the next microtask: the same as `connect(options)`. */
   constructor(options: ClientOptions = {}) {
     super();
     const urls = options.urls ?? [
@@ -155,9 +166,12 @@ export class Client extends TypedEmitter<ClientEvents> {
   }
 
   /**
-   * Resolves when the client is open and its topology restored; rejects once it failed or was closed.
-   * With `timeoutMs`, rejects after that long with a ReadyTimeoutError naming each host tried and its
-   * last error; the client goes on recovering (close() it to stop).
+   * Resolves when the client is open and its topology restored (state running or blocked).
+   * Rejects once it failed, with the permanent error that failed it (AuthenticationError,
+   * VhostNotAllowedError, TlsError, HandshakeError, RestartIntensityError…), or with
+   * ClientClosedError once it was closed. With `timeoutMs`, rejects after that long with a
+   * ReadyTimeoutError naming each host tried and its last error; the client goes on recovering
+   * (close() it to stop). Without it, waits for as long as it takes.
    */
   ready(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.stateName === "running" || this.stateName === "blocked") return Promise.resolve();
@@ -323,16 +337,24 @@ export class Client extends TypedEmitter<ClientEvents> {
   }
 
   /**
-   * Declares exchanges, queues and bindings, and records them: they are declared again
-   * after every recovery. Waits (bounded) for the connection. Resolves with the queue
-   * names (the broker's, for server-named queues).
+   * Declares exchanges, queues and bindings, in that order, and records them: they are declared
+   * again after every recovery. Resolves with the queue names (the broker's, for server-named
+   * queues). Waits up to `connectWaitTimeout` (30 s) for the connection, then rejects with
+   * NotConnectedError. Rejects with ChannelClosedByBroker when the broker refuses a declaration
+   * (406 PRECONDITION_FAILED: it exists with other arguments; 404 NOT_FOUND: a binding names a
+   * missing exchange; 403 ACCESS_REFUSED), with ClientClosedError once the client is closing, or
+   * with the error that failed the client.
    */
   async declare(spec: TopologySpec): Promise<DeclareResult> {
     const ch = await this.adminChannel();
     return this.topology.declare(ch, spec);
   }
 
-  /** Deletes a queue and forgets it (and its bindings). */
+  /**
+   * Deletes a queue and forgets it (and its bindings); resolves with how many messages it held.
+   * `queue` may be the first name of a server-named queue. Waits and rejects as declare() does
+   * (406 PRECONDITION_FAILED when `ifUnused` or `ifEmpty` is not met).
+   */
   async deleteQueue(queue: string, options: { ifUnused?: boolean; ifEmpty?: boolean } = {}): Promise<number> {
     const ch = await this.adminChannel();
     const n = await ch.queueDelete({ queue: this.topology.queueName(queue), ...options });
@@ -340,14 +362,17 @@ export class Client extends TypedEmitter<ClientEvents> {
     return n;
   }
 
-  /** Deletes an exchange and forgets it (and bindings from or to it). */
+  /**
+   * Deletes an exchange and forgets it (and bindings from or to it). Waits and rejects as
+   * declare() does (406 PRECONDITION_FAILED when `ifUnused` and it has bindings).
+   */
   async deleteExchange(exchange: string, options: { ifUnused?: boolean } = {}): Promise<void> {
     const ch = await this.adminChannel();
     await ch.exchangeDelete({ exchange, ...options });
     this.topology.forgetExchange(exchange);
   }
 
-  /** Removes a binding and forgets it. */
+  /** Removes a binding (give it as it was declared) and forgets it. Waits and rejects as declare() does. */
   async unbind(binding: BindingSpec): Promise<void> {
     const ch = await this.adminChannel();
     const args = binding.arguments ? { arguments: binding.arguments } : {};
@@ -379,7 +404,10 @@ export class Client extends TypedEmitter<ClientEvents> {
   /**
    * Starts a supervised consumer on its own channel. It subscribes when the client is
    * open, resubscribes after a server cancel (re-declaring the queue if the client
-   * declared it) and after every recovery.
+   * declared it) and after every recovery. `handler` resolving acks the delivery; throwing,
+   * rejecting or timing out applies `onFailure` (docs/consumers.md). `await consumer.ready()` to
+   * know it consumes. Throws ConfigError for a bad option, ClientClosedError once the client is
+   * closing, or the error that failed the client.
    */
   consume(options: ConsumeOptions, handler: MessageHandler): Consumer {
     this.checkUsable();
@@ -417,6 +445,7 @@ export class Client extends TypedEmitter<ClientEvents> {
    * Consumes as an async iterator: `for await (const msg of client.messages({ queue }))`, each
    * message settled explicitly with `msg.ack()`, `msg.nack({ requeue })` or `msg.reject()`.
    * Buffering is bounded by the prefetch; breaking out of the loop cancels the consumer.
+   * Throws as consume() does.
    */
   messages(options: MessagesOptions): MessageStream {
     return new MessageStream(() => this.consume({ ...options, manual: true }, () => undefined));
@@ -426,7 +455,10 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   /**
    * A publisher with its own supervised confirm channel: bounded in-flight window,
-   * re-publish after recovery, optional durable outbox. See Publisher.
+   * re-publish after recovery, optional durable outbox. See Publisher and docs/publishing.md.
+   * Throws ConfigError for a bad option, OutboxError when the outbox file cannot serve (not a
+   * database, corrupt, read-only, cannot be opened), ClientClosedError once the client is closing,
+   * or the error that failed the client.
    */
   publisher(options: PublisherOptions = {}): Publisher {
     this.checkUsable();
@@ -464,8 +496,11 @@ export class Client extends TypedEmitter<ClientEvents> {
   }
 
   /**
-   * Publishes through the client's default publisher (confirms, re-publish after recovery)
-   * and resolves once the broker confirmed it.
+   * Publishes through the client's default publisher (confirms, re-publish after recovery, no
+   * outbox) and resolves once the broker confirmed it. Rejects as `Publisher.publish()` does:
+   * PublishNackedError (after the nack retries), UnroutableError (`mandatory`, and no queue bound),
+   * TimeoutError (not sent within 60 s: reconnecting or blocked), ChannelClosedByBroker (a refused
+   * publish, e.g. 404 no such exchange), ClientClosedError.
    */
   publish(
     exchange: string,
@@ -493,7 +528,8 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   /**
    * An RPC client over direct reply-to, on a supervised channel of its own (its reply consumer is
-   * set up again on every new channel). See RpcClient and docs/rpc.md.
+   * set up again on every new channel). See RpcClient and docs/rpc.md. Throws ConfigError for a bad
+   * option, ClientClosedError once the client is closing, or the error that failed the client.
    */
   rpcClient(options: RpcClientOptions = {}): RpcClient {
     this.checkUsable();
@@ -521,7 +557,8 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   /**
    * Serves requests from `options.queue` with a supervised consumer: `handler`'s result is sent to
-   * the request's replyTo with its correlationId, a thrown error as an error reply. See RpcServer.
+   * the request's replyTo with its correlationId, a thrown error as an error reply. See RpcServer
+   * and docs/rpc.md. Throws as rpcClient() does.
    */
   rpcServer(options: RpcServerOptions, handler: RpcHandler): RpcServer {
     this.checkUsable();
@@ -549,8 +586,9 @@ export class Client extends TypedEmitter<ClientEvents> {
 
   /**
    * Graceful close: cancels consumers and waits (bounded) for their running handlers,
-   * waits (bounded) for outstanding confirms, closes channels, then the connection.
-   * Idempotent.
+   * waits (bounded) for outstanding confirms, closes channels, then the connection; each wait is
+   * bounded by `closeTimeout`. What is still unsettled then rejects with ClientClosedError; stored
+   * outbox rows stay for the next run. Never rejects. Idempotent.
    */
   async close(): Promise<void> {
     if (this.stateName === "closed") return;
@@ -637,7 +675,11 @@ export class Client extends TypedEmitter<ClientEvents> {
   }
 }
 
-/** Creates a supervised client and starts connecting; `await client.ready()` for the first open. */
+/**
+ * Creates a supervised client and starts connecting (a URL string, or options); `await
+ * client.ready()` for the first open. A broker that is down is retried, never thrown; a bad URL or
+ * option fails the client (`ready()` rejects with ConfigError); an empty `urls` throws ConfigError.
+ */
 export function connect(options: ClientOptions | string = {}): Client {
   return new Client(typeof options === "string" ? { url: options } : options);
 }

@@ -16,6 +16,7 @@ export type FailurePolicy = "requeue" | "reject" | "retry";
 /** Where a stream consumer starts (x-stream-offset): a keyword, an offset, or a point in time. */
 export type StreamOffset = "first" | "last" | "next" | number | bigint | Date;
 
+/** `consume({ retry })`: the delays of the retry topology and what happens after the last attempt. */
 export interface RetryOptions {
   /**
    * Delay before each retry, ms: one value, or one per retry (the last repeats), e.g.
@@ -31,6 +32,7 @@ export interface RetryOptions {
   deadLetter?: "reject" | "queue" | { queue: string };
 }
 
+/** `client.consume()` options (exported as ClientConsumeOptions). docs/consumers.md. */
 export interface ConsumeOptions {
   /** Queue name, or the name a server-named queue declared through the client was first given. */
   queue: string;
@@ -66,12 +68,20 @@ export interface ConsumeOptions {
   streamOffset?: StreamOffset;
   /** Automatic acknowledgement: the broker forgets a message once sent. Default false. */
   noAck?: boolean;
+  /**
+   * The only consumer of the queue: while another holds it, subscribing is retried (403, reported). Default
+   * false.
+   */
   exclusive?: boolean;
   /** basic.consume arguments, e.g. { "x-priority": 10 }. */
   arguments?: FieldTable;
   /** Consumer tag prefix; the broker names the consumer when absent. */
   tag?: string;
-  /** How long cancel() waits for running handlers (ms, default 10000). */
+  /**
+   * How long cancel() and client.close() wait for running handlers, in ms (default: the client's
+   * `closeTimeout`, else 10000). Past it a handler's `signal` is aborted and its message is left to
+   * the broker to redeliver.
+   */
   drainTimeout?: number;
   /** @internal deliveries are handed over unsettled (client.messages()) */
   manual?: boolean;
@@ -85,13 +95,24 @@ export type MessagesOptions = Omit<
 
 /** What a handler (or the message iterator) receives. */
 export interface ConsumedMessage {
+  /** The body, whole. */
   body: Buffer;
+  /**
+   * The message's properties (those not sent are undefined); headers hold `x-death` and warren's retry
+   * headers.
+   */
   properties: BasicProperties;
+  /** The basic.deliver fields. */
   fields: {
+    /** The delivery's tag on its channel (warren acks with it; use ack(), nack(), reject()). */
     deliveryTag: number;
+    /** The broker delivered it before and it was not acked (see `attempt` for how often). */
     redelivered: boolean;
+    /** The exchange it was published to ("" for the default exchange, as retried copies come back). */
     exchange: string;
+    /** The routing key it was published with. */
     routingKey: string;
+    /** The broker's name for the consumer. */
     consumerTag: string;
   };
   /**
@@ -112,6 +133,10 @@ export interface ConsumedMessage {
   reject(): void;
 }
 
+/**
+ * A consumer's handler: returning (or resolving) acks the message; throwing, rejecting or timing
+ * out applies the failure policy. Its result is otherwise ignored.
+ */
 export type MessageHandler = (message: ConsumedMessage) => unknown | Promise<unknown>;
 
 /** The consumer machine's states (machines/consumer.ts), as `state` events and `consumer.state` name them. */
@@ -124,9 +149,14 @@ export type ConsumerState =
   | "failed"
   | "cancelled";
 
+/** The events a Consumer emits (`consumer.on(name, listener)`). */
 export interface ConsumerEvents {
+  /**
+   * Every transition of the consumer's machine; `error` is what caused it (a QueueNotFoundError
+   * on → resubscribing, a refusal on → failed), else undefined.
+   */
   state: (change: { from: ConsumerState; to: ConsumerState; error: WarrenError | Error | undefined }) => void;
-  /** A handler threw, rejected or timed out (the policy applied). */
+  /** A handler threw, rejected or timed out (the policy applied). With no listener: a process warning. */
   error: (error: unknown, message: ConsumedMessage) => void;
 }
 

@@ -78,7 +78,14 @@ class Stats implements ConsumerStats {
   }
 }
 
+/**
+ * A supervised consumer (`client.consume()`): its own channel and machine (waiting → subscribing →
+ * consuming → draining → cancelled), resubscribed with backoff after a server cancel, a channel
+ * error or a reconnection. Handlers run at most `concurrency` at once; their outcome acks the
+ * delivery or applies the failure policy. docs/consumers.md.
+ */
 export class Consumer extends TypedEmitter<ConsumerEvents> {
+  /** The queue it consumes, as given (the first name of a server-named queue). */
   readonly queue: string;
   /** Counts since the start (plain numbers, updated as deliveries are settled). */
   readonly stats: ConsumerStats;
@@ -125,6 +132,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   /** Deliveries handed to a manual (iterator) consumer's sink. */
   private sink: ((d: Delivery) => void) | undefined;
 
+  /** @internal made by client.consume() and client.messages(); throws ConfigError for a bad option */
   constructor(
     private readonly host: ConsumerHost,
     private readonly options: ConsumeOptions,
@@ -261,7 +269,9 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
 
   /**
    * Stops consuming: basic.cancel, releases deliveries not started (requeued), waits (bounded by
-   * `drainTimeout`, or `options.drainTimeout`) for running handlers and their acks, closes the channel.
+   * the consumer's `drainTimeout`, or `options.drainTimeout`, in ms) for running handlers and their
+   * acks, closes the channel. A handler still running then has its `signal` aborted; the broker
+   * redelivers its message. Never rejects; idempotent.
    */
   async cancel(options: { drainTimeout?: number } = {}): Promise<void> {
     if (options.drainTimeout !== undefined) this.drainWait = options.drainTimeout;

@@ -17,6 +17,10 @@
 import type { ConsumedMessage, Consumer } from "./consumer.js";
 import { Deque } from "./deque.js";
 
+/**
+ * `client.messages()`: deliveries as an async iterator, handed out in order and unsettled (call
+ * `msg.ack()`, `msg.nack()` or `msg.reject()` on each). See the module comment.
+ */
 export class MessageStream implements AsyncIterableIterator<ConsumedMessage> {
   /** The supervised consumer behind the stream (its `stats`, `state`, `error` events). */
   readonly consumer: Consumer;
@@ -64,6 +68,12 @@ export class MessageStream implements AsyncIterableIterator<ConsumedMessage> {
     w?.({ value: undefined, done: true });
   }
 
+  /**
+   * The next delivery, waiting for one if none is buffered; `done` once the consumer was cancelled,
+   * failed (a refused subscription) or the client closed; it never rejects (`consumer.state` tells a
+   * failure from a cancel). Deliveries from a channel that died since are skipped: the broker
+   * redelivers them.
+   */
   next(): Promise<IteratorResult<ConsumedMessage>> {
     for (;;) {
       const d = this.buffer.shift();
@@ -90,6 +100,7 @@ export class MessageStream implements AsyncIterableIterator<ConsumedMessage> {
     await this.return();
   }
 
+  /** The stream itself: `for await (const msg of stream)`. */
   [Symbol.asyncIterator](): MessageStream {
     return this;
   }

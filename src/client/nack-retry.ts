@@ -8,6 +8,7 @@
  */
 import type { Channel } from "../amqp/channel.js";
 
+/** `client.publisher({ nackRetry })`: how nacked publishes are sent again. */
 export interface NackRetryOptions {
   /** Sends in all, the first included (default 8). */
   attempts?: number;
@@ -19,6 +20,7 @@ export interface NackRetryOptions {
   maxDelayMs?: number;
 }
 
+/** The nack retry policy when none is given. */
 export const DEFAULT_NACK_RETRY: Required<NackRetryOptions> = {
   attempts: 8,
   withinMs: 10_000,

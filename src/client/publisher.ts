@@ -49,20 +49,27 @@ import { Deque } from "./deque.js";
 import { DEFAULT_NACK_RETRY, type NackCount, NackRetry, type NackRetryOptions } from "./nack-retry.js";
 import { OutboxRelay } from "./outbox-relay.js";
 
+/** Message properties as publishers take them: AMQP's basic properties plus `persistent`. */
 export interface PublishProperties extends BasicProperties {
   /** Shorthand for deliveryMode 2 (true) or 1 (false). */
   persistent?: boolean;
 }
 
+/** One message for `Publisher.publish()`. */
 export interface OutgoingMessage {
+  /** The exchange to publish to ("" for the default exchange, where the routing key is the queue). */
   exchange: string;
+  /** The routing key. */
   routingKey: string;
+  /** The body; a string is sent as UTF-8. */
   body: Body;
+  /** Its properties; a messageId (a UUID) is generated unless given. */
   properties?: PublishProperties;
   /** Reject with UnroutableError when no queue takes it. */
   mandatory?: boolean;
 }
 
+/** `client.publisher()` options. docs/publishing.md. */
 export interface PublisherOptions {
   /**
    * Publisher confirms (default true). Without them publish() resolves once the message is
@@ -73,7 +80,11 @@ export interface PublisherOptions {
   maxInFlight?: number;
   /** Publish again what was unconfirmed when a channel or connection died (default true). */
   republish?: boolean;
-  /** How long a message may wait to be sent (reconnecting, blocked, full), in ms (default 60000). */
+  /**
+   * How long a message may wait to be sent (reconnecting, blocked, full), in ms (default 60000);
+   * past it publish() rejects with TimeoutError. With an outbox: how long a publish waits for a
+   * locked file before it rejects with a recoverable OutboxError.
+   */
   publishTimeout?: number;
   /** A durable outbox: publish() resolves once stored; a relay delivers. */
   outbox?: OutboxOptions;
@@ -158,7 +169,10 @@ class Entry implements NackCount {
   }
 }
 
-/** Fills in message-id and delivery mode. */
+/**
+ * The properties a publish sends: a copy with a generated messageId (a UUID) unless one is given,
+ * and `persistent` turned into deliveryMode (2 or 1) unless deliveryMode is given.
+ */
 export function normaliseProperties(p: PublishProperties | undefined): BasicProperties {
   const { persistent, ...rest } = p ?? {};
   const out: BasicProperties = { ...rest };
@@ -167,6 +181,10 @@ export function normaliseProperties(p: PublishProperties | undefined): BasicProp
   return out;
 }
 
+/**
+ * Reliable publishing on a supervised confirm channel of its own (`client.publisher()`); see the
+ * module comment and docs/publishing.md. Every publish() promise settles.
+ */
 export class Publisher {
   private readonly maxInFlight: number;
   private readonly republish: boolean;
@@ -199,6 +217,7 @@ export class Publisher {
   /** Accepted, confirmed and nacked (each nack) since the start; the outbox relay counts its own rows. */
   private readonly tally = { published: 0, confirmed: 0, nacked: 0 };
 
+  /** @internal made by client.publisher(); throws ConfigError or OutboxError */
   constructor(
     private readonly host: PublisherHost,
     options: PublisherOptions = {},
@@ -278,7 +297,12 @@ export class Publisher {
     };
   }
 
-  /** Nacked or unroutable messages the outbox set aside. */
+  /**
+   * Nacked or unroutable messages the outbox set aside: `list(limit = 100)` (oldest first),
+   * `retry(id)` sends one again (at the end of the outbox), `drop(id)` deletes it. Throws
+   * ConfigError when the publisher has no outbox; the methods throw OutboxError when the file
+   * cannot be read or written.
+   */
   get deadLetters(): {
     list(limit?: number): DeadLetter[];
     retry(id: number): void;
@@ -297,8 +321,13 @@ export class Publisher {
   }
 
   /**
-   * Publishes. Without an outbox: resolves on the broker's confirm. With one: resolves once
-   * the message is durably stored (it is then delivered at least once).
+   * Publishes. Without an outbox: resolves on the broker's confirm (without confirms, once written
+   * with room in the write buffer), and rejects with PublishNackedError (nacked after the retries;
+   * `attempts` says how often), UnroutableError (`mandatory`, and no queue bound), TimeoutError (not
+   * sent within `publishTimeout`), ChannelClosedByBroker (the broker refused the publish, e.g. 404
+   * no such exchange), FieldTableError (properties that cannot be encoded) or ClientClosedError.
+   * With an outbox: resolves once the message is durably stored (it is then delivered at least
+   * once), and rejects with OutboxError when it cannot be stored. Past `maxInFlight` it waits.
    */
   publish(message: OutgoingMessage): Promise<void> {
     if (this.closedFlag || this.host.closed)
@@ -601,7 +630,7 @@ export class Publisher {
 
   // ─── closing ────────────────────────────────────────────────────────────
 
-  /** Resolves once nothing is pending (or the outbox is empty), bounded by timeout. */
+  /** Resolves once nothing is pending (or the outbox is empty), or after `timeout` ms; never rejects. */
   whenIdle(timeout: number): Promise<void> {
     const idle = this.outbox
       ? this.outbox.count() === 0 && (this.relay?.unsettled ?? 0) === 0
@@ -617,8 +646,9 @@ export class Publisher {
   }
 
   /**
-   * Stops: waits (bounded) for what is pending, then rejects what is left with
-   * ClientClosedError. Stored outbox rows stay for the next run.
+   * Stops: waits up to `timeout` ms (default 10000) for what is pending, then rejects what is left
+   * with ClientClosedError (its `cause` set to `cause`, when given: why the client failed). Stored
+   * outbox rows stay for the next run. Never rejects; idempotent.
    */
   async close(timeout = 10_000, cause?: Error): Promise<void> {
     if (this.closedFlag) return;

@@ -33,8 +33,12 @@ export const RETRY_EXCHANGE = "warren.retry";
 export const RETRY_DELAY_HEADER = "warren-retry-delay";
 /** Retries so far, written on each copy (not `x-` prefixed: those belong to the broker). */
 export const RETRIES_HEADER = "warren-retries";
-/** Where the message was first published, kept on the copies (they come back by the default exchange). */
+/**
+ * The exchange the message was first published to, written on its first retried copy and kept on
+ * later ones (copies come back through the default exchange, so `fields.exchange` is then "").
+ */
 export const ORIGINAL_EXCHANGE_HEADER = "warren-original-exchange";
+/** The routing key the message was first published with, written beside ORIGINAL_EXCHANGE_HEADER. */
 export const ORIGINAL_ROUTING_KEY_HEADER = "warren-original-routing-key";
 /** Why warren dead-lettered a message into its own dead-letter queue. */
 export const DEATH_REASON_HEADER = "warren-death-reason";

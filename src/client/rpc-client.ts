@@ -32,6 +32,7 @@ import { Deque } from "./deque.js";
 import type { PublishProperties } from "./publisher.js";
 import { DIRECT_REPLY_TO, RPC_ERROR_HEADER, remoteError } from "./rpc-protocol.js";
 
+/** `client.rpcClient()` options. docs/rpc.md. */
 export interface RpcClientOptions {
   /**
    * Calls sent and awaiting their reply at most (default 1000). More wait, in order and with
@@ -42,10 +43,13 @@ export interface RpcClientOptions {
   timeoutMs?: number;
 }
 
+/** One request for `RpcClient.call()`. */
 export interface RpcRequest {
   /** Default "" (the default exchange: routingKey is the queue). */
   exchange?: string;
+  /** The routing key: with the default exchange, the server's queue. */
   routingKey: string;
+  /** The request body; a string is sent as UTF-8. */
   body: Body;
   /**
    * replyTo and correlationId are set by the client (a correlationId given here is replaced);
@@ -68,8 +72,11 @@ export interface RpcRequest {
   retry?: boolean | { attempts: number };
 }
 
+/** What `RpcClient.call()` resolves with: the server's reply. */
 export interface RpcReply {
+  /** The reply body (empty when the handler returned nothing). */
   body: Buffer;
+  /** The reply's properties (the handler's, plus the request's correlationId). */
   properties: BasicProperties;
 }
 
@@ -106,6 +113,7 @@ interface Call {
 
 const DEFAULT_RETRY_SENDS = 3;
 
+/** The events an RpcClient emits (`rpc.on(name, listener)`). */
 export interface RpcClientEvents {
   /** A reply matched no outstanding call (it came after its call timed out, or was never ours): dropped. */
   droppedReply: (reply: Message) => void;
@@ -130,6 +138,7 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
   private closing = false;
   private idleWaiters: (() => void)[] = [];
 
+  /** @internal made by client.rpcClient(); throws ConfigError for a bad option */
   constructor(
     private readonly host: RpcClientHost,
     options: RpcClientOptions = {},
@@ -158,7 +167,11 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
 
   /**
    * Publishes a request and resolves with its reply. Waits (within the call's timeout) for the
-   * connection and for a slot (maxInFlight).
+   * connection and for a slot (maxInFlight). Rejects with RpcRemoteError (the handler threw),
+   * RpcCallTimeoutError (no reply within `timeoutMs`), UnroutableError (no queue is bound for it:
+   * at once), RpcConnectionLostError (its channel or connection died first; the server may have
+   * processed it), ChannelClosedByBroker (the broker refused the publish, e.g. 404 no such
+   * exchange), ConfigError (a bad `timeoutMs` or `retry`) or ClientClosedError.
    */
   call(request: RpcRequest): Promise<RpcReply> {
     if (this.closing || this.host.closed)
@@ -212,8 +225,9 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
   }
 
   /**
-   * Stops accepting calls, waits (bounded by `timeoutMs`) for the outstanding ones, rejects what
-   * is left with ClientClosedError and closes the channel. Idempotent.
+   * Stops accepting calls, waits up to `timeoutMs` (default 10000) for the outstanding ones, rejects
+   * what is left with ClientClosedError (`cause`: `reason`, when given) and closes the channel.
+   * Never rejects; idempotent.
    */
   async close(timeoutMs = 10_000, reason?: Error): Promise<void> {
     const first = !this.closing;

@@ -21,13 +21,21 @@ import { errorTable, RPC_ERROR_HEADER } from "./rpc-protocol.js";
 import type { QueueSpec, TopologySpec } from "./topology.js";
 import { Waiters } from "./waiters.js";
 
-/** What a handler returns: a body, or a body with properties; nothing is an empty reply. */
+/**
+ * What a handler returns: a body, or a body with properties; nothing is an empty reply. The reply's
+ * correlationId is the request's; `persistent` is ignored (a reply is not stored).
+ */
 export type RpcResponse = Body | { body: Body; properties?: PublishProperties };
 
+/**
+ * An RpcServer's handler: gets the request (as consumers get a delivery) and returns the reply,
+ * or throws for an error reply (RpcRemoteError at the caller).
+ */
 export type RpcHandler = (
   request: ConsumedMessage,
 ) => RpcResponse | undefined | Promise<RpcResponse | undefined>;
 
+/** `client.rpcServer()` options. docs/rpc.md. */
 export interface RpcServerOptions {
   /** The queue requests come from. */
   queue: string;
@@ -42,10 +50,13 @@ export interface RpcServerOptions {
   declare?: boolean | Omit<QueueSpec, "name">;
   /** basic.consume arguments. */
   arguments?: FieldTable;
-  /** How long cancel() waits for running handlers (ms). */
+  /**
+   * How long cancel() waits for running handlers, in ms (default: the client's `closeTimeout`, else 10000).
+   */
   drainTimeout?: number;
 }
 
+/** The events an RpcServer emits (`server.on(name, listener)`). */
 export interface RpcServerEvents {
   /** A request was acked and dropped without a reply. */
   dropped: (info: { reason: "no_reply_to"; request: ConsumedMessage }) => void;
@@ -77,6 +88,7 @@ const REPLY_CHANNEL_WAIT = 10_000;
  * that is delivered again, maybe to another server).
  */
 export class RpcServer extends TypedEmitter<RpcServerEvents> {
+  /** The queue it serves. */
   readonly queue: string;
   /** The underlying consumer, once subscribed for the first time (after the declare, if any). */
   consumer: Consumer | undefined;
@@ -90,6 +102,7 @@ export class RpcServer extends TypedEmitter<RpcServerEvents> {
   /** Requests served since the start (any outcome). */
   served = 0;
 
+  /** @internal made by client.rpcServer(); throws ConfigError for a bad option */
   constructor(
     private readonly host: RpcServerHost,
     private readonly options: RpcServerOptions,
@@ -132,7 +145,12 @@ export class RpcServer extends TypedEmitter<RpcServerEvents> {
     consumer.on("error", () => undefined);
   }
 
-  /** Resolves once the server consumes its queue (the first time). */
+  /**
+   * Resolves once the server consumes its queue (the first time). Rejects with the declare's error
+   * when `declare` failed (e.g. ChannelClosedByBroker 406, NotConnectedError), or ClientClosedError
+   * when cancelled first. A consumer fault does not settle it: a missing queue is retried, and a
+   * refused subscription shows as a `state` event to failed.
+   */
   ready(): Promise<void> {
     if (this.isReady) return Promise.resolve();
     return this.readyWaiters.wait();
@@ -148,7 +166,10 @@ export class RpcServer extends TypedEmitter<RpcServerEvents> {
     return this.running;
   }
 
-  /** Stops consuming, waits (bounded) for running handlers and their replies, closes the reply channel. */
+  /**
+   * Stops consuming, waits (bounded by `drainTimeout`) for running handlers and their replies,
+   * closes the reply channel. Never rejects; idempotent.
+   */
   async cancel(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;

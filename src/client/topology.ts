@@ -7,26 +7,37 @@
 import type { Channel } from "../amqp/channel.js";
 import type { FieldTable } from "../protocol/table.js";
 
+/** An exchange for `client.declare()` (exchange.declare). Booleans default to false. */
 export interface ExchangeSpec {
+  /** The exchange's name. */
   name: string;
   /** direct (default), fanout, topic, headers, or a plugin type. */
   type?: string;
+  /** Survives a broker restart. */
   durable?: boolean;
+  /** Deleted once its last binding (as a source) is removed. */
   autoDelete?: boolean;
+  /** Takes publishes only from other exchanges. */
   internal?: boolean;
+  /** Exchange arguments, e.g. { "alternate-exchange": "unrouted" }. */
   arguments?: FieldTable;
 }
 
+/** A queue for `client.declare()` (queue.declare). Booleans default to false. */
 export interface QueueSpec {
   /** Empty or absent: the broker names it (and names it again after each recovery). */
   name?: string;
+  /** Survives a broker restart. */
   durable?: boolean;
+  /** Used only by this connection and deleted when it closes (declared anew after a recovery). */
   exclusive?: boolean;
+  /** Deleted once its last consumer is cancelled. */
   autoDelete?: boolean;
   /** e.g. { "x-queue-type": "quorum" } */
   arguments?: FieldTable;
 }
 
+/** A binding for `client.declare()` and `client.unbind()`: a queue or an exchange bound to an exchange. */
 export interface BindingSpec {
   /** The source exchange. */
   exchange: string;
@@ -34,16 +45,23 @@ export interface BindingSpec {
   queue?: string;
   /** …or this exchange (an exchange-to-exchange binding). */
   destination?: string;
+  /** The binding key. Default "". */
   routingKey?: string;
+  /** Binding arguments (a headers exchange matches on them, e.g. { "x-match": "all", … }). */
   arguments?: FieldTable;
 }
 
+/** What `client.declare()` declares, in this order: exchanges, queues, bindings. */
 export interface TopologySpec {
+  /** Exchanges to declare first. */
   exchanges?: ExchangeSpec[];
+  /** Queues to declare next. */
   queues?: QueueSpec[];
+  /** Bindings to make last (their exchanges and queues must exist by then). */
   bindings?: BindingSpec[];
 }
 
+/** What `client.declare()` resolves with. */
 export interface DeclareResult {
   /** The name of each queue of the spec, in order (server-named ones as the broker named them). */
   queues: string[];
@@ -59,12 +77,14 @@ interface QueueRecord {
 const bindingKey = (b: BindingSpec) =>
   JSON.stringify([b.exchange, b.queue ?? null, b.destination ?? null, b.routingKey ?? "", b.arguments ?? {}]);
 
+/** The recorded topology of a client (`client.topology`); the client changes it, applications read it. */
 export class Topology {
   private readonly exchanges = new Map<string, ExchangeSpec>();
   /** By key: the queue's own name, or the first name the broker gave a server-named queue. */
   private readonly queues = new Map<string, QueueRecord>();
   private readonly bindings = new Map<string, BindingSpec>();
 
+  /** Exchanges, queues and bindings recorded, in all. */
   get size(): number {
     return this.exchanges.size + this.queues.size + this.bindings.size;
   }
@@ -79,6 +99,7 @@ export class Topology {
     return this.queues.get(key)?.spec;
   }
 
+  /** True when the client declared this queue (by its key). */
   hasQueue(key: string): boolean {
     return this.queues.has(key);
   }
@@ -182,6 +203,7 @@ export class Topology {
       if (b.exchange === name || b.destination === name) this.bindings.delete(k);
   }
 
+  /** Forgets a binding (matched on all its fields). */
   forgetBinding(b: BindingSpec): void {
     this.bindings.delete(bindingKey(b));
   }
