@@ -6,10 +6,16 @@
  */
 import { brokerCloseIsTransient, sqliteFaultIsTransient } from "./faults.js";
 
+/**
+ * The root of warren's errors: `instanceof WarrenError` tells them from others. `name` is the
+ * class's name; `cause` (ErrorOptions) the underlying error, when there is one.
+ */
 export abstract class WarrenError extends Error {
+  /** A stable string per kind of error (e.g. "CONNECTION_LIMIT"): match on it rather than on messages. */
   abstract readonly code: string;
   /** True when reconnecting (connection errors) or reopening the channel (channel errors) may succeed. */
   abstract readonly recoverable: boolean;
+  /** `message` says what went wrong and what to do next; `options.cause` is kept as `cause`. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;
@@ -40,6 +46,7 @@ export class ConfigError extends WarrenError {
 
 // ─── connection level ───────────────────────────────────────────────────────
 
+/** Errors of the connection level: the connection failed, was refused, or is not there. */
 export abstract class ConnectionError extends WarrenError {}
 
 /** The peer sent bytes that are not valid AMQP frames (bad frame end, oversized, unknown type); it ends the connection. */
@@ -48,13 +55,17 @@ export class FrameError extends ConnectionError {
   readonly recoverable = true;
   /** AMQP reply code warren sends in its connection.close (501 frame-error, 505 unexpected-frame…). */
   readonly replyCode: number;
+  /** `options.replyCode` defaults to 501 (frame-error). */
   constructor(message: string, options?: ErrorOptions & { replyCode?: number }) {
     super(message, options);
     this.replyCode = options?.replyCode ?? 501;
   }
 }
 
-/** The TCP/TLS socket failed (refused, reset, DNS, certificate rejected…). */
+/**
+ * The TCP/TLS socket failed (refused, reset, DNS…); a certificate that is not trusted is its subclass
+ * TlsError.
+ */
 export class SocketError extends ConnectionError {
   readonly code: string = "SOCKET_ERROR";
   readonly recoverable: boolean = true;
@@ -90,10 +101,15 @@ export class HandshakeError extends ConnectionError {
   readonly recoverable = false;
 }
 
+/** The fields of a connection.close or channel.close the broker sent. */
 export interface BrokerCloseDetails {
+  /** AMQP reply code, e.g. 320 CONNECTION_FORCED, 404 NOT_FOUND, 406 PRECONDITION_FAILED. */
   replyCode: number;
+  /** The broker's explanation, e.g. "NOT_FOUND - no queue 'jobs' in vhost '/'". */
   replyText: string;
+  /** Class of the method that caused the close (0 when none). */
   classId: number;
+  /** Method, within classId, that caused the close (0 when none). */
   methodId: number;
   /** e.g. "queue.declare", when the close names a method. */
   methodName?: string | undefined;
@@ -107,12 +123,23 @@ function describeClose(scope: string, d: BrokerCloseDetails): string {
 /** The broker closed the connection (connection.close). */
 export class ConnectionClosedByBroker extends ConnectionError {
   readonly code: string = "CONNECTION_CLOSED_BY_BROKER";
+  /**
+   * Decided by the reply code (the fault table, faults.ts): false for 402 INVALID_PATH, 403
+   * ACCESS_REFUSED, 530 NOT_ALLOWED and 540 NOT_IMPLEMENTED, which a reconnection would meet again;
+   * true for any other (320 CONNECTION_FORCED, 501–506, 541, and codes the table does not know).
+   */
   readonly recoverable: boolean;
+  /** AMQP reply code, e.g. 320 CONNECTION_FORCED (a broker shutting down or close_connection). */
   readonly replyCode: number;
+  /** The broker's explanation. */
   readonly replyText: string;
+  /** Class of the method that caused the close (0 when none). */
   readonly classId: number;
+  /** Method, within classId, that caused the close (0 when none). */
   readonly methodId: number;
+  /** The method that caused the close, e.g. "exchange.declare", when the close names one. */
   readonly methodName: string | undefined;
+  /** The message is built from `details` ("connection closed by broker: 320 …"). */
   constructor(details: BrokerCloseDetails, options?: ErrorOptions) {
     super(describeClose("connection", details), options);
     this.replyCode = details.replyCode;
@@ -133,12 +160,14 @@ export class ConnectionClosedByBroker extends ConnectionError {
  */
 export class ConnectionLimitError extends ConnectionClosedByBroker {
   override readonly code = "CONNECTION_LIMIT";
+  /** Always true: a connection is freed sooner or later. */
   override readonly recoverable = true;
 }
 
 /** The vhost does not exist or the user may not use it (530 NOT_ALLOWED on connection.open). */
 export class VhostNotAllowedError extends ConnectionClosedByBroker {
   override readonly code = "VHOST_NOT_ALLOWED";
+  /** Always false: create the vhost, or grant the user permissions on it. */
   override readonly recoverable = false;
 }
 
@@ -151,13 +180,21 @@ export class RestartIntensityError extends ConnectionError {
   readonly recoverable = false;
 }
 
-/** The client was closed (by the application) while the operation was waiting. */
+/**
+ * The client (or the publisher, consumer or RPC client or server the operation belongs to) was
+ * closed before the operation completed, or the client failed: then `cause` is the error that
+ * failed it.
+ */
 export class ClientClosedError extends ConnectionError {
   readonly code = "CLIENT_CLOSED";
   readonly recoverable = false;
 }
 
-/** An operation waited longer than its timeout for the connection to come back. */
+/**
+ * An operation waited longer than its timeout for the connection to come back: `declare()`,
+ * `deleteQueue()`, `deleteExchange()` and `unbind()` after `connectWaitTimeout`. The client keeps
+ * trying: call again later.
+ */
 export class NotConnectedError extends ConnectionError {
   readonly code = "NOT_CONNECTED";
   readonly recoverable = true;
@@ -167,7 +204,9 @@ export class NotConnectedError extends ConnectionError {
 export interface HostAttempts {
   /** host:port */
   host: string;
+  /** Connection attempts made on it. */
   attempts: number;
+  /** "Name: message" of its last failure, undefined if none failed yet. */
   lastError: string | undefined;
 }
 
@@ -178,7 +217,9 @@ export interface HostAttempts {
 export class ReadyTimeoutError extends ConnectionError {
   readonly code = "READY_TIMEOUT";
   readonly recoverable = true;
+  /** Each host tried: its attempts and last error. */
   readonly hosts: readonly HostAttempts[];
+  /** The message names `timeoutMs` (ms) and each host with its attempts and last error. */
   constructor(timeoutMs: number, hosts: readonly HostAttempts[], options?: ErrorOptions) {
     const tried =
       hosts.length === 0
@@ -197,7 +238,10 @@ export class ReadyTimeoutError extends ConnectionError {
   }
 }
 
-/** An operation was attempted on a connection that is closed or closing. */
+/**
+ * An operation was attempted on a connection that is closed or closing, or was pending on a
+ * channel when its connection closed (`cause` says why it closed).
+ */
 export class ConnectionClosedError extends ConnectionError {
   readonly code = "CONNECTION_CLOSED";
   readonly recoverable = true;
@@ -205,17 +249,26 @@ export class ConnectionClosedError extends ConnectionError {
 
 // ─── channel level ──────────────────────────────────────────────────────────
 
+/** Errors of the channel level: one channel or one operation failed; the connection is fine. */
 export abstract class ChannelError extends WarrenError {}
 
 /** The broker closed the channel (404 not-found, 406 precondition-failed, 403 access-refused, 405 locked…). */
 export class ChannelClosedByBroker extends ChannelError {
   readonly code = "CHANNEL_CLOSED_BY_BROKER";
   readonly recoverable = true;
+  /**
+   * AMQP reply code, e.g. 404 NOT_FOUND, 406 PRECONDITION_FAILED, 403 ACCESS_REFUSED, 405 RESOURCE_LOCKED.
+   */
   readonly replyCode: number;
+  /** The broker's explanation, e.g. "NOT_FOUND - no exchange 'orders' in vhost '/'". */
   readonly replyText: string;
+  /** Class of the method that caused the close (0 when none). */
   readonly classId: number;
+  /** Method, within classId, that caused the close (0 when none). */
   readonly methodId: number;
+  /** The method that caused the close, e.g. "basic.publish" or "queue.declare", when the close names one. */
   readonly methodName: string | undefined;
+  /** The message is built from `details` ("channel closed by broker: 404 …"). */
   constructor(details: BrokerCloseDetails, options?: ErrorOptions) {
     super(describeClose("channel", details), options);
     this.replyCode = details.replyCode;
@@ -234,7 +287,9 @@ export class ChannelClosedByBroker extends ChannelError {
 export class QueueNotFoundError extends ChannelError {
   readonly code = "QUEUE_NOT_FOUND";
   readonly recoverable = true;
+  /** The queue's name. */
   readonly queue: string;
+  /** The message names `queue` and what to do. */
   constructor(queue: string, options?: ErrorOptions) {
     super(
       `queue "${queue}" does not exist: check its name, or declare it (client.declare) before consuming; the consumer retries and starts once it exists`,
@@ -244,7 +299,10 @@ export class QueueNotFoundError extends ChannelError {
   }
 }
 
-/** An operation was attempted on a channel that is closed (see `cause` for why it closed). */
+/**
+ * An operation was attempted on a channel that is closed, or was pending (a method, an unconfirmed
+ * publish) when it closed; `cause` says why it closed, when it was not closed on purpose.
+ */
 export class ChannelClosedError extends ChannelError {
   readonly code = "CHANNEL_CLOSED";
   readonly recoverable = true;
@@ -262,6 +320,7 @@ export class PublishNackedError extends ChannelError {
   readonly recoverable = true;
   /** How many times the broker nacked it (a publisher retries nacks before giving up). */
   readonly attempts: number;
+  /** `options.attempts` defaults to 1. */
   constructor(message: string, options?: ErrorOptions & { attempts?: number }) {
     super(message, options);
     this.attempts = options?.attempts ?? 1;
@@ -272,10 +331,15 @@ export class PublishNackedError extends ChannelError {
 export class UnroutableError extends ChannelError {
   readonly code = "UNROUTABLE";
   readonly recoverable = false;
+  /** basic.return's reply code: 312 NO_ROUTE. */
   readonly replyCode: number;
+  /** basic.return's reply text, e.g. "NO_ROUTE". */
   readonly replyText: string;
+  /** The exchange the message was published to. */
   readonly exchange: string;
+  /** The routing key no queue was bound for. */
   readonly routingKey: string;
+  /** The message is built from `details` (basic.return's fields). */
   constructor(
     details: { replyCode: number; replyText: string; exchange: string; routingKey: string },
     options?: ErrorOptions,
@@ -291,13 +355,20 @@ export class UnroutableError extends ChannelError {
   }
 }
 
-/** An operation waited longer than its bound (e.g. publishing while the broker blocks the connection). */
+/**
+ * An operation waited longer than its bound: a publish not sent within `publishTimeout` (e.g. while
+ * the broker blocks the connection), a handler still running after the consumer's `timeoutMs`, or
+ * a handler a drain stopped waiting for (its `signal`'s reason).
+ */
 export class TimeoutError extends WarrenError {
   readonly code = "TIMEOUT";
   readonly recoverable = true;
 }
 
-/** A synchronous method got no reply in time. */
+/**
+ * A synchronous AMQP method (declare, bind, get, close…) got no reply within `methodTimeout`: its
+ * channel was closed, since later replies could no longer be matched. Not an RPC call.
+ */
 export class MethodTimeoutError extends ChannelError {
   readonly code = "METHOD_TIMEOUT";
   readonly recoverable = true;
@@ -330,9 +401,13 @@ export class RpcConnectionLostError extends ConnectionError {
 export class RpcRemoteError extends WarrenError {
   readonly code = "RPC_REMOTE_ERROR";
   readonly recoverable = false;
+  /** The `name` of the error the handler threw, e.g. "TypeError". */
   readonly remoteName: string;
+  /** Its message. */
   readonly remoteMessage: string;
+  /** Its string `code`, when it had one (warren's errors do). */
   readonly remoteCode: string | undefined;
+  /** `remote` is the error reply's header: name, message and code. */
   constructor(remote: { name: string; message: string; code?: string | undefined }, options?: ErrorOptions) {
     super(`the RPC server failed: ${remote.name}: ${remote.message}`, options);
     this.remoteName = remote.name;
@@ -352,9 +427,13 @@ export class RpcRemoteError extends WarrenError {
  */
 export class OutboxError extends WarrenError {
   readonly code = "OUTBOX_ERROR";
+  /** True only for a file busy or locked by another connection or process (SQLITE_BUSY, SQLITE_LOCKED). */
   readonly recoverable: boolean;
+  /** SQLite's (extended) result code, e.g. "SQLITE_BUSY", "SQLITE_CORRUPT", "SQLITE_FULL". */
   readonly sqliteCode: string;
+  /** The outbox file. */
   readonly path: string;
+  /** `recoverable` is decided by `options.sqliteCode` (the fault table, faults.ts). */
   constructor(message: string, options: ErrorOptions & { sqliteCode: string; path: string }) {
     super(message, options);
     this.sqliteCode = options.sqliteCode;

@@ -16,22 +16,26 @@
  * No imports: errors.ts imports this module.
  */
 
+/** transient: recovered for ever, with backoff; permanent: fails at once with a typed error. */
 export type FaultClass = "transient" | "permanent";
 
 /** One row of the table. */
 export interface FaultRow {
   /** The fault, as a person would name it. */
   fault: string;
+  /** Recovered for ever, or failing at once. */
   class: FaultClass;
   /** Transient, but also emitted as the client's `error` event (rate-limited). */
   reported: boolean;
-  /** The error's class name and `code`. */
+  /** The error's class name (or what shows instead, in parentheses, e.g. "(state blocked)"). */
   error: string;
+  /** The error's `code` ("-" when the fault is a state, not an error). */
   code: string;
   /** What warren does about it. */
   action: string;
 }
 
+/** The fault table, one row per fault; docs/faults.md prints the same rows. */
 export const FAULTS: readonly FaultRow[] = [
   {
     fault: "TCP connection refused, reset, timed out, host or network unreachable",

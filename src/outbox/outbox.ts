@@ -30,6 +30,7 @@ import {
 } from "../protocol/generated/spec.js";
 import { toOutboxError } from "./storage-faults.js";
 
+/** `client.publisher({ outbox })`: the SQLite file that holds accepted messages until confirmed. */
 export interface OutboxOptions {
   /** SQLite file (created if missing). */
   path: string;
@@ -53,17 +54,33 @@ export interface OutboxHooks {
   readonly?: boolean;
 }
 
+/** A message the outbox holds. */
 export interface StoredMessage {
+  /** Its row id: increasing, so the order of appends. */
   id: number;
+  /** The exchange to publish to. */
   exchange: string;
+  /** The routing key. */
   routingKey: string;
+  /** Published mandatory (returned when unroutable, then dead-lettered). */
   mandatory: boolean;
+  /** Its properties, as they were published (messageId included). */
   properties: BasicProperties;
+  /** Its body. */
   body: Buffer;
 }
 
+/**
+ * A message the outbox set aside because the broker would not take it: nacked after the retries,
+ * unroutable, or refused (e.g. 404 no such exchange). See `publisher.deadLetters`.
+ */
 export interface DeadLetter extends StoredMessage {
+  /**
+   * Why: "Name: message" of the error that ended it (PublishNackedError, UnroutableError,
+   * ChannelClosedByBroker).
+   */
   reason: string;
+  /** When it was set aside. */
   failedAt: Date;
 }
 
@@ -215,7 +232,12 @@ function openStore(path: string, synchronous: "FULL" | "NORMAL", readonly: boole
   }
 }
 
+/**
+ * The durable outbox behind `client.publisher({ outbox })` (see the module comment). The publisher
+ * opens, fills and relays it; applications reach its dead letters through `publisher.deadLetters`.
+ */
 export class Outbox {
+  /** The SQLite file. */
   readonly path: string;
   private store: Store | undefined;
   private readonly synchronous: "FULL" | "NORMAL";
@@ -312,6 +334,7 @@ export class Outbox {
     return rows.filter((r) => !done.has(r.id));
   }
 
+  /** Up to `limit` dead letters, oldest first. Throws OutboxError (reported) when the file cannot be read. */
   deadLetters(limit: number): DeadLetter[] {
     return this.reading("listing dead letters", (s) => {
       const rows = s.db
@@ -338,6 +361,7 @@ export class Outbox {
     );
   }
 
+  /** Deletes a dead letter for good. Throws OutboxError (reported) when the file cannot be written. */
   dropDeadLetter(id: number): void {
     this.reading("dropping a dead letter", (s) =>
       s.db.prepare("DELETE FROM dead_letters WHERE id = ?").run(id),
@@ -351,6 +375,10 @@ export class Outbox {
     this.commit();
   }
 
+  /**
+   * Commits what it can, then closes the file: appends not stored yet reject with ClientClosedError.
+   * Stored rows stay for the next run. Idempotent.
+   */
   close(): void {
     if (this.closed) return;
     this.clearRetry();

@@ -12,6 +12,7 @@
 import { FieldTableError } from "../errors.js";
 import { readU64, writeShortBytes, writeTimestamp } from "./codec.js";
 
+/** A field's wire type: RabbitMQ's type letter (see the module comment). */
 export type FieldType =
   | "t"
   | "b"
@@ -33,6 +34,10 @@ export type FieldType =
 
 /** A decimal: value × 10^-scale. */
 export class Decimal {
+  /**
+   * `scale`: decimal places, 0 to 255; `value`: a 32-bit signed integer. `new Decimal(2, 1999)` is
+   * 19.99. Out of range is a FieldTableError when encoded.
+   */
   constructor(
     readonly scale: number,
     readonly value: number,
@@ -41,12 +46,18 @@ export class Decimal {
 
 /** A value with an explicit wire type. */
 export class TypedValue {
+  /** Prefer the `Field` helpers, which pair each type with the value it takes. */
   constructor(
     readonly type: FieldType,
     readonly value: FieldValue,
   ) {}
 }
 
+/**
+ * What a field table holds. Encoding infers the wire type from the JS value (the module comment);
+ * decoding gives plain values (an int64 beyond 2^53 as a bigint, a decimal as a Decimal). Numbers
+ * must be finite: RabbitMQ cannot decode NaN or ±Infinity, so encoding refuses them (FieldTableError).
+ */
 export type FieldValue =
   | boolean
   | number
@@ -61,26 +72,45 @@ export type FieldValue =
   | FieldValue[]
   | FieldTable;
 
+/** An AMQP field table (headers, arguments): names (at most 255 bytes) to values. */
 export interface FieldTable {
   [key: string]: FieldValue;
 }
 
-/** Helpers that pin a wire type. */
+/**
+ * Helpers that pin a wire type, e.g. `{ "x-retries": Field.int16(3) }`. A value out of the type's
+ * range is a FieldTableError when encoded.
+ */
 export const Field = {
+  /** t: a boolean. */
   bool: (v: boolean) => new TypedValue("t", v),
+  /** b: a signed 8-bit integer. */
   int8: (v: number) => new TypedValue("b", v),
+  /** B: an unsigned 8-bit integer. */
   uint8: (v: number) => new TypedValue("B", v),
+  /** s: a signed 16-bit integer. */
   int16: (v: number) => new TypedValue("s", v),
+  /** u: an unsigned 16-bit integer. */
   uint16: (v: number) => new TypedValue("u", v),
+  /** I: a signed 32-bit integer. */
   int32: (v: number) => new TypedValue("I", v),
+  /** i: an unsigned 32-bit integer. */
   uint32: (v: number) => new TypedValue("i", v),
+  /** l: a signed 64-bit integer (a bigint for values beyond 2^53). */
   int64: (v: number | bigint) => new TypedValue("l", v),
+  /** f: a 32-bit float. */
   float: (v: number) => new TypedValue("f", v),
+  /** d: a 64-bit float. */
   double: (v: number) => new TypedValue("d", v),
+  /** D: a decimal, value × 10^-scale. */
   decimal: (scale: number, value: number) => new TypedValue("D", new Decimal(scale, value)),
+  /** S: a long string (UTF-8). */
   string: (v: string) => new TypedValue("S", v),
+  /** x: a byte array. */
   bytes: (v: Uint8Array) => new TypedValue("x", v),
+  /** T: a timestamp, in whole seconds on the wire. */
   timestamp: (v: Date) => new TypedValue("T", v),
+  /** V: no value. */
   void: () => new TypedValue("V", null),
 } as const;
 
