@@ -12,6 +12,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { type Registry, register } from "prom-client";
 
+/** `serveMetrics()` options. */
 export interface ServeMetricsOptions {
   /** TCP port (default 9464, the port commonly used for exporters; 0 picks a free one). */
   port?: number;
@@ -23,6 +24,7 @@ export interface ServeMetricsOptions {
   path?: string;
 }
 
+/** What `serveMetrics()` resolves with. */
 export interface MetricsServer {
   /** Where the metrics are, e.g. http://127.0.0.1:9464/metrics (a wildcard host shows as 127.0.0.1). */
   readonly url: string;
@@ -30,7 +32,10 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Serves a registry's metrics over HTTP; resolves once listening. */
+/**
+ * Serves a registry's metrics over HTTP; resolves once listening. Rejects with Node's listen error
+ * (e.g. EADDRINUSE when the port is taken).
+ */
 export async function serveMetrics(options: ServeMetricsOptions = {}): Promise<MetricsServer> {
   const registry = options.registry ?? register;
   const path = options.path ?? "/metrics";

@@ -48,6 +48,7 @@ export interface PublishStats {
 
 /** Gives the instrumentation of one exchange's publishes. */
 export interface PublisherObserver {
+  /** The instrumentation of publishes to exchange `name` ("" for the default exchange). */
   exchange(name: string): PublishStats;
 }
 
@@ -63,9 +64,11 @@ export interface WatchedPublisher {
  * path, so cheap and never throwing.
  */
 export interface ConsumeStats {
+  /** A delivery arrived. */
   delivered(): void;
   /** The handler settled after `seconds`. */
   handled(seconds: number): void;
+  /** Acked (the handler succeeded). */
   acked(): void;
   /** Nacked with requeue. */
   nacked(): void;
@@ -103,6 +106,7 @@ export type RpcCallOutcome =
   /** The broker refused the publish (e.g. 404 no such exchange), or it could not be encoded. */
   | "refused";
 
+/** Every RpcCallOutcome (metrics start a series at 0 for each). */
 export const RPC_CALL_OUTCOMES: readonly RpcCallOutcome[] = [
   "ok",
   "remote_error",
@@ -124,6 +128,7 @@ export type RpcServeOutcome =
   /** The reply could not be sent (no channel): the request is nacked, the broker redelivers it. */
   | "reply_failed";
 
+/** Every RpcServeOutcome (metrics start a series at 0 for each). */
 export const RPC_SERVE_OUTCOMES: readonly RpcServeOutcome[] = ["ok", "error", "no_reply_to", "reply_failed"];
 
 /** Instrumentation of an RpcClient (warren's metrics): cheap, never throwing. */
@@ -138,5 +143,6 @@ export interface RpcClientStats {
 
 /** Instrumentation of an RpcServer's queue. */
 export interface RpcServerStats {
+  /** A request was served with `outcome`, `seconds` after it arrived. */
   served(outcome: RpcServeOutcome, seconds: number): void;
 }

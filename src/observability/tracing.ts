@@ -39,6 +39,7 @@ import type { BasicProperties } from "../protocol/generated/spec.js";
 import type { FieldTable } from "../protocol/table.js";
 import { VERSION } from "../version.js";
 
+/** `connect({ tracing: { … } })`: which tracer, and which messages carry trace context. */
 export interface TracingOptions {
   /** The tracer to use; default `trace.getTracer("warren", <version>)` (the global provider). */
   tracer?: Tracer;
@@ -79,19 +80,33 @@ export type DeliveryOutcome =
 
 /** Attribute names (OpenTelemetry messaging semantic conventions, and warren's own). */
 export const TraceAttributes = {
+  /** Always "rabbitmq". */
   SYSTEM: "messaging.system",
+  /** "send" (publish, RPC call) or "process" (delivery, RPC serve). */
   OPERATION_TYPE: "messaging.operation.type",
+  /** "publish", "consume", "call" or "serve". */
   OPERATION_NAME: "messaging.operation.name",
+  /** The exchange ("amq.default" for the default exchange). */
   DESTINATION: "messaging.destination.name",
+  /** The routing key, when not empty. */
   ROUTING_KEY: "messaging.rabbitmq.destination.routing_key",
+  /** Consumer spans: the delivery tag. */
   DELIVERY_TAG: "messaging.rabbitmq.message.delivery_tag",
+  /** The messageId property. */
   MESSAGE_ID: "messaging.message.id",
+  /** The body's size in bytes. */
   BODY_SIZE: "messaging.message.body.size",
+  /** The correlationId property. */
   CONVERSATION_ID: "messaging.message.conversation_id",
+  /** Consumer spans: the queue. */
   CONSUMER_GROUP: "messaging.consumer.group.name",
+  /** Consumer and RPC serve spans: the queue. */
   SUBSCRIPTION: "messaging.destination.subscription.name",
+  /** The connected broker's host (never a URL or credentials). */
   SERVER_ADDRESS: "server.address",
+  /** The connected broker's port. */
   SERVER_PORT: "server.port",
+  /** A failed span: the error's class name (e.g. "PublishNackedError"). */
   ERROR_TYPE: "error.type",
   /** warren: the producer span ended when the message was stored in the outbox. */
   OUTBOX_STORED: "warren.outbox.stored",
@@ -99,6 +114,7 @@ export const TraceAttributes = {
   OUTCOME: "warren.delivery.outcome",
   /** warren: on the nack-retry event, the attempt that was nacked and the backoff before the next. */
   ATTEMPT: "warren.publish.attempt",
+  /** warren: on the nack-retry event, the backoff before the next send, in ms. */
   DELAY_MS: "warren.publish.retry_delay_ms",
   /** warren: on the republish event, why the message is sent again. */
   REASON: "warren.publish.republish_reason",
@@ -108,9 +124,11 @@ export const TraceAttributes = {
   RPC_REASON: "warren.rpc.reason",
 } as const;
 
-/** Event names on producer spans. */
+/** Event names on producer spans (and RPC call spans). */
 export const TraceEvents = {
+  /** A nacked publish will be sent again (attributes ATTEMPT and DELAY_MS). */
   NACK_RETRY: "warren.publish.nack_retry",
+  /** A publish is sent again because its channel or connection died (attribute REASON). */
   REPUBLISH: "warren.publish.republish",
   /** An RPC call's channel died before the reply: it is sent again. */
   RPC_RETRY: "warren.rpc.retry",

@@ -45,6 +45,7 @@ import {
   RpcServerSeries,
 } from "./series.js";
 
+/** `connect({ metrics })`: where warren's Prometheus metrics go. docs/observability.md. */
 export interface MetricsOptions {
   /** Where the metrics are registered. Default: prom-client's default registry. */
   registry?: Registry;
