@@ -24,6 +24,7 @@ import { readinessInput, snapshot } from "./snapshot.js";
 import { DEFAULT_MAX_BUFFERED, SseHub } from "./sse.js";
 import type { Health } from "./types.js";
 
+/** `serveStatus()` options. */
 export interface StatusServerOptions {
   /** TCP port (default 9465; 0 picks a free one). */
   port?: number;
@@ -44,6 +45,7 @@ export interface StatusServerOptions {
   maxBufferedBytes?: number;
 }
 
+/** What `serveStatus()` resolves with. */
 export interface StatusServer {
   /** Where it listens, e.g. http://127.0.0.1:9465 (a wildcard host shows as 127.0.0.1). */
   readonly url: string;
@@ -53,7 +55,10 @@ export interface StatusServer {
 
 const ENDPOINTS = ["/status.json", "/events", "/healthz", "/readyz"];
 
-/** Serves the client's status; resolves once listening (rejects with the listen error, e.g. EADDRINUSE). */
+/**
+ * Serves the client's status; resolves once listening. Rejects with ConfigError for an empty
+ * `token`, or with the listen error (e.g. EADDRINUSE).
+ */
 export async function serveStatus(client: Client, options: StatusServerOptions = {}): Promise<StatusServer> {
   if (options.token === "") throw new ConfigError("serveStatus({ token }) must not be empty");
   const authorized = tokenCheck(options.token);

@@ -10,8 +10,12 @@ import type { ClientState } from "../observability/observers.js";
 export interface ErrorInfo {
   /** The class name, e.g. `ConnectionClosedByBroker`. */
   name: string;
-  /** warren's code (e.g. `CONNECTION_FORCED`), when the error has one. */
+  /**
+   * The error's string `code`, when it has one: warren's (e.g. `CONNECTION_CLOSED_BY_BROKER`) or Node's (e.g.
+   * `ECONNRESET`).
+   */
   code?: string;
+  /** Its message (never credentials). */
   message: string;
 }
 
@@ -19,7 +23,9 @@ export interface ErrorInfo {
 export interface Transition {
   /** When it happened (ISO 8601). */
   time: string;
+  /** The state it left. */
   from: ClientState;
+  /** The state it entered. */
   to: ClientState;
   /** host:port this transition concerns (the host tried or used, or the one that failed). */
   host: string;
@@ -41,14 +47,21 @@ export interface Recovery {
 
 /** The restart intensity now: recoveries within its window, and how many more before `degraded`. */
 export interface RestartBudget {
+  /** Recoveries of an open connection within the last `withinMs`. */
   restarts: number;
+  /** The intensity's limit (`restartIntensity.maxRestarts`, default 10). */
   maxRestarts: number;
+  /** The intensity's window, in ms (`restartIntensity.withinMs`, default 30000). */
   withinMs: number;
+  /** How many more recoveries within the window before the client is degraded. */
   left: number;
 }
 
+/** The client part of the snapshot. */
 export interface ClientStatus {
+  /** The supervisor's state (`client.state`). */
   state: ClientState;
+  /** The degraded condition (`client.degraded`). */
   degraded: boolean;
   /** host:port of the live connection; null while there is none. */
   host: string | null;
@@ -60,20 +73,27 @@ export interface ClientStatus {
   blocked: string | null;
   /** The last recovery seen since the status server started, or null. */
   lastRecovery: Recovery | null;
+  /** The restart intensity now (`client.restartBudget`). */
   restartBudget: RestartBudget;
 }
 
+/** One consumer in the snapshot (`client.consumers`, RPC servers' included). */
 export interface ConsumerStatus {
   /** The queue as given to consume() (the first name of a server-named queue). */
   queue: string;
   /** Its name on the broker now (a server-named queue is renamed by recoveries). */
   queueName: string;
+  /** Its machine's state (`consumer.state`). */
   state: ConsumerState;
+  /** Its basic.qos prefetch (at least its concurrency). */
   prefetch: number;
   /** Handlers run at once at most; null: unbounded (a manual consumer, `client.messages()`). */
   concurrency: number | null;
   /** Handlers running now. */
   running: number;
+  /**
+   * Its counts since it started (`consumer.stats`; see ConsumerStats), `lastSubscribeError` null when none.
+   */
   stats: {
     delivered: number;
     acked: number;
@@ -87,6 +107,7 @@ export interface ConsumerStatus {
   };
 }
 
+/** One publisher in the snapshot (`client.publishers`, the default one included). */
 export interface PublisherStatus {
   /** Accepted and not yet confirmed. */
   pending: number;
@@ -94,22 +115,31 @@ export interface PublisherStatus {
   stored: number;
   /** Rows its outbox set aside as dead letters (0 without one). */
   deadLetters: number;
+  /** Nacked publishes sent again, and channels renewed after a nack streak (`publisher.counters`). */
   counters: { nackRetries: number; channelRenewals: number };
+  /** Published, confirmed and nacked since it started (`publisher.totals`). */
   totals: { published: number; confirmed: number; nacked: number };
 }
 
+/** One RPC client in the snapshot. */
 export interface RpcClientStatus {
   /** The reply consumer is set up on an open channel. */
   ready: boolean;
+  /** Calls sent and awaiting their reply. */
   inFlight: number;
+  /** Calls accepted and not yet sent. */
   queued: number;
 }
 
+/** One RPC server in the snapshot. */
 export interface RpcServerStatus {
+  /** The queue it serves. */
   queue: string;
   /** Its consumer's state; `starting` before it exists (while its queue is declared). */
   state: ConsumerState | "starting";
+  /** Handlers running now. */
   inFlight: number;
+  /** Requests served since it started (any outcome). */
   served: number;
 }
 
@@ -121,9 +151,13 @@ export interface StatusSnapshot {
   version: string;
   /** When the status server started recording (ISO 8601): transitions and recoveries since then. */
   since: string;
+  /** The client and its connection. */
   client: ClientStatus;
+  /** Its consumers, until cancelled. */
   consumers: ConsumerStatus[];
+  /** Its publishers, closed ones too. */
   publishers: PublisherStatus[];
+  /** Its RPC clients and servers. */
   rpc: { clients: RpcClientStatus[]; servers: RpcServerStatus[] };
   /** The last transitions, oldest first (at most `history` of them). */
   transitions: Transition[];
@@ -145,7 +179,9 @@ export type Rates = Record<RateName, number> & {
 
 /** GET /readyz */
 export interface Readiness {
+  /** Running, not degraded, and every consumer consuming (the answer is 200; else 503). */
   ready: boolean;
+  /** The client's state. */
   state: ClientState;
   /** Why it is not ready (empty when it is). */
   reasons: string[];
@@ -153,6 +189,7 @@ export interface Readiness {
 
 /** GET /healthz */
 export interface Health {
+  /** Always "ok": the process answers. */
   status: "ok";
   /** Since the status server started, in seconds. */
   uptimeSeconds: number;
