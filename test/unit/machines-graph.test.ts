@@ -444,7 +444,9 @@ afterAll(() => {
 
 describe("@xstate/graph walk: every state reached, every transition taken", () => {
   for (const spec of specs) {
-    it(spec.name, async () => {
+    // CPU-bound (the connection walk takes 16–21 s alone on two cores): the bound is a hang guard
+    // that holds with the rest of the suite running beside it, not a performance limit.
+    it(spec.name, { timeout: 180_000 }, async () => {
       const r = await walk(spec);
       const cell = (n: number, total: number) => `${n}/${total}`.padEnd(14);
       table.push(
