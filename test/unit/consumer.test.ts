@@ -33,6 +33,8 @@ class FakeConsumerHost implements ConsumerHost {
   /** The basic.consume of the next channels fails with these, in order. */
   readonly consumeErrors: ChannelClosedByBroker[] = [];
   readonly prepared: { key: string; lost: boolean }[] = [];
+  /** The next prepareQueue() calls (a passive queue.declare) fail with these, in order. */
+  readonly prepareErrors: ChannelClosedByBroker[] = [];
   readonly declared: TopologySpec[] = [];
   readonly reports: Error[] = [];
   consumerRandom = (): number => 0.5; // the machine's backoff: 50 ms, then 100 ms…
@@ -52,9 +54,12 @@ class FakeConsumerHost implements ConsumerHost {
     return Promise.resolve(ch.channel);
   }
 
-  prepareQueue(_ch: Channel, key: string, lost: boolean): Promise<string> {
+  prepareQueue(ch: Channel, key: string, lost: boolean): Promise<string> {
     this.prepared.push({ key, lost });
-    return Promise.resolve(key);
+    const err = this.prepareErrors.shift();
+    if (err === undefined) return Promise.resolve(key);
+    FakeChannel.of(ch)!.die(err); // the broker closes the channel on a failed passive declare
+    return Promise.reject(err);
   }
 
   declare = (_ch: Channel, spec: TopologySpec): Promise<unknown> => {
@@ -166,33 +171,49 @@ describe("subscribing", () => {
     expect(host.channels).toHaveLength(2);
   });
 
-  it("a 404 on basic.consume is a QueueNotFoundError: reported, ready() rejects, retried with lost=true until it exists", async () => {
-    const notFound = brokerClose(404, "NOT_FOUND - no queue 'q' in vhost '/'", "basic.consume");
-    host.consumeErrors.push(notFound);
+  it.each(["basic.consume", "queue.declare"] as const)(
+    "a 404 on %s is a QueueNotFoundError: reported, ready() rejects, retried with lost=true until it exists",
+    async (method) => {
+      const notFound = brokerClose(404, "NOT_FOUND - no queue 'q' in vhost '/'", method);
+      if (method === "basic.consume") host.consumeErrors.push(notFound);
+      else host.prepareErrors.push(notFound);
+      const c = consumer({}, () => undefined);
+      const ready = track(c.ready());
+      await run(0);
+      expect(c.state).toBe("resubscribing");
+      expect(ready.error).toBeInstanceOf(QueueNotFoundError);
+      const e = ready.error as QueueNotFoundError;
+      expect(e.queue).toBe("q");
+      expect(e.cause).toBe(notFound);
+      expect(host.reports).toHaveLength(1);
+      expect(host.reports[0]).toBeInstanceOf(QueueNotFoundError);
+      expect(c.stats.subscribeErrors).toBe(1);
+      expect(c.stats.lastSubscribeError).toBe("QUEUE_NOT_FOUND");
+      const late = track(c.ready()); // asked while the last attempt found no queue: at once
+      await flush();
+      expect(late.error).toBeInstanceOf(QueueNotFoundError);
+
+      await run(50); // the consumer's backoff
+      expect(c.state).toBe("consuming");
+      expect(host.channels).toHaveLength(2); // the 404 closed the first one
+      expect(host.prepared).toEqual([
+        { key: "q", lost: false },
+        { key: "q", lost: true },
+      ]);
+      expect(c.stats.lastSubscribeError).toBeUndefined();
+    },
+  );
+
+  it("a 404 in reply to another method is no QueueNotFoundError: retried, the queue not re-declared", async () => {
     const c = consumer({}, () => undefined);
-    const ready = track(c.ready());
+    host.prepareErrors.push(brokerClose(404, "NOT_FOUND - something", "basic.qos"));
     await run(0);
     expect(c.state).toBe("resubscribing");
-    expect(ready.error).toBeInstanceOf(QueueNotFoundError);
-    const e = ready.error as QueueNotFoundError;
-    expect(e.queue).toBe("q");
-    expect(e.cause).toBe(notFound);
-    expect(host.reports).toHaveLength(1);
-    expect(host.reports[0]).toBeInstanceOf(QueueNotFoundError);
-    expect(c.stats.subscribeErrors).toBe(1);
-    expect(c.stats.lastSubscribeError).toBe("QUEUE_NOT_FOUND");
-    const late = track(c.ready()); // asked while the last attempt found no queue: at once
-    await flush();
-    expect(late.error).toBeInstanceOf(QueueNotFoundError);
-
-    await run(50); // the consumer's backoff
+    expect(c.stats.lastSubscribeError).toBe("CHANNEL_CLOSED_BY_BROKER");
+    expect(host.prepared).toEqual([{ key: "q", lost: false }]);
+    await run(50);
     expect(c.state).toBe("consuming");
-    expect(host.channels).toHaveLength(2);
-    expect(host.prepared).toEqual([
-      { key: "q", lost: false },
-      { key: "q", lost: true },
-    ]);
-    expect(c.stats.lastSubscribeError).toBeUndefined();
+    expect(host.prepared.at(-1)).toEqual({ key: "q", lost: false });
   });
 
   it("a refusal (403 on basic.consume) is permanent: failed, reported, never retried", async () => {
@@ -439,10 +460,16 @@ describe("deliveries of a channel that died", () => {
     await flush();
     expect(ch2.settlements).toEqual([]);
     expect(ch1.settlements).toEqual([]);
+    ch2.deliver(2); // its end freed no slot on the new channel: this one waits
+    await flush();
+    expect(gate.started).toEqual([1, 1]);
     gate.finish(1);
     await flush();
     expect(ch2.settlements).toEqual([{ op: "ack", tag: 1 }]);
-    expect(c.stats).toMatchObject({ delivered: 3, acked: 1, inFlight: 0 });
+    expect(gate.started).toEqual([1, 1, 2]);
+    gate.finish(2);
+    await flush();
+    expect(c.stats).toMatchObject({ delivered: 4, acked: 2, inFlight: 0 });
   });
 
   it("a failed one is not retried on the new channel: abandoned, left to the broker's redelivery", async () => {

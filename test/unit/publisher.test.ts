@@ -90,7 +90,7 @@ describe("the confirm window (maxInFlight)", () => {
     expect(p.gauges().unsettled).toBe(0);
   });
 
-  it("a publish after the backlog formed waits behind it, even when a slot is free", async () => {
+  it("a publish while the window is full waits in the backlog and goes out when a confirm frees a slot", async () => {
     const ch = host.open();
     const p = publisher({ maxInFlight: 1 });
     track(p.publish(msg(1)));

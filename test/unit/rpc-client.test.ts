@@ -330,16 +330,20 @@ describe("a channel closing mid-call", () => {
     expect(host.outcomes).toEqual(["refused"]);
   });
 
-  it("a channel found closed when sending is waited out: the call goes on the next one", async () => {
+  it("a channel found closing when sending is waited out: the call goes on the next one, after those it carried", async () => {
     const c = rpcClient();
     const ch1 = await attach(c);
-    ch1.state = "closed"; // closed, its close event not yet delivered
-    const r = track(c.call({ routingKey: "q", body: "a" }));
+    const a = track(c.call({ routingKey: "q", body: "a", retry: true }));
+    ch1.state = "closing"; // its close event not yet come
+    const b = track(c.call({ routingKey: "q", body: "b" }));
     await flush();
-    expect(r.status).toBe("pending");
+    expect(b.status).toBe("pending");
     expect(c.queued).toBe(1);
+    ch1.die(new ConnectionClosedError("socket closed"));
+    await flush();
+    expect(a.status).toBe("pending");
     const ch2 = await attach(c);
-    expect(bodies(ch2)).toEqual(["a"]);
+    expect(bodies(ch2)).toEqual(["a", "b"]);
   });
 });
 

@@ -50,7 +50,8 @@ let channelIds = 0;
 
 export class FakeChannel {
   readonly id = ++channelIds;
-  state: "open" | "closed" = "open";
+  /** "closing": closed on our side, its close event not yet come (set by a test). */
+  state: "open" | "closing" | "closed" = "open";
   /** Why it closed (die()), if it did. */
   closeReason: ChannelError | ConnectionError | undefined;
   confirmMode: boolean;
