@@ -9,6 +9,7 @@
 export type { BackoffOptions, IntensityOptions } from "../machines/backoff.js";
 export { Channel } from "./amqp/channel.js";
 export type {
+  BasicConsumeOptions,
   BasicProperties,
   Body,
   ChannelEvents,
@@ -43,9 +44,11 @@ export { type AuthMechanism, type ParsedUrl, parseUrl, redactUrl } from "./amqp/
 export { Client, type ClientEvents, type ClientOptions, connect, type StateChange } from "./client/client.js";
 export {
   type ConsumedMessage,
-  type ConsumeOptions as ClientConsumeOptions,
   Consumer,
   type ConsumerEvents,
+  /** @deprecated renamed ConsumerOptions. */
+  type ConsumerOptions as ClientConsumeOptions,
+  type ConsumerOptions,
   type ConsumerState,
   type ConsumerStats,
   type FailurePolicy,

@@ -172,7 +172,7 @@ export interface QosOptions {
   global?: boolean;
 }
 /** `channel.basicConsume()`: basic.consume. Booleans default to false. */
-export interface ConsumeOptions {
+export interface BasicConsumeOptions {
   /** The queue to consume from. */
   queue: string;
   /** Empty (default): the broker names the consumer. */
@@ -186,6 +186,9 @@ export interface ConsumeOptions {
   /** e.g. { "x-priority": 10 } or { "x-stream-offset": "first" } */
   arguments?: FieldTable;
 }
+
+/** @deprecated renamed BasicConsumeOptions (the supervised consumer's are ConsumerOptions). */
+export type ConsumeOptions = BasicConsumeOptions;
 /** What `channel.basicConsume()` calls. */
 export interface ConsumeHandlers {
   /** Each delivery; a thrown error or rejected promise is reported through the channel's "handlerError" event. */

@@ -40,11 +40,11 @@ import {
 import { ChannelConsumers } from "./channel-consumers.js";
 import type { ChannelHost } from "./channel-host.js";
 import type {
+  BasicConsumeOptions,
   Body,
   ChannelEvents,
   ConfirmSink,
   ConsumeHandlers,
-  ConsumeOptions,
   ExchangeBindOptions,
   ExchangeDeclareOptions,
   ExchangeDeleteOptions,
@@ -308,7 +308,7 @@ export class Channel extends TypedEmitter<ChannelEvents> {
    * (an exclusive consumer holds the queue) or 405 RESOURCE_LOCKED (another connection's exclusive queue).
    */
   async basicConsume(
-    o: ConsumeOptions,
+    o: BasicConsumeOptions,
     handlers: ConsumeHandlers | ConsumeHandlers["onMessage"],
   ): Promise<string> {
     const h = typeof handlers === "function" ? { onMessage: handlers } : handlers;

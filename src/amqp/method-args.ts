@@ -5,7 +5,7 @@
  */
 import type { MethodInput } from "../protocol/generated/spec.js";
 import type {
-  ConsumeOptions,
+  BasicConsumeOptions,
   ExchangeBindOptions,
   ExchangeDeclareOptions,
   ExchangeDeleteOptions,
@@ -108,7 +108,7 @@ export function basicQos(o: QosOptions): MethodInput {
 }
 
 /** basic.consume with `tag` ("" lets the broker name the consumer). */
-export function basicConsume(o: ConsumeOptions, tag: string): MethodInput {
+export function basicConsume(o: BasicConsumeOptions, tag: string): MethodInput {
   return {
     name: "basic.consume",
     args: {

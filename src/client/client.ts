@@ -40,7 +40,7 @@ import type { ClientState } from "../observability/observers.js";
 import { Tracing } from "../observability/tracing.js";
 import type { ClientEvents, ClientOptions } from "./client-options.js";
 import { connectActor, connectionOptions, watchActor } from "./connection-actors.js";
-import { type ConsumeOptions, Consumer, type MessageHandler, type MessagesOptions } from "./consumer.js";
+import { Consumer, type ConsumerOptions, type MessageHandler, type MessagesOptions } from "./consumer.js";
 import { Hosts } from "./hosts.js";
 import { ManagedChannel } from "./managed-channel.js";
 import { MessageStream } from "./messages.js";
@@ -409,7 +409,7 @@ export class Client extends TypedEmitter<ClientEvents> {
    * know it consumes. Throws ConfigError for a bad option, ClientClosedError once the client is
    * closing, or the error that failed the client.
    */
-  consume(options: ConsumeOptions, handler: MessageHandler): Consumer {
+  consume(options: ConsumerOptions, handler: MessageHandler): Consumer {
     this.checkUsable();
     const c = new Consumer(
       {

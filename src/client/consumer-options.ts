@@ -3,7 +3,7 @@
  * anything is subscribed; the defaults are the ones docs/consumers.md states.
  */
 import { ConfigError } from "../errors.js";
-import type { ConsumeOptions, FailurePolicy } from "./consumer-types.js";
+import type { ConsumerOptions, FailurePolicy } from "./consumer-types.js";
 import { deadLetterQueueName } from "./retry.js";
 
 /** The retry delay when `retry.delays` is not given (ms). */
@@ -25,7 +25,7 @@ export interface ResolvedConsumeOptions {
   manual: boolean;
 }
 
-export function resolveConsumeOptions(o: ConsumeOptions): ResolvedConsumeOptions {
+export function resolveConsumeOptions(o: ConsumerOptions): ResolvedConsumeOptions {
   const manual = o.manual === true;
   const policy = o.onFailure ?? (o.retry !== undefined ? "retry" : "requeue");
   const positive = (n: number | undefined, what: string) => {

@@ -32,8 +32,8 @@ export interface RetryOptions {
   deadLetter?: "reject" | "queue" | { queue: string };
 }
 
-/** `client.consume()` options (exported as ClientConsumeOptions). docs/consumers.md. */
-export interface ConsumeOptions {
+/** `client.consume()` options. docs/consumers.md. */
+export interface ConsumerOptions {
   /** Queue name, or the name a server-named queue declared through the client was first given. */
   queue: string;
   /** Unacknowledged deliveries at a time (basic.qos prefetch-count). Default 50, and at least `concurrency`. */
@@ -87,9 +87,12 @@ export interface ConsumeOptions {
   manual?: boolean;
 }
 
+/** @deprecated renamed ConsumerOptions. */
+export type ConsumeOptions = ConsumerOptions;
+
 /** `client.messages()` options: the iterator settles explicitly, so no policy, concurrency or timeout. */
 export type MessagesOptions = Omit<
-  ConsumeOptions,
+  ConsumerOptions,
   "manual" | "concurrency" | "onFailure" | "maxAttempts" | "retry" | "timeoutMs"
 >;
 

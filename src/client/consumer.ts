@@ -20,9 +20,9 @@ import type { FieldValue } from "../protocol/table.js";
 import { resolveConsumeOptions } from "./consumer-options.js";
 import type {
   ConsumedMessage,
-  ConsumeOptions,
   ConsumerEvents,
   ConsumerHost,
+  ConsumerOptions,
   ConsumerState,
   ConsumerStats,
   FailurePolicy,
@@ -135,7 +135,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   /** @internal made by client.consume() and client.messages(); throws ConfigError for a bad option */
   constructor(
     private readonly host: ConsumerHost,
-    private readonly options: ConsumeOptions,
+    private readonly options: ConsumerOptions,
     private readonly handler: MessageHandler,
     connected: boolean,
   ) {
@@ -675,9 +675,9 @@ function errorMessage(e: unknown): string {
 
 export type {
   ConsumedMessage,
-  ConsumeOptions,
   ConsumerEvents,
   ConsumerHost,
+  ConsumerOptions,
   ConsumerState,
   ConsumerStats,
   FailurePolicy,

@@ -14,7 +14,7 @@ import { ClientClosedError, ConfigError } from "../errors.js";
 import type { RpcServerStats } from "../observability/observers.js";
 import type { Tracing } from "../observability/tracing.js";
 import type { FieldTable } from "../protocol/table.js";
-import type { ConsumedMessage, ConsumeOptions, Consumer, MessageHandler } from "./consumer.js";
+import type { ConsumedMessage, Consumer, ConsumerOptions, MessageHandler } from "./consumer.js";
 import { Deque } from "./deque.js";
 import type { PublishProperties } from "./publisher.js";
 import { errorTable, RPC_ERROR_HEADER } from "./rpc-protocol.js";
@@ -68,7 +68,7 @@ export interface RpcServerEvents {
 
 /** What the RpcServer needs from its Client. */
 export interface RpcServerHost {
-  consume(options: ConsumeOptions, handler: MessageHandler): Consumer;
+  consume(options: ConsumerOptions, handler: MessageHandler): Consumer;
   declare(spec: TopologySpec): Promise<unknown>;
   /** The reply channel when it is open. */
   current(): Channel | undefined;
