@@ -82,10 +82,10 @@ export class NackRetry {
 
   /** An ack on `ch`: its nack streak (and the renewal backoff) ends. */
   acked(ch: Channel): void {
-    if (ch === this.streakChannel) {
-      this.streak = 0;
-      this.renewGap = 0;
-    }
+    if (ch === this.streakChannel) this.streak = 0;
+    // Any channel that gets an ack is healthy, the fresh one after a renewal included: renewals
+    // start over at the shortest gap (the streak's channel is the old, closed one by then).
+    this.renewGap = 0;
   }
 
   /** One more nack on `ch`: past renewAfter in a row (no ack between), renew the channel. */

@@ -220,6 +220,19 @@ describe("NackRetry: channel renewal after a nack streak", () => {
     expect(renewed).toHaveLength(5);
   });
 
+  it("an ack on the fresh channel after a renewal resets the renewal backoff too", () => {
+    const { nr, renewed } = setup(1);
+    const ch1 = open();
+    const ch2 = open();
+    nr.nacked(ch1, count(), 0); // renewal of ch1: next no sooner than 100
+    nr.nacked(ch1, count(), 100); // renewal: next no sooner than 300
+    expect(renewed).toEqual([ch1, ch1]);
+    nr.acked(ch2); // the fresh channel works
+    nr.nacked(ch2, count(), 60_000); // a new incident: renewal, next no sooner than 60 100
+    nr.nacked(ch2, count(), 60_100); // 100 ms later: allowed again, the backoff started over
+    expect(renewed).toEqual([ch1, ch1, ch2, ch2]);
+  });
+
   it("a nack with no channel counts toward no streak", () => {
     const { nr, renewed } = setup(1);
     nr.nacked(undefined, count(), 0);
