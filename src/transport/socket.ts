@@ -45,7 +45,7 @@ const TLS_CODES = new Set([
 export function toSocketError(err: Error & { code?: string }, where: string): SocketError {
   if (err.code && TLS_CODES.has(err.code)) {
     return new TlsError(
-      `TLS verification of ${where} failed (${err.code}): ${err.message}. Pass the broker's CA as tls.ca.`,
+      `TLS verification of ${where} failed (${err.code}): ${err.message}. ${tlsAdvice(err.code)}`,
       {
         cause: err,
       },
@@ -53,6 +53,18 @@ export function toSocketError(err: Error & { code?: string }, where: string): So
   }
   const code = err.code ? ` (${err.code})` : "";
   return new SocketError(`socket to ${where} failed${code}: ${err.message}`, { cause: err });
+}
+
+/** What to do about a certificate the client would not trust. */
+function tlsAdvice(code: string): string {
+  switch (code) {
+    case "ERR_TLS_CERT_ALTNAME_INVALID":
+      return "Connect by a name the certificate carries, or set tls.servername to one.";
+    case "CERT_HAS_EXPIRED":
+      return "The broker's certificate has expired: renew it.";
+    default:
+      return "The certificate is not signed by a CA this client trusts: pass the CA that signed it as tls.ca (a wrong one fails the same way).";
+  }
 }
 
 /** Connects; resolves once TCP (and TLS) are up. */
