@@ -42,21 +42,21 @@ export {
 } from "./amqp/connection.js";
 export { type AuthMechanism, type ParsedUrl, parseUrl, redactUrl } from "./amqp/url.js";
 export { Client, type ClientEvents, type ClientOptions, connect, type StateChange } from "./client/client.js";
-export {
-  type ConsumedMessage,
-  Consumer,
-  type ConsumerEvents,
+export { Consumer } from "./client/consumer.js";
+export type {
+  ConsumedMessage,
+  ConsumerEvents,
   /** @deprecated renamed ConsumerOptions. */
-  type ConsumerOptions as ClientConsumeOptions,
-  type ConsumerOptions,
-  type ConsumerState,
-  type ConsumerStats,
-  type FailurePolicy,
-  type MessageHandler,
-  type MessagesOptions,
-  type RetryOptions,
-  type StreamOffset,
-} from "./client/consumer.js";
+  ConsumerOptions as ClientConsumeOptions,
+  ConsumerOptions,
+  ConsumerState,
+  ConsumerStats,
+  FailurePolicy,
+  MessageHandler,
+  MessagesOptions,
+  RetryOptions,
+  StreamOffset,
+} from "./client/consumer-types.js";
 export { MessageStream } from "./client/messages.js";
 export {
   normaliseProperties,

@@ -673,17 +673,4 @@ function errorMessage(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
-export type {
-  ConsumedMessage,
-  ConsumerEvents,
-  ConsumerHost,
-  ConsumerOptions,
-  ConsumerState,
-  ConsumerStats,
-  FailurePolicy,
-  MessageHandler,
-  MessagesOptions,
-  RetryOptions,
-  StreamOffset,
-} from "./consumer-types.js";
 export { ConnectionClosedError };

@@ -14,7 +14,8 @@
  * message before you break. `client.close()` ends the loop after a drain: buffered deliveries
  * are requeued and the one being worked on may still be settled (up to `drainTimeout`).
  */
-import type { ConsumedMessage, Consumer } from "./consumer.js";
+import type { Consumer } from "./consumer.js";
+import type { ConsumedMessage } from "./consumer-types.js";
 import { Deque } from "./deque.js";
 
 /**

@@ -23,11 +23,11 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AMQP_URL, canUseRabbitmqctl, rabbitmqctl } from "../support/broker.js";
 import { findFreePorts } from "../support/extra-node.js";
+import { CONTRACT, type ContractMetric, readContract } from "../support/metrics-contract.js";
 import { until, waitFor } from "../support/wait.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const DASHBOARDS = join(ROOT, "dashboards");
-const CONTRACT = join(DASHBOARDS, "metrics.md");
 const DASHBOARD = join(DASHBOARDS, "warren-grafana.json");
 const ALERTS = join(DASHBOARDS, "warren-alerts.yml");
 const ALERT_TESTS = join(DASHBOARDS, "warren-alerts.test.yml");
@@ -37,27 +37,6 @@ const DEMO = process.env["WARREN_DASHBOARDS_DEMO"] ?? "examples/demo.ts";
 const DS_VAR = "$" + "{datasource}";
 
 // ─── the contract and the queries ───────────────────────────────────────────
-
-interface ContractMetric {
-  name: string;
-  type: "counter" | "gauge" | "histogram";
-  labels: string[];
-}
-
-/** The metric tables of dashboards/metrics.md: | `name` | type | labels | meaning |. */
-function readContract(): Map<string, ContractMetric> {
-  const metrics = new Map<string, ContractMetric>();
-  for (const line of readFileSync(CONTRACT, "utf8").split("\n")) {
-    const m = /^\|\s*`(warren_[a-z0-9_]+)`\s*\|\s*(counter|gauge|histogram)\s*\|([^|]*)\|/.exec(line);
-    if (!m) continue;
-    const labels = m[3]!
-      .split(",")
-      .map((l) => l.trim())
-      .filter(Boolean);
-    metrics.set(m[1]!, { name: m[1]!, type: m[2] as ContractMetric["type"], labels });
-  }
-  return metrics;
-}
 
 interface Target {
   panel: string;

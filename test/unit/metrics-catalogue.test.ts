@@ -1,28 +1,11 @@
-/**
- * The metric catalogue (src/observability/metrics/catalogue.ts) against its contract,
- * dashboards/metrics.md: the same names, types and labels, both ways, without a broker.
- */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { metricsFor } from "../../src/observability/metrics/catalogue.js";
+import { readContract } from "../support/metrics-contract.js";
 
-const CONTRACT = join(import.meta.dirname, "..", "..", "dashboards", "metrics.md");
-
-/** `| \`name\` | type | labels | meaning |` rows: name → "type: label, label". */
+/** The contract's rows: name → "type: label, label". */
 function contract(): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of readFileSync(CONTRACT, "utf8").split("\n")) {
-    const m = /^\|\s*`(warren_[a-z0-9_]+)`\s*\|\s*(counter|gauge|histogram)\s*\|([^|]*)\|/.exec(line);
-    if (!m) continue;
-    const labels = m[3]!
-      .split(",")
-      .map((l) => l.trim())
-      .filter(Boolean);
-    out.set(m[1]!, `${m[2]}: ${labels.join(", ")}`);
-  }
-  return out;
+  return new Map([...readContract()].map(([name, m]) => [name, `${m.type}: ${m.labels.join(", ")}`]));
 }
 
 /** What a fresh registry holds once the catalogue made its metrics: name → "type: label, label". */
