@@ -178,9 +178,11 @@ describe("publishing without confirms", () => {
     expect(peakRss - baseRss).toBeLessThan(128 * MiB);
     expect(maxBuffered).toBeLessThan(hwm + 64 * 1024);
     // The event loop turned throughout: timers ran, the heartbeat never missed, the connection stayed up.
-    // (Time is the point here. The 20 ms timer nominally runs 50 times a second; a loaded 2-core
-    // machine halves that, so the bound asks for 5 a second. No gap may reach two heartbeats.)
-    expect(ticks).toBeGreaterThan(seconds * 5);
+    // (Time is the point here. Without backpressure the timer never ran during the loop. It
+    // nominally runs 50 times a second, but how often it can run depends on how much CPU the
+    // process gets: on a heavily loaded 2-core machine it ran under 2 times a second. So the
+    // bounds are at least once a second on average, and no gap reaching two heartbeats.)
+    expect(ticks).toBeGreaterThan(seconds);
     expect(maxGap).toBeLessThan(2 * heartbeat * 1000);
     expect(await gauge(registry, "warren_heartbeat_misses_total", name)).toBe(0);
     expect(states.statesSince(mark)).toEqual([]);
