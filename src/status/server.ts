@@ -5,10 +5,11 @@
  *   console.log(status.url); // http://127.0.0.1:9465
  *   await status.close();
  *
- * GET (or HEAD) /status.json: the snapshot; /events: Server-Sent Events (`state` per transition,
+ * GET (or HEAD) /: the status page (page.ts); /status.json: the snapshot; /events: Server-Sent Events (`state` per transition,
  * `rates` once per interval); /healthz: liveness and the event loop's delay; /readyz: readiness
  * (503 with the reasons); /metrics: the registry, when one is given. Read-only: other methods get
- * 405. With a token, /status.json and /events need it; the probes and /metrics stay open.
+ * 405. With a token, the page, /status.json and /events need it; the probes, /metrics and the
+ * page's stylesheet and script (no data in them) stay open.
  * Nothing shows credentials. docs/status.md.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -18,6 +19,7 @@ import { ConfigError } from "../errors.js";
 import { closeServer, listen, writeMetrics } from "../observability/http.js";
 import { tokenCheck } from "./auth.js";
 import { LoopDelay } from "./loop-delay.js";
+import { PAGE_CSS, PAGE_HTML, PAGE_JS } from "./page.js";
 import { readiness } from "./readiness.js";
 import { StatusRecorder } from "./recorder.js";
 import { readinessInput, snapshot } from "./snapshot.js";
@@ -53,7 +55,7 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-const ENDPOINTS = ["/status.json", "/events", "/healthz", "/readyz"];
+const ENDPOINTS = ["/", "/status.json", "/events", "/healthz", "/readyz"];
 
 /**
  * Serves the client's status; resolves once listening. Rejects with ConfigError for an empty
@@ -92,6 +94,16 @@ export async function serveStatus(client: Client, options: StatusServerOptions =
     }
     const url = new URL(req.url ?? "/", "http://status.invalid");
     switch (url.pathname) {
+      case "/":
+        if (!authorized(req, url)) unauthorized(req, res);
+        else asset(req, res, "text/html; charset=utf-8", PAGE_HTML);
+        return;
+      case "/page.css":
+        asset(req, res, "text/css; charset=utf-8", PAGE_CSS);
+        return;
+      case "/page.js":
+        asset(req, res, "text/javascript; charset=utf-8", PAGE_JS);
+        return;
       case "/healthz": {
         const health: Health = {
           status: "ok",
@@ -144,6 +156,21 @@ export async function serveStatus(client: Client, options: StatusServerOptions =
       return closing;
     },
   };
+}
+
+/** Only this server's own script, stylesheet and requests: nothing from elsewhere, no inline code. */
+const PAGE_POLICY =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'";
+
+/** One of the page's own files. */
+function asset(req: IncomingMessage, res: ServerResponse, type: string, body: string): void {
+  res.writeHead(200, {
+    "Content-Type": type,
+    "Content-Length": Buffer.byteLength(body),
+    "Content-Security-Policy": PAGE_POLICY,
+    "Referrer-Policy": "no-referrer",
+  });
+  res.end(req.method === "HEAD" ? undefined : body);
 }
 
 /** Starts an event stream; the client leaves the hub when its connection closes. */

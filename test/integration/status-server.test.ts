@@ -6,6 +6,7 @@
  * recorded when not served.
  */
 import { type ClientRequest, type IncomingMessage, request } from "node:http";
+import { Script } from "node:vm";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -370,13 +371,13 @@ describe("/events", () => {
 // ─── safety ─────────────────────────────────────────────────────────────────
 
 describe("safety", () => {
-  it("with a token, /status.json and /events need it (header or ?token=); /healthz, /readyz and /metrics stay open", async () => {
+  it("with a token, the page, /status.json and /events need it (header or ?token=); /healthz, /readyz, /metrics and the page's script and stylesheet stay open", async () => {
     const registry = new Registry();
     const { client } = running({ metrics: { registry } });
     await client.ready();
     const token = uniqueName("tok");
     const status = await serve(client, { token, registry });
-    for (const path of ["/status.json", "/events"]) {
+    for (const path of ["/", "/status.json", "/events"]) {
       const none = await fetch(`${status.url}${path}`);
       expect(none.status).toBe(401);
       expect(none.headers.get("www-authenticate")).toMatch(/^Bearer/);
@@ -400,11 +401,42 @@ describe("safety", () => {
     expect(stream.status).toBe(200);
     const streamByQuery = await EventReader.open(`${status.url}/events?token=${token}`);
     expect(streamByQuery.status).toBe(200);
-    for (const path of ["/healthz", "/readyz", "/metrics"]) {
+    for (const path of ["/healthz", "/readyz", "/metrics", "/page.js", "/page.css"]) {
       const res = await fetch(`${status.url}${path}`);
       expect(res.status).toBe(200);
       await res.text();
     }
+  });
+
+  it("the page is this server's own: HTML, script and stylesheet served with a policy that allows nothing from elsewhere, and a script that parses", async () => {
+    const { client } = running();
+    await client.ready();
+    const status = await serve(client);
+    const files: Record<string, string> = {
+      "/": "text/html; charset=utf-8",
+      "/page.js": "text/javascript; charset=utf-8",
+      "/page.css": "text/css; charset=utf-8",
+    };
+    const bodies: Record<string, string> = {};
+    for (const [path, type] of Object.entries(files)) {
+      const res = await fetch(`${status.url}${path}`);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get("content-type"), path).toBe(type);
+      expect(res.headers.get("content-security-policy"), path).toMatch(
+        /^default-src 'none'; script-src 'self'/,
+      );
+      bodies[path] = await res.text();
+    }
+    expect(bodies["/"]).toContain('<script src="/page.js" defer></script>');
+    expect(bodies["/"]).toContain('<link rel="stylesheet" href="/page.css">');
+    // Nothing fetched from elsewhere: no absolute URL in any of the three.
+    for (const [path, body] of Object.entries(bodies))
+      expect(body, path).not.toMatch(/\b(https?:)?\/\/[a-z0-9]/i);
+    // The script reads /status.json and /events, and writes values as text, never as HTML.
+    expect(bodies["/page.js"]).toContain('"/status.json"');
+    expect(bodies["/page.js"]).toContain('"/events"');
+    expect(bodies["/page.js"]).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+    expect(() => new Script(bodies["/page.js"]!, { filename: "page.js" })).not.toThrow();
   });
 
   it("is read-only: 405 for anything but GET and HEAD; HEAD answers without a body", async () => {
@@ -425,7 +457,14 @@ describe("safety", () => {
     expect(await head.text()).toBe("");
     const missing = await getJson<{ endpoints: string[] }>(`${status.url}/nothing`);
     expect(missing.status).toBe(404);
-    expect(missing.body.endpoints).toEqual(["/status.json", "/events", "/healthz", "/readyz", "/metrics"]);
+    expect(missing.body.endpoints).toEqual([
+      "/",
+      "/status.json",
+      "/events",
+      "/healthz",
+      "/readyz",
+      "/metrics",
+    ]);
     const noRegistry = await serve(client);
     expect((await getJson(`${noRegistry.url}/metrics`)).status).toBe(404);
   });
@@ -451,7 +490,16 @@ describe("safety", () => {
         await waitFor(() => reader.of<Transition>("state").some((t) => t.to === "running"), "running again");
         await waitFor(() => reader.of<Rates>("rates").length >= 1, "a rates event");
         const bodies = [reader.text];
-        for (const path of ["/status.json", "/healthz", "/readyz", "/metrics", "/nothing"]) {
+        for (const path of [
+          "/",
+          "/page.js",
+          "/page.css",
+          "/status.json",
+          "/healthz",
+          "/readyz",
+          "/metrics",
+          "/nothing",
+        ]) {
           const res = await fetch(`${status.url}${path}`);
           bodies.push(await res.text());
         }
