@@ -594,6 +594,9 @@ describe("the supervised client against the broker", { timeout: 30_000 }, () => 
       await publisher.publish({ exchange: "", routingKey: other, body: "late" });
       await waitFor(() => got.length > 0, "the late consumer's delivery");
       expect(got).toEqual(["late"]);
+      // A delivery may come in the same read as basic.consume-ok, before the consumer's machine
+      // has seen the subscription settle: ready() is the subscription, not the first message.
+      await consumer.ready();
       expect(consumer.state).toBe("consuming");
     },
   );
