@@ -104,8 +104,9 @@ describe("a consumer on a missing queue", () => {
     // At most one capped backoff (5 s) and an attempt; the bound is 3× that, for a loaded machine.
     const got = await inbox.got("hello", 25_000);
     expect(got.at - declared).toBeLessThan(15_000);
-    expect(c.state).toBe("consuming");
+    // The delivery may come in the read that carries basic.consume-ok: ready() is the subscription.
     await c.ready();
+    expect(c.state).toBe("consuming");
     expect(c.stats).toMatchObject({ delivered: 1, lastSubscribeError: undefined });
     expect(log.states.at(-1)).toBe("consuming");
     const consuming = log.changes.at(-1)!;
