@@ -6,7 +6,8 @@
  *   npm start                          run until Ctrl-C
  *   npm start -- --duration 10         run for 10 s
  *   npm start -- --rate 2000           target publishes per second (default 1000)
- *   npm start -- --metrics-port 9100   serve Prometheus metrics there (default 9464; 0: off)
+ *   npm start -- --http-port 9100      serve the status page, probes and metrics there
+ *                                      (default 9464; 0: off; --metrics-port is the same)
  *   AMQP_URL=amqp://u:p@host/vhost npm start
  */
 import { parseArgs } from "node:util";
@@ -14,24 +15,38 @@ import { Registry } from "prom-client";
 import {
   type Client,
   connect,
-  type MetricsServer,
   redactUrl,
-  serveMetrics,
+  type StatusServer,
+  serveStatus,
   WarrenError,
 } from "../src/index.js";
 
-const { values } = parseArgs({
-  options: {
-    duration: { type: "string" },
-    rate: { type: "string", default: "1000" },
-    size: { type: "string", default: "256" },
-    "metrics-port": { type: "string", default: "9464" },
-  },
-});
+const USAGE =
+  "usage: npm start -- [--duration seconds] [--rate msgs/s] [--size bytes] [--http-port port (0: off)]";
+
+function parse() {
+  try {
+    return parseArgs({
+      options: {
+        duration: { type: "string" },
+        rate: { type: "string", default: "1000" },
+        size: { type: "string", default: "256" },
+        "http-port": { type: "string" },
+        "metrics-port": { type: "string" },
+      },
+    }).values;
+  } catch (e) {
+    // An unknown or malformed flag: the usage line, not a stack trace.
+    console.error(`${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+const values = parse();
 const duration = values.duration !== undefined ? Number(values.duration) : Number.POSITIVE_INFINITY;
 const rate = Number(values.rate);
 const size = Number(values.size);
-const metricsPort = Number(values["metrics-port"]);
+const metricsPort = Number(values["http-port"] ?? values["metrics-port"] ?? "9464");
 if (
   !(duration > 0) ||
   !(rate > 0) ||
@@ -40,9 +55,7 @@ if (
   metricsPort < 0 ||
   metricsPort > 65535
 ) {
-  console.error(
-    "usage: npm start -- [--duration seconds] [--rate msgs/s] [--size bytes] [--metrics-port port (0: off)]",
-  );
+  console.error(USAGE);
   process.exit(2);
 }
 
@@ -70,13 +83,8 @@ function status(final = false): void {
 
 async function main(): Promise<void> {
   console.log(`[warren demo] connecting to ${redactUrl(url)}`);
-  // Prometheus metrics (warren_*) on their own registry, served at /metrics.
+  // Prometheus metrics (warren_*) on their own registry, served at /metrics by the status server.
   const registry = metricsPort > 0 ? new Registry() : undefined;
-  let metricsServer: MetricsServer | undefined;
-  if (registry) {
-    metricsServer = await serveMetrics({ port: metricsPort, registry });
-    console.log(`[warren demo] metrics at ${metricsServer.url}`);
-  }
   // The supervised client: it reconnects, re-declares the topology and resumes the consumer
   // after any fault (try `rabbitmqctl close_connection` on it, or restart the broker).
   const client: Client = connect({
@@ -88,6 +96,12 @@ async function main(): Promise<void> {
     state = to;
     if (error) console.log(`\n[warren demo] ${to} (${host}): ${error.message}`);
   });
+  // The client's own status page, probes (/healthz, /readyz) and /metrics, on one port.
+  let statusServer: StatusServer | undefined;
+  if (registry) {
+    statusServer = await serveStatus(client, { port: metricsPort, registry });
+    console.log(`[warren demo] status page at ${statusServer.url}/ (metrics at ${statusServer.url}/metrics)`);
+  }
   await client.ready();
 
   // Topology: a durable topic exchange and a queue bound to it, recorded for recovery.
@@ -140,7 +154,7 @@ async function main(): Promise<void> {
       const deadline = Date.now() + 5000;
       while (consumed < confirmed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       await client.close();
-      await metricsServer?.close();
+      await statusServer?.close();
       status(true);
       resolve();
     };
