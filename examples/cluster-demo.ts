@@ -7,32 +7,55 @@
  *
  *   npm run demo -- --cluster                       until Ctrl-C
  *   npm run demo -- --cluster --duration 90 --rate 500 --kill-every 20
+ *   npm run demo -- --cluster --http-port 9100      the status page there (default 9464; 0: off)
  *
  * Needs root and Debian's rabbitmq-server (the nodes run as private processes on their own ports).
  */
 import { parseArgs } from "node:util";
 import { type Cluster, startCluster } from "../chaos/cluster/cluster.js";
-import { type Client, connect, WarrenError } from "../src/index.js";
+import { type Client, connect, type StatusServer, serveStatus, WarrenError } from "../src/index.js";
 import { extraNodesSupported } from "../test/support/extra-node.js";
 
-const { values } = parseArgs({
-  options: {
-    cluster: { type: "boolean" },
-    duration: { type: "string" },
-    rate: { type: "string", default: "500" },
-    "kill-every": { type: "string", default: "20" },
-    /** How long the killed node stays down before it is started again, in seconds. */
-    "down-for": { type: "string", default: "5" },
-  },
-});
+const USAGE =
+  "usage: npm run demo -- --cluster [--duration s] [--rate msgs/s] [--kill-every s] [--down-for s < kill-every] [--http-port port (0: off)]";
+
+function parse() {
+  try {
+    return parseArgs({
+      options: {
+        cluster: { type: "boolean" },
+        duration: { type: "string" },
+        rate: { type: "string", default: "500" },
+        "kill-every": { type: "string", default: "20" },
+        /** How long the killed node stays down before it is started again, in seconds. */
+        "down-for": { type: "string", default: "5" },
+        "http-port": { type: "string", default: "9464" },
+      },
+    }).values;
+  } catch (e) {
+    // An unknown or malformed flag: the usage line, not a stack trace.
+    console.error(`${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+const values = parse();
 const duration = values.duration !== undefined ? Number(values.duration) : Number.POSITIVE_INFINITY;
 const rate = Number(values.rate);
 const killEvery = Number(values["kill-every"]);
 const downFor = Number(values["down-for"]);
-if (!(duration > 0) || !(rate > 0) || !(killEvery > 0) || !(downFor >= 0) || downFor >= killEvery) {
-  console.error(
-    "usage: npm run demo -- --cluster [--duration s] [--rate msgs/s] [--kill-every s] [--down-for s < kill-every]",
-  );
+const httpPort = Number(values["http-port"]);
+if (
+  !(duration > 0) ||
+  !(rate > 0) ||
+  !(killEvery > 0) ||
+  !(downFor >= 0) ||
+  downFor >= killEvery ||
+  !Number.isInteger(httpPort) ||
+  httpPort < 0 ||
+  httpPort > 65535
+) {
+  console.error(USAGE);
   process.exit(2);
 }
 
@@ -56,14 +79,21 @@ async function main(): Promise<void> {
   );
 
   let client: Client | undefined;
+  let statusServer: StatusServer | undefined;
   let stopping = false;
   const cleanup = async () => {
+    await statusServer?.close().catch(() => undefined);
     await client?.close().catch(() => undefined);
     await cluster.stop();
   };
   try {
     client = connect({ urls: cluster.urls, connectionName: "warren-cluster-demo", heartbeat: 5 });
     const cl = client;
+    if (httpPort > 0) {
+      // The fail-over, live: the page shows each recovery and the host the client moved to.
+      statusServer = await serveStatus(cl, { port: httpPort });
+      log(`status page at ${statusServer.url}/`);
+    }
     let state = "connecting";
     cl.on("state", ({ to, error }) => {
       state = to;
