@@ -4,12 +4,12 @@
  * alarms: broker-alarms.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConnectionClosedByBroker } from "../../src/index.js";
+import { ConnectionClosedByBroker, type Readiness, serveStatus } from "../../src/index.js";
 import { uniqueName } from "../support/broker.js";
 import { useClients } from "../support/clients.js";
 import { type ExtraNode, extraNodesSupported, findFreePorts, startExtraNode } from "../support/extra-node.js";
 import { Inbox, StateLog } from "../support/state-log.js";
-import { waitFor } from "../support/wait.js";
+import { until, waitFor } from "../support/wait.js";
 
 // ─── tests ──────────────────────────────────────────────────────────────────
 
@@ -90,6 +90,45 @@ describe.skipIf(!extraNodesSupported())(
       expect(consumer.state).toBe("consuming");
       await c.deleteQueue(q);
       await c.deleteExchange(ex);
+    });
+
+    it("the status server's probes: /readyz 503 while the broker application is stopped and 200 again after; /healthz 200 throughout", async () => {
+      const { client: c, log } = client();
+      await c.ready();
+      const q = uniqueName("node-probe-q");
+      await c.declare({ queues: [{ name: q }] });
+      const consumer = c.consume({ queue: q }, () => undefined);
+      await consumer.ready();
+      const status = await serveStatus(c, { port: 0 });
+      try {
+        const probe = async (path: string) => {
+          const res = await fetch(`${status.url}${path}`);
+          return { status: res.status, body: (await res.json()) as Readiness };
+        };
+        expect((await probe("/readyz")).status).toBe(200);
+        const mark = log.changes.length;
+        await node.ctl(["stop_app"]);
+        await log.next("recovering", mark);
+        const down = await probe("/readyz");
+        expect(down.status).toBe(503);
+        expect(down.body.ready).toBe(false);
+        expect(down.body.reasons.length).toBeGreaterThan(0);
+        expect((await probe("/healthz")).status).toBe(200);
+        await node.ctl(["start_app"]);
+        await log.next("running", mark, 30_000);
+        await consumer.ready();
+        // Ready once the client runs and its consumer is subscribed again (polled: the probe's answer
+        // follows the consumer's own resubscription).
+        await until(
+          async () => (await probe("/readyz")).status === 200,
+          "/readyz 200 after start_app",
+          30_000,
+        );
+        expect((await probe("/healthz")).status).toBe(200);
+      } finally {
+        await status.close();
+        await c.deleteQueue(q).catch(() => undefined);
+      }
     });
   },
 );
