@@ -8,6 +8,8 @@
  *   npm start -- --rate 2000           target publishes per second (default 1000)
  *   npm start -- --http-port 9100      serve the status page, probes and metrics there
  *                                      (default 9464; 0: off; --metrics-port is the same)
+ *   npm start -- --connection-name x   the connection's name on the broker (default warren-demo),
+ *                                      so that a test can close its own demo's connection
  *   AMQP_URL=amqp://u:p@host/vhost npm start
  */
 import { parseArgs } from "node:util";
@@ -22,7 +24,8 @@ import {
 } from "../src/index.js";
 
 const USAGE =
-  "usage: npm start -- [--duration seconds] [--rate msgs/s] [--size bytes] [--http-port port (0: off)]";
+  "usage: npm start -- [--duration seconds] [--rate msgs/s] [--size bytes] [--http-port port (0: off)]\n" +
+  "       [--connection-name name (default warren-demo)]";
 
 function parse() {
   try {
@@ -33,6 +36,7 @@ function parse() {
         size: { type: "string", default: "256" },
         "http-port": { type: "string" },
         "metrics-port": { type: "string" },
+        "connection-name": { type: "string", default: "warren-demo" },
       },
     }).values;
   } catch (e) {
@@ -46,6 +50,7 @@ const values = parse();
 const duration = values.duration !== undefined ? Number(values.duration) : Number.POSITIVE_INFINITY;
 const rate = Number(values.rate);
 const size = Number(values.size);
+const connectionName = values["connection-name"];
 const metricsPort = Number(values["http-port"] ?? values["metrics-port"] ?? "9464");
 if (
   !(duration > 0) ||
@@ -53,7 +58,8 @@ if (
   !(size >= 0) ||
   !Number.isInteger(metricsPort) ||
   metricsPort < 0 ||
-  metricsPort > 65535
+  metricsPort > 65535 ||
+  connectionName === ""
 ) {
   console.error(USAGE);
   process.exit(2);
@@ -89,7 +95,7 @@ async function main(): Promise<void> {
   // after any fault (try `rabbitmqctl close_connection` on it, or restart the broker).
   const client: Client = connect({
     url,
-    connectionName: "warren-demo",
+    connectionName,
     ...(registry ? { metrics: { registry } } : {}),
   });
   client.on("state", ({ to, error, host }) => {
