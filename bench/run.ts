@@ -112,6 +112,7 @@ const CLIENT_FRAME_MAX: Record<ClientName, number> = {
   "warren-client": 131_072,
   "warren-outbox": 131_072,
   "warren-observed": 131_072,
+  "warren-status": 131_072,
   amqplib: 131_072,
   "rabbitmq-client": 8192,
   "@cloudamqp/amqp-client": 8192,
@@ -130,7 +131,7 @@ interface Args {
 
 function usage(): never {
   console.error(
-    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,warren-client,warren-outbox,amqplib,...] [--workloads publish,confirm,consume,large,rpc] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
+    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,warren-client,warren-outbox,warren-observed,warren-status,amqplib,...] [--workloads publish,confirm,consume,large,rpc] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
   );
   process.exit(2);
 }
@@ -493,6 +494,8 @@ interface HeadlineRatios {
   outboxVsClient: { throughput: number | null; cpu: number | null } | null;
   /** warren-observed ÷ warren-client (metrics and tracing on ÷ off), confirmed publishing and consuming. */
   observedVsClient: { confirm: number | null; consume: number | null } | null;
+  /** warren-status ÷ warren-client (status server served and watched ÷ not), confirmed publishing and consuming. */
+  statusVsClient: { confirm: number | null; consume: number | null } | null;
 }
 
 function div(a: number | null | undefined, b: number | null | undefined): number | null {
@@ -515,14 +518,16 @@ function headlineRatios(summaries: Summary[], clients: ClientName[]): HeadlineRa
       wo && wc
         ? { throughput: div(wo.msgsPerSec, wc.msgsPerSec), cpu: div(wc.cpuUsPerMsg, wo.cpuUsPerMsg) }
         : null,
-    observedVsClient: observed(summaries),
+    observedVsClient: versusClient(summaries, "warren-observed"),
+    statusVsClient: versusClient(summaries, "warren-status"),
   };
 }
 
-function observed(summaries: Summary[]): HeadlineRatios["observedVsClient"] {
+/** `variant` ÷ warren-client throughput, on confirmed publishing and on consuming. */
+function versusClient(summaries: Summary[], variant: ClientName): HeadlineRatios["observedVsClient"] {
   const at = (ph: Phase, c: ClientName) => summaries.find((s) => s.phase === ph && s.client === c);
   const pair = (ph: Phase) => {
-    const on = at(ph, "warren-observed");
+    const on = at(ph, variant);
     const off = at(ph, "warren-client");
     return on?.applicable && off?.applicable ? div(on.msgsPerSec, off.msgsPerSec) : null;
   };
@@ -553,6 +558,11 @@ function headlineLines(h: HeadlineRatios): string[] {
     out.push(
       `- Metrics and tracing on ÷ off (warren-observed ÷ warren-client): confirms ${f(h.observedVsClient.confirm)}, ` +
         `consume ${f(h.observedVsClient.consume)} (target ≥ 0.90×).`,
+    );
+  if (h.statusVsClient)
+    out.push(
+      `- Status page served and watched ÷ not (warren-status ÷ warren-client): confirms ${f(h.statusVsClient.confirm)}, ` +
+        `consume ${f(h.statusVsClient.consume)} (target ≥ 0.95×).`,
     );
   return out;
 }
@@ -758,7 +768,8 @@ async function main(): Promise<void> {
         "every message is stored, relayed and confirmed (`pub.stored === 0`); warren-observed the supervised client with " +
         "Prometheus metrics (a private registry, scraped at the end of each phase) and OpenTelemetry tracing (an SDK tracer " +
         "provider, W3C context in every message, spans batched to an exporter that drops them); n/a: not run (the outbox " +
-        "has only the confirm workload, warren-observed confirm and consume).",
+        "has only the confirm workload, warren-observed and warren-status confirm and consume); warren-status the supervised " +
+        "client with its status server served and watched (an /events reader, /status.json every 2 s).",
       "- X vs best peer: throughput X ÷ the fastest of amqplib, rabbitmq-client and @cloudamqp/amqp-client, CPU the most " +
         "frugal of them ÷ X; above 1× means X is ahead.",
       `- RPC: request/reply over direct reply-to, 256 B each way, ${fmtCount(sizes.rpc)} calls one after the other, then ` +

@@ -50,6 +50,7 @@ export type ClientName =
   | "warren-client"
   | "warren-outbox"
   | "warren-observed"
+  | "warren-status"
   | "amqplib"
   | "rabbitmq-client"
   | "@cloudamqp/amqp-client";
@@ -58,13 +59,15 @@ export type ClientName =
  * "warren" is the low-level Connection/Channel API, "warren-client" the supervised client
  * (`connect()`, its publishers and consumers), "warren-outbox" the supervised client
  * publishing through its durable SQLite outbox, "warren-observed" the supervised client with
- * Prometheus metrics and OpenTelemetry tracing on.
+ * Prometheus metrics and OpenTelemetry tracing on, "warren-status" the supervised client with its
+ * status server served and watched (an /events reader, /status.json every 2 s).
  */
 export const CLIENT_NAMES: readonly ClientName[] = [
   "warren",
   "warren-client",
   "warren-outbox",
   "warren-observed",
+  "warren-status",
   "amqplib",
   "rabbitmq-client",
   "@cloudamqp/amqp-client",
@@ -77,6 +80,7 @@ export const PEERS: readonly ClientName[] = ["amqplib", "rabbitmq-client", "@clo
 export const CLIENT_WORKLOADS: Partial<Record<ClientName, readonly Workload[]>> = {
   "warren-outbox": ["confirm"],
   "warren-observed": ["confirm", "consume"],
+  "warren-status": ["confirm", "consume"],
 };
 
 export function runsWorkload(client: ClientName, workload: Workload): boolean {
@@ -94,6 +98,8 @@ export async function loadClient(name: ClientName): Promise<BenchClient> {
       return new (await import("./warren-outbox.js")).WarrenOutboxClient();
     case "warren-observed":
       return new (await import("./warren-observed.js")).WarrenObservedClient();
+    case "warren-status":
+      return new (await import("./warren-status.js")).WarrenStatusClient();
     case "amqplib":
       return new (await import("./amqplib.js")).AmqplibClient();
     case "rabbitmq-client":
