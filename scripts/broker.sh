@@ -16,28 +16,16 @@
 # All messages go to stderr and start with "broker:". Exit status 0 when a broker answers.
 set -euo pipefail
 
-DRY_RUN=0
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    -h | --help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-      exit 0
-      ;;
-    *)
-      echo "broker: unknown argument: $arg (try --help)" >&2
-      exit 2
-      ;;
-  esac
-done
 
 WAIT_SECS="${BROKER_WAIT_SECS:-60}"
 LOCAL_HOST=127.0.0.1
 LOCAL_PORT="${BROKER_LOCAL_PORT:-5672}"
 
 say() { echo "broker: $*" >&2; }
-# can_admin, find_exe
+# can_admin, find_exe, parse_flags, apt_install_package
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+NAME=broker
+parse_flags "$@"
 
 # tcp_open HOST PORT: true when a TCP connection to HOST:PORT succeeds within 3 s.
 tcp_open() {

@@ -19,24 +19,12 @@
 # and starts with "chromium:". Exit status 0 when the browser is available.
 set -euo pipefail
 
-DRY_RUN=0
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    -h | --help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-      exit 0
-      ;;
-    *)
-      echo "chromium: unknown argument: $arg (try --help)" >&2
-      exit 2
-      ;;
-  esac
-done
 
 say() { echo "chromium: $*" >&2; }
-# can_admin, find_exe
+# can_admin, find_exe, parse_flags, apt_install_package
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+NAME=chromium
+parse_flags "$@"
 
 EXE=/usr/bin/chromium
 
@@ -55,49 +43,9 @@ explain_and_fail() {
   exit 1
 }
 
-# apt_lists_fresh: true when apt has package lists younger than a day.
-apt_lists_fresh() {
-  local lists=/var/lib/apt/lists
-  [[ -d "$lists" ]] || return 1
-  [[ -n "$(find "$lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 -print -quit 2>/dev/null)" ]]
-}
-
-apt_install() {
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    chromium </dev/null >&2
-}
-
 install_chromium() {
-  local update="${SUDO:+$SUDO }apt-get update"
-  local install="${SUDO:+$SUDO }env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium"
   say "$EXE not found; installing Debian's chromium package with apt-get"
-  if [[ "$DRY_RUN" -eq 1 ]]; then
-    apt_lists_fresh || say "dry run: would run: $update"
-    say "dry run: would run: $install"
-    return 0
-  fi
-  local rc=0 start=$SECONDS
-  if ! apt_lists_fresh; then
-    say "apt package lists are missing or older than a day: $update"
-    $SUDO apt-get -o DPkg::Lock::Timeout=120 update </dev/null >&2 || rc=$?
-    if [[ $rc -ne 0 ]]; then
-      say "apt-get update failed (exit $rc); trying the install anyway"
-      rc=0
-    fi
-  fi
-  apt_install || rc=$?
-  if [[ $rc -ne 0 ]]; then
-    say "apt-get install chromium failed (exit $rc)"
-    # A failed update can make the install fail on stale lists: update and retry once.
-    rc=0
-    $SUDO apt-get -o DPkg::Lock::Timeout=120 update </dev/null >&2 || true
-    apt_install || rc=$?
-  fi
-  if [[ $rc -ne 0 ]]; then
-    say "apt-get install chromium failed again (exit $rc)"
-  fi
-  say "installed in $((SECONDS - start))s"
+  apt_install_package chromium || true
 }
 
 if found; then

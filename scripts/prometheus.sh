@@ -22,24 +22,12 @@
 # Exit status 0 when both tools are available.
 set -euo pipefail
 
-DRY_RUN=0
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    -h | --help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-      exit 0
-      ;;
-    *)
-      echo "prometheus: unknown argument: $arg (try --help)" >&2
-      exit 2
-      ;;
-  esac
-done
 
 say() { echo "prometheus: $*" >&2; }
-# can_admin, find_exe
+# can_admin, find_exe, parse_flags, apt_install_package
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+NAME=prometheus
+parse_flags "$@"
 
 found() {
   local prom tool
@@ -58,13 +46,6 @@ explain_and_fail() {
   say "    binaries on PATH"
   say "then run this script again (npm run prometheus)"
   exit 1
-}
-
-# apt_lists_fresh: true when apt has package lists younger than a day.
-apt_lists_fresh() {
-  local lists=/var/lib/apt/lists
-  [[ -d "$lists" ]] || return 1
-  [[ -n "$(find "$lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 -print -quit 2>/dev/null)" ]]
 }
 
 # stop_service: stop the service the package's install script may have started.
@@ -86,42 +67,15 @@ stop_service() {
 }
 
 install_prometheus() {
-  local update="${SUDO:+$SUDO }apt-get update"
-  local install="${SUDO:+$SUDO }env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus"
   say "prometheus/promtool not found; installing Debian's prometheus package with apt-get"
   if [[ "$DRY_RUN" -eq 1 ]]; then
-    apt_lists_fresh || say "dry run: would run: $update"
-    say "dry run: would run: $install"
+    apt_install_package prometheus
     say "dry run: then stop the prometheus service if the package started it"
     return 0
   fi
-  local rc=0 start=$SECONDS
-  if ! apt_lists_fresh; then
-    say "apt package lists are missing or older than a day: $update"
-    $SUDO apt-get -o DPkg::Lock::Timeout=120 update </dev/null >&2 || rc=$?
-    if [[ $rc -ne 0 ]]; then
-      say "apt-get update failed (exit $rc); trying the install anyway"
-      rc=0
-    fi
-  fi
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    prometheus </dev/null >&2 || rc=$?
-  if [[ $rc -ne 0 ]]; then
-    say "apt-get install prometheus failed (exit $rc)"
-    # A failed update can make the install fail on stale lists: update and retry once.
-    rc=0
-    $SUDO apt-get -o DPkg::Lock::Timeout=120 update </dev/null >&2 || true
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-      prometheus </dev/null >&2 || rc=$?
-  fi
+  apt_install_package prometheus || true
   # The package is unpacked even when its service failed to start from the install script.
   stop_service
-  if [[ $rc -ne 0 ]]; then
-    say "apt-get install prometheus failed again (exit $rc)"
-  fi
-  say "installed in $((SECONDS - start))s"
 }
 
 if found; then
