@@ -155,6 +155,11 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
     return this.pending.size;
   }
 
+  /** Calls made since it was created (any outcome). */
+  get calls(): number {
+    return this.seq;
+  }
+
   /** Calls accepted and not yet sent (no channel, or maxInFlight reached). */
   get queued(): number {
     return this.waiting.length + this.retries.length;

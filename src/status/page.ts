@@ -27,6 +27,7 @@ export const PAGE_HTML = `<!doctype html>
     <h2>Supervision</h2>
     <div id="tree" data-testid="tree"></div>
     <p id="recovery" class="muted"></p>
+    <p id="flow" class="muted" data-testid="flow"></p>
   </section>
   <section class="card wide">
     <h2>Rates <span class="muted">(per second, last 5 minutes)</span></h2>
@@ -92,7 +93,8 @@ export const PAGE_JS = `"use strict";
 (() => {
   const token = new URLSearchParams(location.search).get("token");
   const withToken = (path) => (token ? path + "?token=" + encodeURIComponent(token) : path);
-  const RATES = ["published", "confirmed", "nacked", "delivered", "acked", "rejected"];
+  const RATES = ["published", "confirmed", "nacked", "retried", "delivered", "acked", "rejected", "deadLettered", "rpcCalls", "rpcServed"];
+  const LABELS = { deadLettered: "dead-lettered", rpcCalls: "rpc calls", rpcServed: "rpc served", rejected: "rejected (requeued)" };
   const KEEP = 600; // points per chart: 5 minutes at the default 500 ms
   const series = Object.fromEntries(RATES.map((r) => [r, []]));
   const $ = (id) => document.getElementById(id);
@@ -146,6 +148,12 @@ export const PAGE_JS = `"use strict";
       (rec ? " · last recovery " + new Date(rec.time).toLocaleTimeString() + " after " + rec.downMs + " ms" +
         (rec.reason ? " (" + rec.reason.name + ": " + rec.reason.message + ")" : "") : " · no recovery yet");
 
+    const secs = (ms) => (ms / 1000).toFixed(1) + " s";
+    $("flow").textContent =
+      (c.stateSince ? c.state + " since " + new Date(c.stateSince).toLocaleTimeString() + " · " : "") +
+      "since " + new Date(s.since).toLocaleTimeString() + ": blocked " + secs(c.timeIn.blockedMs) +
+      ", recovering " + secs(c.timeIn.recoveringMs) + ", degraded " + secs(c.timeIn.degradedMs);
+
     const root = el("ul", undefined, "tree");
     const conn = node("connection", c.state, c.host ?? "", "tree-connection");
     const kids = el("ul");
@@ -180,7 +188,7 @@ export const PAGE_JS = `"use strict";
     if (box.childElementCount === 0) {
       for (const r of RATES) {
         const d = el("div", undefined, "chart");
-        d.append(el("span", r), el("span", "0", "now"), el("canvas"));
+        d.append(el("span", LABELS[r] ?? r), el("span", "0", "now"), el("canvas"));
         d.dataset.rate = r;
         box.append(d);
       }

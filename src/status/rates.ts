@@ -45,5 +45,5 @@ export class RateMeter {
 }
 
 function zero(): Record<RateName, number> {
-  return { published: 0, confirmed: 0, nacked: 0, delivered: 0, acked: 0, rejected: 0 };
+  return Object.fromEntries(RATE_NAMES.map((name) => [name, 0])) as Record<RateName, number>;
 }

@@ -20,7 +20,17 @@ export interface RecordedClient {
   readonly consumers: readonly { readonly stats: ConsumerStats }[];
   readonly publishers: readonly {
     readonly totals: { published: number; confirmed: number; nacked: number };
+    readonly counters: { nackRetries: number };
   }[];
+  readonly rpcClients: readonly { readonly calls: number }[];
+  readonly rpcServers: readonly { readonly served: number }[];
+}
+
+/** Time spent in the conditions an operator asks about, in ms (see ClientStatus.timeIn). */
+export interface TimeIn {
+  blockedMs: number;
+  recoveringMs: number;
+  degradedMs: number;
 }
 
 export type StatusEvent = { type: "state"; transition: Transition } | { type: "rates"; rates: Rates };
@@ -48,6 +58,12 @@ export class StatusRecorder {
   private readonly ring: Ring<Transition>;
   private readonly now: () => number;
   private recovery: Recovery | null = null;
+  /** When the current state was entered (the last transition seen). */
+  private stateAt: number | undefined;
+  /** Finished spells, and when the current ones began. */
+  private readonly spent: TimeIn = { blockedMs: 0, recoveringMs: 0, degradedMs: 0 };
+  private blockedAt: number | undefined;
+  private degradedAt: number | undefined;
   /** Set from the loss of an open connection until the client runs again. */
   private lost: { at: number; reason: ErrorInfo | null } | undefined;
   private readonly listeners = new Set<(event: StatusEvent) => void>();
@@ -77,6 +93,22 @@ export class StatusRecorder {
   /** The last recovery since recording started, or null. */
   get lastRecovery(): Recovery | null {
     return this.recovery;
+  }
+
+  /** When the current state was entered, or undefined before the first transition seen. */
+  get stateSince(): number | undefined {
+    return this.stateAt;
+  }
+
+  /** Time blocked, recovering and degraded since recording started, current spells included. */
+  timeIn(): TimeIn {
+    const now = this.now();
+    const since = (at: number | undefined) => (at === undefined ? 0 : now - at);
+    return {
+      blockedMs: this.spent.blockedMs + since(this.blockedAt),
+      recoveringMs: this.spent.recoveringMs + since(this.lost?.at),
+      degradedMs: this.spent.degradedMs + since(this.degradedAt),
+    };
   }
 
   /** How many listen (the rates timer runs while there is one). */
@@ -122,14 +154,29 @@ export class StatusRecorder {
       ...(change.error !== undefined ? { error: errorInfo(change.error) } : {}),
     };
     this.ring.push(transition);
+    this.stateAt = at;
+    if (change.to === "blocked") this.blockedAt ??= at;
+    else if (this.blockedAt !== undefined) {
+      this.spent.blockedMs += at - this.blockedAt;
+      this.blockedAt = undefined;
+    }
+    if (change.degraded) this.degradedAt ??= at;
+    else if (this.degradedAt !== undefined) {
+      this.spent.degradedMs += at - this.degradedAt;
+      this.degradedAt = undefined;
+    }
     if (OPEN.has(change.from) && !OPEN.has(change.to) && change.to !== "closing" && change.to !== "closed") {
       this.lost ??= { at, reason: transition.error ?? null };
     }
     if (change.to === "running" && this.lost !== undefined) {
       this.recovery = { time: transition.time, downMs: at - this.lost.at, reason: this.lost.reason };
+      this.spent.recoveringMs += at - this.lost.at;
       this.lost = undefined;
     }
-    if (change.to === "closed" || change.to === "failed") this.lost = undefined;
+    if ((change.to === "closed" || change.to === "failed") && this.lost !== undefined) {
+      this.spent.recoveringMs += at - this.lost.at;
+      this.lost = undefined;
+    }
     this.emit({ type: "state", transition });
   };
 
@@ -144,9 +191,20 @@ export class StatusRecorder {
   private *samples(): Iterable<Sample> {
     for (const c of this.client.consumers) {
       const s = c.stats;
-      yield [c, { delivered: s.delivered, acked: s.acked, rejected: s.requeued + s.deadLettered }];
+      yield [
+        c,
+        {
+          delivered: s.delivered,
+          acked: s.acked,
+          rejected: s.requeued,
+          deadLettered: s.deadLettered,
+          retried: s.retried,
+        },
+      ];
     }
-    for (const p of this.client.publishers) yield [p, p.totals];
+    for (const p of this.client.publishers) yield [p, { ...p.totals, retried: p.counters.nackRetries }];
+    for (const r of this.client.rpcClients) yield [r, { rpcCalls: r.calls }];
+    for (const r of this.client.rpcServers) yield [r, { rpcServed: r.served }];
   }
 
   private emit(event: StatusEvent): void {

@@ -50,6 +50,8 @@ export function clientStatus(client: Client, recorder: StatusRecorder): ClientSt
     blocked: client.state === "blocked" ? (client.connection?.blockedReason ?? null) : null,
     lastRecovery: recorder.lastRecovery,
     restartBudget: client.restartBudget,
+    stateSince: recorder.stateSince !== undefined ? new Date(recorder.stateSince).toISOString() : null,
+    timeIn: recorder.timeIn(),
   };
 }
 

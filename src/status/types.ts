@@ -75,6 +75,14 @@ export interface ClientStatus {
   lastRecovery: Recovery | null;
   /** The restart intensity now (`client.restartBudget`). */
   restartBudget: RestartBudget;
+  /** When the client entered its current state (ISO 8601), or null before the first transition seen. */
+  stateSince: string | null;
+  /**
+   * Time spent, since the status server started, blocked by the broker (flow control), without a
+   * connection after having had one (recovering: from the loss to running again) and degraded, in
+   * ms; the current spell included.
+   */
+  timeIn: { blockedMs: number; recoveringMs: number; degradedMs: number };
 }
 
 /** One consumer in the snapshot (`client.consumers`, RPC servers' included). */
@@ -165,8 +173,24 @@ export interface StatusSnapshot {
   events: { clients: number; dropped: number };
 }
 
-/** What the rates count, per second. */
-export const RATE_NAMES = ["published", "confirmed", "nacked", "delivered", "acked", "rejected"] as const;
+/**
+ * What the rates count, per second: publishers' `published`, `confirmed`, `nacked`; `retried`:
+ * publishes sent again after a nack plus deliveries retried through the retry topology; consumers'
+ * `delivered`, `acked`, `rejected` (requeued), `deadLettered`; RPC clients' calls (`rpcCalls`) and
+ * RPC servers' requests served (`rpcServed`).
+ */
+export const RATE_NAMES = [
+  "published",
+  "confirmed",
+  "nacked",
+  "retried",
+  "delivered",
+  "acked",
+  "rejected",
+  "deadLettered",
+  "rpcCalls",
+  "rpcServed",
+] as const;
 export type RateName = (typeof RATE_NAMES)[number];
 
 /** The `rates` event of /events: per second over the last interval, from the counters. */

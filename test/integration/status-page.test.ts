@@ -217,6 +217,17 @@ describe.skipIf(skipReason !== undefined)("the status page in Chromium", () => {
       expect(
         await page.getByTestId("consumers").locator("tbody tr td:first-child").allTextContents(),
       ).toEqual(after.consumers.map((c) => c.queue));
+      // The flow-control line: running since the recovery, and some time spent recovering.
+      await holds(
+        page,
+        () =>
+          /^running since .*recovering \d+\.\d s/.test(
+            document.querySelector('[data-testid="flow"]')?.textContent ?? "",
+          ),
+        undefined,
+        "the flow line to say running since, and the time recovering",
+      );
+      expect(after.client.timeIn.recoveringMs).toBeGreaterThan(0);
 
       const shot = join(shots, "status-page-after.png");
       await page.screenshot({ path: shot, fullPage: true });

@@ -170,6 +170,9 @@ describe("/status.json", () => {
       blocked: null,
       lastRecovery: null,
       restartBudget: client.restartBudget,
+      // Served after the client was running: no transition seen yet, no time in any condition.
+      stateSince: null,
+      timeIn: { blockedMs: 0, recoveringMs: 0, degradedMs: 0 },
     });
     expect(body.client.state).toBe("running");
     expect(body.client.restartBudget).toEqual({ restarts: 0, maxRestarts: 10, withinMs: 30_000, left: 10 });
@@ -291,6 +294,10 @@ describe("/events", () => {
       expect(snap.body.client.lastRecovery?.time).toBe(seen.at(-1)?.time);
       expect(snap.body.client.lastRecovery?.downMs).toBeGreaterThanOrEqual(0);
       expect(snap.body.client.restartBudget).toMatchObject({ restarts: 1, left: 9 });
+      // Running since the last transition; the time recovering is the recovery's own downtime.
+      expect(snap.body.client.stateSince).toBe(seen.at(-1)?.time);
+      expect(snap.body.client.timeIn.recoveringMs).toBe(snap.body.client.lastRecovery?.downMs);
+      expect(snap.body.client.timeIn.blockedMs).toBe(0);
       expect(snap.body.events).toEqual({ clients: 1, dropped: 0 });
     },
   );
@@ -321,7 +328,31 @@ describe("/events", () => {
       expect(Math.abs(total(name) - n)).toBeLessThan(0.5);
     expect(total("nacked")).toBe(0);
     expect(total("rejected")).toBe(0);
+    expect(total("deadLettered")).toBe(0);
+    expect(total("retried")).toBe(0);
     expect(rates.every((r) => r.intervalMs >= 200 && !Number.isNaN(Date.parse(r.time)))).toBe(true);
+  });
+
+  it("counts RPC calls made and requests served in the rates", async () => {
+    const { client } = running();
+    await client.ready();
+    const queue = admin.queueName("status-rpc-rates");
+    const server = client.rpcServer({ queue, declare: true }, (req) => req.body);
+    await server.ready();
+    const rpc = client.rpcClient();
+    const status = await serve(client, { ratesIntervalMs: 250 });
+    const reader = await EventReader.open(`${status.url}/events`);
+    const n = 200;
+    await Promise.all(Array.from({ length: n }, (_, i) => rpc.call({ routingKey: queue, body: `c${i}` })));
+    expect(rpc.calls).toBe(n);
+    const total = (name: keyof Rates) =>
+      reader.of<Rates>("rates").reduce((sum, r) => sum + ((r[name] as number) * r.intervalMs) / 1000, 0);
+    await waitFor(
+      () => total("rpcServed") > n - 0.5 && total("rpcCalls") > n - 0.5,
+      "the rates to count every call",
+    );
+    expect(Math.abs(total("rpcCalls") - n)).toBeLessThan(0.5);
+    expect(Math.abs(total("rpcServed") - n)).toBeLessThan(0.5);
   });
 
   it("a reader that stops reading does not hold up the others; one that vanishes is forgotten", async () => {

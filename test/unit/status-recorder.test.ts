@@ -41,9 +41,11 @@ type Totals = { published: number; confirmed: number; nacked: number };
 /** A client as the recorder sees it: state events, consumers' stats, publishers' totals. */
 class FakeClient extends TypedEmitter<{ state: (change: StateChange) => void }> {
   consumers: { stats: ConsumerStats }[] = [];
-  publishers: { totals: Totals }[] = [];
-  change(from: StateChange["from"], to: StateChange["to"], error?: Error): void {
-    this.emit("state", { from, to, error, host: "127.0.0.1:5672", degraded: false });
+  publishers: { totals: Totals; counters: { nackRetries: number } }[] = [];
+  rpcClients: { calls: number }[] = [];
+  rpcServers: { served: number }[] = [];
+  change(from: StateChange["from"], to: StateChange["to"], error?: Error, degraded = false): void {
+    this.emit("state", { from, to, error, host: "127.0.0.1:5672", degraded });
   }
 }
 
@@ -100,9 +102,13 @@ describe("RateMeter", () => {
       published: 100,
       confirmed: 50,
       nacked: 2,
+      retried: 0,
       delivered: 600,
       acked: 600,
       rejected: 0,
+      deadLettered: 0,
+      rpcCalls: 0,
+      rpcServed: 0,
       intervalMs: 500,
     });
   });
@@ -192,16 +198,29 @@ describe("StatusRecorder", () => {
   it("computes rates on a timer while someone listens: one event per interval, however many messages", () => {
     const client = new FakeClient();
     const consumer = { stats: stats({ delivered: 5 }) };
-    const publisher = { totals: { published: 7, confirmed: 7, nacked: 0 } };
+    const publisher = { totals: { published: 7, confirmed: 7, nacked: 0 }, counters: { nackRetries: 0 } };
+    const rpcClient = { calls: 3 };
+    const rpcServer = { served: 1 };
     client.consumers = [consumer];
     client.publishers = [publisher];
+    client.rpcClients = [rpcClient];
+    client.rpcServers = [rpcServer];
     const rec = new StatusRecorder(client, { ratesIntervalMs: 500 });
     const events: StatusEvent[] = [];
     const stop = rec.subscribe((e) => events.push(e));
     // A burst: thousands of messages within one interval.
     for (let i = 1; i <= 5000; i++) {
       publisher.totals = { published: 7 + i, confirmed: 7 + i, nacked: i % 1000 === 0 ? 1 : 0 };
-      consumer.stats = stats({ delivered: 5 + i, acked: i, requeued: i % 2, deadLettered: 0 });
+      publisher.counters = { nackRetries: Math.floor(i / 1000) };
+      consumer.stats = stats({
+        delivered: 5 + i,
+        acked: i,
+        requeued: i % 2,
+        deadLettered: Math.floor(i / 500),
+        retried: 3,
+      });
+      rpcClient.calls = 3 + Math.floor(i / 50);
+      rpcServer.served = 1 + Math.floor(i / 100);
     }
     vi.advanceTimersByTime(499);
     expect(events).toEqual([]);
@@ -213,9 +232,13 @@ describe("StatusRecorder", () => {
       published: 10_000,
       confirmed: 10_000,
       nacked: 2,
+      retried: 16, // 5 publishes sent again + 3 deliveries retried, in 0.5 s
       delivered: 10_000,
       acked: 10_000,
       rejected: 0,
+      deadLettered: 20,
+      rpcCalls: 200,
+      rpcServed: 100,
       intervalMs: 500,
       time: "2026-01-01T00:00:00.500Z",
     });
@@ -226,6 +249,34 @@ describe("StatusRecorder", () => {
     vi.advanceTimersByTime(5000);
     expect(events).toHaveLength(5); // no listener, no timer
     expect(vi.getTimerCount()).toBe(0);
+    rec.close();
+  });
+
+  it("adds up the time blocked, recovering and degraded, the current spell included", () => {
+    const client = new FakeClient();
+    const rec = new StatusRecorder(client);
+    expect(rec.stateSince).toBeUndefined();
+    expect(rec.timeIn()).toEqual({ blockedMs: 0, recoveringMs: 0, degradedMs: 0 });
+    client.change("restoring", "running");
+    vi.advanceTimersByTime(1000);
+    client.change("running", "blocked");
+    vi.advanceTimersByTime(300);
+    expect(rec.timeIn()).toEqual({ blockedMs: 300, recoveringMs: 0, degradedMs: 0 });
+    client.change("blocked", "running");
+    vi.advanceTimersByTime(1000);
+    const lost = new SocketError("read ECONNRESET");
+    client.change("running", "recovering", lost);
+    vi.advanceTimersByTime(200);
+    client.change("recovering", "connecting", undefined, true);
+    vi.advanceTimersByTime(50);
+    expect(rec.timeIn()).toEqual({ blockedMs: 300, recoveringMs: 250, degradedMs: 50 });
+    client.change("connecting", "handshaking", undefined, true);
+    client.change("handshaking", "restoring", undefined, true);
+    vi.advanceTimersByTime(50);
+    client.change("restoring", "running");
+    expect(rec.stateSince).toBe(Date.now());
+    vi.advanceTimersByTime(5000);
+    expect(rec.timeIn()).toEqual({ blockedMs: 300, recoveringMs: 300, degradedMs: 100 });
     rec.close();
   });
 
