@@ -236,6 +236,11 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     return this.consumerTag;
   }
 
+  /** The number of the channel it consumes on, while open; null otherwise. */
+  get channelId(): number | null {
+    return this.channel?.isOpen ? this.channel.id : null;
+  }
+
   /** Handlers running now. */
   get running(): number {
     return this.runningN;

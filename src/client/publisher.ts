@@ -254,6 +254,11 @@ export class Publisher {
     this.sweepTimer = setInterval(() => this.sweep(), Math.min(1000, this.timeout)).unref();
   }
 
+  /** The number of the channel it publishes on, while open; null otherwise. */
+  get channelId(): number | null {
+    return this.host.current()?.id ?? null;
+  }
+
   /** Messages accepted and not yet confirmed (queued, sending, awaiting a confirm or a nack retry). */
   get pending(): number {
     return this.queue.length + this.retry.length + this.inFlight + this.delayed.length;

@@ -165,6 +165,11 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
     return this.waiting.length + this.retries.length;
   }
 
+  /** The number of the channel it calls on, while open; null otherwise. */
+  get channelId(): number | null {
+    return this.ch?.isOpen ? this.ch.id : null;
+  }
+
   /** True while the reply consumer is set up on an open channel. */
   get ready(): boolean {
     return this.ch?.isOpen === true;

@@ -33,14 +33,14 @@ export const PAGE_HTML = `<!doctype html>
     <h2>Rates <span class="muted">(per second, last 5 minutes)</span></h2>
     <div id="charts" class="charts"></div>
   </section>
-  <section class="card">
+  <section class="card wide">
     <h2>Consumers</h2>
     <table id="consumers" data-testid="consumers"><thead><tr>
       <th>queue</th><th>state</th><th>prefetch</th><th>concurrency</th><th>running</th>
       <th>delivered</th><th>acked</th><th>failed</th><th>requeued</th><th>retried</th><th>dead-lettered</th>
     </tr></thead><tbody></tbody></table>
   </section>
-  <section class="card">
+  <section class="card wide">
     <h2>Publishers</h2>
     <table id="publishers" data-testid="publishers"><thead><tr>
       <th>#</th><th>pending</th><th>outbox stored</th><th>dead letters</th><th>published</th><th>confirmed</th>
@@ -70,7 +70,7 @@ h2 { font-size: 15px; margin: 4px 0 10px; }
 .muted { color: var(--muted); font-weight: normal; }
 header .muted { color: #aab2c0; }
 .badge { display: inline-block; padding: 2px 10px; border-radius: 12px; color: #fff; font-weight: 600; background: var(--idle); }
-.s-running, .s-consuming { background: var(--ok); }
+.s-running, .s-consuming, .s-open { background: var(--ok); }
 .s-blocked, .s-recovering, .s-resubscribing, .s-connecting, .s-handshaking, .s-restoring, .s-subscribing, .s-waiting, .s-draining, .s-starting { background: var(--warn); }
 .s-degraded, .s-failed { background: var(--bad); }
 .s-closed, .s-closing, .s-cancelled, .s-idle { background: var(--idle); }
@@ -156,11 +156,28 @@ export const PAGE_JS = `"use strict";
 
     const root = el("ul", undefined, "tree");
     const conn = node("connection", c.state, c.host ?? "", "tree-connection");
+    // connection → channels → what uses each; what has no channel now hangs under "no channel".
+    const channels = new Map();
+    const add = (ch, li) => {
+      const key = ch ?? -1;
+      if (!channels.has(key)) channels.set(key, []);
+      channels.get(key).push(li);
+    };
+    const served = new Set(s.rpc.servers.map((r) => r.queue));
+    for (const k of s.consumers)
+      if (!served.has(k.queue)) add(k.channel, node("consumer " + k.queue, k.state, k.running + " running", "tree-consumer"));
+    s.publishers.forEach((p, i) => add(p.channel, node("publisher #" + (i + 1), p.channel === null ? "waiting" : "running",
+      p.pending + " pending" + (p.stored ? ", " + p.stored + " stored" : ""), "tree-publisher")));
+    s.rpc.clients.forEach((r, i) => add(r.channel, node("rpc client #" + (i + 1), r.ready ? "running" : "waiting", r.inFlight + " in flight")));
+    for (const r of s.rpc.servers) add(r.channel, node("rpc server " + r.queue, r.state, r.served + " served"));
     const kids = el("ul");
-    for (const k of s.consumers) kids.append(node("consumer " + k.queue, k.state, k.running + " running", "tree-consumer"));
-    s.publishers.forEach((p, i) => kids.append(node("publisher #" + (i + 1), c.state, p.pending + " pending" + (p.stored ? ", " + p.stored + " stored" : ""))));
-    s.rpc.clients.forEach((r, i) => kids.append(node("rpc client #" + (i + 1), r.ready ? "running" : "waiting", r.inFlight + " in flight")));
-    for (const r of s.rpc.servers) kids.append(node("rpc server " + r.queue, r.state, r.served + " served"));
+    for (const [ch, items] of [...channels].sort((a, b) => (a[0] < 0 ? 1e9 : a[0]) - (b[0] < 0 ? 1e9 : b[0]))) {
+      const chNode = ch < 0 ? node("no channel", "waiting") : node("channel " + ch, "open", undefined, "tree-channel");
+      const under = el("ul");
+      under.append(...items);
+      chNode.append(under);
+      kids.append(chNode);
+    }
     conn.append(kids);
     root.append(conn);
     $("tree").replaceChildren(root);

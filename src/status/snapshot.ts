@@ -31,7 +31,12 @@ export function snapshot(
     consumers: client.consumers.map((c) => consumerStatus(client, c)),
     publishers: client.publishers.map(publisherStatus),
     rpc: {
-      clients: client.rpcClients.map((r) => ({ ready: r.ready, inFlight: r.inFlight, queued: r.queued })),
+      clients: client.rpcClients.map((r) => ({
+        channel: r.channelId,
+        ready: r.ready,
+        inFlight: r.inFlight,
+        queued: r.queued,
+      })),
       servers: client.rpcServers.map(rpcServerStatus),
     },
     transitions: recorder.transitions,
@@ -75,6 +80,7 @@ function consumerStatus(client: Client, c: Consumer): ConsumerStatus {
     queue: c.queue,
     queueName: client.queueName(c.queue),
     state: c.state,
+    channel: c.channelId,
     prefetch: c.prefetch,
     concurrency: Number.isFinite(c.concurrency) ? c.concurrency : null,
     running: c.running,
@@ -94,6 +100,7 @@ function consumerStatus(client: Client, c: Consumer): ConsumerStatus {
 
 function publisherStatus(p: Publisher): PublisherStatus {
   return {
+    channel: p.channelId,
     pending: p.pending,
     stored: p.stored,
     deadLetters: p.gauges().deadLetters,
@@ -106,6 +113,7 @@ function rpcServerStatus(s: RpcServer): RpcServerStatus {
   return {
     queue: s.queue,
     state: s.consumer?.state ?? "starting",
+    channel: s.consumer?.channelId ?? null,
     inFlight: s.inFlight,
     served: s.served,
   };

@@ -93,6 +93,8 @@ export interface ConsumerStatus {
   queueName: string;
   /** Its machine's state (`consumer.state`). */
   state: ConsumerState;
+  /** The channel it consumes on, or null while it has none. */
+  channel: number | null;
   /** Its basic.qos prefetch (at least its concurrency). */
   prefetch: number;
   /** Handlers run at once at most; null: unbounded (a manual consumer, `client.messages()`). */
@@ -117,6 +119,8 @@ export interface ConsumerStatus {
 
 /** One publisher in the snapshot (`client.publishers`, the default one included). */
 export interface PublisherStatus {
+  /** The channel it publishes on, or null while it has none. */
+  channel: number | null;
   /** Accepted and not yet confirmed. */
   pending: number;
   /** Rows its outbox holds (0 without one). */
@@ -131,6 +135,8 @@ export interface PublisherStatus {
 
 /** One RPC client in the snapshot. */
 export interface RpcClientStatus {
+  /** The channel it calls on, or null while it has none. */
+  channel: number | null;
   /** The reply consumer is set up on an open channel. */
   ready: boolean;
   /** Calls sent and awaiting their reply. */
@@ -145,6 +151,8 @@ export interface RpcServerStatus {
   queue: string;
   /** Its consumer's state; `starting` before it exists (while its queue is declared). */
   state: ConsumerState | "starting";
+  /** Its consumer's channel, or null while it has none. */
+  channel: number | null;
   /** Handlers running now. */
   inFlight: number;
   /** Requests served since it started (any outcome). */

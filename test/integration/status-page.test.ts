@@ -153,6 +153,19 @@ describe.skipIf(skipReason !== undefined)("the status page in Chromium", () => {
       const consumerRow = page.getByTestId("consumers").locator("tbody tr", { hasText: QUEUE });
       await consumerRow.locator(".badge", { hasText: "consuming" }).waitFor(wait);
 
+      // The tree: connection → channel → the consumer, the channel being the one /status.json names.
+      const treeChannel = await page.evaluate(() => {
+        const consumer = document.querySelector('[data-testid="tree-consumer"]')?.closest("li");
+        const channel = consumer?.parentElement?.closest("li");
+        const connection = channel?.parentElement?.closest("li");
+        return {
+          channel: channel?.querySelector(".node strong")?.textContent ?? null,
+          connection: connection?.querySelector(".node strong")?.textContent ?? null,
+        };
+      });
+      expect(treeChannel.connection).toBe("connection");
+      expect(treeChannel.channel).toMatch(/^channel \d+$/);
+
       // The rate charts move once a rates event came: "published" is above 0.
       await holds(
         page,
@@ -182,6 +195,7 @@ describe.skipIf(skipReason !== undefined)("the status page in Chromium", () => {
         .allTextContents();
       expect(pageQueues).toEqual(before.consumers.map((c) => c.queue));
       expect(pageQueues).toContain(QUEUE);
+      expect(treeChannel.channel).toBe(`channel ${before.consumers.find((c) => c.queue === QUEUE)?.channel}`);
       await page.screenshot({ path: join(shots, "status-page-before.png"), fullPage: true });
 
       // Close the demo's connection on the broker; the page follows without a reload. The

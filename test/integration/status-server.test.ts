@@ -184,6 +184,7 @@ describe("/status.json", () => {
       queue,
       queueName: queue,
       state: "consuming",
+      channel: consumer.channelId,
       prefetch: 20,
       concurrency: 4,
       running: 0,
@@ -193,6 +194,7 @@ describe("/status.json", () => {
     expect(body.publishers).toHaveLength(1);
     expect(body.publishers).toEqual(
       client.publishers.map((p) => ({
+        channel: p.channelId,
         pending: p.pending,
         stored: p.stored,
         deadLetters: 0,
@@ -202,9 +204,22 @@ describe("/status.json", () => {
     );
     expect(pub.totals).toEqual({ published: 25, confirmed: 25, nacked: 0 });
     expect(body.rpc).toEqual({
-      clients: [{ ready: true, inFlight: 0, queued: 0 }],
-      servers: [{ queue: rpcQueue, state: "consuming", inFlight: 0, served: 1 }],
+      clients: [{ channel: rpc.channelId, ready: true, inFlight: 0, queued: 0 }],
+      servers: [
+        {
+          queue: rpcQueue,
+          state: "consuming",
+          channel: rpcServer.consumer?.channelId,
+          inFlight: 0,
+          served: 1,
+        },
+      ],
     });
+    // The tree's middle level: each consumer on a channel of its own, every one open (a number).
+    const consumerChannels = [mine?.channel, body.rpc.servers[0]?.channel];
+    expect(consumerChannels.every((ch) => typeof ch === "number" && ch >= 1)).toBe(true);
+    expect(new Set(consumerChannels).size).toBe(2);
+    expect(typeof body.publishers[0]?.channel).toBe("number");
     expect(body.transitions).toEqual([]); // nothing happened since it started recording
     expect(body.events).toEqual({ clients: 0, dropped: 0 });
     expect(Date.parse(body.since)).toBeLessThanOrEqual(Date.parse(body.time));
