@@ -30,6 +30,9 @@ const WAIT_MS = 20_000;
 interface PageElement {
   textContent: string | null;
   dataset: Record<string, string | undefined>;
+  parentElement: PageElement | null;
+  closest(selector: string): PageElement | null;
+  querySelector(selector: string): PageElement | null;
 }
 declare const document: {
   querySelector(selector: string): PageElement | null;

@@ -41,8 +41,11 @@ function summarise(got: Got[]) {
   const bodies = new Map<number, Buffer[]>();
   const others: string[] = [];
   for (const g of got) {
-    if (g.type === BODY) bodies.set(g.channel, [...(bodies.get(g.channel) ?? []), g.payload]);
-    else others.push(`${g.type}:${g.channel}:${g.payload.toString("hex")}`);
+    if (g.type === BODY) {
+      const parts = bodies.get(g.channel) ?? [];
+      parts.push(g.payload); // not a spread: a body fed one byte at a time has 19 000 parts
+      bodies.set(g.channel, parts);
+    } else others.push(`${g.type}:${g.channel}:${g.payload.toString("hex")}`);
   }
   return { others, bodies: [...bodies].map(([c, parts]) => [c, Buffer.concat(parts).toString("hex")]) };
 }
