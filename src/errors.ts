@@ -4,7 +4,12 @@
  * optional `cause`. Messages say what to do next. Credentials never appear here.
  * Which faults are transient and which permanent is decided in one place: faults.ts.
  */
-import { brokerCloseIsTransient, sqliteFaultIsTransient } from "./faults.js";
+import {
+  brokerCloseIsTransient,
+  type CredentialsFault,
+  credentialsFaultIsTransient,
+  sqliteFaultIsTransient,
+} from "./faults.js";
 
 /**
  * The root of warren's errors: `instanceof WarrenError` tells them from others. `name` is the
@@ -93,6 +98,29 @@ export class HeartbeatTimeoutError extends ConnectionError {
 export class AuthenticationError extends ConnectionError {
   readonly code = "AUTHENTICATION_FAILED";
   readonly recoverable = false;
+}
+
+/**
+ * The credentials of `connect({ credentials })` could not be had or kept fresh; `reason` says how.
+ * Recoverable (retried with backoff, and reported) unless `reason` is "malformed": "provider" (the
+ * provider threw, rejected or did not answer in time), "refused" (the broker refused a refreshed
+ * secret: the connection closed and is opened again with new credentials), "expired" (no refresh
+ * succeeded before they expired: the connection is opened again). "malformed": the provider's
+ * answer is not `{ username, password, expiresAt? }`; fix the provider. Messages never contain a
+ * password or token.
+ */
+export class CredentialsError extends ConnectionError {
+  readonly code = "CREDENTIALS_ERROR";
+  /** False only for "malformed" (the fault table, faults.ts). */
+  readonly recoverable: boolean;
+  /** What went wrong: provider, malformed, refused or expired. */
+  readonly reason: CredentialsFault;
+  /** `recoverable` is decided by `options.reason`. */
+  constructor(message: string, options: ErrorOptions & { reason: CredentialsFault }) {
+    super(message, options);
+    this.reason = options.reason;
+    this.recoverable = credentialsFaultIsTransient(options.reason);
+  }
 }
 
 /** The broker did not offer a mechanism we can use, or spoke another protocol version. */

@@ -91,7 +91,45 @@ export const FAULTS: readonly FaultRow[] = [
     reported: false,
     error: "AuthenticationError",
     code: "AUTHENTICATION_FAILED",
-    action: "fail: check the user name and password",
+    action:
+      "fail: check the user name and password (with a credentials provider: after one more login with new credentials from it)",
+  },
+  {
+    fault:
+      "the credentials provider (connect({ credentials })) throws, rejects or does not answer within credentialRefresh.timeoutMs",
+    class: "transient",
+    reported: true,
+    error: "CredentialsError",
+    code: "CREDENTIALS_ERROR",
+    action:
+      "before a connection attempt: the attempt fails and is retried with the reconnect backoff; on an open connection: the refresh is retried with backoff until the credentials expire",
+  },
+  {
+    fault:
+      "the credentials provider returns something malformed (no string username and password, a bad expiresAt)",
+    class: "permanent",
+    reported: false,
+    error: "CredentialsError",
+    code: "CREDENTIALS_ERROR",
+    action: "fail: the provider must resolve to { username, password, expiresAt? }",
+  },
+  {
+    fault: "a refreshed secret refused by the broker (530 NOT_ALLOWED in reply to connection.update-secret)",
+    class: "transient",
+    reported: true,
+    error: "CredentialsError",
+    code: "CREDENTIALS_ERROR",
+    action:
+      "reconnect with new credentials from the provider; a login refused with those too is AuthenticationError",
+  },
+  {
+    fault: "credentials expiring on an open connection before a refresh succeeded",
+    class: "transient",
+    reported: true,
+    error: "CredentialsError",
+    code: "CREDENTIALS_ERROR",
+    action:
+      "the connection is closed just before they expire and opened again with new credentials (the broker would refuse its operations)",
   },
   {
     fault: "vhost missing or not allowed for the user (530 NOT_ALLOWED, 403 on connection.open)",
@@ -370,6 +408,19 @@ export function sqliteFaultIsTransient(sqliteCode: string): boolean {
   return /^SQLITE_(BUSY|LOCKED)(_|$)/.test(sqliteCode);
 }
 
+// ─── credentials (connect({ credentials })) ─────────────────────────────────────
+
+/**
+ * How credentials failed: the provider threw or timed out, answered something malformed, the broker
+ * refused a refreshed secret, or they expired on an open connection before a refresh succeeded.
+ */
+export type CredentialsFault = "provider" | "malformed" | "refused" | "expired";
+
+/** Would asking the provider again help? Yes, unless what it answered is malformed. */
+export function credentialsFaultIsTransient(reason: CredentialsFault): boolean {
+  return reason !== "malformed";
+}
+
 // ─── the questions every layer asks ──────────────────────────────────────────
 
 interface Classified {
@@ -393,7 +444,8 @@ export function isPermanent(err: unknown): boolean {
 /**
  * A transient fault the application should hear about at once (the client's `error` event, rate-
  * limited) while it is retried: a connection limit, a missing queue, a DNS failure, a locked
- * resource (an outbox file too), a broker close code the table does not know.
+ * resource (an outbox file too), a broker close code the table does not know, credentials that
+ * could not be had or kept fresh.
  */
 export function isReported(err: unknown): boolean {
   if (err === undefined || err === null || !isTransient(err)) return false;
@@ -402,6 +454,7 @@ export function isReported(err: unknown): boolean {
     case "CONNECTION_LIMIT":
     case "QUEUE_NOT_FOUND":
     case "OUTBOX_ERROR":
+    case "CREDENTIALS_ERROR":
       return true;
     case "CONNECTION_CLOSED_BY_BROKER":
       return typeof e.replyCode === "number" && brokerCloseIsUnknown(e.replyCode);

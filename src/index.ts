@@ -57,6 +57,8 @@ export type {
   RetryOptions,
   StreamOffset,
 } from "./client/consumer-types.js";
+export type { CredentialOutcome, CredentialsChange } from "./client/credential-refresh.js";
+export type { CredentialRefreshOptions, Credentials, CredentialsProvider } from "./client/credentials.js";
 export { MessageStream } from "./client/messages.js";
 export {
   normaliseProperties,
@@ -95,6 +97,7 @@ export {
 export type { BindingSpec, DeclareResult, ExchangeSpec, QueueSpec, TopologySpec } from "./client/topology.js";
 export * from "./errors.js";
 export {
+  type CredentialsFault,
   FAULTS,
   type FaultClass,
   type FaultRow,

@@ -76,6 +76,8 @@ export interface ConnectionEvents {
   blocked: (reason: string) => void;
   /** connection.unblocked: the alarm cleared and the broker reads again. */
   unblocked: () => void;
+  /** connection.update-secret-ok: the broker took the secret sent by updateSecret(). */
+  secretUpdated: () => void;
   /**
    * Closed, once. `error` is undefined for an orderly close we asked for; otherwise why
    * (ConnectionClosedByBroker, HeartbeatTimeoutError, SocketError, FrameError…).
@@ -521,6 +523,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
         this.emit("unblocked");
         return;
       case CONNECTION_UPDATE_SECRET_OK:
+        this.emit("secretUpdated");
         return;
       default:
         throw new FrameError(`unexpected ${m.name} on channel 0`, { replyCode: 505 });
@@ -569,8 +572,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   /**
    * Sends connection.update-secret (a RabbitMQ extension; e.g. a refreshed OAuth 2 token) and
-   * returns at once. The broker answers update-secret-ok; a secret it refuses closes the connection
-   * (the `close` event: ConnectionClosedByBroker 530). Throws ConnectionClosedError when closed.
+   * returns at once. The broker answers update-secret-ok (the `secretUpdated` event); a secret it
+   * refuses closes the connection (the `close` event: ConnectionClosedByBroker 530). Throws
+   * ConnectionClosedError when closed. `connect({ credentials })` does this for you.
    */
   updateSecret(newSecret: string, reason: string): void {
     this.send(0, { name: "connection.update-secret", args: { newSecret, reason } });

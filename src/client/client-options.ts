@@ -13,6 +13,8 @@ import type { WarrenError } from "../errors.js";
 import type { MetricsOptions } from "../observability/metrics/client-metrics.js";
 import type { ClientState } from "../observability/observers.js";
 import type { TracingOption } from "../observability/tracing.js";
+import type { CredentialsChange } from "./credential-refresh.js";
+import type { CredentialRefreshOptions, Credentials, CredentialsProvider } from "./credentials.js";
 
 /**
  * `connect()` options: every connection option (docs/connecting.md) but host and port, which come
@@ -30,6 +32,17 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
   hostCooldown?: number;
   /** One broker (same as urls: [url]). Default: $AMQP_URL or amqp://guest:guest@127.0.0.1:5672/. */
   url?: string;
+  /**
+   * The login, overriding the URL's user and password: a fixed `{ username, password }`, or a
+   * provider (`() => Promise<{ username, password, expiresAt? }>`) asked before every connection
+   * attempt, so a reconnect logs in with fresh credentials. When its answer has `expiresAt` (a Date
+   * or ms since the epoch), the open connection gets new ones before then (connection.update-secret,
+   * no reconnect). A login it supplied that is refused is tried once more with new ones. See
+   * docs/connecting.md, "Credential providers and OAuth 2.0".
+   */
+  credentials?: Credentials | CredentialsProvider;
+  /** When and how expiring credentials are refreshed (margin, timeout, retry backoff). */
+  credentialRefresh?: CredentialRefreshOptions;
   /** Reconnect backoff: full jitter, ceiling initial × multiplier^n up to max (ms). Default 100, 2000, 2. */
   reconnect?: Partial<BackoffOptions>;
   /**
@@ -120,4 +133,9 @@ export interface ClientEvents {
   queueRenamed: (change: { queue: string; from: string; to: string }) => void;
   /** A publisher's channel was closed and opened again because the broker kept nacking on it. */
   channelRenewed: (info: { reason: "nacks" }) => void;
+  /**
+   * With `credentials`: each refresh of expiring credentials and each failure to get them (a
+   * transient failure is also an `error` event, rate-limited).
+   */
+  credentials: (change: CredentialsChange) => void;
 }

@@ -42,6 +42,7 @@ import type { ClientEvents, ClientOptions } from "./client-options.js";
 import { connectActor, connectionOptions, watchActor } from "./connection-actors.js";
 import { Consumer } from "./consumer.js";
 import type { ConsumerOptions, MessageHandler, MessagesOptions } from "./consumer-types.js";
+import { type CredentialKeeper, credentialKeeper } from "./credential-refresh.js";
 import { Hosts } from "./hosts.js";
 import { ManagedChannel } from "./managed-channel.js";
 import { MessageStream } from "./messages.js";
@@ -93,6 +94,8 @@ export class Client extends TypedEmitter<ClientEvents> {
   private readonly readyWaiters = new Waiters();
   /** When each reported fault (code and message) was last emitted as `error`. */
   private readonly reportedAt = new Map<string, number>();
+  /** The login of `credentials`, asked for before each attempt and kept fresh (undefined: the URL's). */
+  private readonly credentials: CredentialKeeper | undefined;
 
   /** Creates the client and starts connecting on the next microtask: the same as `connect(options)`. */
   constructor(options: ClientOptions = {}) {
@@ -105,6 +108,11 @@ export class Client extends TypedEmitter<ClientEvents> {
     this.channelIntensity = { ...DEFAULT_INTENSITY, ...options.channelRestartIntensity };
     this.metrics = options.metrics ? new ClientMetrics(options.metrics, options.connectionName) : undefined;
     this.tracing = Tracing.from(options.tracing, () => this.connection?.options);
+    this.credentials = credentialKeeper(options, {
+      metrics: this.metrics,
+      emit: (event, change) => this.emit(event, change),
+      report: (error) => this.report(error),
+    });
     const machine = connectionMachine.provide({
       actors: {
         connect: fromCallback<ConnectionEvent, ConnectInput>(({ sendBack, input }) =>
@@ -115,6 +123,7 @@ export class Client extends TypedEmitter<ClientEvents> {
               this.connection = conn;
             },
             sendBack,
+            this.credentials,
           ),
         ),
         restore: fromPromise(() => this.restore()),
@@ -125,6 +134,7 @@ export class Client extends TypedEmitter<ClientEvents> {
               if (this.connection === conn) this.connection = undefined;
             },
             sendBack,
+            this.credentials,
           ),
         ),
         shutdown: fromPromise(() => this.shutdown()),

@@ -9,6 +9,7 @@ import { Connection, type ConnectionObserver, type OpenHooks } from "../amqp/con
 import type { ConnectionOptions } from "../amqp/connection-options.js";
 import { ConnectionClosedError } from "../errors.js";
 import type { ClientOptions } from "./client-options.js";
+import type { CredentialKeeper } from "./credential-refresh.js";
 
 type SendBack = (e: ConnectionEvent) => void;
 
@@ -28,6 +29,8 @@ export function connectionOptions(o: ClientOptions, url: string): ConnectionOpti
     giveUpAfter: _gu,
     connectWaitTimeout: _cw,
     closeTimeout: _ct,
+    credentials: _cr,
+    credentialRefresh: _crr,
     ...rest
   } = o;
   return { ...rest, url };
@@ -35,18 +38,23 @@ export function connectionOptions(o: ClientOptions, url: string): ConnectionOpti
 
 /**
  * Opens a connection; `opened` gets it once the handshake is done. A connection that opens after
- * the machine gave up on the attempt (the cleanup ran) is closed at once.
+ * the machine gave up on the attempt (the cleanup ran) is closed at once. With `credentials`, they
+ * are asked for first and override the URL's user and password.
  */
 export function connectActor(
   options: ConnectionOptions,
   observer: ConnectionObserver | undefined,
   opened: (conn: Connection) => void,
   sendBack: SendBack,
+  credentials?: CredentialKeeper,
 ): () => void {
   let abandoned = false;
   const hooks: OpenHooks = { onSocketOpen: () => !abandoned && sendBack({ type: "SOCKET_OPEN" }) };
   if (observer) hooks.observer = observer;
-  Connection.open(options, hooks).then(
+  const open = credentials
+    ? credentials.open(({ username, password }) => Connection.open({ ...options, username, password }, hooks))
+    : Connection.open(options, hooks);
+  open.then(
     (conn) => {
       if (abandoned) {
         void conn.close({ timeout: 1000 });
@@ -64,17 +72,26 @@ export function connectActor(
   };
 }
 
-/** Follows a live connection; `gone` is told when it closed (before LOST is sent). */
+/**
+ * Follows a live connection; `gone` is told when it closed (before LOST is sent). With
+ * `credentials`, keeps its secret fresh meanwhile, and a close they explain is sent as theirs.
+ */
 export function watchActor(
   conn: Connection | undefined,
   gone: (conn: Connection) => void,
   sendBack: SendBack,
+  credentials?: CredentialKeeper,
 ): () => void {
   if (!conn) {
     sendBack({ type: "LOST", error: new ConnectionClosedError("no connection") });
     return () => undefined;
   }
-  const onClose = (error: LifecycleError | undefined) => {
+  const fresh = credentials?.keepFresh(conn, (error) => {
+    void conn.close({ timeout: 1000, replyText: error.message.slice(0, 200) });
+  });
+  const onClose = (closed: LifecycleError | undefined) => {
+    fresh?.stop();
+    const error = fresh ? fresh.explain(closed) : closed;
     gone(conn);
     sendBack({ type: "LOST", error: error ?? new ConnectionClosedError("the connection closed") });
   };
@@ -86,6 +103,7 @@ export function watchActor(
   if (conn.isBlocked) onBlocked(conn.blockedReason ?? "blocked");
   if (!conn.isOpen) onClose(conn.closeReason);
   return () => {
+    fresh?.stop();
     conn.off("close", onClose);
     conn.off("blocked", onBlocked);
     conn.off("unblocked", onUnblocked);

@@ -36,6 +36,7 @@ export class RegistryMetrics {
   readonly degraded: Gauge<"connection">;
   readonly degradedSeconds: Counter<"connection">;
   readonly heartbeatMisses: Counter<"connection">;
+  readonly credentialRefreshes: Counter<"connection" | "outcome">;
   readonly bytesReceived: Counter<"connection">;
   readonly bytesSent: Counter<"connection">;
   readonly writeBuffer: Gauge<"connection">;
@@ -144,6 +145,11 @@ export class RegistryMetrics {
       "warren_heartbeat_misses_total",
       "Connections declared dead by missed heartbeats",
       [C],
+    );
+    this.credentialRefreshes = counter(
+      "warren_credential_refreshes_total",
+      "Credentials from connect({ credentials }): refreshes on open connections and failures to get them, by outcome: ok, provider_error, malformed, timeout, refused",
+      [C, "outcome"],
     );
     this.bytesReceived = counter("warren_bytes_received_total", "Bytes read from the socket", [C], () =>
       this.collectBytes(),

@@ -254,6 +254,11 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
     this.heartbeatMisses.inc();
   }
 
+  /** A refresh of `connect({ credentials })` (ok), or a failure to get or use them. */
+  credentialOutcome(outcome: string): void {
+    this.m.credentialRefreshes.labels(this.name, outcome).inc();
+  }
+
   methodSent(method: string): void {
     this.method(method).calls.inc();
   }
