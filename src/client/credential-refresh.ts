@@ -45,10 +45,10 @@ export interface RefreshTimers {
 }
 
 export const REAL_TIMERS: RefreshTimers = {
-  now: Date.now,
+  now: () => Date.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-  random: Math.random,
+  random: () => Math.random(),
 };
 
 /**
