@@ -509,5 +509,7 @@ export function refusedPublishTo(
 ): boolean {
   if (close.methodName !== undefined && close.methodName !== "basic.publish") return false;
   const named = exchangeNamedIn(close.replyText);
-  return named === undefined || named === exchange;
+  // The broker calls the default exchange (published to as "") 'amq.default' in its texts, e.g.
+  // "403 ACCESS_REFUSED - write access to exchange 'amq.default' in vhost '/' refused".
+  return named === undefined || named === exchange || (exchange === "" && named === "amq.default");
 }

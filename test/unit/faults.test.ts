@@ -26,6 +26,7 @@ import {
   isRefusal,
   isReported,
   isTransient,
+  refusedPublishTo,
   systemCode,
 } from "../../src/faults.js";
 
@@ -138,6 +139,32 @@ describe("the fault table's classification", () => {
     expect(systemCode(new SocketError("x", { cause: sys("ENOTFOUND") }))).toBe("ENOTFOUND");
     expect(systemCode(new Error("x"))).toBeUndefined();
     expect(systemCode(new QueueNotFoundError("q"))).toBeUndefined();
+  });
+});
+
+describe("refusedPublishTo", () => {
+  const denied = (exchange: string) =>
+    close(
+      403,
+      `ACCESS_REFUSED - write access to exchange '${exchange}' in vhost '/' refused for user 'u'`,
+      "basic.publish",
+    );
+
+  it("is the broker refusing a publish to that exchange, the default one named amq.default", () => {
+    expect(refusedPublishTo(denied("orders"), "orders")).toBe(true);
+    expect(refusedPublishTo(denied("amq.default"), "")).toBe(true);
+    expect(
+      refusedPublishTo(close(404, "NOT_FOUND - no exchange 'x' in vhost '/'", "basic.publish"), "x"),
+    ).toBe(true);
+  });
+
+  it("is no verdict on a message to another exchange, or when another method caused the close", () => {
+    expect(refusedPublishTo(denied("orders"), "")).toBe(false);
+    expect(refusedPublishTo(denied("amq.default"), "orders")).toBe(false);
+    expect(refusedPublishTo(denied("orders"), "invoices")).toBe(false);
+    expect(refusedPublishTo(close(404, "NOT_FOUND - no exchange 'x' in vhost '/'", "queue.bind"), "x")).toBe(
+      false,
+    );
   });
 });
 
