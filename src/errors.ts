@@ -51,8 +51,27 @@ export class ConfigError extends WarrenError {
 
 // ─── connection level ───────────────────────────────────────────────────────
 
+/** ErrorOptions of the connection-level errors. */
+export interface ConnectionErrorOptions extends ErrorOptions {
+  /** See ConnectionError.eventLoopStallMs. */
+  eventLoopStallMs?: number | undefined;
+}
+
 /** Errors of the connection level: the connection failed, was refused, or is not there. */
-export abstract class ConnectionError extends WarrenError {}
+export abstract class ConnectionError extends WarrenError {
+  /**
+   * How long (ms) the event loop had been blocked, when the connection was lost (heartbeat timeout,
+   * socket closed or reset by the broker) soon after a block of at least one heartbeat interval:
+   * the block, not the network, is the likely cause, and the message says so. Undefined otherwise.
+   */
+  declare readonly eventLoopStallMs: number | undefined;
+  /** `options.eventLoopStallMs` sets `eventLoopStallMs`. */
+  constructor(message: string, options?: ConnectionErrorOptions) {
+    super(message, options);
+    // Only when there was a stall: no own property otherwise.
+    if (options?.eventLoopStallMs !== undefined) this.eventLoopStallMs = options.eventLoopStallMs;
+  }
+}
 
 /** The peer sent bytes that are not valid AMQP frames (bad frame end, oversized, unknown type); it ends the connection. */
 export class FrameError extends ConnectionError {

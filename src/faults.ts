@@ -156,6 +156,16 @@ export const FAULTS: readonly FaultRow[] = [
     action: "reconnect with backoff",
   },
   {
+    fault:
+      "the event loop blocked for a heartbeat interval or more (CPU-bound work), then the connection lost",
+    class: "transient",
+    reported: false,
+    error: "SocketError / HeartbeatTimeoutError",
+    code: "SOCKET_ERROR / HEARTBEAT_TIMEOUT",
+    action:
+      "reconnect with backoff; the message says how long the loop was blocked, and eventLoopStallMs holds it",
+  },
+  {
     fault: "connection closed by the broker: 320 CONNECTION_FORCED (shutdown, close_connection)",
     class: "transient",
     reported: false,

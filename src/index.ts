@@ -148,6 +148,7 @@ export {
   type ConsumerStatus,
   type ErrorInfo,
   type Health,
+  type LoopDelayStats,
   type PublisherStatus,
   type Rates,
   type Readiness,

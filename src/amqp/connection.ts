@@ -22,6 +22,7 @@ import {
   HandshakeError,
   HeartbeatTimeoutError,
   SocketError,
+  TlsError,
   VhostNotAllowedError,
 } from "../errors.js";
 import { isConnectionLimit } from "../faults.js";
@@ -59,8 +60,10 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from "./connection-options.js";
+import { type EventLoopLease, watchEventLoop } from "./event-loop.js";
 import { TypedEmitter } from "./events.js";
 import { Heartbeat } from "./heartbeat.js";
+import { brokerDroppedAfterStall, stallBehind, timedOutAfterStall } from "./loop-stall.js";
 import { saslResponse } from "./sasl.js";
 import { redactUrl } from "./url.js";
 
@@ -165,6 +168,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   private state: "handshake" | "open" | "closing" | "closed" = "handshake";
   private waiter: Waiter | undefined;
   private heartbeats: Heartbeat | undefined;
+  /** While heartbeats run: the event-loop monitor, to tell a stalled loop from a lost network. */
+  private loop: EventLoopLease | undefined;
   private closePromise: Promise<void> | undefined;
   private startOkSent = false;
   private tuned = false;
@@ -206,7 +211,19 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
         );
       }
     });
-    socket.on("error", (err) => this.fail(toSocketError(err, `${options.host}:${options.port}`), false));
+    socket.on("error", (err) => {
+      const e = toSocketError(err, `${options.host}:${options.port}`);
+      const stall = e instanceof TlsError ? undefined : this.stall();
+      this.fail(
+        stall === undefined
+          ? e
+          : new SocketError(`${e.message}: ${brokerDroppedAfterStall(stall, this.heartbeat)}`, {
+              cause: err,
+              eventLoopStallMs: stall,
+            }),
+        false,
+      );
+    });
     socket.on("close", () => {
       if (this.state === "handshake" && this.startOkSent && !this.tuned) {
         // A broker without authentication_failure_close hangs up after start-ok on bad credentials.
@@ -218,13 +235,17 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
         );
         return;
       }
-      if (this.state !== "closed") {
+      if (this.state === "closing") {
+        this.fail(new ConnectionClosedError("socket closed while the connection was closing"), false);
+      } else if (this.state !== "closed") {
+        const stall = this.stall();
+        const lost = `connection to ${options.host}:${options.port} was closed by the peer without connection.close`;
         this.fail(
-          this.state === "closing"
-            ? new ConnectionClosedError("socket closed while the connection was closing")
-            : new SocketError(
-                `connection to ${options.host}:${options.port} was closed by the peer without connection.close`,
-              ),
+          stall === undefined
+            ? new SocketError(lost)
+            : new SocketError(`${lost}: ${brokerDroppedAfterStall(stall, this.heartbeat)}`, {
+                eventLoopStallMs: stall,
+              }),
           false,
         );
       }
@@ -367,6 +388,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     const opened = await openP;
     if (opened.name === "connection.close") throw this.handshakeClose(opened.args, "open");
     this.state = "open";
+    if (this.heartbeat > 0) this.loop = watchEventLoop();
     this.heartbeats = new Heartbeat(this.heartbeat, {
       bytesOut: () => this.socket.bytesWritten + this.writer.pending,
       sendHeartbeat: () => {
@@ -376,10 +398,14 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
       },
       peerSilent: () => {
         this.observer?.heartbeatMissed?.();
+        const stall = this.stall();
+        const silent = `no data from ${this.options.host}:${this.options.port} for ${this.heartbeat * 2} s (two heartbeat intervals)`;
         this.fail(
-          new HeartbeatTimeoutError(
-            `no data from ${this.options.host}:${this.options.port} for ${this.heartbeat * 2} s (two heartbeat intervals): the broker or the network is gone`,
-          ),
+          stall === undefined
+            ? new HeartbeatTimeoutError(`${silent}: the broker or the network is gone`)
+            : new HeartbeatTimeoutError(`${silent}: ${timedOutAfterStall(stall)}`, {
+                eventLoopStallMs: stall,
+              }),
           false,
         );
       },
@@ -433,6 +459,11 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     };
     if (this.options.connectionName !== undefined) props["connection_name"] = this.options.connectionName;
     return props;
+  }
+
+  /** A stall of the event loop that explains losing the broker now (loop-stall.ts), if any. */
+  private stall(): number | undefined {
+    return this.state === "open" && this.loop ? stallBehind(this.loop.monitor, this.heartbeat) : undefined;
   }
 
   // ─── sending ────────────────────────────────────────────────────────────
@@ -634,6 +665,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     this.state = "closed";
     this.closeReason = error;
     this.heartbeats?.stop();
+    this.loop?.release();
     if (this.waiter) {
       this.waiter.reject(error ?? new ConnectionClosedError("connection closed during the handshake"));
       this.waiter = undefined;

@@ -14,11 +14,11 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Registry } from "prom-client";
+import { watchEventLoop } from "../amqp/event-loop.js";
 import type { Client } from "../client/client.js";
 import { ConfigError } from "../errors.js";
 import { closeServer, listen, writeMetrics } from "../observability/http.js";
 import { tokenCheck } from "./auth.js";
-import { LoopDelay } from "./loop-delay.js";
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from "./page.js";
 import { readiness } from "./readiness.js";
 import { StatusRecorder } from "./recorder.js";
@@ -80,7 +80,8 @@ export async function serveStatus(client: Client, options: StatusServerOptions =
       unsubscribe = undefined;
     }
   });
-  const loop = new LoopDelay();
+  // The process's one event-loop monitor (shared with the connections and the metrics).
+  const loop = watchEventLoop({ distribution: true });
   const started = Date.now();
   const endpoints = options.registry ? [...ENDPOINTS, "/metrics"] : ENDPOINTS;
 
@@ -108,7 +109,7 @@ export async function serveStatus(client: Client, options: StatusServerOptions =
         const health: Health = {
           status: "ok",
           uptimeSeconds: Math.round((Date.now() - started) / 1000),
-          eventLoopDelayMs: loop.report(),
+          eventLoopDelayMs: loop.monitor.delay(),
         };
         json(req, res, 200, health);
         return;
@@ -140,7 +141,7 @@ export async function serveStatus(client: Client, options: StatusServerOptions =
     url = await listen(server, options.port ?? 9465, options.host ?? "127.0.0.1");
   } catch (e) {
     recorder.close();
-    loop.stop();
+    loop.release();
     throw e;
   }
   let closing: Promise<void> | undefined;
@@ -149,7 +150,7 @@ export async function serveStatus(client: Client, options: StatusServerOptions =
     close: () => {
       closing ??= (async () => {
         recorder.close();
-        loop.stop();
+        loop.release();
         hub.close();
         await closeServer(server);
       })();
@@ -204,6 +205,7 @@ function unauthorized(req: IncomingMessage, res: ServerResponse): void {
   json(req, res, 401, { error: "a token is needed: Authorization: Bearer <token>, or ?token=<token>" });
 }
 
+export type { LoopDelayStats } from "../amqp/event-loop.js";
 export type {
   ClientStatus,
   ConsumerStatus,

@@ -3,6 +3,7 @@
  * snapshot of /status.json, the events of /events, the bodies of /healthz and /readyz. No
  * behaviour. Hosts are host:port and addresses are redacted URLs: never credentials.
  */
+import type { LoopDelayStats } from "../amqp/event-loop.js";
 import type { ConsumerState } from "../client/consumer-types.js";
 import type { ClientState } from "../observability/observers.js";
 
@@ -225,6 +226,6 @@ export interface Health {
   status: "ok";
   /** Since the status server started, in seconds. */
   uptimeSeconds: number;
-  /** Event-loop delay (node:perf_hooks monitorEventLoopDelay) over the last window, in ms. */
-  eventLoopDelayMs: { mean: number; p50: number; p99: number; max: number; windowMs: number };
+  /** Event-loop delay (node:perf_hooks monitorEventLoopDelay) over the last 10 s window, in ms. */
+  eventLoopDelayMs: LoopDelayStats;
 }

@@ -352,6 +352,8 @@ const CALM_DEMO_ALLOW_EMPTY = new Set<string>([
   "warren_rpc_client_retries_total",
   "warren_rpc_server_requests_total",
   "warren_rpc_server_duration_seconds",
+  // The demo connects with a URL's fixed credentials, not a provider: nothing to refresh.
+  "warren_credential_refreshes_total",
 ]);
 
 /**

@@ -4,10 +4,13 @@
  * compares the two).
  */
 import { Counter, Gauge, type Registry } from "prom-client";
+import { type EventLoopLease, watchEventLoop } from "../../amqp/event-loop.js";
 import { SeriesHistogram } from "./primitives.js";
 
 /** What a registry asks of each client's metrics when it is collected (scraped). */
 export interface CollectedClient {
+  /** Its `connection` label. */
+  readonly name: string;
   flushCounts(): void;
   collectBlocked(): void;
   collectDegraded(): void;
@@ -22,6 +25,10 @@ const RECOVERY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 /** The metric objects of one registry, shared by every client that uses it. */
 export class RegistryMetrics {
   readonly clients = new Set<CollectedClient>();
+  /** The event-loop monitor, held while a client uses this registry. */
+  private loop: EventLoopLease | undefined;
+  /** When the lag was last collected (the monitor's clock). */
+  private lagCollectedAt = 0;
 
   readonly connectionState: Gauge<"connection" | "state">;
   readonly connectionUp: Gauge<"connection">;
@@ -37,6 +44,7 @@ export class RegistryMetrics {
   readonly degradedSeconds: Counter<"connection">;
   readonly heartbeatMisses: Counter<"connection">;
   readonly credentialRefreshes: Counter<"connection" | "outcome">;
+  readonly eventLoopLag: Gauge<"connection">;
   readonly bytesReceived: Counter<"connection">;
   readonly bytesSent: Counter<"connection">;
   readonly writeBuffer: Gauge<"connection">;
@@ -150,6 +158,12 @@ export class RegistryMetrics {
       "warren_credential_refreshes_total",
       "Credentials from connect({ credentials }): refreshes on open connections and failures to get them, by outcome: ok, provider_error, malformed, timeout, refused",
       [C, "outcome"],
+    );
+    this.eventLoopLag = gauge(
+      "warren_event_loop_lag_seconds",
+      "The event loop's largest delay since the previous scrape (the process's, the same for each connection)",
+      [C],
+      () => this.collectLoopLag(),
     );
     this.bytesReceived = counter("warren_bytes_received_total", "Bytes read from the socket", [C], () =>
       this.collectBytes(),
@@ -306,7 +320,34 @@ export class RegistryMetrics {
     );
   }
 
+  /** A client starts using this registry: the event-loop monitor runs while one does. */
+  attach(client: CollectedClient): void {
+    this.clients.add(client);
+    if (this.loop === undefined) {
+      this.loop = watchEventLoop({ distribution: true });
+      this.lagCollectedAt = this.loop.monitor.now();
+    }
+  }
+
+  /** A client closed: its lag series drops to 0 (nothing would update it), the monitor stops with the last. */
+  detach(client: CollectedClient): void {
+    if (!this.clients.delete(client)) return;
+    this.eventLoopLag.labels(client.name).set(0);
+    if (this.clients.size === 0) {
+      this.loop?.release();
+      this.loop = undefined;
+    }
+  }
+
   // Several metrics share one read: each collect runs once per scrape, cheap either way.
+  private collectLoopLag(): void {
+    const monitor = this.loop?.monitor;
+    if (monitor === undefined) return;
+    const now = monitor.now();
+    const seconds = monitor.peakSince(this.lagCollectedAt) / 1000;
+    this.lagCollectedAt = now;
+    for (const c of this.clients) this.eventLoopLag.labels(c.name).set(seconds);
+  }
   private flushCounts(): void {
     for (const c of this.clients) c.flushCounts();
   }

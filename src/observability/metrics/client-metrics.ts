@@ -181,7 +181,8 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
     this.inFlight.set(0);
     this.outboxDepth.set(0);
     this.deadLetters.set(0);
-    m.clients.add(this);
+    m.eventLoopLag.labels(n).set(0);
+    m.attach(this);
   }
 
   // ─── label values (bounded) ─────────────────────────────────────────────
@@ -477,6 +478,6 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
     this.consumers.clear();
     this.collectPublishers();
     this.collectConsumers();
-    this.m.clients.delete(this);
+    this.m.detach(this);
   }
 }
