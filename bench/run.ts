@@ -93,7 +93,7 @@ const QUICK: Sizes = {
   large: 20,
   rpc: 300,
   rpcConcurrent: 1_000,
-  pubsub: 10_000,
+  pubsub: 5_000,
   warmupSmall: 500,
   warmupLarge: 3,
 };

@@ -33,7 +33,7 @@ const scratchU8 = new Uint8Array(scratch);
  */
 export function stamped(template: Buffer, index: number): Buffer {
   const b = Buffer.allocUnsafe(template.length);
-  template.copy(b, 0, STAMP_BYTES);
+  template.copy(b, STAMP_BYTES, STAMP_BYTES);
   scratchU32[0] = index;
   for (let k = 0; k < 4; k++) b[8 + k] = scratchU8[k]!;
   scratchF64[0] = performance.now();
