@@ -1,9 +1,9 @@
 /** What the orchestrator (run.ts) and a worker (worker.ts) exchange. */
 import type { ClientName } from "./clients/types.js";
 
-export type Workload = "publish" | "confirm" | "consume" | "large" | "rpc";
+export type Workload = "publish" | "confirm" | "consume" | "large" | "rpc" | "pubsub";
 
-/** A timed part of a workload; "large" and "rpc" have two. */
+/** A timed part of a workload; "large", "rpc" and "pubsub" have two. */
 export type Phase =
   | "publish"
   | "confirm"
@@ -11,9 +11,11 @@ export type Phase =
   | "large-publish"
   | "large-consume"
   | "rpc-sequential"
-  | "rpc-concurrent";
+  | "rpc-concurrent"
+  | "pubsub-noack"
+  | "pubsub-ack";
 
-export const WORKLOADS: readonly Workload[] = ["publish", "confirm", "consume", "large", "rpc"];
+export const WORKLOADS: readonly Workload[] = ["publish", "confirm", "consume", "large", "rpc", "pubsub"];
 
 export const PHASES_OF: Record<Workload, readonly Phase[]> = {
   publish: ["publish"],
@@ -21,6 +23,7 @@ export const PHASES_OF: Record<Workload, readonly Phase[]> = {
   consume: ["consume"],
   large: ["large-publish", "large-consume"],
   rpc: ["rpc-sequential", "rpc-concurrent"],
+  pubsub: ["pubsub-noack", "pubsub-ack"],
 };
 
 export interface Job {
@@ -36,9 +39,9 @@ export interface Job {
   count: number;
   warmupCount: number;
   bodySize: number;
-  /** Confirm window (confirm, large). */
+  /** Confirm window (confirm, large); publish promises outstanding at most (pubsub). */
   maxInFlight: number;
-  /** Consumer prefetch (consume, large). */
+  /** Consumer prefetch (consume, large, pubsub). */
   prefetch: number;
   /** Write a CPU profile of each timed phase into this directory. */
   profileDir: string | undefined;
@@ -59,7 +62,7 @@ export interface PhaseResult {
   cpuSystemUs: number;
   /** Minor page faults over the timed phase (fresh memory being touched). */
   minorPageFaults: number;
-  /** rpc: each call's round trip (call to reply), percentiles in µs. */
+  /** rpc: each call's round trip (call to reply); pubsub: each message's publish → deliver; percentiles in µs. */
   latencyUs?: { p50: number; p99: number };
 }
 

@@ -17,6 +17,9 @@
  *   rpc        2 000 sequential request/reply calls over direct reply-to (256 B each way), then
  *              10 000 with 50 outstanding; round-trip p50/p99 and calls/s. The server is the
  *              same for every client (bench/rpc-server.ts, in this process)
+ *   pubsub   200 000 × 128 B published without confirms (≤ 1000 publish promises outstanding, or
+ *            the client's drain signal) while a consumer of the same client (prefetch 1000)
+ *            receives them: once with noAck, once acking each; publish → deliver p50/p99
  *
  * A client that does not run a workload (CLIENT_WORKLOADS in clients/types.ts) is shown
  * as n/a. "Best peer" is the best of the three other libraries.
@@ -67,6 +70,8 @@ interface Sizes {
   /** rpc: sequential calls, then calls with RPC_CONCURRENCY outstanding. */
   rpc: number;
   rpcConcurrent: number;
+  /** pubsub: messages of each of its two phases. */
+  pubsub: number;
   warmupSmall: number;
   warmupLarge: number;
 }
@@ -77,6 +82,7 @@ const FULL: Sizes = {
   large: 300,
   rpc: 2_000,
   rpcConcurrent: 10_000,
+  pubsub: 200_000,
   warmupSmall: 2_000,
   warmupLarge: 10,
 };
@@ -87,11 +93,15 @@ const QUICK: Sizes = {
   large: 20,
   rpc: 300,
   rpcConcurrent: 1_000,
+  pubsub: 5_000,
   warmupSmall: 500,
   warmupLarge: 3,
 };
 const SMALL_BODY = 256;
 const LARGE_BODY = MiB;
+const PUBSUB_BODY = 128;
+/** pubsub: publish promises outstanding at most (the clients with a drain signal use that instead). */
+const PUBSUB_WINDOW = 1000;
 const CONFIRM_WINDOW = 1000;
 const LARGE_CONFIRM_WINDOW = 50;
 const PREFETCH = 1000;
@@ -131,7 +141,7 @@ interface Args {
 
 function usage(): never {
   console.error(
-    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,warren-client,warren-outbox,warren-observed,warren-status,amqplib,...] [--workloads publish,confirm,consume,large,rpc] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
+    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,warren-client,warren-outbox,warren-observed,warren-status,amqplib,...] [--workloads publish,confirm,consume,large,rpc,pubsub] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
   );
   process.exit(2);
 }
@@ -321,7 +331,7 @@ interface Sample {
   maxRssKiB: number;
   verified: boolean;
   note?: string;
-  /** rpc: round-trip percentiles of this repetition, µs. */
+  /** rpc: round-trip percentiles of this repetition, µs; pubsub: publish → deliver. */
   p50Us?: number;
   p99Us?: number;
 }
@@ -336,7 +346,7 @@ interface Summary {
   msgsPerSec: number | null;
   mbPerSec: number | null;
   cpuUsPerMsg: number | null;
-  /** rpc: medians of the repetitions' round-trip p50 and p99, µs. */
+  /** rpc, pubsub: medians of the repetitions' latency p50 and p99, µs. */
   p50Us: number | null;
   p99Us: number | null;
 }
@@ -357,7 +367,16 @@ const PHASE_LABEL: Record<Phase, (s: Sizes) => string> = {
   "rpc-sequential": (s) => `RPC round trip, sequential (${fmtCount(s.rpc)} calls × 256 B)`,
   "rpc-concurrent": (s) =>
     `RPC round trip, ${RPC_CONCURRENCY} outstanding (${fmtCount(s.rpcConcurrent)} calls × 256 B)`,
+  "pubsub-noack": (s) =>
+    `publish (no confirms) while consuming, noAck, same client (${fmtCount(s.pubsub)} × ${PUBSUB_BODY} B)`,
+  "pubsub-ack": (s) =>
+    `publish (no confirms) while consuming, ack each, same client (${fmtCount(s.pubsub)} × ${PUBSUB_BODY} B)`,
 };
+
+/** Phases whose table shows latency percentiles: rpc round trips, pubsub publish → deliver. */
+function hasLatency(ph: Phase): boolean {
+  return ph.startsWith("rpc") || ph.startsWith("pubsub");
+}
 
 function fmtCount(n: number): string {
   return n >= 1000 && n % 1000 === 0 ? `${n / 1000}k` : String(n);
@@ -393,7 +412,7 @@ function ratios(rows: Summary[], subject: ClientName = "warren"): Ratios {
   };
 }
 
-/** rpc latency: the lowest peer's percentile ÷ the subject's (above 1 = the subject is faster). */
+/** Latency (rpc, pubsub): the lowest peer's percentile ÷ the subject's (above 1 = the subject is faster). */
 function latencyRatio(
   rows: Summary[],
   subject: ClientName,
@@ -458,7 +477,7 @@ function table(summaries: Summary[], phases: Phase[], clients: ClientName[], siz
         )}`,
       );
     }
-    if (ph.startsWith("rpc")) {
+    if (hasLatency(ph)) {
       for (const [metric, pick] of [
         ["p50 µs", (s: Summary) => s.p50Us],
         ["p99 µs", (s: Summary) => s.p99Us],
@@ -706,6 +725,8 @@ async function main(): Promise<void> {
         largeConfirmWindow: LARGE_CONFIRM_WINDOW,
         prefetch: PREFETCH,
         largePrefetch: LARGE_PREFETCH,
+        pubsubBody: PUBSUB_BODY,
+        pubsubWindow: PUBSUB_WINDOW,
         frameMax: args.frameMax ?? Object.fromEntries(args.clients.map((c) => [c, CLIENT_FRAME_MAX[c]])),
         writeWindow: WRITE_WINDOW,
       },
@@ -779,6 +800,14 @@ async function main(): Promise<void> {
         "amq.rabbitmq.reply-to with noAck, publish with replyTo on the same channel); rabbitmq-client its " +
         "`createRPCClient()`. The server is the same for all: warren's low-level API in the orchestrator's process, " +
         "prefetch 100, echoing each body.",
+      `- Publish while consuming (pubsub): ${fmtCount(sizes.pubsub)} × ${PUBSUB_BODY} B published without confirms while ` +
+        `a consumer of the same client (prefetch ${PREFETCH}) receives them, on another channel of the same connection ` +
+        "(warren-client: wherever `connect()`'s defaults put its publisher and consumer); once with noAck, once acking " +
+        "each; timed until every message arrived and the consumer was cancelled (after the last ack). Publishing: " +
+        `amqplib \`sendToQueue()\` and warren \`basicPublish()\` with their drain signal, rabbitmq-client and ` +
+        `@cloudamqp/amqp-client \`basicPublish()\` and warren-client \`client.publisher({ confirm: false, maxInFlight: ` +
+        `${PUBSUB_WINDOW} })\` with at most ${PUBSUB_WINDOW} promises outstanding. p50/p99: each message's ` +
+        "publish → deliver latency (the time it was handed to the client, carried in its body), median over repetitions.",
       `- frame_max: ${
         args.frameMax === undefined
           ? "each client's default (warren and amqplib 131072, rabbitmq-client and @cloudamqp/amqp-client 8192)"
@@ -814,7 +843,7 @@ interface RunSpec {
 
 async function runOne(admin: Admin, r: RunSpec, summaries: Summary[]): Promise<void> {
   const large = r.workload === "large";
-  const bodySize = large ? LARGE_BODY : SMALL_BODY;
+  const bodySize = large ? LARGE_BODY : r.workload === "pubsub" ? PUBSUB_BODY : SMALL_BODY;
   const count = r.sizes[r.workload];
   const warmupCount = large
     ? r.sizes.warmupLarge
@@ -839,7 +868,7 @@ async function runOne(admin: Admin, r: RunSpec, summaries: Summary[]): Promise<v
       count,
       warmupCount,
       bodySize,
-      maxInFlight: large ? LARGE_CONFIRM_WINDOW : CONFIRM_WINDOW,
+      maxInFlight: large ? LARGE_CONFIRM_WINDOW : r.workload === "pubsub" ? PUBSUB_WINDOW : CONFIRM_WINDOW,
       prefetch: large ? LARGE_PREFETCH : PREFETCH,
       profileDir: r.profileDir,
       phaseTimeoutMs: r.phaseTimeoutMs,
@@ -855,7 +884,8 @@ async function runOne(admin: Admin, r: RunSpec, summaries: Summary[]): Promise<v
       console.error(`  ${r.client} ${r.workload} rep ${r.rep + 1}: FAILED ${reply.error}\n${reply.stderr}`);
       return;
     }
-    // What the broker holds afterwards: everything for publishes, nothing after consuming.
+    // What the broker holds afterwards: everything for publishes, nothing after consuming (pubsub
+    // included: its worker also checked that each message arrived exactly once).
     let verified = true;
     let note: string | undefined;
     if (r.workload === "publish" || r.workload === "confirm") {

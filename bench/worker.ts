@@ -63,12 +63,13 @@ async function timed(
     cpuSystemUs: cpu.system,
     minorPageFaults,
   };
-  if (Array.isArray(out)) result.latencyUs = percentiles(out as number[]);
+  if (Array.isArray(out) || out instanceof Float64Array)
+    result.latencyUs = percentiles(out as ArrayLike<number>);
   return result;
 }
 
-/** p50 and p99 of the calls' round trips (nearest rank). */
-function percentiles(us: number[]): { p50: number; p99: number } {
+/** p50 and p99 of the calls' round trips, or of the messages' latencies (nearest rank). */
+function percentiles(us: ArrayLike<number>): { p50: number; p99: number } {
   const s = Float64Array.from(us).sort();
   const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? 0;
   return { p50: at(0.5), p99: at(0.99) };
@@ -140,6 +141,16 @@ async function run(c: BenchClient): Promise<PhaseResult[]> {
         rpc(j.queue, b, n, j.rpcConcurrency),
       );
       return [seq, par];
+    }
+    case "pubsub": {
+      const noAck = { window: j.maxInFlight, prefetch: j.prefetch, noAck: true };
+      const ack = { ...noAck, noAck: false };
+      await c.pubsub(j.warmupQueue, b, w, noAck);
+      await c.pubsub(j.warmupQueue, b, w, ack);
+      const bytes = j.count * j.bodySize;
+      const free = await timed("pubsub-noack", j.count, bytes, () => c.pubsub(j.queue, b, j.count, noAck));
+      const acked = await timed("pubsub-ack", j.count, bytes, () => c.pubsub(j.queue, b, j.count, ack));
+      return [free, acked];
     }
   }
 }

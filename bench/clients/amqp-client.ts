@@ -1,4 +1,5 @@
 import { type AMQPChannel, AMQPClient } from "@cloudamqp/amqp-client";
+import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
 import { pump, WRITE_WINDOW } from "./pump.js";
 import { Correlator, correlatedCalls, REPLY_TO } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
@@ -57,6 +58,26 @@ export class CloudAmqpClient implements BenchClient {
       }).catch(reject);
     });
     await ch.queueDeclare(queue, { passive: true });
+  }
+
+  /** Its publish promise, at most `o.window` unresolved, while the consuming channel receives. */
+  async pubsub(queue: string, template: Buffer, count: number, o: PubSubOptions): Promise<Float64Array> {
+    const pub = this.pub;
+    const sub = this.sub;
+    const r = new Receipts(count, template.length);
+    await sub.basicQos(o.prefetch);
+    const consumer = await sub.basicConsume(queue, { noAck: o.noAck }, (m) => {
+      if (!o.noAck) void sub.basicAck(m.deliveryTag);
+      r.receive(m.body);
+    });
+    let i = 0;
+    const publishing = pump(count, o.window, (done, fail) => {
+      pub.basicPublish("", queue, stamped(template, i++)).then(done, fail);
+      return true;
+    });
+    await Promise.all([publishing, r.all]);
+    await consumer.cancel();
+    return r.finish();
   }
 
   /** Direct reply-to by hand on one channel: consume amq.rabbitmq.reply-to (noAck), publish with replyTo. */

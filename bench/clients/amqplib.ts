@@ -1,4 +1,5 @@
 import amqplib from "amqplib";
+import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
 import { pump } from "./pump.js";
 import { Correlator, correlatedCalls, REPLY_TO } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
@@ -61,6 +62,34 @@ export class AmqplibClient implements BenchClient {
       ).catch(reject);
     });
     await ch.checkQueue(queue);
+  }
+
+  /** sendToQueue() on the plain channel (false → wait for 'drain') while the consuming channel receives. */
+  async pubsub(queue: string, template: Buffer, count: number, o: PubSubOptions): Promise<Float64Array> {
+    const pub = this.pub;
+    const sub = this.sub;
+    const r = new Receipts(count, template.length);
+    await sub.prefetch(o.prefetch);
+    const { consumerTag } = await sub.consume(
+      queue,
+      (m) => {
+        if (m === null) {
+          r.fail("the broker cancelled the consumer");
+          return;
+        }
+        if (!o.noAck) sub.ack(m);
+        r.receive(m.content);
+      },
+      { noAck: o.noAck },
+    );
+    const publishing = (async () => {
+      for (let i = 0; i < count; i++) {
+        if (!pub.sendToQueue(queue, stamped(template, i))) await new Promise((d) => pub.once("drain", d));
+      }
+    })();
+    await Promise.all([publishing, r.all]);
+    await sub.cancel(consumerTag);
+    return r.finish();
   }
 
   /** Direct reply-to by hand on one channel: consume amq.rabbitmq.reply-to (noAck), publish with replyTo. */

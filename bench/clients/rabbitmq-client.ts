@@ -1,4 +1,5 @@
 import { type Channel, Connection, type RPCClient } from "rabbitmq-client";
+import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
 import { pump, WRITE_WINDOW } from "./pump.js";
 import { timedCalls } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
@@ -60,6 +61,26 @@ export class RabbitmqClient implements BenchClient {
       }).catch(reject);
     });
     await ch.queueDeclare({ queue, passive: true });
+  }
+
+  /** Its publish promise, at most `o.window` unresolved, while the consuming channel receives. */
+  async pubsub(queue: string, template: Buffer, count: number, o: PubSubOptions): Promise<Float64Array> {
+    const pub = this.pub;
+    const sub = this.sub;
+    const r = new Receipts(count, template.length);
+    await sub.basicQos({ prefetchCount: o.prefetch });
+    const { consumerTag } = await sub.basicConsume({ queue, noAck: o.noAck }, (m) => {
+      if (!o.noAck) sub.basicAck({ deliveryTag: m.deliveryTag });
+      r.receive(Buffer.isBuffer(m.body) ? m.body : null);
+    });
+    let i = 0;
+    const publishing = pump(count, o.window, (done, fail) => {
+      pub.basicPublish({ routingKey: queue }, stamped(template, i++)).then(done, fail);
+      return true;
+    });
+    await Promise.all([publishing, r.all]);
+    await sub.basicCancel(consumerTag);
+    return r.finish();
   }
 
   /** Its RPC client, `createRPCClient()` (direct reply-to), without publisher confirms as the others. */

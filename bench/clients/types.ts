@@ -9,6 +9,7 @@
  * confirm), consumes with one after the last ack.
  */
 import type { Workload } from "../jobs.js";
+import type { PubSubOptions } from "./pubsub.js";
 
 export interface OpenOptions {
   url: string;
@@ -41,6 +42,15 @@ export interface BenchClient {
    * channel, or the client's own RPC API), at most `concurrency` outstanding; resolves with each
    * call's round trip in µs. Rejects if a reply is not the request's body. Absent: n/a.
    */
+  /**
+   * pubsub: publishes `count` stamped copies of `template` (clients/pubsub.ts) to `queue` without
+   * confirms, at most `o.window` outstanding (or the client's drain signal), while a consumer of
+   * the same client, on another channel, receives them (`o.noAck`, or acking each; `o.prefetch`).
+   * Resolves once all were received and the consumer was cancelled (its basic.cancel follows the
+   * last ack), with each message's publish → deliver latency in µs. Rejects on a missing, extra,
+   * duplicate or wrong-sized message.
+   */
+  pubsub(queue: string, template: Buffer, count: number, o: PubSubOptions): Promise<Float64Array>;
   rpc?(queue: string, body: Buffer, count: number, concurrency: number): Promise<number[]>;
   close(): Promise<void>;
 }

@@ -8,6 +8,9 @@
  * ends an unconfirmed publish goes over a separate raw channel of the same connection (the
  * broker has then read every byte sent before it); a consume ends with consumer.cancel(),
  * whose basic.cancel and channel.close follow the last ack on the consumer's channel.
+ *
+ * The client is made with connect()'s defaults (the URL, and frameMax when asked): pubsub puts
+ * its publisher and consumer wherever those defaults put them, as a user calling it would get.
  */
 import {
   type Channel,
@@ -18,6 +21,7 @@ import {
   type Publisher,
   type RpcClient,
 } from "../../src/index.js";
+import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
 import { pump } from "./pump.js";
 import { timedCalls } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
@@ -27,6 +31,7 @@ export class WarrenClientClient implements BenchClient {
   protected client!: Client;
   private plain: Publisher | undefined;
   private confirmed = new Map<number, Publisher>();
+  private unconfirmed = new Map<number, Publisher>();
   private sync: Channel | undefined;
   private rpcClient: RpcClient | undefined;
 
@@ -82,6 +87,36 @@ export class WarrenClientClient implements BenchClient {
       });
     });
     await consumer!.cancel();
+  }
+
+  /**
+   * `client.publisher({ confirm: false, maxInFlight })`, its promises awaited in a window of
+   * `o.window`, while `client.consume()` receives (noAck, or acked once the handler resolves).
+   */
+  async pubsub(queue: string, template: Buffer, count: number, o: PubSubOptions): Promise<Float64Array> {
+    let pub = this.unconfirmed.get(o.window);
+    if (!pub) {
+      pub = this.client.publisher({ confirm: false, maxInFlight: o.window });
+      this.unconfirmed.set(o.window, pub);
+    }
+    const r = new Receipts(count, template.length);
+    const consumer = this.client.consume(
+      { queue, prefetch: o.prefetch, noAck: o.noAck },
+      async (m: ConsumedMessage) => r.receive(m.body),
+    );
+    consumer.on("state", ({ to, error }) => {
+      if (to === "failed") r.fail(`the consumer failed: ${error?.message ?? "no error given"}`);
+    });
+    await consumer.ready();
+    let i = 0;
+    const publishing = pump(count, o.window, (done, fail) => {
+      pub.publish({ exchange: "", routingKey: queue, body: stamped(template, i++) }).then(done, fail);
+      return true;
+    });
+    await Promise.all([publishing, r.all]);
+    // basic.cancel (and channel.close) follow the last ack on the consumer's channel.
+    await consumer.cancel();
+    return r.finish();
   }
 
   /** `client.rpcClient().call()`: direct reply-to, correlation ids, timeouts, recovery. */

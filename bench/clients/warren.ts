@@ -1,4 +1,5 @@
 import { type Channel, Connection } from "../../src/index.js";
+import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
 import { pump } from "./pump.js";
 import { Correlator, correlatedCalls, REPLY_TO } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
@@ -56,6 +57,26 @@ export class WarrenClient implements BenchClient {
       }).catch(reject);
     });
     await ch.queueDeclare({ queue, passive: true });
+  }
+
+  /** Publishes on the plain channel (drain signal) while the consuming channel receives. */
+  async pubsub(queue: string, template: Buffer, count: number, o: PubSubOptions): Promise<Float64Array> {
+    const pub = this.pub;
+    const sub = this.sub;
+    const r = new Receipts(count, template.length);
+    await sub.basicQos({ prefetchCount: o.prefetch });
+    const tag = await sub.basicConsume({ queue, noAck: o.noAck }, (m) => {
+      if (!o.noAck) sub.basicAck(m.deliveryTag);
+      r.receive(m.body);
+    });
+    const publishing = (async () => {
+      for (let i = 0; i < count; i++) {
+        if (!pub.basicPublish("", queue, stamped(template, i))) await pub.waitForDrain();
+      }
+    })();
+    await Promise.all([publishing, r.all]);
+    await sub.basicCancel(tag);
+    return r.finish();
   }
 
   /** Direct reply-to by hand on one channel: consume amq.rabbitmq.reply-to (noAck), publish with replyTo. */
