@@ -18,13 +18,14 @@ import {
   ConnectionError,
   ConnectionLimitError,
   ConnectTimeoutError,
+  DeprecatedFeatureError,
   FrameError,
   HandshakeError,
   HeartbeatTimeoutError,
   SocketError,
   VhostNotAllowedError,
 } from "../errors.js";
-import { isConnectionLimit } from "../faults.js";
+import { deprecatedFeatureIn, isConnectionLimit } from "../faults.js";
 import { FRAME_OVERHEAD, FrameParser, HEARTBEAT_FRAME, writeMethodFrame } from "../protocol/frame.js";
 import {
   ACCESS_REFUSED,
@@ -498,15 +499,16 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
         this.sendRaw(0, { name: "connection.close-ok", args: {} });
         this.writer.flushNow();
         const a = m.args;
+        const details = { ...a, methodName: METHOD_NAMES[(a.classId << 16) | a.methodId] };
+        const feature = deprecatedFeatureIn(a.replyCode, a.replyText);
         const err =
           this.state === "handshake" && a.replyCode === ACCESS_REFUSED
             ? new AuthenticationError(
                 `the broker refused the credentials of user "${this.options.username}" (${a.replyText})`,
               )
-            : new ConnectionClosedByBroker({
-                ...a,
-                methodName: METHOD_NAMES[(a.classId << 16) | a.methodId],
-              });
+            : feature !== undefined
+              ? new DeprecatedFeatureError({ ...details, feature })
+              : new ConnectionClosedByBroker(details);
         this.fail(err, false);
         return;
       }
