@@ -640,10 +640,15 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
       this.waiter.reject(error ?? new ConnectionClosedError("connection closed during the handshake"));
       this.waiter = undefined;
     }
-    const chErr = new ConnectionClosedError(
-      error ? `the connection closed: ${error.message}` : "the connection was closed",
-      error ? { cause: error } : undefined,
-    );
+    // A refusal of what a channel asked (a deprecated feature) fails that request with the refusal
+    // itself: the caller reads what to do, not "the connection closed".
+    const chErr =
+      error instanceof DeprecatedFeatureError
+        ? error
+        : new ConnectionClosedError(
+            error ? `the connection closed: ${error.message}` : "the connection was closed",
+            error ? { cause: error } : undefined,
+          );
     for (const ch of [...this.channels.values()]) ch.connectionClosed(chErr);
     this.channels.clear();
     this.writer.close();
