@@ -219,6 +219,32 @@ export class VhostNotAllowedError extends ConnectionClosedByBroker {
 }
 
 /**
+ * The broker closed the connection because a request needs a deprecated feature it does not permit
+ * (541 INTERNAL_ERROR "Feature `transient_nonexcl_queues` is deprecated…": RabbitMQ 4.3 refuses a
+ * transient non-exclusive queue by default). Permanent: every reconnection that asked again would be
+ * closed the same way. docs/rabbitmq-4.md.
+ */
+export class DeprecatedFeatureError extends ConnectionClosedByBroker {
+  override readonly code = "DEPRECATED_FEATURE";
+  /** Always false: stop using the feature, or permit it on every node of the cluster. */
+  override readonly recoverable = false;
+  /** The feature the broker named, e.g. "transient_nonexcl_queues". */
+  readonly feature: string;
+  constructor(details: BrokerCloseDetails & { feature: string }, options?: ErrorOptions) {
+    super({ ...details, replyText: `${details.replyText} (${deprecatedAdvice(details.feature)})` }, options);
+    this.feature = details.feature;
+  }
+}
+
+/** What to do about a deprecated feature the broker refused. */
+function deprecatedAdvice(feature: string): string {
+  const permit = `or permit it on every node: deprecated_features.permit.${feature} = true in rabbitmq.conf`;
+  return feature === "transient_nonexcl_queues"
+    ? `a queue that is neither durable nor exclusive is refused: declare it durable (declare()'s default for a named queue) or exclusive, ${permit}`
+    : `stop using the deprecated feature ${feature}, ${permit}`;
+}
+
+/**
  * The client gave up, as the caller asked (`giveUpAfter`): it could not stay connected for that many
  * attempts or that long. Without `giveUpAfter` the client never gives up on a transient fault.
  */

@@ -183,6 +183,16 @@ export const FAULTS: readonly FaultRow[] = [
   },
   {
     fault:
+      'a deprecated feature the broker does not permit (541 INTERNAL_ERROR "Feature `…` is deprecated", e.g. a transient non-exclusive queue on RabbitMQ 4.3)',
+    class: "permanent",
+    reported: false,
+    error: "DeprecatedFeatureError",
+    code: "DEPRECATED_FEATURE",
+    action:
+      "fail: the same request would close every connection again; stop using the feature (a queue durable or exclusive), or permit it on every node",
+  },
+  {
+    fault:
       "connection closed for a protocol error: 501-505 (frame, syntax, command, channel, unexpected frame)",
     class: "transient",
     reported: false,
@@ -388,6 +398,17 @@ export function brokerCloseIsTransient(replyCode: number): boolean {
 /** A connection.close whose code is in no row of the table (transient, but the application hears of it). */
 export function brokerCloseIsUnknown(replyCode: number): boolean {
   return !PERMANENT_CLOSE_CODES.has(replyCode) && !KNOWN_TRANSIENT_CLOSE_CODES.has(replyCode);
+}
+
+/**
+ * The deprecated feature a broker's close names (RabbitMQ 3.12+ deprecated features: "INTERNAL_ERROR -
+ * Feature `transient_nonexcl_queues` is deprecated. By default, this feature is not permitted
+ * anymore."), if any. RabbitMQ closes the whole connection with 541 when a request needs a feature
+ * that is not permitted; reconnecting and asking again would meet the same refusal.
+ */
+export function deprecatedFeatureIn(replyCode: number, replyText: string): string | undefined {
+  if (replyCode !== 541) return undefined;
+  return /Feature [`'"]?([a-z0-9_]+)[`'"]? is deprecated/i.exec(replyText)?.[1];
 }
 
 /** RabbitMQ's 530 over a vhost, user or node connection limit ("... connection limit (N) is reached"). */

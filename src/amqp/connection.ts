@@ -18,6 +18,7 @@ import {
   ConnectionError,
   ConnectionLimitError,
   ConnectTimeoutError,
+  DeprecatedFeatureError,
   FrameError,
   HandshakeError,
   HeartbeatTimeoutError,
@@ -25,7 +26,7 @@ import {
   TlsError,
   VhostNotAllowedError,
 } from "../errors.js";
-import { isConnectionLimit } from "../faults.js";
+import { deprecatedFeatureIn, isConnectionLimit } from "../faults.js";
 import { FRAME_OVERHEAD, FrameParser, HEARTBEAT_FRAME, writeMethodFrame } from "../protocol/frame.js";
 import {
   ACCESS_REFUSED,
@@ -529,15 +530,16 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
         this.sendRaw(0, { name: "connection.close-ok", args: {} });
         this.writer.flushNow();
         const a = m.args;
+        const details = { ...a, methodName: METHOD_NAMES[(a.classId << 16) | a.methodId] };
+        const feature = deprecatedFeatureIn(a.replyCode, a.replyText);
         const err =
           this.state === "handshake" && a.replyCode === ACCESS_REFUSED
             ? new AuthenticationError(
                 `the broker refused the credentials of user "${this.options.username}" (${a.replyText})`,
               )
-            : new ConnectionClosedByBroker({
-                ...a,
-                methodName: METHOD_NAMES[(a.classId << 16) | a.methodId],
-              });
+            : feature !== undefined
+              ? new DeprecatedFeatureError({ ...details, feature })
+              : new ConnectionClosedByBroker(details);
         this.fail(err, false);
         return;
       }
@@ -670,10 +672,15 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
       this.waiter.reject(error ?? new ConnectionClosedError("connection closed during the handshake"));
       this.waiter = undefined;
     }
-    const chErr = new ConnectionClosedError(
-      error ? `the connection closed: ${error.message}` : "the connection was closed",
-      error ? { cause: error } : undefined,
-    );
+    // A refusal of what a channel asked (a deprecated feature) fails that request with the refusal
+    // itself: the caller reads what to do, not "the connection closed".
+    const chErr =
+      error instanceof DeprecatedFeatureError
+        ? error
+        : new ConnectionClosedError(
+            error ? `the connection closed: ${error.message}` : "the connection was closed",
+            error ? { cause: error } : undefined,
+          );
     for (const ch of [...this.channels.values()]) ch.connectionClosed(chErr);
     this.channels.clear();
     this.writer.close();

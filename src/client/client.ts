@@ -433,6 +433,7 @@ export class Client extends TypedEmitter<ClientEvents> {
         // The retry topology: recorded, so recoveries declare it again.
         declare: (ch, spec) => this.topology.declare(ch, spec),
         consumerRandom: Math.random,
+        brokerVersion: () => this.connection?.server?.properties["version"],
         report: (error) => this.report(error),
         ...(this.metrics ? { consumeStats: this.metrics.queue.bind(this.metrics) } : {}),
         tracing: this.tracing,

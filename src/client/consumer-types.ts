@@ -53,8 +53,10 @@ export interface ConsumerOptions {
   onFailure?: FailurePolicy;
   /**
    * Attempts in all, the first delivery included. Default 2 for "requeue" (requeued once, rejected
-   * when it fails again) and 5 for "retry". `Infinity` requeues for ever, or until a quorum
-   * queue's x-delivery-limit dead-letters it.
+   * when it fails again) and 5 for "retry". Under "requeue", past the second attempt on a classic
+   * queue (which cannot count redeliveries) a copy carrying the count goes to the queue instead.
+   * A quorum queue's delivery limit (20 by default since RabbitMQ 4.0) dead-letters or drops a message
+   * first if lower. `Infinity` requeues for ever, or until that limit.
    */
   maxAttempts?: number;
   /** The retry topology's delays and dead-lettering (onFailure "retry"). */
@@ -62,6 +64,9 @@ export interface ConsumerOptions {
   /**
    * A handler still running after this long (ms) fails with a TimeoutError: the policy applies,
    * its slot is freed, `message.signal` is aborted, and its late result is ignored. Default none.
+   * Keep it below the broker's delivery acknowledgement timeout (`consumer_timeout`, 30 min by
+   * default): on RabbitMQ 4.3+ warren sends `x-consumer-timeout` = timeoutMs + 60 s on basic.consume;
+   * on older brokers raise the queue's `x-consumer-timeout` (3.12+) instead. docs/rabbitmq-4.md.
    */
   timeoutMs?: number;
   /** Stream queues: where to start reading (the x-stream-offset consumer argument). */
@@ -199,6 +204,8 @@ export interface ConsumerHost {
   /** Declares and records topology (the retry topology), so recoveries restore it. */
   declare?: (ch: Channel, spec: TopologySpec) => Promise<unknown>;
   consumerRandom: () => number;
+  /** The broker's version (server properties), when connected: decides x-consumer-timeout (consumer-timeout.ts). */
+  brokerVersion?: () => unknown;
   /** The client's tracing, when it is on. */
   tracing?: Tracing | undefined;
   /** Instrumentation for the consumer's queue, if metrics are on. */

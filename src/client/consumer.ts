@@ -18,6 +18,7 @@ import type { DeliveryOutcome, Tracing } from "../observability/tracing.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import type { FieldValue } from "../protocol/table.js";
 import { resolveConsumeOptions } from "./consumer-options.js";
+import { withConsumerTimeout } from "./consumer-timeout.js";
 import type {
   ConsumedMessage,
   ConsumerEvents,
@@ -38,6 +39,7 @@ import {
   RETRIES_HEADER,
   RETRY_DELAY_HEADER,
   RETRY_EXCHANGE,
+  redeliveryCountable,
   retriesOf,
   retryTopology,
 } from "./retry.js";
@@ -295,8 +297,16 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
 
   // ─── actors ─────────────────────────────────────────────────────────────
 
-  private get needsConfirms(): boolean {
+  /** Failures are retried through the retry topology. */
+  private get needsRetryTopology(): boolean {
     return this.policy === "retry" && !this.options.noAck;
+  }
+
+  /** Copies are published (confirmed) before an ack: retries, and requeues past what a classic queue can count. */
+  private get needsConfirms(): boolean {
+    return (
+      this.needsRetryTopology || (this.policy === "requeue" && this.maxAttempts > 2 && !this.options.noAck)
+    );
   }
 
   /**
@@ -346,14 +356,14 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       await ch.basicQos({ prefetchCount: this.prefetch });
       if (this.needsConfirms) await ch.confirmSelect();
     }
-    if (this.needsConfirms && this.host.declare !== undefined) {
+    if (this.needsRetryTopology && this.host.declare !== undefined) {
       await this.host.declare(ch, retryTopology(this.delays, this.deadLetterQueue));
     }
     const queue = await this.host.prepareQueue(ch, this.options.queue, this.queueLost);
     this.source = queue;
     this.queueLost = false;
     const o = this.options;
-    let args = o.arguments;
+    let args = withConsumerTimeout(o.arguments, o, this.host.brokerVersion?.());
     const offset = this.resumeOffset();
     if (offset !== undefined) args = { ...args, "x-stream-offset": offset };
     const consumeOpts = {
@@ -405,7 +415,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     }
     this.consumerTag = undefined;
     // Not started: back to the queue at once, for other consumers.
-    for (const d of this.waiting.drain()) this.settle(d, "requeue", "nack");
+    for (const d of this.waiting.drain()) this.settle(d, "release", "nack");
     await this.whenIdle(this.drainWait);
     this.channel = undefined;
     if (this.signalled.size > 0) {
@@ -467,7 +477,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       }
     }
     if (this.draining) {
-      this.settle(d, "requeue", "nack");
+      this.settle(d, "release", "nack");
       return;
     }
     if (this.manual) {
@@ -555,8 +565,10 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       stream,
       attempt: d.attempt,
       maxAttempts: this.maxAttempts,
+      countable: redeliveryCountable(d.properties, d.fields.redelivered),
     });
     if (decision === "retry") this.retry(d);
+    else if (decision === "republish") this.republish(d);
     else if (decision === "dead_letter") this.deadLetter(d, stream);
     else this.settle(d, SETTLE_OF[decision], decision);
   }
@@ -575,6 +587,21 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       [RETRIES_HEADER]: retries,
     });
     this.publishCopy(d, RETRY_EXCHANGE, this.source, props, "retry");
+  }
+
+  /**
+   * A requeue the broker could not count (a classic queue's message already redelivered): a copy
+   * carrying its attempt so far (warren-retries) goes to the back of the queue, then the original is
+   * acked, so the next attempt reads one more and `maxAttempts` ends the loop.
+   */
+  private republish(d: Delivery): void {
+    const ch = d.channel;
+    if (ch !== this.channel || !ch.isOpen) {
+      this.abandon(d);
+      return;
+    }
+    const props = copyProperties(d.properties, d.fields, { [RETRIES_HEADER]: d.attempt });
+    this.publishCopy(d, "", this.source, props, "retry");
   }
 
   /** The last attempt failed: reject (the queue's DLX) or move it to warren's dead-letter queue. */
@@ -607,7 +634,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
         // Not confirmed (nacked, unroutable, channel gone): keep the original instead.
         if (this.isLive(d)) {
           this.emit("error", e, d);
-          this.settle(d, "requeue", "nack");
+          this.settle(d, "release", "nack");
         } else this.abandon(d);
       },
     );
@@ -615,7 +642,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
 
   /** @internal msg.ack() / nack() / reject() */
   settleByUser(d: Delivery, op: Settle): void {
-    this.settle(d, op, op === "ack" ? "ack" : op === "requeue" ? "nack" : "reject");
+    this.settle(d, op, op === "ack" ? "ack" : op === "reject" ? "reject" : "nack");
   }
 
   /** @internal a running handler asked for its message's signal */
@@ -626,7 +653,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   /** @internal a manual consumer's buffered delivery, never handed out: requeued (or dropped, when stale) */
   release(d: ConsumedMessage): void {
     const x = d as Delivery;
-    if (this.isLive(x)) this.settle(x, "requeue", "nack");
+    if (this.isLive(x)) this.settle(x, "release", "nack");
     else this.abandon(x);
   }
 
@@ -648,8 +675,12 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     const ch = d.channel;
     if (outcome !== "abandoned" && !this.options.noAck && ch === this.channel && ch.isOpen) {
       try {
-        if (op === "ack") ch.basicAck(d.fields.deliveryTag);
-        else ch.basicNack(d.fields.deliveryTag, { requeue: op === "requeue" });
+        const tag = d.fields.deliveryTag;
+        // basic.reject for a failure (requeued or not): RabbitMQ 4.3 counts only it in x-delivery-count
+        // (and so in the delivery limit); basic.nack gives back a delivery that was not processed.
+        if (op === "ack") ch.basicAck(tag);
+        else if (op === "release") ch.basicNack(tag, { requeue: true });
+        else ch.basicReject(tag, { requeue: op === "requeue" });
         sent = true;
       } catch {
         // closed between the check and the send: the broker redelivers

@@ -18,8 +18,14 @@ export interface DeliveryOwner {
   watchSignal(d: Delivery): void;
 }
 
-/** What is sent for a delivery: basic.ack, basic.nack with requeue, basic.nack without (reject). */
-export type Settle = "ack" | "requeue" | "reject";
+/**
+ * What is sent for a delivery: basic.ack; `requeue`, a failed attempt back in the queue (basic.reject
+ * with requeue, which every quorum queue counts in x-delivery-count, RabbitMQ 4.3 included);
+ * `release`, a delivery given back unprocessed (basic.nack with requeue, which RabbitMQ 4.3 does not
+ * count: a drain, a buffered delivery, a copy that could not be confirmed); `reject`, basic.reject
+ * without requeue (the queue's dead-letter exchange).
+ */
+export type Settle = "ack" | "requeue" | "release" | "reject";
 
 /** One delivery: the message handed out, and its bookkeeping. */
 export class Delivery implements ConsumedMessage {
@@ -77,7 +83,8 @@ export class Delivery implements ConsumedMessage {
   }
 
   nack(options: { requeue?: boolean } = {}): void {
-    this.consumer.settleByUser(this, options.requeue === false ? "reject" : "requeue");
+    // The method the application named: basic.nack (RabbitMQ 4.3 counts no delivery for it).
+    this.consumer.settleByUser(this, options.requeue === false ? "reject" : "release");
   }
 
   reject(): void {

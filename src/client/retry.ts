@@ -107,6 +107,15 @@ export function attemptOf(properties: BasicProperties, redelivered: boolean): nu
   return 1 + retriesOf(h) + (count ?? (redelivered ? 1 : 0));
 }
 
+/**
+ * The broker will count this message's next delivery: a quorum queue's x-delivery-count is on it, or
+ * it was never redelivered (the redelivered flag then counts one). A classic queue's redelivered
+ * message is not: its flag is already spent.
+ */
+export function redeliveryCountable(properties: BasicProperties, redelivered: boolean): boolean {
+  return !redelivered || toNumber(properties.headers?.["x-delivery-count"]) !== undefined;
+}
+
 /** The delay before retry number `retries + 1`: `delays[retries]`, the last one repeating. */
 export function delayFor(delays: readonly number[], retries: number): number {
   return delays[Math.min(retries, delays.length - 1)]!;

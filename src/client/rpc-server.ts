@@ -46,7 +46,8 @@ export interface RpcServerOptions {
   concurrency?: number;
   /**
    * Declare the queue through the client (recorded: declared again after every recovery): `true`
-   * for a non-durable queue, or its options. Default false: the caller declares it.
+   * for a durable queue (declare()'s default for a named queue), or its options (e.g.
+   * `{ exclusive: true }` for a queue of this connection only). Default false: the caller declares it.
    */
   declare?: boolean | Omit<QueueSpec, "name">;
   /** basic.consume arguments. */

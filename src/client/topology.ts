@@ -23,13 +23,24 @@ export interface ExchangeSpec {
   arguments?: FieldTable;
 }
 
-/** A queue for `client.declare()` (queue.declare). Booleans default to false. */
+/**
+ * A queue for `client.declare()` (queue.declare). A named queue is durable, a server-named one
+ * exclusive, unless said otherwise: never the transient non-exclusive kind that RabbitMQ 4.3 refuses
+ * by default (docs/rabbitmq-4.md). `autoDelete` defaults to false.
+ */
 export interface QueueSpec {
   /** Empty or absent: the broker names it (and names it again after each recovery). */
   name?: string;
-  /** Survives a broker restart. */
+  /**
+   * Survives a broker restart. Default: true unless the queue is exclusive. `durable: false` on a
+   * queue that is not exclusive is a transient non-exclusive queue, deprecated by RabbitMQ and refused
+   * by 4.3 unless every node permits it (`deprecated_features.permit.transient_nonexcl_queues`).
+   */
   durable?: boolean;
-  /** Used only by this connection and deleted when it closes (declared anew after a recovery). */
+  /**
+   * Used only by this connection and deleted when it closes (declared anew after a recovery).
+   * Default: true for a server-named queue, false for a named one.
+   */
   exclusive?: boolean;
   /** Deleted once its last consumer is cancelled. */
   autoDelete?: boolean;
@@ -229,11 +240,19 @@ function declareExchange(ch: Channel, e: ExchangeSpec): Promise<void> {
   });
 }
 
+/**
+ * The durable and exclusive flags a spec declares: exclusive when server-named, durable when not
+ * exclusive, unless the spec says otherwise (as amqplib's assertQueue is durable by default).
+ */
+export function queueFlags(q: QueueSpec): { durable: boolean; exclusive: boolean } {
+  const exclusive = q.exclusive ?? !q.name;
+  return { durable: q.durable ?? !exclusive, exclusive };
+}
+
 async function declareQueue(ch: Channel, q: QueueSpec, name: string): Promise<string> {
   const ok = await ch.queueDeclare({
     queue: name,
-    durable: q.durable ?? false,
-    exclusive: q.exclusive ?? false,
+    ...queueFlags(q),
     autoDelete: q.autoDelete ?? false,
     ...(q.arguments ? { arguments: q.arguments } : {}),
   });

@@ -65,9 +65,9 @@ export interface Endpoint {
 export type DeliveryOutcome =
   /** basic.ack: the handler succeeded. */
   | "ack"
-  /** basic.nack with requeue: the handler failed with attempts left (the "requeue" policy). */
+  /** Requeued: basic.reject with requeue when the handler failed with attempts left (the "requeue" policy); basic.nack with requeue for a delivery given back unprocessed. */
   | "nack"
-  /** basic.nack without requeue (dead-lettered if the queue has a DLX): the "reject" policy, or the last requeue attempt. */
+  /** basic.reject without requeue (dead-lettered if the queue has a DLX): the "reject" policy, or the last requeue attempt. */
   | "reject"
   /** noAck consumer: the broker forgot the message when it sent it. */
   | "auto_ack"

@@ -31,6 +31,7 @@ import {
   type MethodName,
   PROTOCOL_HEADER,
 } from "../../src/protocol/generated/spec.js";
+import type { FieldTable } from "../../src/protocol/table.js";
 
 export interface Frame {
   type: number;
@@ -47,6 +48,8 @@ export interface HandshakeOptions {
   heartbeat?: number;
   versionMajor?: number;
   versionMinor?: number;
+  /** Merged into connection.start's server properties, e.g. { version: "4.3.0" } to play a 4.3 broker. */
+  serverProperties?: FieldTable;
 }
 
 export interface HandshakeResult {
@@ -273,14 +276,20 @@ export class FakePeer {
    * The first step of a handshake: waits for the client's protocol header and sends
    * connection.start (PLAIN AMQPLAIN). For scripts that go their own way after it.
    */
-  async greet(o: Pick<HandshakeOptions, "mechanisms" | "versionMajor" | "versionMinor"> = {}): Promise<void> {
+  async greet(
+    o: Pick<HandshakeOptions, "mechanisms" | "versionMajor" | "versionMinor" | "serverProperties"> = {},
+  ): Promise<void> {
     await this.protocolHeader();
     this.send(0, {
       name: "connection.start",
       args: {
         versionMajor: o.versionMajor ?? 0,
         versionMinor: o.versionMinor ?? 9,
-        serverProperties: { product: "fake", capabilities: { publisher_confirms: true } },
+        serverProperties: {
+          product: "fake",
+          capabilities: { publisher_confirms: true },
+          ...o.serverProperties,
+        },
         mechanisms: o.mechanisms ?? "PLAIN AMQPLAIN",
         locales: "en_US",
       },

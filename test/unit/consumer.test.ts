@@ -312,7 +312,7 @@ describe("handling deliveries", () => {
     });
     host.ch.deliver(1);
     await flush();
-    expect(host.ch.settlements).toEqual([{ op: "nack", tag: 1, requeue: false }]);
+    expect(host.ch.settlements).toEqual([{ op: "reject", tag: 1, requeue: false }]);
     expect(c.stats).toMatchObject({ failed: 1, deadLettered: 1, inFlight: 0 });
   });
 });
@@ -320,7 +320,7 @@ describe("handling deliveries", () => {
 describe("the failure policy on a throw", () => {
   const boom = new Error("boom");
 
-  it("requeue (default): nacked with requeue, then rejected on the last attempt (maxAttempts 2)", async () => {
+  it("requeue (default): rejected with requeue (counted by every quorum queue), then rejected on the last attempt (maxAttempts 2)", async () => {
     const c = await consuming({}, () => {
       throw boom;
     });
@@ -328,18 +328,50 @@ describe("the failure policy on a throw", () => {
     host.ch.deliver(2, { redelivered: true }); // its 2nd attempt
     await flush();
     expect(host.ch.settlements).toEqual([
-      { op: "nack", tag: 1, requeue: true },
-      { op: "nack", tag: 2, requeue: false },
+      { op: "reject", tag: 1, requeue: true },
+      { op: "reject", tag: 2, requeue: false },
     ]);
     expect(errors).toEqual([boom, boom]);
     expect(c.stats).toMatchObject({ failed: 2, requeued: 1, deadLettered: 1, acked: 0 });
+  });
+
+  it("requeue past what a classic queue counts: a copy with warren-retries to the queue, then ack; a quorum queue's count is requeued", async () => {
+    const c = await consuming({ maxAttempts: 4 }, () => {
+      throw boom;
+    });
+    const ch = host.ch;
+    expect(ch.calls).toEqual(["qos 50", "confirm.select", "consume q"]); // confirms, no retry topology
+    expect(host.declared).toHaveLength(0);
+    // A quorum queue counts it: requeued (basic.reject) at attempt 3 of 4.
+    ch.deliver(1, { redelivered: true, properties: { headers: { "x-delivery-count": 2 } } });
+    // A classic queue's redelivery (attempt 2) cannot be counted further: a copy.
+    ch.deliver(2, { redelivered: true, properties: { messageId: "m2", headers: { h: "v" } } });
+    await flush();
+    expect(ch.settlements).toEqual([{ op: "reject", tag: 1, requeue: true }]);
+    expect(ch.sent).toHaveLength(1);
+    const copy = ch.sent[0]!;
+    expect(copy).toMatchObject({ exchange: "", routingKey: "q", mandatory: true });
+    expect(copy.properties.messageId).toBe("m2");
+    expect(copy.properties.headers).toMatchObject({ h: "v", [RETRIES_HEADER]: 2 });
+    ch.confirm();
+    await flush();
+    expect(ch.settlements.at(-1)).toEqual({ op: "ack", tag: 2 });
+    // The copy comes back as attempt 3; then 4 (its redelivery) is the last: rejected.
+    ch.deliver(3, { properties: copy.properties });
+    ch.deliver(4, { redelivered: true, properties: copy.properties });
+    await flush();
+    expect(ch.settlements.slice(-2)).toEqual([
+      { op: "reject", tag: 3, requeue: true },
+      { op: "reject", tag: 4, requeue: false },
+    ]);
+    expect(c.stats).toMatchObject({ failed: 4, requeued: 2, retried: 1, deadLettered: 1 });
   });
 
   it("a rejected promise is a failure too", async () => {
     await consuming({}, () => Promise.reject(boom));
     host.ch.deliver(1);
     await flush();
-    expect(host.ch.settlements).toEqual([{ op: "nack", tag: 1, requeue: true }]);
+    expect(host.ch.settlements).toEqual([{ op: "reject", tag: 1, requeue: true }]);
     expect(errors).toEqual([boom]);
   });
 
@@ -349,7 +381,7 @@ describe("the failure policy on a throw", () => {
     });
     host.ch.deliver(1);
     await flush();
-    expect(host.ch.settlements).toEqual([{ op: "nack", tag: 1, requeue: false }]);
+    expect(host.ch.settlements).toEqual([{ op: "reject", tag: 1, requeue: false }]);
   });
 
   it("retry: declares the retry topology on a confirm channel; a failure publishes a copy to the retry exchange, then acks", async () => {
@@ -395,7 +427,7 @@ describe("the failure policy on a throw", () => {
     host.ch.deliver(1, { properties: { headers: { [RETRIES_HEADER]: 1 } } });
     await flush();
     expect(host.ch.sent).toEqual([]);
-    expect(host.ch.settlements).toEqual([{ op: "nack", tag: 1, requeue: false }]);
+    expect(host.ch.settlements).toEqual([{ op: "reject", tag: 1, requeue: false }]);
   });
 });
 
@@ -416,11 +448,11 @@ describe("timeoutMs", () => {
     expect(signals[0]!.aborted).toBe(true);
     expect(signals[0]!.reason).toBeInstanceOf(TimeoutError);
     expect(errors[0]).toBeInstanceOf(TimeoutError);
-    expect(host.ch.settlements).toEqual([{ op: "nack", tag: 1, requeue: true }]);
+    expect(host.ch.settlements).toEqual([{ op: "reject", tag: 1, requeue: true }]);
     expect(gate.started).toEqual([1, 2]);
     gate.finish(0); // too late
     await flush();
-    expect(host.ch.settlements).toEqual([{ op: "nack", tag: 1, requeue: true }]);
+    expect(host.ch.settlements).toEqual([{ op: "reject", tag: 1, requeue: true }]);
     expect(c.stats).toMatchObject({ failed: 1, acked: 0 });
     expect(c.handled).toBe(1);
   });

@@ -39,7 +39,7 @@ export interface Sent {
 
 /** basic.ack / basic.nack sent for a delivery. */
 export interface Settlement {
-  op: "ack" | "nack";
+  op: "ack" | "nack" | "reject";
   tag: number;
   requeue?: boolean;
 }
@@ -61,7 +61,7 @@ export class FakeChannel {
   highWater = Number.POSITIVE_INFINITY;
   /** Everything published, in order. */
   readonly sent: Sent[] = [];
-  /** basic.ack / basic.nack sent, in order. */
+  /** basic.ack / basic.nack / basic.reject sent, in order. */
   readonly settlements: Settlement[] = [];
   /** Methods called, in order: "qos 10", "confirm.select", "consume q", "cancel tag", "close". */
   readonly calls: string[] = [];
@@ -283,6 +283,11 @@ export class FakeChannel {
   basicNack(deliveryTag: number, options: { requeue?: boolean } = {}): void {
     this.checkOpen();
     this.settlements.push({ op: "nack", tag: deliveryTag, requeue: options.requeue ?? true });
+  }
+
+  basicReject(deliveryTag: number, options: { requeue?: boolean } = {}): void {
+    this.checkOpen();
+    this.settlements.push({ op: "reject", tag: deliveryTag, requeue: options.requeue ?? true });
   }
 
   /**
