@@ -49,6 +49,24 @@ export class ConfigError extends WarrenError {
   readonly recoverable = false;
 }
 
+/**
+ * An optional peer package a feature needs is not installed: prom-client for metrics
+ * (`connect({ metrics })`, `serveMetrics()`), better-sqlite3 for the durable outbox
+ * (`client.publisher({ outbox })`). Thrown at once by the call that needs it; the message names the
+ * package and the command that installs it. docs/client.md, "Installing: what is optional".
+ */
+export class MissingDependencyError extends WarrenError {
+  readonly code = "MISSING_DEPENDENCY";
+  readonly recoverable = false;
+  /** The npm package to install, e.g. "prom-client". */
+  readonly packageName: string;
+  /** `message` names the package and the feature; `options.cause` is Node's MODULE_NOT_FOUND error. */
+  constructor(message: string, options: ErrorOptions & { packageName: string }) {
+    super(message, options);
+    this.packageName = options.packageName;
+  }
+}
+
 // ─── connection level ───────────────────────────────────────────────────────
 
 /** ErrorOptions of the connection-level errors. */

@@ -315,6 +315,16 @@ export const FAULTS: readonly FaultRow[] = [
     action: "thrown at once by the call",
   },
   {
+    fault:
+      "an optional package a feature needs is not installed (prom-client for metrics, better-sqlite3 for the outbox)",
+    class: "permanent",
+    reported: false,
+    error: "MissingDependencyError",
+    code: "MISSING_DEPENDENCY",
+    action:
+      "thrown at once by connect({ metrics }), serveMetrics() or client.publisher({ outbox }): install the package it names",
+  },
+  {
     fault: "the outbox file locked by another connection or process (SQLITE_BUSY, SQLITE_LOCKED)",
     class: "transient",
     reported: true,

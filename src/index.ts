@@ -107,13 +107,13 @@ export {
   isTransient,
 } from "./faults.js";
 export { type MetricsServer, type ServeMetricsOptions, serveMetrics } from "./observability/http.js";
-export type { MetricsOptions } from "./observability/metrics/client-metrics.js";
 export {
   DEFAULT_EXCHANGE_LABEL,
   OTHER_LABEL,
   type PublishFailure,
   publishFailureReason,
-} from "./observability/metrics/series.js";
+} from "./observability/metrics/labels.js";
+export type { MetricsOptions, MetricsRegistry } from "./observability/metrics/options.js";
 export {
   type ClientState,
   CONNECTION_STATES,

@@ -150,10 +150,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   blockedReason: string | undefined;
   /** Why it closed, if it did. */
   closeReason: ConnectionError | undefined;
-  /** @internal instrumentation hooks (OpenHooks.observer) */
+  /** Instrumentation hooks (OpenHooks.observer); for its channels (ChannelHost), not applications. */
   readonly observer: ConnectionObserver | undefined;
 
-  /** @internal the frame buffer its channels write into (ChannelHost) */
+  /** The frame buffer its channels write into (ChannelHost); not for applications. */
   readonly writer: FrameWriter;
   /**
    * The options in use: the URL, the fields that override it and the defaults, resolved. The
@@ -592,7 +592,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     );
   }
 
-  /** @internal called by a channel once it is closed: its number is free (after close-ok, if awaited) */
+  /** Called by a channel once it is closed (ChannelHost): its number is free (after close-ok, if awaited). Not for applications. */
   releaseChannel(id: number, awaitingCloseOk: boolean): void {
     this.channels.delete(id);
     if (awaitingCloseOk) this.closingChannels.add(id);

@@ -10,7 +10,7 @@ import type {
 } from "../../machines/backoff.js";
 import type { ConnectionOptions } from "../amqp/connection-options.js";
 import type { WarrenError } from "../errors.js";
-import type { MetricsOptions } from "../observability/metrics/client-metrics.js";
+import type { MetricsOptions } from "../observability/metrics/options.js";
 import type { ClientState } from "../observability/observers.js";
 import type { TracingOption } from "../observability/tracing.js";
 import type { CredentialsChange } from "./credential-refresh.js";

@@ -10,7 +10,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { type Registry, register } from "prom-client";
+import type { MetricsRegistry } from "./metrics/options.js";
+import { promRegistry } from "./metrics/prom.js";
 
 /** `serveMetrics()` options. */
 export interface ServeMetricsOptions {
@@ -18,8 +19,8 @@ export interface ServeMetricsOptions {
   port?: number;
   /** Interface to listen on (default "0.0.0.0": all IPv4 interfaces, so Prometheus can reach it). */
   host?: string;
-  /** What to serve (default prom-client's default registry). */
-  registry?: Registry;
+  /** What to serve: a prom-client Registry (default prom-client's default registry). */
+  registry?: MetricsRegistry;
   /** Path of the endpoint (default "/metrics"). */
   path?: string;
 }
@@ -34,10 +35,11 @@ export interface MetricsServer {
 
 /**
  * Serves a registry's metrics over HTTP; resolves once listening. Rejects with Node's listen error
- * (e.g. EADDRINUSE when the port is taken).
+ * (e.g. EADDRINUSE when the port is taken), or a MissingDependencyError when prom-client is not
+ * installed.
  */
 export async function serveMetrics(options: ServeMetricsOptions = {}): Promise<MetricsServer> {
-  const registry = options.registry ?? register;
+  const registry: MetricsRegistry = promRegistry(options.registry);
   const path = options.path ?? "/metrics";
   const host = options.host ?? "0.0.0.0";
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -57,7 +59,7 @@ export async function serveMetrics(options: ServeMetricsOptions = {}): Promise<M
 }
 
 /** Answers a GET or HEAD with the registry in Prometheus' text format (500 when collecting fails). */
-export function writeMetrics(registry: Registry, req: IncomingMessage, res: ServerResponse): void {
+export function writeMetrics(registry: MetricsRegistry, req: IncomingMessage, res: ServerResponse): void {
   registry.metrics().then(
     (text) => {
       res.writeHead(200, { "Content-Type": registry.contentType });

@@ -21,8 +21,9 @@
  *   succeed (a confirmed row left behind would only be sent again after a restart);
  * - every fault is told to `report` (the client's `error` event, rate-limited there).
  */
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { ClientClosedError, ConfigError, OutboxError } from "../errors.js";
+import { loadPeer } from "../peers.js";
 import {
   type BasicProperties,
   decodeBasicProperties,
@@ -189,13 +190,24 @@ class Store {
   }
 }
 
+let sqlite: typeof Database | undefined;
+
+/**
+ * better-sqlite3, loaded by the first outbox opened (an optional peer package: src/peers.ts), or a
+ * MissingDependencyError when it is not installed.
+ */
+function betterSqlite3(): typeof Database {
+  sqlite ??= loadPeer<typeof Database>("better-sqlite3");
+  return sqlite;
+}
+
 /**
  * Opens the file and checks it: an SQLite database (SQLITE_NOTADB), not corrupt (PRAGMA
  * quick_check), writable (a write in a transaction rolled back: SQLITE_READONLY, or SQLITE_BUSY
  * while another process holds the write lock). Throws what better-sqlite3 throws, closing the file.
  */
 function openStore(path: string, synchronous: "FULL" | "NORMAL", readonly: boolean): Store {
-  const db = new Database(path, { timeout: BUSY_WAIT_MS, readonly });
+  const db = new (betterSqlite3())(path, { timeout: BUSY_WAIT_MS, readonly });
   try {
     db.pragma("journal_mode = WAL");
     db.pragma(`synchronous = ${synchronous}`);
@@ -274,9 +286,11 @@ export class Outbox {
 
   /**
    * Opens the outbox. Throws an OutboxError when the file cannot serve as one (not a database,
-   * corrupt, read-only, cannot be opened); a file locked by another process is opened later.
+   * corrupt, read-only, cannot be opened), a MissingDependencyError when better-sqlite3 is not
+   * installed; a file locked by another process is opened later.
    */
   static open(options: OutboxOptions, hooks: OutboxHooks = {}): Outbox {
+    betterSqlite3(); // not installed: a MissingDependencyError, not an OutboxError about the file
     return new Outbox(options, hooks);
   }
 

@@ -13,11 +13,11 @@
  * Nothing shows credentials. docs/status.md.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { Registry } from "prom-client";
 import { watchEventLoop } from "../amqp/event-loop.js";
 import type { Client } from "../client/client.js";
 import { ConfigError } from "../errors.js";
 import { closeServer, listen, writeMetrics } from "../observability/http.js";
+import type { MetricsRegistry } from "../observability/metrics/options.js";
 import { tokenCheck } from "./auth.js";
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from "./page.js";
 import { readiness } from "./readiness.js";
@@ -33,7 +33,7 @@ export interface StatusServerOptions {
   /** Interface to listen on (default "127.0.0.1": this machine only). */
   host?: string;
   /** Also serve this registry at /metrics (Prometheus' text format). */
-  registry?: Registry;
+  registry?: MetricsRegistry;
   /**
    * Require `Authorization: Bearer <token>` (or `?token=<token>`) for /status.json and /events;
    * /healthz, /readyz and /metrics stay open.

@@ -10,7 +10,10 @@ const ROOT = resolve(import.meta.dirname, "..", "..");
 
 /** Lowest first. A module may import from its own layer and the ones before it. */
 const LAYERS: { name: string; holds: (path: string) => boolean }[] = [
-  { name: "errors, faults, version", holds: (p) => /^src\/(errors|faults|version)\.ts$/.test(p) },
+  {
+    name: "errors, faults, version, peers",
+    holds: (p) => /^src\/(errors|faults|version|peers)\.ts$/.test(p),
+  },
   { name: "transport", holds: (p) => p.startsWith("src/transport/") },
   { name: "codec", holds: (p) => p.startsWith("src/protocol/") },
   { name: "session", holds: (p) => p.startsWith("src/amqp/") },

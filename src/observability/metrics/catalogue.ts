@@ -3,9 +3,10 @@
  * registry and shared by the clients that use it. The contract is dashboards/metrics.md (a test
  * compares the two).
  */
-import { Counter, Gauge, type Registry } from "prom-client";
+import type { Counter, Gauge, Registry } from "prom-client";
 import { type EventLoopLease, watchEventLoop } from "../../amqp/event-loop.js";
-import { SeriesHistogram } from "./primitives.js";
+import { type SeriesHistogram, seriesHistogram } from "./primitives.js";
+import { promClient } from "./prom.js";
 
 /** What a registry asks of each client's metrics when it is collected (scraped). */
 export interface CollectedClient {
@@ -82,6 +83,7 @@ export class RegistryMetrics {
   readonly rpcServerDuration: SeriesHistogram<"connection" | "queue">;
 
   constructor(registry: Registry) {
+    const { Counter, Gauge } = promClient();
     const registers = [registry];
     // Another copy of warren (or of this module) may have registered a name already: reuse it.
     const counter = <L extends string>(name: string, help: string, labelNames: L[], collect?: () => void) =>
@@ -93,7 +95,7 @@ export class RegistryMetrics {
     const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]) => {
       const existing = registry.getSingleMetric(name) as SeriesHistogram<L> | undefined;
       if (existing !== undefined && typeof existing.series === "function") return existing;
-      return new SeriesHistogram<L>({ name, help, labelNames, buckets }, registry);
+      return seriesHistogram<L>({ name, help, labelNames, buckets }, registry);
     };
     const flush = () => this.flushCounts();
     const C = "connection" as const;

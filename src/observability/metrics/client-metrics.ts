@@ -21,7 +21,7 @@
  * Several clients may share one registry: the metric objects are created once per registry and
  * each client writes its own `connection` label (its connectionName, or "default").
  */
-import { type Counter, type Gauge, type Registry, register } from "prom-client";
+import type { Counter, Gauge, Registry } from "prom-client";
 import type { AnyActorRef, InspectionEvent } from "xstate";
 import { leafName } from "../../../machines/state-value.js";
 import type { Connection, ConnectionObserver } from "../../amqp/connection.js";
@@ -35,26 +35,11 @@ import {
   type WatchedPublisher,
 } from "../observers.js";
 import { type CollectedClient, metricsFor, type RegistryMetrics } from "./catalogue.js";
+import { DEFAULT_EXCHANGE_LABEL, OTHER_LABEL } from "./labels.js";
+import type { MetricsOptions } from "./options.js";
 import type { Count, Series } from "./primitives.js";
-import {
-  DEFAULT_EXCHANGE_LABEL,
-  ExchangeStats,
-  OTHER_LABEL,
-  QueueStats,
-  RpcClientSeries,
-  RpcServerSeries,
-} from "./series.js";
-
-/** `connect({ metrics })`: where warren's Prometheus metrics go. docs/observability.md. */
-export interface MetricsOptions {
-  /** Where the metrics are registered. Default: prom-client's default registry. */
-  registry?: Registry;
-  /**
-   * Distinct `exchange` values, and distinct `queue` values, one client labels at most
-   * (default 100); later ones are counted under `_other`.
-   */
-  maxLabelValues?: number;
-}
+import { promRegistry } from "./prom.js";
+import { ExchangeStats, QueueStats, RpcClientSeries, RpcServerSeries } from "./series.js";
 
 interface MethodChildren {
   calls: Counter.Internal;
@@ -132,7 +117,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
 
   constructor(options: MetricsOptions | true, connectionName: string | undefined) {
     const o = options === true ? {} : options;
-    this.registry = o.registry ?? register;
+    this.registry = promRegistry(o.registry);
     this.m = metricsFor(this.registry);
     this.maxLabels = Math.max(0, o.maxLabelValues ?? 100);
     this.name = connectionName ?? "default";

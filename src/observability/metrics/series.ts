@@ -4,13 +4,6 @@
  */
 import type { Counter } from "prom-client";
 import {
-  ChannelClosedByBroker,
-  PublishNackedError,
-  TimeoutError,
-  UnroutableError,
-  WarrenError,
-} from "../../errors.js";
-import {
   type ConsumeStats,
   type PublishStats,
   RPC_CALL_OUTCOMES,
@@ -21,26 +14,9 @@ import {
   type RpcServerStats,
 } from "../observers.js";
 import type { RegistryMetrics } from "./catalogue.js";
+import { PUBLISH_FAILURES, type PublishFailure, publishFailureReason } from "./labels.js";
 import { Count, type Series } from "./primitives.js";
 
-/** The label value of names past the cap. */
-export const OTHER_LABEL = "_other";
-/** The label value of the default exchange (""). */
-export const DEFAULT_EXCHANGE_LABEL = "(default)";
-/** Why a publish promise rejected, as `warren_publish_failed_total{reason}` labels it. */
-export type PublishFailure = "nacked" | "unroutable" | "timeout" | "closed" | "refused";
-const PUBLISH_FAILURES: readonly PublishFailure[] = ["nacked", "unroutable", "timeout", "closed", "refused"];
-
-/** The reason label of a publish that failed with `error`. */
-export function publishFailureReason(error: Error): PublishFailure {
-  if (error instanceof PublishNackedError) return "nacked";
-  if (error instanceof UnroutableError) return "unroutable";
-  if (error instanceof TimeoutError) return "timeout";
-  // The broker closed the channel because of this publish (e.g. 404 no exchange), or the
-  // library would not send it (an unencodable header): refused. Everything else is a close.
-  if (error instanceof ChannelClosedByBroker || !(error instanceof WarrenError)) return "refused";
-  return "closed";
-}
 /** One exchange's series, bound once. */
 export class ExchangeStats implements PublishStats {
   private readonly publishedN: Count;
