@@ -70,6 +70,7 @@ export {
 export {
   attemptOf,
   DEATH_REASON_HEADER,
+  DEFAULT_RETRY_PREFIX,
   deadLetterQueueName,
   delayQueueName,
   ORIGINAL_EXCHANGE_HEADER,
@@ -78,6 +79,7 @@ export {
   RETRY_DELAY_HEADER,
   RETRY_EXCHANGE,
   retriesOf,
+  retryExchangeName,
 } from "./client/retry.js";
 export {
   RpcClient,

@@ -43,6 +43,7 @@ import { connectActor, connectionOptions, watchActor } from "./connection-actors
 import { Consumer } from "./consumer.js";
 import type { ConsumerOptions, MessageHandler, MessagesOptions } from "./consumer-types.js";
 import { type CredentialKeeper, credentialKeeper } from "./credential-refresh.js";
+import { asyncDispose } from "./dispose.js";
 import { Hosts } from "./hosts.js";
 import { ManagedChannel } from "./managed-channel.js";
 import { MessageStream } from "./messages.js";
@@ -62,7 +63,7 @@ const REPORT_INTERVAL = 5_000;
  * through every transient fault, with the topology, channels, publishers and consumers made
  * through it restored after each recovery. See the module comment and docs/client.md.
  */
-export class Client extends TypedEmitter<ClientEvents> {
+export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposable {
   /** The live low-level connection, when there is one (an escape hatch: prefer the client's API). */
   connection: Connection | undefined;
   /**
@@ -615,6 +616,11 @@ export class Client extends TypedEmitter<ClientEvents> {
     });
     this.actor.send({ type: "CLOSE" });
     await done;
+  }
+
+  /** Closes the client (close()) at the end of an `await using` block. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   private async shutdown(): Promise<void> {

@@ -30,6 +30,14 @@ export interface RetryOptions {
    * of that name warren declares.
    */
   deadLetter?: "reject" | "queue" | { queue: string };
+  /**
+   * The first part of the retry topology's names, in place of `warren`: `<prefix>.retry` (the
+   * exchange), `<prefix>.retry.<ms>ms` (the delay queues) and `<prefix>.dead.<queue>` (`deadLetter:
+   * "queue"`). Default "warren". For applications that share a vhost, or whose permissions
+   * (configure/write regexes) cover only their own names. Not empty, not starting with "amq.", and
+   * short enough for the names to fit AMQP's 255 bytes. docs/consumers.md.
+   */
+  prefix?: string;
 }
 
 /** `client.consume()` options. docs/consumers.md. */

@@ -31,6 +31,7 @@ import type {
 } from "./consumer-types.js";
 import { Delivery, type Settle } from "./delivery.js";
 import { Deque } from "./deque.js";
+import { asyncDispose } from "./dispose.js";
 import { onFailure, SETTLE_OF } from "./failure-policy.js";
 import {
   copyProperties,
@@ -38,9 +39,9 @@ import {
   delayFor,
   RETRIES_HEADER,
   RETRY_DELAY_HEADER,
-  RETRY_EXCHANGE,
   redeliveryCountable,
   retriesOf,
+  retryExchangeName,
   retryTopology,
 } from "./retry.js";
 import { Waiters } from "./waiters.js";
@@ -86,7 +87,7 @@ class Stats implements ConsumerStats {
  * error or a reconnection. Handlers run at most `concurrency` at once; their outcome acks the
  * delivery or applies the failure policy. docs/consumers.md.
  */
-export class Consumer extends TypedEmitter<ConsumerEvents> {
+export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDisposable {
   /** The queue it consumes, as given (the first name of a server-named queue). */
   readonly queue: string;
   /** Counts since the start (plain numbers, updated as deliveries are settled). */
@@ -125,6 +126,8 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
   readonly concurrency: number;
   private readonly delays: number[];
   private readonly deadLetterQueue: string | undefined;
+  /** The first part of the retry topology's names (`retry.prefix`, default "warren"). */
+  readonly retryPrefix: string;
   private readonly manual: boolean;
   /** Running deliveries whose handler asked for `signal`: aborted when a drain gives up on them. */
   private readonly signalled = new Set<Delivery>();
@@ -155,6 +158,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     this.concurrency = r.concurrency;
     this.delays = r.delays;
     this.deadLetterQueue = r.deadLetterQueue;
+    this.retryPrefix = r.retryPrefix;
     this.drainWait = r.drainTimeout;
     const machine = consumerMachine.provide({
       actors: {
@@ -295,6 +299,11 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
     await done;
   }
 
+  /** Cancels the consumer (cancel(), draining its running handlers) at the end of an `await using` block. */
+  [asyncDispose](): Promise<void> {
+    return this.cancel();
+  }
+
   // ─── actors ─────────────────────────────────────────────────────────────
 
   /** Failures are retried through the retry topology. */
@@ -357,7 +366,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       if (this.needsConfirms) await ch.confirmSelect();
     }
     if (this.needsRetryTopology && this.host.declare !== undefined) {
-      await this.host.declare(ch, retryTopology(this.delays, this.deadLetterQueue));
+      await this.host.declare(ch, retryTopology(this.delays, this.deadLetterQueue, this.retryPrefix));
     }
     const queue = await this.host.prepareQueue(ch, this.options.queue, this.queueLost);
     this.source = queue;
@@ -580,13 +589,13 @@ export class Consumer extends TypedEmitter<ConsumerEvents> {
       this.abandon(d);
       return;
     }
-    const retries = retriesOf(d.properties.headers) + 1;
+    const retries = retriesOf(d.properties.headers, this.retryPrefix) + 1;
     const delay = delayFor(this.delays, retries - 1);
     const props = copyProperties(d.properties, d.fields, {
       [RETRY_DELAY_HEADER]: String(delay),
       [RETRIES_HEADER]: retries,
     });
-    this.publishCopy(d, RETRY_EXCHANGE, this.source, props, "retry");
+    this.publishCopy(d, retryExchangeName(this.retryPrefix), this.source, props, "retry");
   }
 
   /**

@@ -16,6 +16,8 @@ export interface DeliveryOwner {
   settleByUser(d: Delivery, op: Settle): void;
   /** A running handler asked for its message's signal (aborted when a drain gives up on it). */
   watchSignal(d: Delivery): void;
+  /** The first part of the retry topology's names, whose delay queues' x-death entries are retries. */
+  readonly retryPrefix: string;
 }
 
 /**
@@ -63,7 +65,7 @@ export class Delivery implements ConsumedMessage {
   }
 
   get attempt(): number {
-    return attemptOf(this.properties, this.fields.redelivered);
+    return attemptOf(this.properties, this.fields.redelivered, this.consumer.retryPrefix);
   }
 
   get signal(): AbortSignal {

@@ -17,12 +17,13 @@
 import type { Consumer } from "./consumer.js";
 import type { ConsumedMessage } from "./consumer-types.js";
 import { Deque } from "./deque.js";
+import { asyncDispose } from "./dispose.js";
 
 /**
  * `client.messages()`: deliveries as an async iterator, handed out in order and unsettled (call
  * `msg.ack()`, `msg.nack()` or `msg.reject()` on each). See the module comment.
  */
-export class MessageStream implements AsyncIterableIterator<ConsumedMessage> {
+export class MessageStream implements AsyncIterableIterator<ConsumedMessage>, AsyncDisposable {
   /** The supervised consumer behind the stream (its `stats`, `state`, `error` events). */
   readonly consumer: Consumer;
   private readonly buffer = new Deque<ConsumedMessage>();
@@ -99,6 +100,11 @@ export class MessageStream implements AsyncIterableIterator<ConsumedMessage> {
   /** Same as breaking out: stops the consumer. */
   async close(): Promise<void> {
     await this.return();
+  }
+
+  /** Stops the consumer (close()) at the end of an `await using` block, as breaking out of the loop does. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** The stream itself: `for await (const msg of stream)`. */

@@ -46,6 +46,7 @@ import type { Tracing } from "../observability/tracing.js";
 import { type DeadLetter, Outbox, type OutboxOptions } from "../outbox/outbox.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import { Deque } from "./deque.js";
+import { asyncDispose } from "./dispose.js";
 import { DEFAULT_NACK_RETRY, type NackCount, NackRetry, type NackRetryOptions } from "./nack-retry.js";
 import { OutboxRelay } from "./outbox-relay.js";
 
@@ -185,7 +186,7 @@ export function normaliseProperties(p: PublishProperties | undefined): BasicProp
  * Reliable publishing on a supervised confirm channel of its own (`client.publisher()`); see the
  * module comment and docs/publishing.md. Every publish() promise settles.
  */
-export class Publisher {
+export class Publisher implements AsyncDisposable {
   private readonly maxInFlight: number;
   private readonly republish: boolean;
   private readonly timeout: number;
@@ -676,6 +677,11 @@ export class Publisher {
     this.queue = [];
     for (const e of this.backlog.drain()) this.rejectEntry(e, err);
     this.outbox?.close();
+  }
+
+  /** Closes the publisher (close(), waiting up to 10 s for what is pending) at the end of an `await using` block. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 

@@ -10,6 +10,8 @@
  *                                                        ▼ exchange with its routing key
  *                                                the consumer's queue again
  *
+ * Names start with `warren.`, or with the consumer's `retry.prefix` (so that teams or applications
+ * sharing a vhost keep their own): `<prefix>.retry`, `<prefix>.retry.<ms>ms`, `<prefix>.dead.<queue>`.
  * One exchange and one delay queue per distinct delay, shared by every queue and every consumer
  * (each delay queue holds messages of one TTL, so they expire in order). A message goes back to
  * the queue whose consumer failed, whatever its name, because the routing key it is published
@@ -27,8 +29,10 @@ import type { BasicProperties } from "../protocol/generated/spec.js";
 import type { FieldTable, FieldValue } from "../protocol/table.js";
 import type { TopologySpec } from "./topology.js";
 
-/** The headers exchange every retry goes through. */
-export const RETRY_EXCHANGE = "warren.retry";
+/** The default first part of the retry topology's names (`retry.prefix`). */
+export const DEFAULT_RETRY_PREFIX = "warren";
+/** The headers exchange every retry goes through (with the default prefix). */
+export const RETRY_EXCHANGE = `${DEFAULT_RETRY_PREFIX}.retry`;
 /** The header the retry exchange routes on (not `x-` prefixed: headers exchanges ignore those). */
 export const RETRY_DELAY_HEADER = "warren-retry-delay";
 /** Retries so far, written on each copy (not `x-` prefixed: those belong to the broker). */
@@ -43,32 +47,45 @@ export const ORIGINAL_ROUTING_KEY_HEADER = "warren-original-routing-key";
 /** Why warren dead-lettered a message into its own dead-letter queue. */
 export const DEATH_REASON_HEADER = "warren-death-reason";
 
-/** The delay queue for `ms`: `warren.retry.500ms`. */
-export function delayQueueName(ms: number): string {
-  return `${RETRY_EXCHANGE}.${ms}ms`;
+/** The retry exchange: `warren.retry`, or `<prefix>.retry`. */
+export function retryExchangeName(prefix = DEFAULT_RETRY_PREFIX): string {
+  return `${prefix}.retry`;
 }
 
-/** The dead-letter queue warren declares for a queue (`deadLetter: "queue"`): `warren.dead.<queue>`. */
-export function deadLetterQueueName(queue: string): string {
-  return `warren.dead.${queue}`;
+/** The delay queue for `ms`: `warren.retry.500ms`, or `<prefix>.retry.500ms`. */
+export function delayQueueName(ms: number, prefix = DEFAULT_RETRY_PREFIX): string {
+  return `${retryExchangeName(prefix)}.${ms}ms`;
+}
+
+/**
+ * The dead-letter queue warren declares for a queue (`deadLetter: "queue"`): `warren.dead.<queue>`,
+ * or `<prefix>.dead.<queue>`.
+ */
+export function deadLetterQueueName(queue: string, prefix = DEFAULT_RETRY_PREFIX): string {
+  return `${prefix}.dead.${queue}`;
 }
 
 /** The exchange, delay queues and bindings for these delays, plus a dead-letter queue if given. */
-export function retryTopology(delays: readonly number[], deadLetterQueue?: string): TopologySpec {
+export function retryTopology(
+  delays: readonly number[],
+  deadLetterQueue?: string,
+  prefix = DEFAULT_RETRY_PREFIX,
+): TopologySpec {
   const distinct = [...new Set(delays)];
+  const exchange = retryExchangeName(prefix);
   return {
-    exchanges: [{ name: RETRY_EXCHANGE, type: "headers", durable: true }],
+    exchanges: [{ name: exchange, type: "headers", durable: true }],
     queues: [
       ...distinct.map((ms) => ({
-        name: delayQueueName(ms),
+        name: delayQueueName(ms, prefix),
         durable: true,
         arguments: { "x-message-ttl": ms, "x-dead-letter-exchange": "" },
       })),
       ...(deadLetterQueue !== undefined ? [{ name: deadLetterQueue, durable: true }] : []),
     ],
     bindings: distinct.map((ms) => ({
-      exchange: RETRY_EXCHANGE,
-      queue: delayQueueName(ms),
+      exchange,
+      queue: delayQueueName(ms, prefix),
       arguments: { "x-match": "all", [RETRY_DELAY_HEADER]: String(ms) },
     })),
   };
@@ -80,9 +97,13 @@ function toNumber(v: FieldValue | undefined): number | undefined {
   return undefined;
 }
 
-/** Retries behind this message: the larger of x-death's expired passes through warren's delay queues and warren-retries. */
-export function retriesOf(headers: FieldTable | undefined): number {
+/**
+ * Retries behind this message: the larger of x-death's expired passes through warren's delay queues
+ * (those of the retry topology with this `prefix`) and warren-retries.
+ */
+export function retriesOf(headers: FieldTable | undefined, prefix = DEFAULT_RETRY_PREFIX): number {
   if (headers === undefined) return 0;
+  const delayQueues = `${retryExchangeName(prefix)}.`;
   let fromDeaths = 0;
   const deaths = headers["x-death"];
   if (Array.isArray(deaths)) {
@@ -90,7 +111,7 @@ export function retriesOf(headers: FieldTable | undefined): number {
       if (d === null || typeof d !== "object" || Array.isArray(d) || d instanceof Date) continue;
       const t = d as FieldTable;
       const q = t["queue"];
-      if (t["reason"] === "expired" && typeof q === "string" && q.startsWith(`${RETRY_EXCHANGE}.`))
+      if (t["reason"] === "expired" && typeof q === "string" && q.startsWith(delayQueues))
         fromDeaths += toNumber(t["count"]) ?? 1;
     }
   }
@@ -101,10 +122,14 @@ export function retriesOf(headers: FieldTable | undefined): number {
  * The attempt a delivery is: 1 + retries + redeliveries (a quorum queue's x-delivery-count;
  * elsewhere 1 if the broker flags it redelivered, 0 if not).
  */
-export function attemptOf(properties: BasicProperties, redelivered: boolean): number {
+export function attemptOf(
+  properties: BasicProperties,
+  redelivered: boolean,
+  prefix = DEFAULT_RETRY_PREFIX,
+): number {
   const h = properties.headers;
   const count = toNumber(h?.["x-delivery-count"]);
-  return 1 + retriesOf(h) + (count ?? (redelivered ? 1 : 0));
+  return 1 + retriesOf(h, prefix) + (count ?? (redelivered ? 1 : 0));
 }
 
 /**

@@ -29,6 +29,7 @@ import { exchangeNamedIn } from "../faults.js";
 import type { RpcCallOutcome, RpcClientStats } from "../observability/observers.js";
 import type { Tracing } from "../observability/tracing.js";
 import { Deque } from "./deque.js";
+import { asyncDispose } from "./dispose.js";
 import type { PublishProperties } from "./publisher.js";
 import { DIRECT_REPLY_TO, RPC_ERROR_HEADER, remoteError } from "./rpc-protocol.js";
 
@@ -125,7 +126,7 @@ export interface RpcClientEvents {
  * RpcConnectionLostError (recoverable: its channel or connection died), ClientClosedError, or the
  * broker's ChannelClosedByBroker for a publish it refused (e.g. a missing exchange).
  */
-export class RpcClient extends TypedEmitter<RpcClientEvents> {
+export class RpcClient extends TypedEmitter<RpcClientEvents> implements AsyncDisposable {
   private ch: Channel | undefined;
   private readonly pending = new Map<string, Call>();
   private readonly waiting = new Deque<Call>();
@@ -257,6 +258,11 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> {
     for (const c of [...this.pending.values(), ...this.retries, ...this.waiting.drain()]) this.fail(c, err);
     this.retries = [];
     if (first) this.host.closeChannel();
+  }
+
+  /** Closes the RPC client (close(), waiting up to 10 s for outstanding calls) at the end of an `await using` block. */
+  [asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   // ─── the channel (called by the client's supervised channel) ──────────────

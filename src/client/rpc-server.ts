@@ -17,6 +17,7 @@ import type { FieldTable } from "../protocol/table.js";
 import type { Consumer } from "./consumer.js";
 import type { ConsumedMessage, ConsumerOptions, MessageHandler } from "./consumer-types.js";
 import { Deque } from "./deque.js";
+import { asyncDispose } from "./dispose.js";
 import type { PublishProperties } from "./publisher.js";
 import { errorTable, RPC_ERROR_HEADER } from "./rpc-protocol.js";
 import type { QueueSpec, TopologySpec } from "./topology.js";
@@ -89,7 +90,7 @@ const REPLY_CHANNEL_WAIT = 10_000;
  * acked once its reply was handed to the socket (at least once: a request whose server died before
  * that is delivered again, maybe to another server).
  */
-export class RpcServer extends TypedEmitter<RpcServerEvents> {
+export class RpcServer extends TypedEmitter<RpcServerEvents> implements AsyncDisposable {
   /** The queue it serves. */
   readonly queue: string;
   /** The underlying consumer, once subscribed for the first time (after the declare, if any). */
@@ -179,6 +180,11 @@ export class RpcServer extends TypedEmitter<RpcServerEvents> {
     await this.consumer?.cancel();
     this.host.closeChannel();
     this.releaseReady(new ClientClosedError("the RPC server was cancelled"));
+  }
+
+  /** Cancels the RPC server (cancel()) at the end of an `await using` block. */
+  [asyncDispose](): Promise<void> {
+    return this.cancel();
   }
 
   private async onRequest(msg: ConsumedMessage): Promise<void> {

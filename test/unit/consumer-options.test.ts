@@ -12,6 +12,7 @@ describe("resolveConsumeOptions", () => {
       concurrency: 50,
       delays: [5000],
       deadLetterQueue: undefined,
+      retryPrefix: "warren",
       drainTimeout: 10_000,
       manual: false,
     });
@@ -28,6 +29,26 @@ describe("resolveConsumeOptions", () => {
     expect(r.deadLetterQueue).toMatch(/orders/);
   });
 
+  it("retry.prefix names the dead-letter queue (the default one is warren's)", () => {
+    expect(resolveConsumeOptions({ queue: "orders", retry: { deadLetter: "queue" } })).toMatchObject({
+      retryPrefix: "warren",
+      deadLetterQueue: "warren.dead.orders",
+    });
+    expect(
+      resolveConsumeOptions({ queue: "orders", retry: { prefix: "billing", deadLetter: "queue" } }),
+    ).toMatchObject({ retryPrefix: "billing", deadLetterQueue: "billing.dead.orders" });
+    expect(
+      resolveConsumeOptions({ queue: "orders", retry: { prefix: "billing", deadLetter: { queue: "mine" } } })
+        .deadLetterQueue,
+    ).toBe("mine");
+  });
+
+  it("a dead-letter queue name past 255 bytes is a ConfigError", () => {
+    expect(() =>
+      resolveConsumeOptions({ queue: "q".repeat(250), retry: { prefix: "team-a", deadLetter: "queue" } }),
+    ).toThrow(/"team-a\.dead\.q+…" is longer than AMQP's 255 bytes/);
+  });
+
   it("the prefetch is at least the concurrency; a manual consumer has no concurrency bound", () => {
     expect(resolveConsumeOptions({ queue: "q", prefetch: 5, concurrency: 20 }).prefetch).toBe(20);
     expect(resolveConsumeOptions({ queue: "q", manual: true }).concurrency).toBe(Number.POSITIVE_INFINITY);
@@ -41,6 +62,9 @@ describe("resolveConsumeOptions", () => {
     [{ streamOffset: "first" as const, noAck: true }, /stream consumer needs manual acks/],
     [{ retry: { delays: [] } }, /retry.delays/],
     [{ retry: { delays: [-1] } }, /retry.delays/],
+    [{ retry: { prefix: "" } }, /retry.prefix must be a non-empty string/],
+    [{ retry: { prefix: "amq.mine" } }, /starts with "amq."/],
+    [{ retry: { prefix: "p".repeat(250) } }, /longer than AMQP's 255 bytes: shorten retry.prefix/],
   ])("%o is a ConfigError naming it", (bad, message) => {
     let thrown: unknown;
     try {

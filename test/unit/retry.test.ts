@@ -38,6 +38,26 @@ describe("retry", () => {
     expect(retriesOf({ "warren-retries": 2 })).toBe(2);
   });
 
+  it("with a prefix: its own exchange, delay queues and dead-letter queue, and only its x-death entries count", () => {
+    const t = retryTopology([500], "billing.dead.q", "billing");
+    expect(t.exchanges?.map((e) => e.name)).toEqual(["billing.retry"]);
+    expect(t.queues?.map((q) => q.name)).toEqual(["billing.retry.500ms", "billing.dead.q"]);
+    expect(t.bindings).toEqual([
+      {
+        exchange: "billing.retry",
+        queue: "billing.retry.500ms",
+        arguments: { "x-match": "all", "warren-retry-delay": "500" },
+      },
+    ]);
+    const deaths = [
+      { queue: "billing.retry.500ms", reason: "expired", count: 2 },
+      { queue: "warren.retry.500ms", reason: "expired", count: 5 },
+    ];
+    expect(retriesOf({ "x-death": deaths }, "billing")).toBe(2);
+    expect(retriesOf({ "x-death": deaths })).toBe(5);
+    expect(attemptOf({ headers: { "x-death": deaths } }, false, "billing")).toBe(3);
+  });
+
   it("attempt = 1 + retries + redeliveries", () => {
     expect(attemptOf({}, false)).toBe(1);
     expect(attemptOf({}, true)).toBe(2);
