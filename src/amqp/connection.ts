@@ -8,7 +8,6 @@
  */
 
 import type { Socket } from "node:net";
-import { hostname } from "node:os";
 import {
   AuthenticationError,
   type ChannelError,
@@ -16,7 +15,6 @@ import {
   ConnectionClosedByBroker,
   ConnectionClosedError,
   ConnectionError,
-  ConnectionLimitError,
   ConnectTimeoutError,
   DeprecatedFeatureError,
   FrameError,
@@ -24,35 +22,26 @@ import {
   HeartbeatTimeoutError,
   SocketError,
   TlsError,
-  VhostNotAllowedError,
 } from "../errors.js";
-import { deprecatedFeatureIn, isConnectionLimit } from "../faults.js";
+import { deprecatedFeatureIn } from "../faults.js";
 import { FRAME_OVERHEAD, FrameParser, HEARTBEAT_FRAME, writeMethodFrame } from "../protocol/frame.js";
 import {
   ACCESS_REFUSED,
   CONNECTION_BLOCKED,
   CONNECTION_CLOSE,
   CONNECTION_CLOSE_OK,
-  CONNECTION_OPEN_OK,
-  CONNECTION_SECURE,
-  CONNECTION_START,
-  CONNECTION_TUNE,
   CONNECTION_UNBLOCKED,
   CONNECTION_UPDATE_SECRET_OK,
   decodeMethod,
   FRAME_HEARTBEAT,
   FRAME_METHOD,
-  FRAME_MIN_SIZE,
   METHOD_NAMES,
   type Method,
   type MethodInput,
-  NOT_ALLOWED,
   PROTOCOL_HEADER,
 } from "../protocol/generated/spec.js";
-import type { FieldTable } from "../protocol/table.js";
 import { openSocket, toSocketError } from "../transport/socket.js";
 import { FrameWriter } from "../transport/writer.js";
-import { VERSION } from "../version.js";
 import { Channel } from "./channel.js";
 import type { ChannelHost, MethodCallObserver } from "./channel-host.js";
 import {
@@ -63,9 +52,9 @@ import {
 } from "./connection-options.js";
 import { type EventLoopLease, watchEventLoop } from "./event-loop.js";
 import { TypedEmitter } from "./events.js";
+import { handshake, type ServerInfo } from "./handshake.js";
 import { Heartbeat } from "./heartbeat.js";
 import { brokerDroppedAfterStall, stallBehind, timedOutAfterStall } from "./loop-stall.js";
-import { saslResponse } from "./sasl.js";
 import { redactUrl } from "./url.js";
 
 /** frame_max during the handshake, before tune says what the broker allows. */
@@ -108,20 +97,6 @@ export interface ConnectionObserver extends MethodCallObserver {
   closed?(conn: Connection): void;
   /** The connection was declared dead after two heartbeat intervals without data. */
   heartbeatMissed?(): void;
-}
-
-/** What the broker told us in connection.start. */
-export interface ServerInfo {
-  /** The broker's server properties: product, version, platform, capabilities, cluster_name… */
-  properties: FieldTable;
-  /** The SASL mechanisms it offered, e.g. ["PLAIN", "AMQPLAIN"]. */
-  mechanisms: string[];
-  /** The locales it offered, e.g. ["en_US"]. */
-  locales: string[];
-  /** The protocol's major version: 0. */
-  versionMajor: number;
-  /** The protocol's minor version: 9. */
-  versionMinor: number;
 }
 
 interface Waiter {
@@ -329,65 +304,30 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   }
 
   private async handshake(): Promise<void> {
-    const o = this.options;
-    const startP = this.expect([CONNECTION_START]);
-    this.socket.write(PROTOCOL_HEADER);
-    const start = await startP;
-    if (start.name !== "connection.start") throw new HandshakeError("expected connection.start");
-    const s = start.args;
-    if (s.versionMajor !== 0 || s.versionMinor !== 9) {
-      throw new HandshakeError(`broker speaks AMQP ${s.versionMajor}-${s.versionMinor}, not 0-9-1`);
-    }
-    const offered = s.mechanisms.toString("utf8").split(" ").filter(Boolean);
-    this.server = {
-      properties: s.serverProperties,
-      mechanisms: offered,
-      locales: s.locales.toString("utf8").split(" ").filter(Boolean),
-      versionMajor: s.versionMajor,
-      versionMinor: s.versionMinor,
-    };
-    const mechanism = o.authMechanisms.find((m) => offered.includes(m));
-    if (!mechanism) {
-      throw new HandshakeError(
-        `the broker offers SASL mechanisms [${offered.join(", ")}], none of the configured [${o.authMechanisms.join(", ")}]`,
-      );
-    }
-    const tuneP = this.expect([CONNECTION_TUNE, CONNECTION_SECURE, CONNECTION_CLOSE]);
-    this.startOkSent = true;
-    this.send(0, {
-      name: "connection.start-ok",
-      args: {
-        clientProperties: this.clientProperties(),
-        mechanism,
-        response: saslResponse(mechanism, o.username, o.password),
-        locale: this.server.locales[0] ?? "en_US",
+    const n = await handshake({
+      options: this.options,
+      expect: (ids) => this.expect(ids),
+      writeProtocolHeader: () => this.socket.write(PROTOCOL_HEADER),
+      send: (method) => this.send(0, method),
+      started: (server) => {
+        this.server = server;
+      },
+      loggingIn: () => {
+        this.startOkSent = true;
+      },
+      tuned: (t) => {
+        this.tuned = true;
+        this.channelMax = t.channelMax;
+        this.frameMax = t.frameMax;
+        this.heartbeat = t.heartbeat;
+        this.parser.setFrameMax(t.frameMax);
+      },
+      refused: () => {
+        this.sendRaw(0, { name: "connection.close-ok", args: {} });
+        this.writer.flushNow(); // Connection.open tears down at once: the close-ok must go out first
       },
     });
-    const tune = await tuneP;
-    if (tune.name === "connection.secure") {
-      throw new HandshakeError(
-        `the broker sent a SASL challenge for ${mechanism}; warren's mechanisms take no challenge`,
-      );
-    }
-    if (tune.name === "connection.close") throw this.handshakeClose(tune.args, "start-ok");
-    if (tune.name !== "connection.tune") throw new HandshakeError("expected connection.tune");
-    this.tuned = true;
-    const t = tune.args;
-    const negotiate = (client: number, server: number) =>
-      client === 0 || server === 0 ? Math.max(client, server) : Math.min(client, server);
-    this.channelMax = negotiate(o.channelMax, t.channelMax) || 65535;
-    this.frameMax = negotiate(o.frameMax, t.frameMax);
-    if (this.frameMax !== 0 && this.frameMax < FRAME_MIN_SIZE) this.frameMax = FRAME_MIN_SIZE;
-    this.heartbeat = o.heartbeat ?? t.heartbeat;
-    this.send(0, {
-      name: "connection.tune-ok",
-      args: { channelMax: this.channelMax, frameMax: this.frameMax, heartbeat: this.heartbeat },
-    });
-    this.parser.setFrameMax(this.frameMax);
-    const openP = this.expect([CONNECTION_OPEN_OK, CONNECTION_CLOSE]);
-    this.send(0, { name: "connection.open", args: { virtualHost: o.vhost } });
-    const opened = await openP;
-    if (opened.name === "connection.close") throw this.handshakeClose(opened.args, "open");
+    void n;
     this.state = "open";
     if (this.heartbeat > 0) this.loop = watchEventLoop();
     this.heartbeats = new Heartbeat(this.heartbeat, {
@@ -411,55 +351,6 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
         );
       },
     });
-  }
-
-  private handshakeClose(
-    a: { replyCode: number; replyText: string; classId: number; methodId: number },
-    step: string,
-  ): ConnectionError {
-    this.sendRaw(0, { name: "connection.close-ok", args: {} });
-    this.writer.flushNow(); // Connection.open tears down at once: the close-ok must go out first
-    const d = { ...a, methodName: METHOD_NAMES[(a.classId << 16) | a.methodId] };
-    if (a.replyCode === ACCESS_REFUSED && step === "start-ok") {
-      return new AuthenticationError(
-        `the broker refused the credentials of user "${this.options.username}" (${a.replyText}); check the user name and password`,
-      );
-    }
-    if (isConnectionLimit(a.replyCode, a.replyText)) {
-      return new ConnectionLimitError({
-        ...d,
-        replyText: `${a.replyText} (the broker is at a connection limit; retrying until a connection is freed)`,
-      });
-    }
-    if (a.replyCode === NOT_ALLOWED || a.replyCode === ACCESS_REFUSED) {
-      return new VhostNotAllowedError({
-        ...d,
-        replyText: `${a.replyText} (vhost "${this.options.vhost}" is missing or user "${this.options.username}" may not use it)`,
-      });
-    }
-    return new ConnectionClosedByBroker(d);
-  }
-
-  private clientProperties(): FieldTable {
-    const props: FieldTable = {
-      product: "warren",
-      version: VERSION,
-      platform: `Node.js ${process.version}`,
-      information: "AMQP 0-9-1 client for Node.js",
-      host: hostname(),
-      capabilities: {
-        publisher_confirms: true,
-        exchange_exchange_bindings: true,
-        "basic.nack": true,
-        consumer_cancel_notify: true,
-        "connection.blocked": true,
-        authentication_failure_close: true,
-        per_consumer_qos: true,
-      },
-      ...this.options.clientProperties,
-    };
-    if (this.options.connectionName !== undefined) props["connection_name"] = this.options.connectionName;
-    return props;
   }
 
   /** A stall of the event loop that explains losing the broker now (loop-stall.ts), if any. */
@@ -705,5 +596,5 @@ export {
   type ResolvedOptions,
   resolveOptions,
 } from "./connection-options.js";
-export type { ChannelError };
+export type { ChannelError, ServerInfo };
 export { redactUrl };
