@@ -15,9 +15,10 @@ import {
 import type { ConsumeStats } from "../observability/observers.js";
 import type { DeliveryOutcome, Tracing } from "../observability/tracing.js";
 
-import type { BasicProperties } from "../protocol/generated/spec.js";
 import type { FieldValue } from "../protocol/table.js";
+import { FailureHandling } from "./consumer-failures.js";
 import { resolveConsumeOptions } from "./consumer-options.js";
+import { ConsumerCounts } from "./consumer-stats.js";
 import { withConsumerTimeout } from "./consumer-timeout.js";
 import type {
   ConsumedMessage,
@@ -32,54 +33,10 @@ import type {
 import { Delivery, type Settle } from "./delivery.js";
 import { Deque } from "./deque.js";
 import { asyncDispose } from "./dispose.js";
-import { onFailure, SETTLE_OF } from "./failure-policy.js";
-import {
-  copyProperties,
-  DEATH_REASON_HEADER,
-  delayFor,
-  RETRIES_HEADER,
-  RETRY_DELAY_HEADER,
-  redeliveryCountable,
-  retriesOf,
-  retryExchangeName,
-  retryTopology,
-} from "./retry.js";
+import { retryTopology } from "./retry.js";
 import { Waiters } from "./waiters.js";
 
 const TERMINAL = new Set(["cancelled"]);
-
-class Stats implements ConsumerStats {
-  delivered = 0;
-  acked = 0;
-  failed = 0;
-  requeued = 0;
-  retried = 0;
-  deadLettered = 0;
-  inFlight = 0;
-  subscribeErrors = 0;
-  lastSubscribeError: string | undefined = undefined;
-
-  /** A settlement sent to the broker, counted here and in the metrics. */
-  settled(op: Settle, outcome: DeliveryOutcome, metrics: ConsumeStats | undefined): void {
-    if (outcome === "retry") {
-      this.retried++;
-      metrics?.retried?.();
-    } else if (outcome === "dead_letter" || op === "reject") {
-      this.deadLettered++;
-      metrics?.rejected();
-    } else if (op === "ack") {
-      this.acked++;
-      metrics?.acked();
-    } else {
-      this.requeued++;
-      metrics?.nacked();
-    }
-  }
-
-  toJSON(): ConsumerStats {
-    return { ...this };
-  }
-}
 
 /**
  * A supervised consumer (`client.consume()`): its own channel and machine (waiting → subscribing →
@@ -92,7 +49,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
   readonly queue: string;
   /** Counts since the start (plain numbers, updated as deliveries are settled). */
   readonly stats: ConsumerStats;
-  private readonly counts = new Stats();
+  private readonly counts = new ConsumerCounts();
   private readonly actor: Actor<typeof consumerMachine>;
   private channel: Channel | undefined;
   private consumerTag: string | undefined;
@@ -131,6 +88,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
   private readonly manual: boolean;
   /** Running deliveries whose handler asked for `signal`: aborted when a drain gives up on them. */
   private readonly signalled = new Set<Delivery>();
+  private readonly failures: FailureHandling;
   /** Stream consumers: offsets handed out and not acked, and the last one, to resume from. */
   private readonly streamPending = new Set<number>();
   private streamLast: number | undefined;
@@ -160,6 +118,25 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     this.deadLetterQueue = r.deadLetterQueue;
     this.retryPrefix = r.retryPrefix;
     this.drainWait = r.drainTimeout;
+    this.failures = new FailureHandling(
+      {
+        queue: this.queue,
+        source: () => this.source,
+        currentChannel: () => this.channel,
+        isLive: (d) => this.isLive(d),
+        settle: (d, op, outcome) => this.settle(d, op, outcome),
+        abandon: (d) => this.abandon(d),
+        emitError: (e, d) => this.emit("error", e, d),
+      },
+      {
+        policy: r.policy,
+        maxAttempts: r.maxAttempts,
+        noAck: options.noAck === true,
+        delays: r.delays,
+        deadLetterQueue: r.deadLetterQueue,
+        retryPrefix: r.retryPrefix,
+      },
+    );
     const machine = consumerMachine.provide({
       actors: {
         subscribe: fromPromise(async ({ signal }) => {
@@ -556,97 +533,10 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     }
   }
 
-  /** A handler failed: report it, apply the policy. */
+  /** A handler failed: counted, reported, and its failure policy applied. */
   private fail(d: Delivery, error: unknown): void {
     this.counts.failed++;
-    d.failed = true;
-    d.error = error;
-    if (!this.emit("error", error, d)) {
-      process.emitWarning(
-        `warren: a handler for queue "${this.queue}" failed and no "error" listener is set on the consumer: ${(error as Error)?.message ?? String(error)}`,
-      );
-    }
-    if (d.settled) return; // the handler settled it itself before failing
-    const stream = d.properties.headers?.["x-stream-offset"] !== undefined;
-    const decision = onFailure({
-      policy: this.policy,
-      noAck: this.options.noAck === true,
-      stream,
-      attempt: d.attempt,
-      maxAttempts: this.maxAttempts,
-      countable: redeliveryCountable(d.properties, d.fields.redelivered),
-    });
-    if (decision === "retry") this.retry(d);
-    else if (decision === "republish") this.republish(d);
-    else if (decision === "dead_letter") this.deadLetter(d, stream);
-    else this.settle(d, SETTLE_OF[decision], decision);
-  }
-
-  /** Publishes a copy to the retry exchange (confirmed), then acks the original. */
-  private retry(d: Delivery): void {
-    const ch = d.channel;
-    if (ch !== this.channel || !ch.isOpen) {
-      this.abandon(d);
-      return;
-    }
-    const retries = retriesOf(d.properties.headers, this.retryPrefix) + 1;
-    const delay = delayFor(this.delays, retries - 1);
-    const props = copyProperties(d.properties, d.fields, {
-      [RETRY_DELAY_HEADER]: String(delay),
-      [RETRIES_HEADER]: retries,
-    });
-    this.publishCopy(d, retryExchangeName(this.retryPrefix), this.source, props, "retry");
-  }
-
-  /**
-   * A requeue the broker could not count (a classic queue's message already redelivered): a copy
-   * carrying its attempt so far (warren-retries) goes to the back of the queue, then the original is
-   * acked, so the next attempt reads one more and `maxAttempts` ends the loop.
-   */
-  private republish(d: Delivery): void {
-    const ch = d.channel;
-    if (ch !== this.channel || !ch.isOpen) {
-      this.abandon(d);
-      return;
-    }
-    const props = copyProperties(d.properties, d.fields, { [RETRIES_HEADER]: d.attempt });
-    this.publishCopy(d, "", this.source, props, "retry");
-  }
-
-  /** The last attempt failed: reject (the queue's DLX) or move it to warren's dead-letter queue. */
-  private deadLetter(d: Delivery, stream: boolean): void {
-    if (this.deadLetterQueue === undefined) {
-      this.settle(d, stream ? "ack" : "reject", "dead_letter");
-      return;
-    }
-    const ch = d.channel;
-    if (ch !== this.channel || !ch.isOpen) {
-      this.abandon(d);
-      return;
-    }
-    const props = copyProperties(d.properties, d.fields, {
-      [DEATH_REASON_HEADER]: `failed ${d.attempt} attempts: ${errorMessage(d.error)}`.slice(0, 1000),
-    });
-    this.publishCopy(d, "", this.deadLetterQueue, props, "dead_letter");
-  }
-
-  private publishCopy(
-    d: Delivery,
-    exchange: string,
-    routingKey: string,
-    props: BasicProperties,
-    outcome: "retry" | "dead_letter",
-  ): void {
-    d.channel.publish(exchange, routingKey, d.body, props, { mandatory: true }).then(
-      () => this.settle(d, "ack", outcome),
-      (e: unknown) => {
-        // Not confirmed (nacked, unroutable, channel gone): keep the original instead.
-        if (this.isLive(d)) {
-          this.emit("error", e, d);
-          this.settle(d, "release", "nack");
-        } else this.abandon(d);
-      },
-    );
+    this.failures.fail(d, error);
   }
 
   /** @internal msg.ack() / nack() / reject() */
@@ -712,10 +602,6 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
 function codeOf(e: unknown): string {
   const code = (e as { code?: unknown } | null | undefined)?.code;
   return typeof code === "string" && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : "UNKNOWN";
-}
-
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
 export { ConnectionClosedError };
