@@ -15,6 +15,7 @@ import type { ClientState } from "../observability/observers.js";
 import type { TracingOption } from "../observability/tracing.js";
 import type { CredentialsChange } from "./credential-refresh.js";
 import type { CredentialRefreshOptions, Credentials, CredentialsProvider } from "./credentials.js";
+import type { ConnectionRole, ConnectionsMode } from "./slot-state.js";
 
 /**
  * `connect()` options: every connection option (docs/connecting.md) but host and port, which come
@@ -87,9 +88,20 @@ export interface ClientOptions extends Omit<ConnectionOptions, "url" | "host" | 
    * `{ tracer }` a tracer of your own.
    */
   tracing?: TracingOption;
+  /**
+   * `"separate"` (default): consumers (and RPC servers' requests, and the topology) use one
+   * connection, named `<connectionName>:consume`, and publishers (and RPC clients, and RPC servers'
+   * replies) another, named `<connectionName>:publish`, each opened on first use: RabbitMQ blocks a
+   * publishing connection during a memory or disk alarm, and consumers on it would stop acking.
+   * `"single"`: one connection for everything, named `connectionName`. docs/connecting.md.
+   */
+  connections?: ConnectionsMode;
 }
 
-/** A `state` event: one transition of the connection supervisor. */
+/**
+ * A `state` event: one transition of the supervisor of one of the client's connections (`role`
+ * says which; `client.state` is the worst of them all).
+ */
 export interface StateChange {
   /** The state it left. */
   from: ClientState;
@@ -104,6 +116,10 @@ export interface StateChange {
   host: string;
   /** The restart intensity was exceeded and the connection has not stayed up since (see `degraded`). */
   degraded: boolean;
+  /** Which of the client's connections made this transition: consume, publish, or shared (`connections: "single"`). */
+  role: ConnectionRole;
+  /** That connection's name (`<connectionName>:<role>`, or connectionName when shared; undefined: none). */
+  connection: string | undefined;
 }
 
 /** The degraded condition began or ended. */
@@ -112,11 +128,13 @@ export interface DegradedChange {
   degraded: boolean;
   /** Escalation level: how often the restart intensity was exceeded since the connection was healthy. */
   level: number;
+  /** Which of the client's connections it concerns. */
+  role: ConnectionRole;
 }
 
 /** The events a Client emits (`client.on(name, listener)`). */
 export interface ClientEvents {
-  /** Every lifecycle transition of the connection supervisor. */
+  /** Every lifecycle transition of each connection's supervisor (`role` says which connection). */
   state: (change: StateChange) => void;
   /**
    * A fault the application must hear about: a permanent one that ended the client (`recoverable`

@@ -3,69 +3,77 @@
  *
  *   const client = connect({ urls: ["amqp://a", "amqp://b"], connectionName: "orders" });
  *   await client.ready();
- *   client.on("state", ({ from, to, error }) => …);
+ *   client.on("state", ({ role, from, to, error }) => …);
  *   await client.declare({ exchanges, queues, bindings });
  *   const consumer = client.consume({ queue: "q", prefetch: 50 }, async (msg) => …);
  *   await client.close();
  *
- * The connection machine supervises: it connects (rotating through the hosts),
- * restores the recorded topology, resumes consumers and reopens channels after every
- * fault, with jittered exponential backoff. A transient fault is survived for ever: restarts
- * faster than the restart intensity make the client `degraded` (a longer backoff), never dead.
- * A permanent error (credentials, vhost, TLS trust; see faults.ts) ends in `failed` at once, as
- * does the caller's own `giveUpAfter` limit.
+ * Consumers and publishers use separate connections by default (slot-state.ts says why), each
+ * opened on first use and supervised on its own (connection-slot.ts): it connects (rotating
+ * through the hosts), restores the recorded topology, resumes consumers and reopens channels after
+ * every fault, with jittered exponential backoff. A transient fault is survived for ever: restarts
+ * faster than the restart intensity make a connection `degraded` (a longer backoff), never dead. A
+ * permanent error (credentials, vhost, TLS trust; see faults.ts) ends in `failed` at once, as does
+ * the caller's own `giveUpAfter` limit, and fails the whole client.
  */
-import { type Actor, createActor, fromCallback, fromPromise } from "xstate";
-import {
-  DEFAULT_BACKOFF,
-  DEFAULT_ESCALATION,
-  DEFAULT_INTENSITY,
-  type IntensityOptions,
-} from "../../machines/backoff.js";
-import {
-  type ConnectInput,
-  type ConnectionEvent,
-  connectionMachine,
-  type LifecycleError,
-} from "../../machines/connection.js";
-import { leafName } from "../../machines/state-value.js";
+import type { IntensityOptions } from "../../machines/backoff.js";
+import { DEFAULT_INTENSITY } from "../../machines/backoff.js";
 import type { Channel } from "../amqp/channel.js";
 import type { Body, PublishOptions } from "../amqp/channel-types.js";
 import type { Connection } from "../amqp/connection.js";
 import { TypedEmitter } from "../amqp/events.js";
-import { ClientClosedError, ConnectionClosedError, type HostAttempts, ReadyTimeoutError } from "../errors.js";
-import { isReported } from "../faults.js";
+import { ClientClosedError, type HostAttempts, ReadyTimeoutError } from "../errors.js";
 import { ClientMetrics } from "../observability/metrics/client-metrics.js";
 import type { ClientState } from "../observability/observers.js";
 import { Tracing } from "../observability/tracing.js";
-import type { ClientEvents, ClientOptions } from "./client-options.js";
-import { connectActor, connectionOptions, watchActor } from "./connection-actors.js";
+import type { ClientEvents, ClientOptions, StateChange } from "./client-options.js";
+import { ConnectionSlot, type SlotHost } from "./connection-slot.js";
 import { Consumer } from "./consumer.js";
 import type { ConsumerOptions, MessageHandler, MessagesOptions } from "./consumer-types.js";
 import { type CredentialKeeper, credentialKeeper } from "./credential-refresh.js";
 import { asyncDispose } from "./dispose.js";
 import { Hosts } from "./hosts.js";
-import { ManagedChannel } from "./managed-channel.js";
+import type { ManagedChannel } from "./managed-channel.js";
 import { MessageStream } from "./messages.js";
 import { Publisher, type PublisherOptions, type PublishProperties } from "./publisher.js";
 import { RpcClient, type RpcClientOptions } from "./rpc-client.js";
 import { type RpcHandler, RpcServer, type RpcServerOptions } from "./rpc-server.js";
+import {
+  aggregateState,
+  type ConnectionRole,
+  type ConnectionsMode,
+  roleFor,
+  slotName,
+  type WorkKind,
+} from "./slot-state.js";
 import { type BindingSpec, type DeclareResult, Topology, type TopologySpec } from "./topology.js";
 import { Waiters } from "./waiters.js";
-
-type ConnActor = Actor<typeof connectionMachine>;
 
 /** The same reported fault is emitted as `error` at most once in this many ms. */
 const REPORT_INTERVAL = 5_000;
 
+/** One of a client's connections, as `client.connections` shows it. */
+export interface ClientConnection {
+  /** What it carries: consume, publish, or shared (`connections: "single"`). */
+  readonly role: ConnectionRole;
+  /** The connection_name it gives the broker (undefined: none). */
+  readonly name: string | undefined;
+  /** Its supervisor's state. */
+  readonly state: ClientState;
+  /** Its restart intensity is exceeded (escalated backoff). */
+  readonly degraded: boolean;
+  /** host:port it uses or tries now ("" before its first attempt). */
+  readonly host: string;
+  /** The live low-level connection, when there is one. */
+  readonly connection: Connection | undefined;
+}
+
 /**
- * The supervised client (`connect()`): one connection kept up for as long as the client lives,
+ * The supervised client (`connect()`): its connections kept up for as long as the client lives,
  * through every transient fault, with the topology, channels, publishers and consumers made
  * through it restored after each recovery. See the module comment and docs/client.md.
  */
 export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposable {
-  /** The live low-level connection, when there is one (an escape hatch: prefer the client's API). */
-  connection: Connection | undefined;
   /**
    * The exchanges, queues and bindings declared through this client, declared again after every
    * recovery. Read it (`topology.snapshot()`); change it through declare(), deleteQueue(),
@@ -74,9 +82,10 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   readonly topology = new Topology();
   private readonly hosts: Hosts;
   private readonly opts: ClientOptions;
-  private readonly actor: ConnActor;
-  private readonly consumerSet = new Set<Consumer>();
-  private readonly managed: ManagedChannel[] = [];
+  private readonly mode: ConnectionsMode;
+  /** The connections opened so far, by role, in the order they were opened. */
+  private readonly slots = new Map<ConnectionRole, ConnectionSlot>();
+  private readonly slotHost: SlotHost;
   private readonly channelIntensity: IntensityOptions;
   /** @internal set when metrics are on */
   readonly metrics: ClientMetrics | undefined;
@@ -88,17 +97,22 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   private readonly rpcClientList: RpcClient[] = [];
   private readonly rpcServerList: RpcServer[] = [];
   private stateName: ClientState = "idle";
-  private degradedNow = false;
-  /** True once restore() started the supervised children on this connection (until it is lost). */
-  private childrenUp = false;
   private everOpen = false;
+  /** The error that failed a connection, and so the client. */
+  private failedWith: Error | undefined;
+  private closeRequested = false;
+  /** Draining consumers and settling publishers, once for all the connections that close. */
+  private closingWork: Promise<void> | undefined;
   private readonly readyWaiters = new Waiters();
   /** When each reported fault (code and message) was last emitted as `error`. */
   private readonly reportedAt = new Map<string, number>();
   /** The login of `credentials`, asked for before each attempt and kept fresh (undefined: the URL's). */
   private readonly credentials: CredentialKeeper | undefined;
 
-  /** Creates the client and starts connecting on the next microtask: the same as `connect(options)`. */
+  /**
+   * Creates the client: the same as `connect(options)`. Its connections open on first use (a
+   * consumer, a publisher, declare() or ready()), each starting on the next microtask.
+   */
   constructor(options: ClientOptions = {}) {
     super();
     const urls = options.urls ?? [
@@ -106,6 +120,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     ];
     this.hosts = new Hosts(urls, options.shuffleHosts === true);
     this.opts = options;
+    this.mode = options.connections ?? "separate";
     this.channelIntensity = { ...DEFAULT_INTENSITY, ...options.channelRestartIntensity };
     this.metrics = options.metrics ? new ClientMetrics(options.metrics, options.connectionName) : undefined;
     this.tracing = Tracing.from(options.tracing, () => this.connection?.options);
@@ -114,82 +129,73 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
       emit: (event, change) => this.emit(event, change),
       report: (error) => this.report(error),
     });
-    const machine = connectionMachine.provide({
-      actors: {
-        connect: fromCallback<ConnectionEvent, ConnectInput>(({ sendBack, input }) =>
-          connectActor(
-            connectionOptions(this.opts, this.hosts.url(input.hostIndex)),
-            this.metrics,
-            (conn) => {
-              this.connection = conn;
-            },
-            sendBack,
-            this.credentials,
-          ),
-        ),
-        restore: fromPromise(() => this.restore()),
-        watch: fromCallback<ConnectionEvent>(({ sendBack }) =>
-          watchActor(
-            this.connection,
-            (conn) => {
-              if (this.connection === conn) this.connection = undefined;
-            },
-            sendBack,
-            this.credentials,
-          ),
-        ),
-        shutdown: fromPromise(() => this.shutdown()),
-      },
-    });
-    this.actor = createActor(machine, {
-      ...(this.metrics ? { inspect: this.metrics.inspect } : {}),
-      input: {
-        hostCount: urls.length,
-        ...(options.hostCooldown !== undefined ? { hostCooldown: options.hostCooldown } : {}),
-        backoff: { ...DEFAULT_BACKOFF, ...options.reconnect },
-        intensity: { ...DEFAULT_INTENSITY, ...options.restartIntensity },
-        escalation: { ...DEFAULT_ESCALATION, ...options.escalation },
-        ...(options.giveUpAfter ? { giveUpAfter: options.giveUpAfter } : {}),
-      },
-    });
-    this.actor.subscribe((snap) => this.onSnapshot(snap.value, snap.context));
-    this.actor.start();
-    // On the next microtask: `client.on("state")` right after connect() sees the first attempt too.
-    queueMicrotask(() => {
-      if (this.stateName === "idle") this.actor.send({ type: "START" });
-    });
+    this.slotHost = {
+      hosts: this.hosts,
+      options,
+      credentials: this.credentials,
+      channelIntensity: this.channelIntensity,
+      restoreTopology: (conn, role) => this.restoreTopology(conn, role),
+      beforeClose: () => this.beforeClose(),
+      changed: (slot, change) => this.onSlotChange(slot, change),
+      degradedChanged: (_slot, change) => this.emit("degraded", change),
+      report: (error) => this.report(error),
+    };
   }
 
   /**
-   * The supervisor's state: idle, connecting, handshaking, restoring, running, blocked, recovering,
-   * degraded, closing, closed, failed. The first transition (idle → connecting) happens on a
-   * microtask after connect(), so a `state` listener attached on the next line sees it.
+   * The client's state: the worst of its connections' (idle, connecting, handshaking, restoring,
+   * running, blocked, recovering, degraded, closing, closed, failed; slot-state.ts has the order):
+   * `running` once every connection it opened runs, `blocked` while one is blocked (the publishing
+   * one, during a broker alarm) and none is worse, `failed` once one failed. `idle` before its first
+   * connection. Each connection's own state is in `connections`, and each transition is a `state`
+   * event with its `role`.
    */
   get state(): ClientState {
     return this.stateName;
   }
 
-  /**
-   * True while the restart intensity is exceeded and the connection has not stayed up for
-   * `escalation.resetAfterMs` since: the backoff escalates (up to 30 s by default).
-   */
+  /** True while one of its connections is degraded (see `connections`). */
   get degraded(): boolean {
-    return this.degradedNow;
+    for (const s of this.slots.values()) if (s.degraded) return true;
+    return false;
   }
 
   /**
-   * Resolves when the client is open and its topology restored (state running or blocked).
-   * Rejects once it failed, with the permanent error that failed it (AuthenticationError,
+   * The live low-level connection, when there is one (an escape hatch: prefer the client's API):
+   * the consume connection's (or the shared one's), else the publish connection's. Each one is in
+   * `connections`.
+   */
+  get connection(): Connection | undefined {
+    const slot = this.slots.get("consume") ?? this.slots.get("shared") ?? this.slots.get("publish");
+    return slot?.connection;
+  }
+
+  /** The client's connections opened so far, with their role, name, state and host. */
+  get connections(): readonly ClientConnection[] {
+    return [...this.slots.values()].map((s) => ({
+      role: s.role,
+      name: s.name,
+      state: s.state,
+      degraded: s.degraded,
+      host: s.hostNow,
+      connection: s.connection,
+    }));
+  }
+
+  /**
+   * Resolves when the client is open, every connection it opened restored (state running or
+   * blocked); with no connection yet, it opens the consume one (the one that declares the
+   * topology). Rejects once it failed, with the permanent error that failed it (AuthenticationError,
    * VhostNotAllowedError, TlsError, HandshakeError, RestartIntensityError…), or with
    * ClientClosedError once it was closed. With `timeoutMs`, rejects after that long with a
    * ReadyTimeoutError naming each host tried and its last error; the client goes on recovering
    * (close() it to stop). Without it, waits for as long as it takes.
    */
   ready(options: { timeoutMs?: number } = {}): Promise<void> {
-    if (this.stateName === "running" || this.stateName === "blocked") return Promise.resolve();
-    if (this.stateName === "failed" || this.stateName === "closed") {
+    if (this.stateName === "failed" || this.stateName === "closed" || this.closeRequested)
       return Promise.reject(this.failure());
-    }
+    if (this.slots.size === 0) this.slot("consume");
+    if (this.stateName === "running" || this.stateName === "blocked") return Promise.resolve();
     const timeoutMs = options.timeoutMs;
     return this.readyWaiters.wait(
       timeoutMs,
@@ -197,97 +203,74 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     );
   }
 
-  /** Each host tried so far: attempts and last error (messages carry no credentials). */
+  /** Each host tried so far, by any of its connections: attempts and last error (no credentials). */
   hostAttempts(): HostAttempts[] {
     return this.hosts.attempts();
   }
 
   private failure(): Error {
     return (
-      (this.actor.getSnapshot().context.error as Error | undefined) ??
-      new ClientClosedError(this.stateName === "closed" ? "the client was closed" : "the client failed")
+      this.failedWith ??
+      new ClientClosedError(this.stateName === "failed" ? "the client failed" : "the client was closed")
     );
   }
 
   // ─── supervision plumbing ───────────────────────────────────────────────
 
-  private onSnapshot(
-    value: unknown,
-    context: {
-      error: LifecycleError | undefined;
-      hostIndex: number;
-      failedHost: number;
-      degraded: boolean;
-      level: number;
-    },
-  ): void {
-    const to = leafName(value) as ClientState;
-    if (context.degraded !== this.degradedNow) {
-      this.degradedNow = context.degraded;
-      // A change of condition without a change of state (reset while running) is told here alone.
-      if (to === this.stateName) this.emit("degraded", { degraded: context.degraded, level: context.level });
-      else queueMicrotask(() => this.emit("degraded", { degraded: context.degraded, level: context.level }));
+  /** The connection that carries `kind` of work, opened on first use. */
+  private slot(kind: WorkKind): ConnectionSlot {
+    const role = roleFor(kind, this.mode);
+    let s = this.slots.get(role);
+    if (s === undefined) {
+      s = new ConnectionSlot(
+        role,
+        slotName(this.opts.connectionName, role),
+        this.slotHost,
+        this.metrics?.connection(role),
+      );
+      this.slots.set(role, s);
     }
-    if (to === this.stateName) return;
-    const failure = to === "recovering" || to === "degraded" || to === "failed";
-    const error = failure ? context.error : undefined;
-    const host = this.hosts.name(failure ? context.failedHost : context.hostIndex);
-    if (failure && error !== undefined && to !== "failed") {
-      this.hosts.failed(host, error);
-      if (isReported(error)) this.report(error);
-    }
-    const from = this.stateName;
-    this.stateName = to;
-    if (to === "connecting") this.hosts.attempted(host);
-    const wasOpen = from === "restoring" || from === "running" || from === "blocked";
-    const isOpen = to === "restoring" || to === "running" || to === "blocked";
-    if (!isOpen) this.childrenUp = false;
-    // Closing is not a lost connection: shutdown() drains consumers and closes channels itself.
-    if (wasOpen && !isOpen && to !== "closing") {
-      for (const c of this.consumerSet) c.send({ type: "CONNECTION_LOST" });
-      for (const m of this.managed) m.actor.send({ type: "CONNECTION_LOST" });
-    }
-    if (to === "running" || to === "blocked") {
+    return s;
+  }
+
+  private onSlotChange(slot: ConnectionSlot, change: StateChange): void {
+    this.stateName = aggregateState([...this.slots.values()].map((s) => s.state));
+    if (this.stateName === "running" || this.stateName === "blocked") {
       this.everOpen = true;
       this.readyWaiters.resolveAll();
     }
-    if (to === "failed" || to === "closed") {
-      const err = this.failure();
+    if (change.to === "failed" && this.failedWith === undefined) {
+      // A permanent fault (or giveUpAfter) fails the client: its other connections close.
+      const err = slot.error ?? new ClientClosedError("the client failed");
+      this.failedWith = err;
       this.readyWaiters.rejectAll(err);
-      for (const c of this.consumerSet) c.send({ type: "CONNECTION_LOST" });
-      for (const m of this.managed)
-        if (m.actor.getSnapshot().status !== "done") m.actor.send({ type: "CLOSE" });
-      if (to === "failed") {
-        // Nothing will be sent any more: settle what publishers hold, close their outboxes (rows stay stored).
-        for (const p of this.publisherList) void p.close(0, err);
-        for (const r of this.rpcClientList) void r.close(0, err);
-        const conn = this.connection;
-        this.connection = undefined;
-        void conn?.close({ timeout: 1000 });
-        if (this.listenerCount("error") > 0) this.emit("error", err);
-      }
+      // Nothing will be sent any more: settle what publishers hold, close their outboxes (rows stay stored).
+      for (const p of this.publisherList) void p.close(0, err);
+      for (const r of this.rpcClientList) void r.close(0, err);
+      for (const s of this.slots.values()) if (s !== slot) void s.close();
+      if (this.listenerCount("error") > 0) this.emit("error", err);
     }
-    this.emit("state", { from, to, error, host, degraded: context.degraded });
+    if (this.stateName === "closed") {
+      this.readyWaiters.rejectAll(this.failure());
+      this.metrics?.detach();
+    }
+    this.emit("state", change);
   }
 
-  /** After (re)connecting: topology, then channels, then consumers (waiting for their first attempt). */
-  private async restore(): Promise<void> {
-    const conn = this.connection;
-    if (!conn?.isOpen) throw new ConnectionClosedError("the connection closed before it could be restored");
-    if (this.topology.size > 0) {
-      const ch = await conn.openChannel();
-      try {
+  /** After a connection (re)connected: the recorded topology, as its role needs it. */
+  private async restoreTopology(conn: Connection, role: ConnectionRole): Promise<void> {
+    if (this.topology.size === 0) return;
+    const ch = await conn.openChannel();
+    try {
+      // The publish connection declares what publishing needs (exchanges, named queues, bindings)
+      // so a publish after a broker restart finds them; exclusive and server-named queues belong
+      // to the consume connection, which declares everything (topology.ts).
+      if (role === "publish") await this.topology.restoreShared(ch);
+      else
         await this.topology.restore(ch, (queue, from, to) => this.emit("queueRenamed", { queue, from, to }));
-      } finally {
-        if (ch.isOpen) await ch.close();
-      }
+    } finally {
+      if (ch.isOpen) await ch.close();
     }
-    // Channels and consumers created from here on start at once (they would miss the broadcast).
-    this.childrenUp = true;
-    for (const m of this.managed) m.actor.send({ type: "CONNECTED" });
-    const consumers = [...this.consumerSet];
-    for (const c of consumers) c.send({ type: "CONNECTED" });
-    await Promise.all(consumers.map((c) => c.settled()));
   }
 
   /**
@@ -305,38 +288,23 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     if (this.listenerCount("error") > 0) this.emit("error", error);
   }
 
-  /** @internal a supervised channel gave up: restart the connection (counts toward its intensity). */
-  escalate(error: LifecycleError): void {
-    this.actor.send({ type: "ESCALATE", error });
-    void this.connection?.close({ timeout: 1000 });
-  }
-
-  /** @internal opens a raw channel on the live connection */
-  openRawChannel(): Promise<Channel> {
-    const conn = this.connection;
-    // childrenUp, not the state name: restore() starts the children before the state event is seen.
-    if (!conn?.isOpen || !this.childrenUp) return Promise.reject(new ConnectionClosedError("not connected"));
-    return conn.openChannel();
-  }
-
-  private get isOpen(): boolean {
-    return this.stateName === "restoring" || this.stateName === "running" || this.stateName === "blocked";
-  }
-
-  private managedChannel(setup: (ch: Channel) => Promise<void>): ManagedChannel {
-    const m = new ManagedChannel(this, setup, this.isOpen && this.childrenUp, this.channelIntensity);
-    this.managed.push(m);
-    return m;
-  }
-
   private get waitTimeout(): number {
     return this.opts.connectWaitTimeout ?? 30_000;
   }
 
+  /** Closing, closed or failed: nothing new is accepted. */
+  private get isClosed(): boolean {
+    return (
+      this.closeRequested ||
+      this.stateName === "closing" ||
+      this.stateName === "closed" ||
+      this.stateName === "failed"
+    );
+  }
+
   private checkUsable(): void {
-    if (this.stateName === "closing" || this.stateName === "closed")
-      throw new ClientClosedError("the client is closed");
     if (this.stateName === "failed") throw this.failure();
+    if (this.isClosed) throw new ClientClosedError("the client is closed");
   }
 
   // ─── topology ───────────────────────────────────────────────────────────
@@ -344,7 +312,8 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   /** The client's own channel for declaring and deleting, waiting (bounded) for the connection. */
   private adminChannel(): Promise<Channel> {
     this.checkUsable();
-    this.admin ??= this.managedChannel(async () => undefined);
+    // The consume connection declares: exclusive queues belong to the connection that declared them.
+    this.admin ??= this.slot("consume").managedChannel(async () => undefined);
     return this.admin.get(this.waitTimeout);
   }
 
@@ -423,9 +392,10 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
    */
   consume(options: ConsumerOptions, handler: MessageHandler): Consumer {
     this.checkUsable();
+    const slot = this.slot("consume");
     const c = new Consumer(
       {
-        openChannel: () => this.openRawChannel(),
+        openChannel: () => slot.openRawChannel(),
         // Declared through the client: bring it (and its bindings) back if it was deleted under us.
         prepareQueue: (ch, key, lost) =>
           this.topology.restoreQueue(ch, key, lost, (queue, from, to) =>
@@ -434,7 +404,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
         // The retry topology: recorded, so recoveries declare it again.
         declare: (ch, spec) => this.topology.declare(ch, spec),
         consumerRandom: Math.random,
-        brokerVersion: () => this.connection?.server?.properties["version"],
+        brokerVersion: () => slot.connection?.server?.properties["version"],
         report: (error) => this.report(error),
         ...(this.metrics ? { consumeStats: this.metrics.queue.bind(this.metrics) } : {}),
         tracing: this.tracing,
@@ -444,13 +414,10 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
         ? { ...options, drainTimeout: this.opts.closeTimeout }
         : options,
       handler,
-      this.isOpen && this.childrenUp,
+      slot.ready,
     );
-    this.consumerSet.add(c);
+    slot.adopt(c);
     this.metrics?.watchConsumer(c);
-    c.on("state", ({ to }) => {
-      if (to === "cancelled") this.consumerSet.delete(c);
-    });
     return c;
   }
 
@@ -477,6 +444,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     this.checkUsable();
     const confirm = options.confirm ?? true;
     const client = this;
+    const slot = this.slot("publish");
     // The channel is made once the publisher exists: an option or outbox it refuses leaves none behind.
     const pub = new Publisher(
       {
@@ -485,14 +453,16 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
         renew: (ch) => {
           if (managed.renew(ch)) this.emit("channelRenewed", { reason: "nacks" });
         },
+        // Its own connection's: a blocked consume connection does not hold publishes back.
         get blocked() {
-          return client.stateName === "blocked";
+          return slot.state === "blocked";
         },
-        onStateChange: (fn) => this.on("state", ({ to }) => fn(to)),
+        onStateChange: (fn) =>
+          this.on("state", ({ to, role }) => {
+            if (role === slot.role) fn(to);
+          }),
         get closed() {
-          return (
-            client.stateName === "closing" || client.stateName === "closed" || client.stateName === "failed"
-          );
+          return client.isClosed;
         },
         tracing: this.tracing,
         observer: this.metrics,
@@ -500,7 +470,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
       },
       options,
     );
-    const managed = this.managedChannel(async (ch) => {
+    const managed = slot.managedChannel(async (ch) => {
       if (confirm) await ch.confirmSelect();
     });
     this.publisherList.push(pub);
@@ -551,9 +521,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     const rpc = new RpcClient(
       {
         get closed() {
-          return (
-            client.stateName === "closing" || client.stateName === "closed" || client.stateName === "failed"
-          );
+          return client.isClosed;
         },
         closeChannel: () => {
           if (managed && managed.actor.getSnapshot().status !== "done") managed.actor.send({ type: "CLOSE" });
@@ -563,7 +531,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
       },
       options,
     );
-    managed = this.managedChannel((ch) => rpc.attach(ch));
+    managed = this.slot("publish").managedChannel((ch) => rpc.attach(ch));
     this.rpcClientList.push(rpc);
     return rpc;
   }
@@ -575,7 +543,8 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
    */
   rpcServer(options: RpcServerOptions, handler: RpcHandler): RpcServer {
     this.checkUsable();
-    const replies = this.managedChannel(async () => undefined);
+    // Replies are publishes: on the consume connection they would get it blocked during an alarm.
+    const replies = this.slot("publish").managedChannel(async () => undefined);
     const server = new RpcServer(
       {
         consume: (o, h) => this.consume(o, h),
@@ -605,17 +574,14 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
    */
   async close(): Promise<void> {
     if (this.stateName === "closed") return;
-    const done = new Promise<void>((resolve) => {
-      if (this.actor.getSnapshot().status === "done") resolve();
-      const sub = this.actor.subscribe((s) => {
-        if (s.status === "done") {
-          sub.unsubscribe();
-          resolve();
-        }
-      });
-    });
-    this.actor.send({ type: "CLOSE" });
-    await done;
+    this.closeRequested = true;
+    if (this.slots.size === 0) {
+      this.stateName = "closed";
+      this.readyWaiters.rejectAll(this.failure());
+      this.metrics?.detach();
+      return;
+    }
+    await Promise.all([...this.slots.values()].map((s) => s.close()));
   }
 
   /** Closes the client (close()) at the end of an `await using` block. */
@@ -623,31 +589,15 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
     return this.close();
   }
 
-  private async shutdown(): Promise<void> {
-    const timeout = this.opts.closeTimeout ?? 10_000;
-    await Promise.all([...this.consumerSet].map((c) => c.cancel()));
-    await Promise.all(this.publisherList.map((p) => p.close(timeout)));
-    await Promise.all(this.rpcClientList.map((r) => r.close(timeout)));
-    // (Some were closed already by their owner: an RpcClient or RpcServer closed on its own.)
-    for (const m of this.managed)
-      if (m.actor.getSnapshot().status !== "done") m.actor.send({ type: "CLOSE" });
-    await Promise.all(
-      this.managed.map(
-        (m) =>
-          new Promise<void>((resolve) => {
-            if (m.actor.getSnapshot().status === "done") resolve();
-            const sub = m.actor.subscribe((s) => {
-              if (s.status === "done") {
-                sub.unsubscribe();
-                resolve();
-              }
-            });
-          }),
-      ),
-    );
-    const conn = this.connection;
-    this.connection = undefined;
-    if (conn) await conn.close({ timeout });
+  /** Once, for every connection that closes: consumers drain, then publishers settle, then RPC clients. */
+  private beforeClose(): Promise<void> {
+    this.closingWork ??= (async () => {
+      const timeout = this.opts.closeTimeout ?? 10_000;
+      await Promise.all(this.consumers.map((c) => c.cancel()));
+      await Promise.all(this.publisherList.map((p) => p.close(timeout)));
+      await Promise.all(this.rpcClientList.map((r) => r.close(timeout)));
+    })();
+    return this.closingWork;
   }
 
   /** Where the client connects (URLs without passwords). */
@@ -662,7 +612,7 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
 
   /** The consumers made through this client (RPC servers' too), until they are cancelled: a copy. */
   get consumers(): readonly Consumer[] {
-    return [...this.consumerSet];
+    return [...this.slots.values()].flatMap((s) => [...s.consumers]);
   }
 
   /** The publishers made by publisher() (and publish()'s default one), closed ones too: a copy. */
@@ -682,20 +632,24 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
 
   /**
    * The restart intensity now (`restartIntensity`): recoveries of an open connection within its
-   * window, and how many more it allows before the client is `degraded`.
+   * window, and how many more it allows before it is `degraded`; of the connection with the fewest
+   * left when there are two.
    */
   get restartBudget(): { restarts: number; maxRestarts: number; withinMs: number; left: number } {
-    const { restarts, intensity, now } = this.actor.getSnapshot().context;
-    const t = now();
-    const recent = restarts.filter((r) => t - r < intensity.withinMs).length;
-    const { maxRestarts, withinMs } = intensity;
-    return { restarts: recent, maxRestarts, withinMs, left: Math.max(0, maxRestarts - recent) };
+    let worst: { restarts: number; maxRestarts: number; withinMs: number; left: number } | undefined;
+    for (const s of this.slots.values()) {
+      const b = s.restartBudget;
+      if (worst === undefined || b.left < worst.left) worst = b;
+    }
+    if (worst !== undefined) return worst;
+    const { maxRestarts, withinMs } = { ...DEFAULT_INTENSITY, ...this.opts.restartIntensity };
+    return { restarts: 0, maxRestarts, withinMs, left: maxRestarts };
   }
 }
 
 /**
- * Creates a supervised client and starts connecting (a URL string, or options); `await
- * client.ready()` for the first open. A broker that is down is retried, never thrown; a bad URL or
+ * Creates a supervised client (a URL string, or options); its connections open on first use
+ * (docs/connecting.md); `await client.ready()` for the first open. A broker that is down is retried, never thrown; a bad URL or
  * option fails the client (`ready()` rejects with ConfigError); an empty `urls` throws ConfigError.
  */
 export function connect(options: ClientOptions | string = {}): Client {
@@ -703,3 +657,4 @@ export function connect(options: ClientOptions | string = {}): Client {
 }
 
 export type { ClientEvents, ClientOptions, DegradedChange, StateChange } from "./client-options.js";
+export type { ConnectionRole, ConnectionsMode } from "./slot-state.js";

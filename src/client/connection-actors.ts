@@ -31,6 +31,7 @@ export function connectionOptions(o: ClientOptions, url: string): ConnectionOpti
     closeTimeout: _ct,
     credentials: _cr,
     credentialRefresh: _crr,
+    connections: _cs,
     ...rest
   } = o;
   return { ...rest, url };

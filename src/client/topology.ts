@@ -153,6 +153,25 @@ export class Topology {
   }
 
   /**
+   * Declares again what any connection may declare, for a connection that does not own the
+   * topology (a client's publish connection): the exchanges, the named queues that are not
+   * exclusive, and the bindings between them. Exclusive queues belong to the connection that
+   * declared them (another gets 405 RESOURCE_LOCKED) and a server-named one would be a new queue:
+   * both are left to the owning connection's restore(). Idempotent; renames nothing.
+   */
+  async restoreShared(ch: Channel): Promise<void> {
+    for (const e of this.exchanges.values()) await declareExchange(ch, e);
+    const shared = new Set<string>();
+    for (const [key, r] of this.queues) {
+      if (r.serverNamed || r.spec.exclusive === true) continue;
+      await declareQueue(ch, r.spec, key);
+      shared.add(key);
+    }
+    for (const b of this.bindings.values())
+      if (b.queue === undefined || shared.has(b.queue)) await this.bind(ch, b);
+  }
+
+  /**
    * Brings one recorded queue back (after it was deleted under a consumer): declares it
    * and its bindings again. A server-named queue is only declared anew when `lost` (its
    * old name cannot be declared: amq.* is reserved), and then gets a new name.

@@ -45,7 +45,15 @@ class FakeClient extends TypedEmitter<{ state: (change: StateChange) => void }> 
   rpcClients: { calls: number }[] = [];
   rpcServers: { served: number }[] = [];
   change(from: StateChange["from"], to: StateChange["to"], error?: Error, degraded = false): void {
-    this.emit("state", { from, to, error, host: "127.0.0.1:5672", degraded });
+    this.emit("state", {
+      from,
+      to,
+      error,
+      host: "127.0.0.1:5672",
+      degraded,
+      role: "shared",
+      connection: undefined,
+    });
   }
 }
 

@@ -31,27 +31,27 @@ export class RegistryMetrics {
   /** When the lag was last collected (the monitor's clock). */
   private lagCollectedAt = 0;
 
-  readonly connectionState: Gauge<"connection" | "state">;
-  readonly connectionUp: Gauge<"connection">;
-  readonly reconnects: Counter<"connection">;
-  readonly recoveryDuration: SeriesHistogram<"connection">;
-  readonly channelRestarts: Counter<"connection">;
-  readonly channelRenewals: Counter<"connection">;
-  readonly escalations: Counter<"connection" | "level">;
-  readonly hostCooldowns: Counter<"connection">;
-  readonly blocked: Gauge<"connection">;
-  readonly blockedSeconds: Counter<"connection">;
-  readonly degraded: Gauge<"connection">;
-  readonly degradedSeconds: Counter<"connection">;
-  readonly heartbeatMisses: Counter<"connection">;
+  readonly connectionState: Gauge<"connection" | "role" | "state">;
+  readonly connectionUp: Gauge<"connection" | "role">;
+  readonly reconnects: Counter<"connection" | "role">;
+  readonly recoveryDuration: SeriesHistogram<"connection" | "role">;
+  readonly channelRestarts: Counter<"connection" | "role">;
+  readonly channelRenewals: Counter<"connection" | "role">;
+  readonly escalations: Counter<"connection" | "role" | "level">;
+  readonly hostCooldowns: Counter<"connection" | "role">;
+  readonly blocked: Gauge<"connection" | "role">;
+  readonly blockedSeconds: Counter<"connection" | "role">;
+  readonly degraded: Gauge<"connection" | "role">;
+  readonly degradedSeconds: Counter<"connection" | "role">;
+  readonly heartbeatMisses: Counter<"connection" | "role">;
   readonly credentialRefreshes: Counter<"connection" | "outcome">;
   readonly eventLoopLag: Gauge<"connection">;
-  readonly bytesReceived: Counter<"connection">;
-  readonly bytesSent: Counter<"connection">;
-  readonly writeBuffer: Gauge<"connection">;
-  readonly methodCalls: Counter<"connection" | "method">;
-  readonly methodTimeouts: Counter<"connection" | "method">;
-  readonly methodDuration: SeriesHistogram<"connection" | "method">;
+  readonly bytesReceived: Counter<"connection" | "role">;
+  readonly bytesSent: Counter<"connection" | "role">;
+  readonly writeBuffer: Gauge<"connection" | "role">;
+  readonly methodCalls: Counter<"connection" | "role" | "method">;
+  readonly methodTimeouts: Counter<"connection" | "role" | "method">;
+  readonly methodDuration: SeriesHistogram<"connection" | "role" | "method">;
 
   readonly published: Counter<"connection" | "exchange">;
   readonly confirmed: Counter<"connection" | "exchange">;
@@ -99,62 +99,64 @@ export class RegistryMetrics {
     };
     const flush = () => this.flushCounts();
     const C = "connection" as const;
+    // A client's connections (consume, publish, or shared) are told apart by `role`.
+    const R = "role" as const;
 
     this.connectionState = gauge(
       "warren_connection_state",
-      "1 for the client's current state, 0 for the others",
-      [C, "state"],
+      "1 for the connection's current state, 0 for the others",
+      [C, R, "state"],
     );
-    this.connectionUp = gauge("warren_connection_up", "1 while the client is running or blocked", [C]);
-    this.reconnects = counter("warren_reconnects_total", "Connections re-established after a loss", [C]);
+    this.connectionUp = gauge("warren_connection_up", "1 while the connection is running or blocked", [C, R]);
+    this.reconnects = counter("warren_reconnects_total", "Connections re-established after a loss", [C, R]);
     this.recoveryDuration = histogram(
       "warren_recovery_duration_seconds",
       "Time from a lost connection to running again",
-      [C],
+      [C, R],
       RECOVERY_BUCKETS,
     );
     this.channelRestarts = counter(
       "warren_channel_restarts_total",
       "Supervised channels reopened after a channel error",
-      [C],
+      [C, R],
     );
     this.channelRenewals = counter(
       "warren_channel_renewals_total",
       "Publisher channels renewed after a nack streak",
-      [C],
+      [C, R],
     );
     this.escalations = counter(
       "warren_supervisor_escalations_total",
       "Supervisor escalations: channel (a channel gave up, the connection restarts) or connection (the connection's restart intensity was exceeded: the backoff escalates)",
-      [C, "level"],
+      [C, R, "level"],
     );
     this.hostCooldowns = counter(
       "warren_host_cooldowns_total",
       "Hosts set to rest after their connection died or they refused (the next attempt goes elsewhere)",
-      [C],
+      [C, R],
     );
-    this.blocked = gauge("warren_blocked", "1 while the broker blocks the connection", [C]);
+    this.blocked = gauge("warren_blocked", "1 while the broker blocks the connection", [C, R]);
     this.blockedSeconds = counter(
       "warren_blocked_seconds_total",
       "Time spent blocked by the broker",
-      [C],
+      [C, R],
       () => this.collectBlocked(),
     );
     this.degraded = gauge(
       "warren_connection_degraded",
       "1 while the connection is degraded: restarts exceeded the restart intensity and it has not stayed up since",
-      [C],
+      [C, R],
     );
     this.degradedSeconds = counter(
       "warren_connection_degraded_seconds_total",
       "Time spent degraded (escalated reconnect backoff)",
-      [C],
+      [C, R],
       () => this.collectDegraded(),
     );
     this.heartbeatMisses = counter(
       "warren_heartbeat_misses_total",
       "Connections declared dead by missed heartbeats",
-      [C],
+      [C, R],
     );
     this.credentialRefreshes = counter(
       "warren_credential_refreshes_total",
@@ -167,28 +169,32 @@ export class RegistryMetrics {
       [C],
       () => this.collectLoopLag(),
     );
-    this.bytesReceived = counter("warren_bytes_received_total", "Bytes read from the socket", [C], () =>
+    this.bytesReceived = counter("warren_bytes_received_total", "Bytes read from the socket", [C, R], () =>
       this.collectBytes(),
     );
-    this.bytesSent = counter("warren_bytes_sent_total", "Bytes written to the socket", [C], () =>
+    this.bytesSent = counter("warren_bytes_sent_total", "Bytes written to the socket", [C, R], () =>
       this.collectBytes(),
     );
     this.writeBuffer = gauge(
       "warren_write_buffer_bytes",
       "Bytes buffered in the process for the socket, not yet taken by the kernel (publishing waits above writeHighWaterMark)",
-      [C],
+      [C, R],
       () => this.collectBytes(),
     );
-    this.methodCalls = counter("warren_method_calls_total", "Synchronous AMQP methods sent", [C, "method"]);
+    this.methodCalls = counter("warren_method_calls_total", "Synchronous AMQP methods sent", [
+      C,
+      R,
+      "method",
+    ]);
     this.methodTimeouts = counter(
       "warren_method_timeouts_total",
       "Synchronous AMQP methods that got no reply in time",
-      [C, "method"],
+      [C, R, "method"],
     );
     this.methodDuration = histogram(
       "warren_method_duration_seconds",
       "Synchronous AMQP method sent to reply",
-      [C, "method"],
+      [C, R, "method"],
       LATENCY_BUCKETS,
     );
 

@@ -19,39 +19,32 @@
  * - gauges of in-flight work and outbox rows are read when the registry is collected (scraped).
  *
  * Several clients may share one registry: the metric objects are created once per registry and
- * each client writes its own `connection` label (its connectionName, or "default").
+ * each client writes its own `connection` label (its connectionName, or "default"). The series of
+ * each of its connections (state, recoveries, bytes…) also carry a `role` label (consume, publish,
+ * or shared with `connections: "single"`): connection-metrics.ts.
  */
-import type { Counter, Gauge, Registry } from "prom-client";
-import type { AnyActorRef, InspectionEvent } from "xstate";
-import { leafName } from "../../../machines/state-value.js";
-import type { Connection, ConnectionObserver } from "../../amqp/connection.js";
-import {
-  CONNECTION_STATES,
-  type PublisherObserver,
-  type PublishStats,
-  type RpcClientStats,
-  type RpcServerStats,
-  type WatchedConsumer,
-  type WatchedPublisher,
+import type { Gauge, Registry } from "prom-client";
+import type {
+  PublisherObserver,
+  PublishStats,
+  RpcClientStats,
+  RpcServerStats,
+  WatchedConsumer,
+  WatchedPublisher,
 } from "../observers.js";
 import { type CollectedClient, metricsFor, type RegistryMetrics } from "./catalogue.js";
+import { ConnectionMetrics } from "./connection-metrics.js";
 import { DEFAULT_EXCHANGE_LABEL, OTHER_LABEL } from "./labels.js";
 import type { MetricsOptions } from "./options.js";
-import type { Count, Series } from "./primitives.js";
+import type { Count } from "./primitives.js";
 import { promRegistry } from "./prom.js";
 import { ExchangeStats, QueueStats, RpcClientSeries, RpcServerSeries } from "./series.js";
 
-interface MethodChildren {
-  calls: Counter.Internal;
-  timeouts: Counter.Internal;
-  duration: Series;
-}
-
 /**
- * The metrics of one client. The client hands it to its connections (ConnectionObserver), its
- * publishers (PublisherObserver), its consumers (`queue()`), and its actors (`inspect`).
+ * The metrics of one client. The client hands it to its publishers (PublisherObserver) and its
+ * consumers (`queue()`), and each of its connections gets a ConnectionMetrics (`connection()`).
  */
-export class ClientMetrics implements ConnectionObserver, PublisherObserver, CollectedClient {
+export class ClientMetrics implements PublisherObserver, CollectedClient {
   readonly name: string;
   readonly registry: Registry;
   private readonly m: RegistryMetrics;
@@ -60,7 +53,6 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
   private readonly queues = new Map<string, QueueStats>();
   private otherExchange: ExchangeStats | undefined;
   private otherQueue: QueueStats | undefined;
-  private readonly methods = new Map<string, MethodChildren>();
   private rpcClientSeries: RpcClientSeries | undefined;
   private readonly rpcServerSeries = new Map<string, RpcServerSeries>();
   /** Hot-path counter series, added to prom-client's counters when collected. */
@@ -69,21 +61,8 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
   private lastExchange: string | undefined;
   private lastExchangeStats: ExchangeStats | undefined;
 
-  // connection lifecycle (from the connection machine's snapshots)
-  private state = "idle";
-  private everUp = false;
-  private lostAt: number | undefined;
-  private blockedSince: number | undefined;
-  private degradedSince: number | undefined;
-  private level = 0;
-  private readonly channelStates = new WeakMap<AnyActorRef, string>();
-
-  // bytes: folded from closed connections, plus the live ones at collect time
-  private readonly live = new Set<Connection>();
-  private bytesInClosed = 0;
-  private bytesOutClosed = 0;
-  private bytesInReported = 0;
-  private bytesOutReported = 0;
+  /** The metrics of each connection the client opened. */
+  private readonly connections: ConnectionMetrics[] = [];
 
   private readonly publishers = new Set<WatchedPublisher>();
   private readonly consumers = new Set<WatchedConsumer>();
@@ -92,25 +71,6 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
   private attached = true;
 
   // label children bound once
-  private readonly stateGauges: Map<string, Gauge.Internal<"connection" | "state">>;
-  private readonly up: Gauge.Internal<"connection">;
-  private readonly reconnects: Counter.Internal;
-  private readonly hostCooldowns: Counter.Internal;
-  /** The connection machine's per-host rest table, last seen. */
-  private cooldownUntil: readonly number[] = [];
-  private readonly recovery: Series;
-  private readonly channelRestarts: Counter.Internal;
-  private readonly channelRenewals: Counter.Internal;
-  private readonly channelEscalations: Counter.Internal;
-  private readonly connectionEscalations: Counter.Internal;
-  private readonly blocked: Gauge.Internal<"connection">;
-  private readonly blockedSeconds: Counter.Internal;
-  private readonly degradedGauge: Gauge.Internal<"connection">;
-  private readonly degradedSeconds: Counter.Internal;
-  private readonly heartbeatMisses: Counter.Internal;
-  private readonly bytesIn: Counter.Internal;
-  private readonly bytesOut: Counter.Internal;
-  private readonly writeBuffer: Gauge.Internal<"connection">;
   private readonly inFlight: Gauge.Internal<"connection">;
   private readonly outboxDepth: Gauge.Internal<"connection">;
   private readonly deadLetters: Gauge.Internal<"connection">;
@@ -121,53 +81,15 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
     this.m = metricsFor(this.registry);
     this.maxLabels = Math.max(0, o.maxLabelValues ?? 100);
     this.name = connectionName ?? "default";
-    const m = this.m;
     const n = this.name;
-    this.stateGauges = new Map(CONNECTION_STATES.map((s) => [s, m.connectionState.labels(n, s)]));
-    this.up = m.connectionUp.labels(n);
-    this.reconnects = m.reconnects.labels(n);
-    this.recovery = m.recoveryDuration.series({ connection: n });
-    this.channelRestarts = m.channelRestarts.labels(n);
-    this.channelRenewals = m.channelRenewals.labels(n);
-    this.channelEscalations = m.escalations.labels(n, "channel");
-    this.connectionEscalations = m.escalations.labels(n, "connection");
-    this.hostCooldowns = m.hostCooldowns.labels(n);
-    this.blocked = m.blocked.labels(n);
-    this.blockedSeconds = m.blockedSeconds.labels(n);
-    this.degradedGauge = m.degraded.labels(n);
-    this.degradedSeconds = m.degradedSeconds.labels(n);
-    this.heartbeatMisses = m.heartbeatMisses.labels(n);
-    this.bytesIn = m.bytesReceived.labels(n);
-    this.bytesOut = m.bytesSent.labels(n);
-    this.writeBuffer = m.writeBuffer.labels(n);
-    this.inFlight = m.publishInFlight.labels(n);
-    this.outboxDepth = m.outboxDepth.labels(n);
-    this.deadLetters = m.outboxDeadLetters.labels(n);
-    // Every connection-level series exists from the start (at 0), so rates and alerts see it.
-    for (const [s, g] of this.stateGauges) g.set(s === "idle" ? 1 : 0);
-    this.up.set(0);
-    this.blocked.set(0);
-    this.degradedGauge.set(0);
-    this.writeBuffer.set(0);
-    for (const c of [
-      this.reconnects,
-      this.channelRestarts,
-      this.channelRenewals,
-      this.channelEscalations,
-      this.connectionEscalations,
-      this.hostCooldowns,
-      this.blockedSeconds,
-      this.degradedSeconds,
-      this.heartbeatMisses,
-      this.bytesIn,
-      this.bytesOut,
-    ])
-      c.inc(0);
+    this.inFlight = this.m.publishInFlight.labels(n);
+    this.outboxDepth = this.m.outboxDepth.labels(n);
+    this.deadLetters = this.m.outboxDeadLetters.labels(n);
     this.inFlight.set(0);
     this.outboxDepth.set(0);
     this.deadLetters.set(0);
-    m.eventLoopLag.labels(n).set(0);
-    m.attach(this);
+    this.m.eventLoopLag.labels(n).set(0);
+    this.m.attach(this);
   }
 
   // ─── label values (bounded) ─────────────────────────────────────────────
@@ -224,139 +146,18 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
     return this.queues.has(name) ? name : OTHER_LABEL;
   }
 
-  // ─── ConnectionObserver (src/amqp) ──────────────────────────────────────
+  // ─── connections ────────────────────────────────────────────────────────
 
-  opened(conn: Connection): void {
-    this.live.add(conn);
-  }
-
-  closed(conn: Connection): void {
-    if (!this.live.delete(conn)) return;
-    this.bytesInClosed += conn.bytesReceived;
-    this.bytesOutClosed += conn.bytesSent;
-  }
-
-  heartbeatMissed(): void {
-    this.heartbeatMisses.inc();
+  /** The metrics of a new connection of this client, labelled with its `role`. */
+  connection(role: string): ConnectionMetrics {
+    const c = new ConnectionMetrics(this.m, this.name, role);
+    this.connections.push(c);
+    return c;
   }
 
   /** A refresh of `connect({ credentials })` (ok), or a failure to get or use them. */
   credentialOutcome(outcome: string): void {
     this.m.credentialRefreshes.labels(this.name, outcome).inc();
-  }
-
-  methodSent(method: string): void {
-    this.method(method).calls.inc();
-  }
-
-  methodReplied(method: string, seconds: number): void {
-    this.method(method).duration.observe(seconds);
-  }
-
-  methodTimedOut(method: string): void {
-    this.method(method).timeouts.inc();
-  }
-
-  /** AMQP method names are a small fixed set: no cap needed. */
-  private method(method: string): MethodChildren {
-    let r = this.methods.get(method);
-    if (r === undefined) {
-      r = {
-        calls: this.m.methodCalls.labels(this.name, method),
-        timeouts: this.m.methodTimeouts.labels(this.name, method),
-        duration: this.m.methodDuration.series({ connection: this.name, method }),
-      };
-      r.timeouts.inc(0);
-      this.methods.set(method, r);
-    }
-    return r;
-  }
-
-  // ─── the machines' inspection stream ────────────────────────────────────
-
-  /** Pass as `inspect` to createActor for the connection and channel machines. */
-  readonly inspect = (ev: InspectionEvent): void => {
-    if (ev.type !== "@xstate.snapshot") return;
-    const snap = ev.snapshot as {
-      machine?: { id?: string };
-      value?: unknown;
-      context?: { cooldownUntil?: readonly number[]; degraded?: boolean; level?: number };
-    };
-    const id = snap.machine?.id;
-    if (id === "connection") {
-      this.connectionState(leafName(snap.value));
-      this.degradedState(snap.context?.degraded === true, snap.context?.level ?? 0);
-      const rest = snap.context?.cooldownUntil;
-      if (rest !== undefined && rest !== this.cooldownUntil) {
-        // A new table: count the hosts whose rest was extended.
-        for (let i = 0; i < rest.length; i++)
-          if ((rest[i] ?? 0) > (this.cooldownUntil[i] ?? 0)) this.hostCooldowns.inc();
-        this.cooldownUntil = rest;
-      }
-    } else if (id === "channel")
-      this.channelState(ev.actorRef as AnyActorRef, leafName(snap.value), ev.event.type);
-  };
-
-  private connectionState(to: string): void {
-    const from = this.state;
-    if (to === from) return;
-    this.state = to;
-    const now = performance.now();
-    this.stateGauges.get(from)?.set(0);
-    this.stateGauges.get(to)?.set(1);
-    const upNow = to === "running" || to === "blocked";
-    this.up.set(upNow ? 1 : 0);
-    if (to === "blocked") {
-      this.blockedSince = now;
-      this.blocked.set(1);
-    } else if (from === "blocked") {
-      if (this.blockedSince !== undefined) this.blockedSeconds.inc((now - this.blockedSince) / 1000);
-      this.blockedSince = undefined;
-      this.blocked.set(0);
-    }
-    if (upNow) {
-      if (this.lostAt !== undefined) {
-        this.reconnects.inc();
-        this.recovery.observe((now - this.lostAt) / 1000);
-        this.lostAt = undefined;
-      }
-      this.everUp = true;
-    } else if (to === "recovering" || to === "degraded") {
-      // Lost: from an open connection, or a restore that failed after the first time we were up.
-      if (this.everUp) this.lostAt ??= now;
-    } else if (to === "closing" || to === "closed" || to === "failed") {
-      this.lostAt = undefined;
-    }
-    if (to === "closed") {
-      this.degradedState(false, 0);
-      this.detach();
-    }
-  }
-
-  /** The degraded condition, and each escalation (a level up) of the connection's backoff. */
-  private degradedState(degraded: boolean, level: number): void {
-    if (level > this.level) this.connectionEscalations.inc(level - this.level);
-    this.level = level;
-    if (degraded === (this.degradedSince !== undefined)) return;
-    const now = performance.now();
-    if (degraded) {
-      this.degradedSince = now;
-      this.degradedGauge.set(1);
-    } else {
-      if (this.degradedSince !== undefined) this.degradedSeconds.inc((now - this.degradedSince) / 1000);
-      this.degradedSince = undefined;
-      this.degradedGauge.set(0);
-    }
-  }
-
-  private channelState(actor: AnyActorRef, to: string, cause: string): void {
-    const from = this.channelStates.get(actor);
-    if (from === to) return;
-    this.channelStates.set(actor, to);
-    if (to === "reopening") {
-      if (cause === "RENEW") this.channelRenewals.inc();
-      else this.channelRestarts.inc();
-    } else if (to === "failed") this.channelEscalations.inc();
   }
 
   // ─── consumers and publishers ───────────────────────────────────────────
@@ -388,35 +189,17 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
 
   /** @internal */
   collectBlocked(): void {
-    if (this.blockedSince === undefined) return;
-    const now = performance.now();
-    this.blockedSeconds.inc((now - this.blockedSince) / 1000);
-    this.blockedSince = now;
+    for (const c of this.connections) c.collectBlocked();
   }
 
   /** @internal */
   collectDegraded(): void {
-    if (this.degradedSince === undefined) return;
-    const now = performance.now();
-    this.degradedSeconds.inc((now - this.degradedSince) / 1000);
-    this.degradedSince = now;
+    for (const c of this.connections) c.collectDegraded();
   }
 
   /** @internal */
   collectBytes(): void {
-    let rx = this.bytesInClosed;
-    let tx = this.bytesOutClosed;
-    let buffered = 0;
-    for (const c of this.live) {
-      rx += c.bytesReceived;
-      tx += c.bytesSent;
-      buffered += c.writer.pending;
-    }
-    this.writeBuffer.set(buffered);
-    if (rx > this.bytesInReported) this.bytesIn.inc(rx - this.bytesInReported);
-    if (tx > this.bytesOutReported) this.bytesOut.inc(tx - this.bytesOutReported);
-    this.bytesInReported = Math.max(rx, this.bytesInReported);
-    this.bytesOutReported = Math.max(tx, this.bytesOutReported);
+    for (const c of this.connections) c.collectBytes();
   }
 
   /** @internal */
@@ -454,7 +237,7 @@ export class ClientMetrics implements ConnectionObserver, PublisherObserver, Col
   }
 
   /** The client closed: final values, then it is no longer collected. */
-  private detach(): void {
+  detach(): void {
     if (!this.attached) return;
     this.attached = false;
     this.flushCounts();
