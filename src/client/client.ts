@@ -101,6 +101,8 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
   /** The error that failed a connection, and so the client. */
   private failedWith: Error | undefined;
   private closeRequested = false;
+  /** close()'s promise, once called. */
+  private closed: Promise<void> | undefined;
   /** Draining consumers and settling publishers, once for all the connections that close. */
   private closingWork: Promise<void> | undefined;
   private readonly readyWaiters = new Waiters();
@@ -111,7 +113,8 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
 
   /**
    * Creates the client: the same as `connect(options)`. Its connections open on first use (a
-   * consumer, a publisher, declare() or ready()), each starting on the next microtask.
+   * consumer, a publisher, declare() or ready()); with none made in the same tick, the consume
+   * connection opens on the next microtask.
    */
   constructor(options: ClientOptions = {}) {
     super();
@@ -140,6 +143,12 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
       degradedChanged: (_slot, change) => this.emit("degraded", change),
       report: (error) => this.report(error),
     };
+    // connect() starts connecting at once, as a client with one connection did: what the caller
+    // made in the same tick opened its connection(s) already; else the consume one opens (it is
+    // the one ready() and declare() use), so failures are reported and states seen.
+    queueMicrotask(() => {
+      if (this.slots.size === 0 && !this.closeRequested) this.slot("consume");
+    });
   }
 
   /**
@@ -568,20 +577,31 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
 
   /**
    * Graceful close: cancels consumers and waits (bounded) for their running handlers,
-   * waits (bounded) for outstanding confirms, closes channels, then the connection; each wait is
+   * waits (bounded) for outstanding confirms, closes channels, then the connections; each wait is
    * bounded by `closeTimeout`. What is still unsettled then rejects with ClientClosedError; stored
    * outbox rows stay for the next run. Never rejects. Idempotent.
    */
-  async close(): Promise<void> {
-    if (this.stateName === "closed") return;
+  close(): Promise<void> {
+    if (this.stateName === "closed") return Promise.resolve();
     this.closeRequested = true;
+    this.closed ??= this.closeSlots();
+    return this.closed;
+  }
+
+  private async closeSlots(): Promise<void> {
     if (this.slots.size === 0) {
       this.stateName = "closed";
       this.readyWaiters.rejectAll(this.failure());
       this.metrics?.detach();
       return;
     }
-    await Promise.all([...this.slots.values()].map((s) => s.close()));
+    const slots = [...this.slots.values()];
+    // Open connections close now (their shutdown waits for the drain); one still connecting (a
+    // publisher made just before close()) stays up until publishers settled, bounded by closeTimeout.
+    const open = slots.filter((s) => s.isOpen);
+    const closing = open.map((s) => s.close());
+    if (this.stateName !== "failed") await this.beforeClose();
+    await Promise.all([...closing, ...slots.filter((s) => !open.includes(s)).map((s) => s.close())]);
   }
 
   /** Closes the client (close()) at the end of an `await using` block. */
@@ -648,8 +668,9 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
 }
 
 /**
- * Creates a supervised client (a URL string, or options); its connections open on first use
- * (docs/connecting.md); `await client.ready()` for the first open. A broker that is down is retried, never thrown; a bad URL or
+ * Creates a supervised client (a URL string, or options) and starts connecting: the connections
+ * for what is made in the same tick (a consumer, a publisher), else the consume one; the other
+ * opens on first use (docs/connecting.md). `await client.ready()` for the first open. A broker that is down is retried, never thrown; a bad URL or
  * option fails the client (`ready()` rejects with ConfigError); an empty `urls` throws ConfigError.
  */
 export function connect(options: ClientOptions | string = {}): Client {

@@ -72,7 +72,9 @@ const usable = await canUseRabbitmqctl();
 
 describe("the supervised client against the broker", { timeout: 30_000 }, () => {
   const admin = useAdmin();
-  const clients = useClients("warren-client");
+  // One connection's supervision, end to end: the separate consume and publish connections are
+  // client-connections.test.ts's.
+  const clients = useClients("warren-client", { connections: "single" });
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
 

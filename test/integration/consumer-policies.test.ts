@@ -415,7 +415,7 @@ describe("consumer policies", () => {
       await c.ready();
       await waitFor(() => handled.size >= 10, "10 handled");
       const mark = log.changes.length;
-      expect(await closeConnectionsNamed(name, "killed by test")).toBe(1);
+      expect(await closeConnectionsNamed(`${name}:consume`, "killed by test")).toBe(1);
       await log.next("consuming", mark, 20_000); // subscribed again after the kill
       await waitFor(() => handled.size === 40, "all 40 handled", 20_000);
       // Resumed at the first unacked offset: at most the prefetch window is seen twice, never all from "first".
@@ -500,7 +500,7 @@ describe("consumer policies", () => {
     await waitFor(() => done.size >= 15 && c.stats.retried >= 2, "some handled and some retried");
     const mark = log.changes.length;
     const doneBefore = done.size;
-    expect(await closeConnectionsNamed(name, "killed by test")).toBe(1);
+    expect(await closeConnectionsNamed(`${name}:consume`, "killed by test")).toBe(1);
     // Resubscribed: a transition to consuming after the kill, not a state it may never have left.
     await log.next("consuming", mark, 20_000);
     await waitFor(() => done.size === 60, "every message handled", 20_000);

@@ -167,36 +167,35 @@ describe("publishing metrics", () => {
     expect(await value(registry, "warren_nacked_total", ex)).toBe(0);
     expect(await value(registry, "warren_republished_total", ex)).toBe(0);
 
-    // Connection-level series.
-    expect(await value(registry, "warren_connection_state", { connection: conn, state: "running" })).toBe(1);
-    expect(await value(registry, "warren_connection_state", { connection: conn, state: "connecting" })).toBe(
-      0,
+    // Connection-level series, one per connection: the publisher's (`role` publish) and the one
+    // ready() opened and declare() used (`role` consume).
+    const P = { connection: conn, role: "publish" };
+    const K = { connection: conn, role: "consume" };
+    expect(await value(registry, "warren_connection_state", { ...K, state: "running" })).toBe(1);
+    expect(await value(registry, "warren_connection_state", { ...P, state: "running" })).toBe(1);
+    expect(await value(registry, "warren_connection_state", { ...P, state: "connecting" })).toBe(0);
+    expect(await value(registry, "warren_connection_up", P)).toBe(1);
+    expect(await value(registry, "warren_blocked", P)).toBe(0);
+    expect(await value(registry, "warren_reconnects_total", P)).toBe(0);
+    expect(await value(registry, "warren_host_cooldowns_total", P)).toBe(0);
+    // One confirm channel: confirm.select once, on the publish connection; the declare on the consume one.
+    expect(await value(registry, "warren_method_calls_total", { ...P, method: "confirm.select" })).toBe(1);
+    expect(await value(registry, "warren_method_calls_total", { ...K, method: "queue.declare" })).toBe(1);
+    expect(await value(registry, "warren_method_calls_total", { ...P, method: "queue.declare" })).toBe(
+      undefined,
     );
-    expect(await value(registry, "warren_connection_up", { connection: conn })).toBe(1);
-    expect(await value(registry, "warren_blocked", { connection: conn })).toBe(0);
-    expect(await value(registry, "warren_reconnects_total", { connection: conn })).toBe(0);
-    expect(await value(registry, "warren_host_cooldowns_total", { connection: conn })).toBe(0);
-    // One confirm channel: confirm.select once; its channel.open and the admin channel's.
-    expect(
-      await value(registry, "warren_method_calls_total", { connection: conn, method: "confirm.select" }),
-    ).toBe(1);
-    expect(
-      await value(registry, "warren_method_calls_total", { connection: conn, method: "queue.declare" }),
-    ).toBe(1);
     expect(
       await value(
         registry,
         "warren_method_duration_seconds",
-        { connection: conn, method: "queue.declare" },
+        { ...K, method: "queue.declare" },
         { count: true },
       ),
     ).toBe(1);
-    expect(
-      await value(registry, "warren_method_timeouts_total", { connection: conn, method: "queue.declare" }),
-    ).toBe(0);
-    expect(await value(registry, "warren_heartbeat_misses_total", { connection: conn })).toBe(0);
-    expect(await value(registry, "warren_bytes_sent_total", { connection: conn })).toBeGreaterThan(N * 20);
-    expect(await value(registry, "warren_bytes_received_total", { connection: conn })).toBeGreaterThan(100);
+    expect(await value(registry, "warren_method_timeouts_total", { ...K, method: "queue.declare" })).toBe(0);
+    expect(await value(registry, "warren_heartbeat_misses_total", P)).toBe(0);
+    expect(await value(registry, "warren_bytes_sent_total", P)).toBeGreaterThan(N * 20);
+    expect(await value(registry, "warren_bytes_received_total", K)).toBeGreaterThan(100);
     // `warren_retried_total` is registered (a later issue feeds it).
     expect(registry.getSingleMetric("warren_retried_total")).toBeDefined();
   });
@@ -362,6 +361,7 @@ describe("supervision metrics", () => {
     const registry = new Registry();
     const c = client(registry);
     const conn = nameOf(c);
+    const K = { connection: conn, role: "consume" };
     await c.ready();
     const queue = uniqueName("metrics-recover");
     await c.declare({ queues: [{ name: queue, durable: false, autoDelete: false }] });
@@ -369,26 +369,22 @@ describe("supervision metrics", () => {
     await waitFor(() => consumer.state === "consuming", "the consumer to subscribe");
     const log = new StateLog(c);
 
-    expect(await closeConnectionsNamed(conn)).toBe(1);
+    expect(await closeConnectionsNamed(`${conn}:consume`)).toBe(1);
     const lost = await log.next("recovering", 0);
     await log.next("running", log.changes.indexOf(lost));
     await waitFor(() => consumer.state === "consuming", "the consumer to resubscribe");
 
-    expect(await value(registry, "warren_reconnects_total", { connection: conn })).toBe(1);
-    expect(
-      await value(registry, "warren_recovery_duration_seconds", { connection: conn }, { count: true }),
-    ).toBe(1);
-    expect(await value(registry, "warren_connection_state", { connection: conn, state: "running" })).toBe(1);
-    expect(await value(registry, "warren_connection_state", { connection: conn, state: "recovering" })).toBe(
+    expect(await value(registry, "warren_reconnects_total", K)).toBe(1);
+    expect(await value(registry, "warren_recovery_duration_seconds", K, { count: true })).toBe(1);
+    expect(await value(registry, "warren_connection_state", { ...K, state: "running" })).toBe(1);
+    expect(await value(registry, "warren_connection_state", { ...K, state: "recovering" })).toBe(0);
+    expect(await value(registry, "warren_connection_up", K)).toBe(1);
+    expect(await value(registry, "warren_consumer_restarts_total", { connection: conn, queue })).toBe(1);
+    expect(await value(registry, "warren_supervisor_escalations_total", { ...K, level: "connection" })).toBe(
       0,
     );
-    expect(await value(registry, "warren_connection_up", { connection: conn })).toBe(1);
-    expect(await value(registry, "warren_consumer_restarts_total", { connection: conn, queue })).toBe(1);
-    expect(
-      await value(registry, "warren_supervisor_escalations_total", { connection: conn, level: "connection" }),
-    ).toBe(0);
     // The host whose connection died rested (the only one: it was tried again all the same).
-    expect(await value(registry, "warren_host_cooldowns_total", { connection: conn })).toBe(1);
+    expect(await value(registry, "warren_host_cooldowns_total", K)).toBe(1);
     await c.deleteQueue(queue);
   });
 
@@ -396,6 +392,8 @@ describe("supervision metrics", () => {
     const registry = new Registry();
     const c = client(registry);
     const conn = nameOf(c);
+    // declare() uses the consume connection.
+    const K = { connection: conn, role: "consume" };
     await c.ready();
     const queue = uniqueName("metrics-406");
     await c.declare({ queues: [{ name: queue, exclusive: true, arguments: { "x-max-length": 1 } }] });
@@ -406,35 +404,41 @@ describe("supervision metrics", () => {
     expect(err).toBeInstanceOf(ChannelClosedByBroker);
     expect((err as ChannelClosedByBroker).replyCode).toBe(406);
     expect((err as ChannelClosedByBroker).replyText).toMatch(/PRECONDITION_FAILED/);
-    await reaches(registry, "warren_channel_restarts_total", { connection: conn }, 1);
-    expect(
-      await value(registry, "warren_supervisor_escalations_total", { connection: conn, level: "channel" }),
-    ).toBe(0);
-    expect(await value(registry, "warren_channel_renewals_total", { connection: conn })).toBe(0);
+    await reaches(registry, "warren_channel_restarts_total", K, 1);
+    expect(await value(registry, "warren_supervisor_escalations_total", { ...K, level: "channel" })).toBe(0);
+    expect(await value(registry, "warren_channel_renewals_total", K)).toBe(0);
   });
 
   it("shows the state closed after close(), and failed (no escalation: a permanent error) for bad credentials", async () => {
     const registry = new Registry();
     const c = client(registry);
     const conn = nameOf(c);
+    const K = { connection: conn, role: "consume" };
     await c.ready();
     await c.close();
-    expect(await value(registry, "warren_connection_state", { connection: conn, state: "closed" })).toBe(1);
-    expect(await value(registry, "warren_connection_state", { connection: conn, state: "running" })).toBe(0);
-    expect(await value(registry, "warren_connection_up", { connection: conn })).toBe(0);
+    expect(await value(registry, "warren_connection_state", { ...K, state: "closed" })).toBe(1);
+    expect(await value(registry, "warren_connection_state", { ...K, state: "running" })).toBe(0);
+    expect(await value(registry, "warren_connection_up", K)).toBe(0);
 
     const bad = client(registry, { url: amqpUrlWith({ user: "guest", password: uniqueName("wrong") }) });
     expect(await rejection(bad.ready())).toBeInstanceOf(AuthenticationError);
     expect(
-      await value(registry, "warren_connection_state", { connection: nameOf(bad), state: "failed" }),
+      await value(registry, "warren_connection_state", {
+        connection: nameOf(bad),
+        role: "consume",
+        state: "failed",
+      }),
     ).toBe(1);
     expect(
       await value(registry, "warren_supervisor_escalations_total", {
         connection: nameOf(bad),
+        role: "consume",
         level: "connection",
       }),
     ).toBe(0);
-    expect(await value(registry, "warren_connection_degraded", { connection: nameOf(bad) })).toBe(0);
+    expect(
+      await value(registry, "warren_connection_degraded", { connection: nameOf(bad), role: "consume" }),
+    ).toBe(0);
   });
 });
 
@@ -447,14 +451,15 @@ describe("session metrics", () => {
     const c = client(registry, { url: proxy.url, heartbeat: 1 });
     try {
       const conn = nameOf(c);
+      const K = { connection: conn, role: "consume" };
       await c.ready();
       const log = new StateLog(c);
       proxy.stall(); // the connection goes silent; new ones go through
-      await reaches(registry, "warren_heartbeat_misses_total", { connection: conn }, 1);
+      await reaches(registry, "warren_heartbeat_misses_total", K, 1);
       const lost = await log.next("recovering", 0);
       await log.next("running", log.changes.indexOf(lost));
-      expect(await value(registry, "warren_reconnects_total", { connection: conn })).toBe(1);
-      expect(await value(registry, "warren_heartbeat_misses_total", { connection: conn })).toBe(1);
+      expect(await value(registry, "warren_reconnects_total", K)).toBe(1);
+      expect(await value(registry, "warren_heartbeat_misses_total", K)).toBe(1);
     } finally {
       // Before the proxy goes (its stalled pair would otherwise hold the close up).
       await c.close().catch(() => undefined);
@@ -468,6 +473,7 @@ describe("session metrics", () => {
     const c = client(registry, { url: proxy.url, heartbeat: 0, methodTimeout: 300, closeTimeout: 200 });
     try {
       const conn = nameOf(c);
+      const K = { connection: conn, role: "consume" };
       await c.ready();
       await c.declare({ queues: [{ name: uniqueName("metrics-rpc"), exclusive: true }] });
       proxy.stall();
@@ -475,7 +481,7 @@ describe("session metrics", () => {
         c.declare({ queues: [{ name: uniqueName("metrics-rpc"), exclusive: true }] }),
       );
       expect(err).toBeInstanceOf(MethodTimeoutError);
-      const method = { connection: conn, method: "queue.declare" };
+      const method = { ...K, method: "queue.declare" };
       expect(await value(registry, "warren_method_calls_total", method)).toBe(2);
       expect(await value(registry, "warren_method_timeouts_total", method)).toBe(1);
       expect(await value(registry, "warren_method_duration_seconds", method, { count: true })).toBe(1);
@@ -526,7 +532,9 @@ describe("exposition", () => {
       expect(res.headers.get("content-type")).toContain("text/plain; version=0.0.4");
       const body = await res.text();
       expect(body).toContain("# TYPE warren_connection_state gauge");
-      expect(body).toContain(`warren_connection_state{connection="${nameOf(c)}",state="running"} 1`);
+      expect(body).toContain(
+        `warren_connection_state{connection="${nameOf(c)}",role="consume",state="running"} 1`,
+      );
       expect(body).toContain("# TYPE warren_published_total counter");
       const missing = await fetch(server.url.replace("/metrics", "/other"));
       expect(missing.status).toBe(404);
@@ -549,17 +557,18 @@ describe("exposition", () => {
     const ex = { exchange: "(default)" };
     expect(await value(registry, "warren_published_total", { connection: nameOf(a), ...ex })).toBe(1);
     expect(await value(registry, "warren_published_total", { connection: nameOf(b), ...ex })).toBe(2);
-    expect(await value(registry, "warren_connection_up", { connection: nameOf(a) })).toBe(1);
-    expect(await value(registry, "warren_connection_up", { connection: nameOf(b) })).toBe(1);
+    const P = { role: "publish" };
+    expect(await value(registry, "warren_connection_up", { connection: nameOf(a), ...P })).toBe(1);
+    expect(await value(registry, "warren_connection_up", { connection: nameOf(b), ...P })).toBe(1);
     // One registry, one metric object per name.
     const text = await registry.metrics();
     expect(text.match(/# TYPE warren_published_total counter/g)).toHaveLength(1);
     await b.close();
     await a.deleteQueue(queue);
-    expect(await value(registry, "warren_connection_up", { connection: nameOf(a) })).toBe(1);
-    expect(await value(registry, "warren_connection_state", { connection: nameOf(b), state: "closed" })).toBe(
-      1,
-    );
+    expect(await value(registry, "warren_connection_up", { connection: nameOf(a), ...P })).toBe(1);
+    expect(
+      await value(registry, "warren_connection_state", { connection: nameOf(b), ...P, state: "closed" }),
+    ).toBe(1);
   });
 
   it("registers nothing without metrics, and uses prom-client's default registry with metrics: true", async () => {
@@ -571,7 +580,7 @@ describe("exposition", () => {
     const { client: c, name } = open({ metrics: true });
     await c.ready();
     expect(await register.getSingleMetricAsString("warren_connection_up")).toContain(
-      `warren_connection_up{connection="${name}"} 1`,
+      `warren_connection_up{connection="${name}",role="consume"} 1`,
     );
   });
 });

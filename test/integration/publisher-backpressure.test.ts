@@ -24,7 +24,8 @@ afterEach(async () => {
 });
 
 // Registered after the proxies' hook, so it runs before it: clients close before their proxy.
-const newClient = useClients("warren-backpressure");
+// One connection: the point is a consumer and heartbeats served on the connection that publishes.
+const newClient = useClients("warren-backpressure", { connections: "single" });
 
 /** A queue of the test's own (deleted after it). */
 async function queue(): Promise<string> {

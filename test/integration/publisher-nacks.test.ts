@@ -81,7 +81,8 @@ describe("publisher nack policy and channel renewal (fake server)", { timeout: 2
     await Promise.all(servers.splice(0).map((s) => s.close()));
   });
   // Registered after the servers' hook, so it runs before it: clients close before their server.
-  const newClient = useClients("nacks");
+  // The fake broker plays one connection: the client keeps one.
+  const newClient = useClients("nacks", { connections: "single" });
 
   async function setup(decide: (p: Publish, b: ConfirmingBroker) => Verdict) {
     let broker: ConfirmingBroker | undefined;

@@ -503,7 +503,8 @@ async function killMidStream(
     proxy.throttle(0);
     lost.resolve();
   });
-  const kill = killLater(name);
+  // The publisher's own connection (the client's publish connection).
+  const kill = killLater(`${name}:publish`);
   await kill.listed;
   // A publish is about 130 bytes on the wire: the whole stream would take about 10 s.
   proxy.throttle(Math.ceil((total * 130) / 1000));

@@ -399,7 +399,7 @@ describe("rpc through recoveries", () => {
       const pending = rpc.call({ routingKey: queue, body: "a", timeoutMs: 20_000 });
       await first.promise;
       const mark = states.changes.length;
-      expect(await closeConnectionsNamed(srvName, "rpc test: server restart")).toBe(1);
+      expect(await closeConnectionsNamed(`${srvName}:consume`, "rpc test: server restart")).toBe(1);
       const reply = await pending;
       expect(reply.body.toString()).toBe("answered a");
       expect(invocations).toBe(2);
@@ -439,7 +439,7 @@ describe("rpc through recoveries", () => {
       const retried = rpc.call({ routingKey: queue, body: "retried", timeoutMs: 20_000, retry: true });
       await waitFor(() => arrived.length === 2, "both requests at the server");
       const mark = states.changes.length;
-      expect(await closeConnectionsNamed(cliName, "rpc test: client connection")).toBe(1);
+      expect(await closeConnectionsNamed(`${cliName}:publish`, "rpc test: client connection")).toBe(1);
       const { error: err, at: failedAt } = await plain;
       expect(err).toBeInstanceOf(RpcConnectionLostError);
       expect((err as RpcConnectionLostError).recoverable).toBe(true);

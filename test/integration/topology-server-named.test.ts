@@ -68,7 +68,7 @@ it.skipIf(!canKill)(
     for (const round of [1, 2]) {
       const mark = log.changes.length;
       const cmark = clog.changes.length;
-      closedCounts.push(await closeConnectionsNamed(name, `server-named recovery ${round}`));
+      closedCounts.push(await closeConnectionsNamed(`${name}:consume`, `server-named recovery ${round}`));
       const recovering = await log.next("recovering", mark);
       const running = await log.next("running", log.changes.indexOf(recovering) + 1, 20_000);
       await clog.next("consuming", cmark, 20_000);

@@ -200,7 +200,7 @@ describe("abandoned: the channel went away while the handler ran", () => {
 
       const mark = log.changes.length;
       const cmark = clog.changes.length;
-      const closed = await closeConnectionsNamed(name, "tracing outcomes: killed mid-handler");
+      const closed = await closeConnectionsNamed(`${name}:consume`, "tracing outcomes: killed mid-handler");
       const recovering = await log.next("recovering", mark);
       // The connection (and the consumer's channel with it) is gone; the held handler still runs.
       // The recovery may already have redelivered the message to a second, unheld handler (its

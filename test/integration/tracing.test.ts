@@ -480,7 +480,7 @@ describe("recovery", () => {
     );
     expect(pub.pending).toBe(5);
     const mark = states.changes.length;
-    expect(await closeConnectionsNamed(name, "killed by the tracing test")).toBe(1);
+    expect(await closeConnectionsNamed(`${name}:publish`, "killed by the tracing test")).toBe(1);
     await within(Promise.all(promises), 30_000, "the publishes in flight at the kill");
     // Recovered: the producer's client left "running" after the kill and came back to it.
     await states.next("running", mark);
