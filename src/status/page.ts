@@ -154,32 +154,42 @@ export const PAGE_JS = `"use strict";
       "since " + new Date(s.since).toLocaleTimeString() + ": blocked " + secs(c.timeIn.blockedMs) +
       ", recovering " + secs(c.timeIn.recoveringMs) + ", degraded " + secs(c.timeIn.degradedMs);
 
+    // One node per connection (consumers and RPC servers on the consume one, publishers and RPC
+    // clients on the publish one), its channels under it, what uses each under its channel; what
+    // has no channel now hangs under "no channel".
     const root = el("ul", undefined, "tree");
-    const conn = node("connection", c.state, c.host ?? "", "tree-connection");
-    // connection → channels → what uses each; what has no channel now hangs under "no channel".
+    const conns = c.connections.length ? c.connections : [{ role: "shared", state: c.state, host: c.host }];
+    const roleOf = (kind) => (conns.some((x) => x.role === kind) ? kind : conns.some((x) => x.role === "shared") ? "shared" : conns[0].role);
     const channels = new Map();
-    const add = (ch, li) => {
+    const add = (kind, ch, li) => {
+      const role = roleOf(kind);
+      if (!channels.has(role)) channels.set(role, new Map());
+      const byChannel = channels.get(role);
       const key = ch ?? -1;
-      if (!channels.has(key)) channels.set(key, []);
-      channels.get(key).push(li);
+      if (!byChannel.has(key)) byChannel.set(key, []);
+      byChannel.get(key).push(li);
     };
     const served = new Set(s.rpc.servers.map((r) => r.queue));
     for (const k of s.consumers)
-      if (!served.has(k.queue)) add(k.channel, node("consumer " + k.queue, k.state, k.running + " running", "tree-consumer"));
-    s.publishers.forEach((p, i) => add(p.channel, node("publisher #" + (i + 1), p.channel === null ? "waiting" : "running",
+      if (!served.has(k.queue)) add("consume", k.channel, node("consumer " + k.queue, k.state, k.running + " running", "tree-consumer"));
+    s.publishers.forEach((p, i) => add("publish", p.channel, node("publisher #" + (i + 1), p.channel === null ? "waiting" : "running",
       p.pending + " pending" + (p.stored ? ", " + p.stored + " stored" : ""), "tree-publisher")));
-    s.rpc.clients.forEach((r, i) => add(r.channel, node("rpc client #" + (i + 1), r.ready ? "running" : "waiting", r.inFlight + " in flight")));
-    for (const r of s.rpc.servers) add(r.channel, node("rpc server " + r.queue, r.state, r.served + " served"));
-    const kids = el("ul");
-    for (const [ch, items] of [...channels].sort((a, b) => (a[0] < 0 ? 1e9 : a[0]) - (b[0] < 0 ? 1e9 : b[0]))) {
-      const chNode = ch < 0 ? node("no channel", "waiting") : node("channel " + ch, "open", undefined, "tree-channel");
-      const under = el("ul");
-      under.append(...items);
-      chNode.append(under);
-      kids.append(chNode);
+    s.rpc.clients.forEach((r, i) => add("publish", r.channel, node("rpc client #" + (i + 1), r.ready ? "running" : "waiting", r.inFlight + " in flight")));
+    for (const r of s.rpc.servers) add("consume", r.channel, node("rpc server " + r.queue, r.state, r.served + " served"));
+    for (const x of conns) {
+      const conn = node(x.role === "shared" ? "connection" : x.role + " connection", x.state, x.host ?? "", "tree-connection");
+      const kids = el("ul");
+      const byChannel = channels.get(x.role) ?? new Map();
+      for (const [ch, items] of [...byChannel].sort((a, b) => (a[0] < 0 ? 1e9 : a[0]) - (b[0] < 0 ? 1e9 : b[0]))) {
+        const chNode = ch < 0 ? node("no channel", "waiting") : node("channel " + ch, "open", undefined, "tree-channel");
+        const under = el("ul");
+        under.append(...items);
+        chNode.append(under);
+        kids.append(chNode);
+      }
+      conn.append(kids);
+      root.append(conn);
     }
-    conn.append(kids);
-    root.append(conn);
     $("tree").replaceChildren(root);
 
     fill("consumers", s.consumers.map((k) => row([k.queue, badge(k.state), k.prefetch, k.concurrency ?? "∞", k.running,
@@ -194,7 +204,7 @@ export const PAGE_JS = `"use strict";
   }
 
   function transitionRow(t) {
-    const tr = row([new Date(t.time).toLocaleTimeString(), t.from + " → " + t.to, t.host]);
+    const tr = row([new Date(t.time).toLocaleTimeString(), (t.role && t.role !== "shared" ? t.role + ": " : "") + t.from + " → " + t.to, t.host]);
     tr.append(el("td", t.error ? t.error.name + ": " + t.error.message : "", "err"));
     tr.dataset.to = t.to;
     return tr;

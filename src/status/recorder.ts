@@ -60,12 +60,20 @@ export class StatusRecorder {
   private recovery: Recovery | null = null;
   /** When the current state was entered (the last transition seen). */
   private stateAt: number | undefined;
-  /** Finished spells, and when the current ones began. */
+  /**
+   * Finished spells, and when the current ones began. A spell lasts while any of the client's
+   * connections is in it (blocked, degraded, or lost and not yet running again): concurrent
+   * spells of two connections count once.
+   */
   private readonly spent: TimeIn = { blockedMs: 0, recoveringMs: 0, degradedMs: 0 };
   private blockedAt: number | undefined;
   private degradedAt: number | undefined;
-  /** Set from the loss of an open connection until the client runs again. */
-  private lost: { at: number; reason: ErrorInfo | null } | undefined;
+  private recoveringAt: number | undefined;
+  /** The connections (by role) blocked, and degraded, now. */
+  private readonly blockedRoles = new Set<string>();
+  private readonly degradedRoles = new Set<string>();
+  /** By connection role: set from the loss of its open connection until it runs again. */
+  private readonly lost = new Map<string, { at: number; reason: ErrorInfo | null }>();
   private readonly listeners = new Set<(event: StatusEvent) => void>();
   private timer: NodeJS.Timeout | undefined;
   private meter: RateMeter | undefined;
@@ -106,7 +114,7 @@ export class StatusRecorder {
     const since = (at: number | undefined) => (at === undefined ? 0 : now - at);
     return {
       blockedMs: this.spent.blockedMs + since(this.blockedAt),
-      recoveringMs: this.spent.recoveringMs + since(this.lost?.at),
+      recoveringMs: this.spent.recoveringMs + since(this.recoveringAt),
       degradedMs: this.spent.degradedMs + since(this.degradedAt),
     };
   }
@@ -152,33 +160,59 @@ export class StatusRecorder {
       host: change.host,
       degraded: change.degraded,
       ...(change.error !== undefined ? { error: errorInfo(change.error) } : {}),
+      ...(change.role !== undefined ? { role: change.role } : {}),
     };
     this.ring.push(transition);
     this.stateAt = at;
-    if (change.to === "blocked") this.blockedAt ??= at;
-    else if (this.blockedAt !== undefined) {
-      this.spent.blockedMs += at - this.blockedAt;
-      this.blockedAt = undefined;
-    }
-    if (change.degraded) this.degradedAt ??= at;
-    else if (this.degradedAt !== undefined) {
-      this.spent.degradedMs += at - this.degradedAt;
-      this.degradedAt = undefined;
-    }
+    const role = change.role ?? "shared";
+    this.blockedAt = this.spell(
+      this.blockedRoles,
+      role,
+      change.to === "blocked",
+      at,
+      this.blockedAt,
+      "blockedMs",
+    );
+    this.degradedAt = this.spell(
+      this.degradedRoles,
+      role,
+      change.degraded,
+      at,
+      this.degradedAt,
+      "degradedMs",
+    );
+    const lost = this.lost.get(role);
     if (OPEN.has(change.from) && !OPEN.has(change.to) && change.to !== "closing" && change.to !== "closed") {
-      this.lost ??= { at, reason: transition.error ?? null };
+      if (lost === undefined) this.lost.set(role, { at, reason: transition.error ?? null });
     }
-    if (change.to === "running" && this.lost !== undefined) {
-      this.recovery = { time: transition.time, downMs: at - this.lost.at, reason: this.lost.reason };
-      this.spent.recoveringMs += at - this.lost.at;
-      this.lost = undefined;
+    if (change.to === "running" && lost !== undefined) {
+      this.recovery = { time: transition.time, downMs: at - lost.at, reason: lost.reason };
+      this.lost.delete(role);
     }
-    if ((change.to === "closed" || change.to === "failed") && this.lost !== undefined) {
-      this.spent.recoveringMs += at - this.lost.at;
-      this.lost = undefined;
+    if (change.to === "closed" || change.to === "failed") this.lost.delete(role);
+    if (this.lost.size > 0) this.recoveringAt ??= at;
+    else if (this.recoveringAt !== undefined) {
+      this.spent.recoveringMs += at - this.recoveringAt;
+      this.recoveringAt = undefined;
     }
     this.emit({ type: "state", transition });
   };
+
+  /** `role` enters or leaves a spell; returns when the spell (of any role) began, or undefined. */
+  private spell(
+    roles: Set<string>,
+    role: string,
+    inIt: boolean,
+    at: number,
+    began: number | undefined,
+    total: "blockedMs" | "degradedMs",
+  ): number | undefined {
+    if (inIt) roles.add(role);
+    else roles.delete(role);
+    if (roles.size > 0) return began ?? at;
+    if (began !== undefined) this.spent[total] += at - began;
+    return undefined;
+  }
 
   private tick(): void {
     const meter = this.meter;

@@ -52,12 +52,27 @@ export function clientStatus(client: Client, recorder: StatusRecorder): ClientSt
     host: o !== undefined ? hostPort(o.host, o.port) : null,
     addresses: client.addresses,
     hostAttempts: client.hostAttempts().map((h) => ({ ...h, lastError: h.lastError ?? null })),
-    blocked: client.state === "blocked" ? (client.connection?.blockedReason ?? null) : null,
+    blocked: blockedReason(client),
     lastRecovery: recorder.lastRecovery,
     restartBudget: client.restartBudget,
     stateSince: recorder.stateSince !== undefined ? new Date(recorder.stateSince).toISOString() : null,
     timeIn: recorder.timeIn(),
+    connections: client.connections.map((c) => ({
+      role: c.role,
+      name: c.name ?? null,
+      state: c.state,
+      degraded: c.degraded,
+      host: c.host === "" ? null : c.host,
+      blocked: c.state === "blocked" ? (c.connection?.blockedReason ?? "blocked") : null,
+    })),
   };
+}
+
+/** Why the broker blocks one of the client's connections, or null. */
+function blockedReason(client: Client): string | null {
+  if (client.state !== "blocked") return null;
+  const c = client.connections.find((x) => x.state === "blocked");
+  return c?.connection?.blockedReason ?? null;
 }
 
 /** What /readyz decides from. */
@@ -65,7 +80,7 @@ export function readinessInput(client: Client): ReadinessInput {
   return {
     state: client.state,
     degraded: client.degraded,
-    blocked: client.state === "blocked" ? (client.connection?.blockedReason ?? null) : null,
+    blocked: blockedReason(client),
     consumers: client.consumers.map((c) => ({
       queue: c.queue,
       state: c.state,

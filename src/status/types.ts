@@ -5,6 +5,7 @@
  */
 import type { LoopDelayStats } from "../amqp/event-loop.js";
 import type { ConsumerState } from "../client/consumer-types.js";
+import type { ConnectionRole } from "../client/slot-state.js";
 import type { ClientState } from "../observability/observers.js";
 
 /** An error as the status server shows it. */
@@ -34,6 +35,8 @@ export interface Transition {
   degraded: boolean;
   /** The error that caused it (to recovering, degraded or failed only). */
   error?: ErrorInfo;
+  /** Which of the client's connections made it: consume, publish, or shared. */
+  role?: ConnectionRole;
 }
 
 /** The last time an open connection was lost and the client was running again. */
@@ -58,19 +61,35 @@ export interface RestartBudget {
   left: number;
 }
 
+/** One of the client's connections (`client.connections`). */
+export interface ConnectionStatus {
+  /** What it carries: consume (consumers, the topology), publish (publishers, RPC), or shared (`connections: "single"`). */
+  role: ConnectionRole;
+  /** Its connection_name (`<connectionName>:<role>`), or null. */
+  name: string | null;
+  /** Its supervisor's state. */
+  state: ClientState;
+  /** Its degraded condition. */
+  degraded: boolean;
+  /** host:port it uses or tries; null before its first attempt. */
+  host: string | null;
+  /** Why the broker blocks it (connection.blocked), or null. */
+  blocked: string | null;
+}
+
 /** The client part of the snapshot. */
 export interface ClientStatus {
-  /** The supervisor's state (`client.state`). */
+  /** The client's state (`client.state`): the worst of its connections'. */
   state: ClientState;
   /** The degraded condition (`client.degraded`). */
   degraded: boolean;
-  /** host:port of the live connection; null while there is none. */
+  /** host:port of the live connection (the consume one's, else the publish one's); null while there is none. */
   host: string | null;
   /** The brokers it uses, as URLs without passwords. */
   addresses: string[];
   /** Each host tried so far: attempts and the last error ("Name: message"), or null. */
   hostAttempts: { host: string; attempts: number; lastError: string | null }[];
-  /** Why the broker blocks the connection (connection.blocked), or null. */
+  /** Why the broker blocks a connection (connection.blocked), or null. */
   blocked: string | null;
   /** The last recovery seen since the status server started, or null. */
   lastRecovery: Recovery | null;
@@ -84,6 +103,8 @@ export interface ClientStatus {
    * ms; the current spell included.
    */
   timeIn: { blockedMs: number; recoveringMs: number; degradedMs: number };
+  /** Each connection the client opened, with its own state. */
+  connections: ConnectionStatus[];
 }
 
 /** One consumer in the snapshot (`client.consumers`, RPC servers' included). */

@@ -205,7 +205,7 @@ describe.skipIf(skipReason !== undefined)("the status page in Chromium", () => {
       // recovering state may be too brief to catch on the badge: the timeline keeps it.
       const recovering = '[data-testid="timeline"] tbody tr[data-to="recovering"]';
       const recoveringRows = await page.locator(recovering).count();
-      expect(await closeConnectionsNamed(name, "closed by the status page test")).toBe(1);
+      expect(await closeConnectionsNamed(`${name}:consume`, "closed by the status page test")).toBe(1);
       await holds(
         page,
         ([sel, n]: readonly [string, number]) => document.querySelectorAll(sel).length > n,

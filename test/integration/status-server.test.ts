@@ -138,7 +138,7 @@ function running(options: ClientOptions = {}): { client: Client; name: string } 
 
 describe("/status.json", () => {
   it("shows the client, its consumers, publishers and RPC as the client itself reports them", async () => {
-    const { client } = running();
+    const { client, name } = running();
     await client.ready();
     const queue = admin.queueName("status-snap");
     await client.declare({ queues: [{ name: queue }] });
@@ -173,6 +173,15 @@ describe("/status.json", () => {
       // Served after the client was running: no transition seen yet, no time in any condition.
       stateSince: null,
       timeIn: { blockedMs: 0, recoveringMs: 0, degradedMs: 0 },
+      // Consumers on one connection, publishers (and RPC) on the other, each with its own state.
+      connections: ["consume", "publish"].map((role) => ({
+        role,
+        name: `${name}:${role}`,
+        state: "running",
+        degraded: false,
+        host: "127.0.0.1:5672",
+        blocked: null,
+      })),
     });
     expect(body.client.state).toBe("running");
     expect(body.client.restartBudget).toEqual({ restarts: 0, maxRestarts: 10, withinMs: 30_000, left: 10 });
@@ -292,7 +301,7 @@ describe("/events", () => {
       const status = await serve(client);
       const reader = await EventReader.open(`${status.url}/events`);
       expect(reader.status).toBe(200);
-      expect(await closeConnectionsNamed(name, "killed by the status-server test")).toBe(1);
+      expect(await closeConnectionsNamed(`${name}:consume`, "killed by the status-server test")).toBe(1);
       await waitFor(() => reader.of<Transition>("state").some((t) => t.to === "running"), "running again");
       const seen = reader.of<Transition>("state");
       // The same transitions as the client's own listener saw, in the same order.
@@ -532,7 +541,7 @@ describe("safety", () => {
         await client.publish("", queue, "x");
         const status = await serve(client, { registry });
         const reader = await EventReader.open(`${status.url}/events`);
-        expect(await closeConnectionsNamed(name, "killed by the status-server test")).toBe(1);
+        expect(await closeConnectionsNamed(`${name}:consume`, "killed by the status-server test")).toBe(1);
         await waitFor(() => reader.of<Transition>("state").some((t) => t.to === "running"), "running again");
         await waitFor(() => reader.of<Rates>("rates").length >= 1, "a rates event");
         const bodies = [reader.text];

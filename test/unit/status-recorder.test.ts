@@ -166,6 +166,7 @@ describe("StatusRecorder", () => {
       host: "127.0.0.1:5672",
       degraded: false,
       error: { name: "SocketError", code: "SOCKET_ERROR", message: "connect ECONNREFUSED 127.0.0.1:1" },
+      role: "shared",
     });
     expect(t[0]).not.toHaveProperty("error");
     rec.close();
