@@ -67,6 +67,7 @@ export const CLIENT_FRAME_MAX: Record<ClientName, number> = {
   "warren-outbox": 131_072,
   "warren-observed": 131_072,
   "warren-status": 131_072,
+  "warren-single": 131_072,
   amqplib: 131_072,
   "rabbitmq-client": 8192,
   "@cloudamqp/amqp-client": 8192,

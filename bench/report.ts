@@ -213,6 +213,8 @@ export interface HeadlineRatios {
   observedVsClient: { confirm: number | null; consume: number | null } | null;
   /** warren-status ÷ warren-client (status server served and watched ÷ not), confirmed publishing and consuming. */
   statusVsClient: { confirm: number | null; consume: number | null } | null;
+  /** warren-client ÷ warren-single (two connections ÷ one), confirmed publishing and consuming. */
+  separateVsSingle: { confirm: number | null; consume: number | null } | null;
 }
 
 export function div(a: number | null | undefined, b: number | null | undefined): number | null {
@@ -237,7 +239,14 @@ export function headlineRatios(summaries: Summary[], clients: ClientName[]): Hea
         : null,
     observedVsClient: versusClient(summaries, "warren-observed"),
     statusVsClient: versusClient(summaries, "warren-status"),
+    separateVsSingle: invert(versusClient(summaries, "warren-single")),
   };
+}
+
+/** 1 ÷ each ratio (warren-client ÷ the variant). */
+function invert(r: HeadlineRatios["observedVsClient"]): HeadlineRatios["observedVsClient"] {
+  if (r === null) return null;
+  return { confirm: r.confirm ? 1 / r.confirm : null, consume: r.consume ? 1 / r.consume : null };
 }
 
 /** `variant` ÷ warren-client throughput, on confirmed publishing and on consuming. */
@@ -280,6 +289,11 @@ export function headlineLines(h: HeadlineRatios): string[] {
     out.push(
       `- Status page served and watched ÷ not (warren-status ÷ warren-client): confirms ${f(h.statusVsClient.confirm)}, ` +
         `consume ${f(h.statusVsClient.consume)} (target ≥ 0.95×).`,
+    );
+  if (h.separateVsSingle)
+    out.push(
+      `- Two connections ÷ one (warren-client ÷ warren-single): confirms ${f(h.separateVsSingle.confirm)}, ` +
+        `consume ${f(h.separateVsSingle.consume)}.`,
     );
   return out;
 }

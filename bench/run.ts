@@ -100,7 +100,7 @@ interface Args {
 
 function usage(): never {
   console.error(
-    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,warren-client,warren-outbox,warren-observed,warren-status,amqplib,...] [--workloads publish,confirm,consume,large,rpc,pubsub] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
+    "usage: tsx bench/run.ts [--reps N] [--quick] [--clients warren,warren-client,warren-outbox,warren-observed,warren-status,warren-single,amqplib,...] [--workloads publish,confirm,consume,large,rpc,pubsub] [--frame-max N|default] [--cpu-prof] [--write|--no-write]",
   );
   process.exit(2);
 }

@@ -61,6 +61,7 @@ export type ClientName =
   | "warren-outbox"
   | "warren-observed"
   | "warren-status"
+  | "warren-single"
   | "amqplib"
   | "rabbitmq-client"
   | "@cloudamqp/amqp-client";
@@ -70,7 +71,8 @@ export type ClientName =
  * (`connect()`, its publishers and consumers), "warren-outbox" the supervised client
  * publishing through its durable SQLite outbox, "warren-observed" the supervised client with
  * Prometheus metrics and OpenTelemetry tracing on, "warren-status" the supervised client with its
- * status server served and watched (an /events reader, /status.json every 2 s).
+ * status server served and watched (an /events reader, /status.json every 2 s), "warren-single"
+ * the supervised client on one connection (`connections: "single"`; warren-client has two).
  */
 export const CLIENT_NAMES: readonly ClientName[] = [
   "warren",
@@ -78,6 +80,7 @@ export const CLIENT_NAMES: readonly ClientName[] = [
   "warren-outbox",
   "warren-observed",
   "warren-status",
+  "warren-single",
   "amqplib",
   "rabbitmq-client",
   "@cloudamqp/amqp-client",
@@ -91,6 +94,7 @@ export const CLIENT_WORKLOADS: Partial<Record<ClientName, readonly Workload[]>> 
   "warren-outbox": ["confirm"],
   "warren-observed": ["confirm", "consume"],
   "warren-status": ["confirm", "consume"],
+  "warren-single": ["confirm", "consume"],
 };
 
 export function runsWorkload(client: ClientName, workload: Workload): boolean {
@@ -110,6 +114,8 @@ export async function loadClient(name: ClientName): Promise<BenchClient> {
       return new (await import("./warren-observed.js")).WarrenObservedClient();
     case "warren-status":
       return new (await import("./warren-status.js")).WarrenStatusClient();
+    case "warren-single":
+      return new (await import("./warren-single.js")).WarrenSingleClient();
     case "amqplib":
       return new (await import("./amqplib.js")).AmqplibClient();
     case "rabbitmq-client":

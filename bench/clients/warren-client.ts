@@ -5,7 +5,7 @@
  * `client.consume()` with an async handler (acked once it resolves).
  *
  * The publisher's and the consumer's channels are the client's own, so the round trip that
- * ends an unconfirmed publish goes over a separate raw channel of the same connection (the
+ * ends an unconfirmed publish goes over a separate raw channel of the publishers' connection (the
  * broker has then read every byte sent before it); a consume ends with consumer.cancel(),
  * whose basic.cancel and channel.close follow the last ack on the consumer's channel.
  *
@@ -48,7 +48,8 @@ export class WarrenClientClient implements BenchClient {
     // The client exposes no channel of its publisher: a round trip on another channel of the
     // same connection shows the broker has read everything written before it.
     if (!this.sync?.isOpen) {
-      const conn = this.client.connection;
+      // The publishers' connection (the client's publish one, unless it has one for everything).
+      const conn = this.client.connections.find((c) => c.role !== "consume")?.connection;
       if (!conn) throw new Error("the client has no connection");
       this.sync = await conn.openChannel();
     }

@@ -113,8 +113,8 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
 
   /**
    * Creates the client: the same as `connect(options)`. Its connections open on first use (a
-   * consumer, a publisher, declare() or ready()); with none made in the same tick, the consume
-   * connection opens on the next microtask.
+   * consumer, a publisher, declare() or ready()); with none made in this turn of the event
+   * loop, the consume connection opens.
    */
   constructor(options: ClientOptions = {}) {
     super();
@@ -144,9 +144,9 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
       report: (error) => this.report(error),
     };
     // connect() starts connecting at once, as a client with one connection did: what the caller
-    // made in the same tick opened its connection(s) already; else the consume one opens (it is
-    // the one ready() and declare() use), so failures are reported and states seen.
-    queueMicrotask(() => {
+    // made in this turn of the event loop opened its connection(s) already; else the consume one
+    // opens (the one ready() and declare() use), so failures are reported and states seen.
+    setImmediate(() => {
       if (this.slots.size === 0 && !this.closeRequested) this.slot("consume");
     });
   }
@@ -669,9 +669,10 @@ export class Client extends TypedEmitter<ClientEvents> implements AsyncDisposabl
 
 /**
  * Creates a supervised client (a URL string, or options) and starts connecting: the connections
- * for what is made in the same tick (a consumer, a publisher), else the consume one; the other
- * opens on first use (docs/connecting.md). `await client.ready()` for the first open. A broker that is down is retried, never thrown; a bad URL or
- * option fails the client (`ready()` rejects with ConfigError); an empty `urls` throws ConfigError.
+ * for what is made in this turn of the event loop (a consumer, a publisher), else the consume
+ * one; the other opens on first use (docs/connecting.md). `await client.ready()` for the first
+ * open. A broker that is down is retried, never thrown; a bad URL or option fails the client
+ * (`ready()` rejects with ConfigError); an empty `urls` throws ConfigError.
  */
 export function connect(options: ClientOptions | string = {}): Client {
   return new Client(typeof options === "string" ? { url: options } : options);

@@ -13,7 +13,7 @@
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { steadyPublishing } from "../../chaos/suite/harness.js";
-import { type Client, Connection, TimeoutError } from "../../src/index.js";
+import { type Client, Connection, type Consumer, TimeoutError } from "../../src/index.js";
 import { errorOf, rejection, sleep, within } from "../support/async.js";
 import { uniqueName, withMemoryAlarm } from "../support/broker.js";
 import { useClients } from "../support/clients.js";
@@ -26,7 +26,7 @@ import {
   withDiskAlarm,
 } from "../support/extra-node.js";
 import { drainQueue } from "../support/queue.js";
-import { StateLog } from "../support/state-log.js";
+import { type Change, StateLog } from "../support/state-log.js";
 import { until, waitFor } from "../support/wait.js";
 
 /** The value of the series of `name` with exactly `labels`; undefined when there is none. */
@@ -220,6 +220,58 @@ describe.skipIf(!extraNodesSupported())(
       expect(await takeAll(q)).toEqual(["before", "before (impatient)", "during", "while blocked"]);
     });
 
+    it("separate connections: the alarm blocks the publish connection only; a consumer keeps draining and acking what was queued; publishers resume after; nothing lost", async () => {
+      const { client: c, name } = onNode();
+      const log = new StateLog(c);
+      await c.ready();
+      const q = uniqueName("alarm-split-q");
+      await c.declare({ queues: [{ name: q }] });
+      const pub = c.publisher();
+      const N = 200;
+      const queued = Array.from({ length: N }, (_, i) => `queued-${i}`);
+      await Promise.all(queued.map((body) => pub.publish({ exchange: "", routingKey: q, body })));
+      const mark = log.changes.length;
+      const received: string[] = [];
+      let consumer: Consumer | undefined;
+      const late = Array.from({ length: 10 }, (_, i) => `during-${i}`);
+      let confirmed = 0;
+      const during: Promise<void>[] = [];
+      const send = (body: string) =>
+        during.push(pub.publish({ exchange: "", routingKey: q, body }).then(() => void confirmed++));
+      await withMemoryAlarm(
+        async () => {
+          // RabbitMQ blocks a connection when it publishes during an alarm.
+          send(late[0]!);
+          const blocked = await log.next("blocked", mark, 60_000);
+          expect(blocked).toMatchObject({ role: "publish", connection: `${name}:publish`, from: "running" });
+          expect(c.state).toBe("blocked");
+          const byRole = Object.fromEntries(c.connections.map((x) => [x.role, x.state]));
+          expect(byRole).toEqual({ consume: "running", publish: "blocked" });
+          // A consumer made now, on the consume connection: with prefetch 10, all 200 arrive only if
+          // its acks reach the broker, which a blocked connection would not read.
+          consumer = c.consume({ queue: q, prefetch: 10 }, (m) => {
+            received.push(m.body.toString());
+          });
+          await waitFor(() => consumer!.stats.acked === N, `${N} queued messages consumed and acked`, 60_000);
+          for (const body of late.slice(1)) send(body);
+          expect(confirmed).toBe(0); // publishers wait while their connection is blocked
+          expect(c.connections.find((x) => x.role === "publish")?.state).toBe("blocked");
+        },
+        { ctl: node.ctl },
+      );
+      // Cleared: publishers resume, and the consumer gets what they held.
+      await within(Promise.all(during), 30_000, "the publishes made during the alarm");
+      expect(confirmed).toBe(late.length);
+      await waitFor(() => received.length === N + late.length, "every message consumed", 30_000);
+      expect([...received].sort()).toEqual([...queued, ...late].sort());
+      expect(consumer!.stats.acked).toBe(N + late.length);
+      // Only the publish connection was ever blocked; the consume one never left running.
+      const since = log.changes.slice(mark) as (Change & { role?: string })[];
+      expect(since.map((x) => `${x.role}:${x.to}`)).toEqual(["publish:blocked", "publish:running"]);
+      await consumer!.cancel();
+      await c.deleteQueue(q);
+    });
+
     it("gauges the blocked state and counts the time blocked (memory alarm)", async () => {
       const registry = new Registry();
       const { client: c, name: conn } = onNode({ metrics: { registry } });
@@ -235,29 +287,54 @@ describe.skipIf(!extraNodesSupported())(
           // RabbitMQ blocks a connection when it publishes during an alarm.
           during = c.publish("", queue, "during the alarm");
           await log.next("blocked", mark, 60_000);
-          expect(await metric(registry, "warren_blocked", { connection: conn })).toBe(1);
+          expect(await metric(registry, "warren_blocked", { connection: conn, role: "publish" })).toBe(1);
           expect(
-            await metric(registry, "warren_connection_state", { connection: conn, state: "blocked" }),
+            await metric(registry, "warren_connection_state", {
+              connection: conn,
+              role: "publish",
+              state: "blocked",
+            }),
           ).toBe(1);
-          expect(await metric(registry, "warren_connection_up", { connection: conn })).toBe(1);
+          expect(await metric(registry, "warren_connection_up", { connection: conn, role: "publish" })).toBe(
+            1,
+          );
+          // Only the publishing connection is blocked: the consume one (ready(), declare()) is not.
+          expect(await metric(registry, "warren_blocked", { connection: conn, role: "consume" })).toBe(0);
+          expect(
+            await metric(registry, "warren_connection_state", {
+              connection: conn,
+              role: "consume",
+              state: "running",
+            }),
+          ).toBe(1);
           // Blocked time is counted while it lasts, not only when it ends.
-          whileBlocked = (await metric(registry, "warren_blocked_seconds_total", { connection: conn })) ?? 0;
+          whileBlocked =
+            (await metric(registry, "warren_blocked_seconds_total", { connection: conn, role: "publish" })) ??
+            0;
           expect(whileBlocked).toBeGreaterThan(0);
         },
         { ctl: node.ctl },
       );
       await within(during!, 20_000, "the publish made during the alarm");
       await log.next("running", mark, 60_000);
-      expect(await metric(registry, "warren_blocked", { connection: conn })).toBe(0);
-      expect(await metric(registry, "warren_connection_state", { connection: conn, state: "blocked" })).toBe(
-        0,
-      );
-      expect(await metric(registry, "warren_connection_state", { connection: conn, state: "running" })).toBe(
-        1,
-      );
-      expect(await metric(registry, "warren_blocked_seconds_total", { connection: conn })).toBeGreaterThan(
-        whileBlocked,
-      );
+      expect(await metric(registry, "warren_blocked", { connection: conn, role: "publish" })).toBe(0);
+      expect(
+        await metric(registry, "warren_connection_state", {
+          connection: conn,
+          role: "publish",
+          state: "blocked",
+        }),
+      ).toBe(0);
+      expect(
+        await metric(registry, "warren_connection_state", {
+          connection: conn,
+          role: "publish",
+          state: "running",
+        }),
+      ).toBe(1);
+      expect(
+        await metric(registry, "warren_blocked_seconds_total", { connection: conn, role: "publish" }),
+      ).toBeGreaterThan(whileBlocked);
     });
 
     it("a steady publish/consume stream through a memory alarm: blocked, then running; nothing lost", async () => {
@@ -328,18 +405,21 @@ describe.skipIf(!extraNodesSupported())(
       const { client: c, name } = onNode({ metrics: { registry } });
       const log = new StateLog(c);
       await c.ready();
-      const conn = c.connection!;
-      const reasons: string[] = [];
-      conn.on("blocked", (reason) => reasons.push(`blocked:${reason}`));
-      conn.on("unblocked", () => reasons.push("unblocked"));
       const q = uniqueName("alarm-disk-q");
       await c.declare({ queues: [{ name: q }] });
       const pub = c.publisher();
       await pub.publish({ exchange: "", routingKey: q, body: "before" });
+      // The publishers' connection is the one blocked; the consume one (declare) hears nothing.
+      const conn = c.connections.find((x) => x.role === "publish")!.connection!;
+      const reasons: string[] = [];
+      conn.on("blocked", (reason) => reasons.push(`blocked:${reason}`));
+      conn.on("unblocked", () => reasons.push("unblocked"));
+      const consumeReasons: string[] = [];
+      c.connection!.on("blocked", (reason) => consumeReasons.push(reason));
 
       const { settled, track } = settleRecorder(c, log);
       const send = (body: string) => pub.publish({ exchange: "", routingKey: q, body });
-      const labels = { connection: name };
+      const labels = { connection: name, role: "publish" };
       const mark = log.changes.length;
       let during: Promise<void> | undefined;
       let whileBlocked: Promise<void> | undefined;
@@ -352,6 +432,7 @@ describe.skipIf(!extraNodesSupported())(
           expect(blocked.from).toBe("running");
           expect(reasons).toEqual(["blocked:low on disk"]);
           expect(conn.blockedReason).toMatch(/disk/);
+          expect(consumeReasons).toEqual([]);
           whileBlocked = track("while blocked", send);
           expect(await metric(registry, "warren_blocked", labels)).toBe(1);
           expect(await metric(registry, "warren_connection_state", { ...labels, state: "blocked" })).toBe(1);
@@ -375,7 +456,7 @@ describe.skipIf(!extraNodesSupported())(
       expect(log.statesSince(mark)).toEqual(["blocked", "running"]);
       expect(reasons).toEqual(["blocked:low on disk", "unblocked"]);
       expect(conn.isBlocked).toBe(false);
-      expect(c.connection).toBe(conn); // blocked is not a lost connection
+      expect(c.connections.find((x) => x.role === "publish")?.connection).toBe(conn); // blocked is not a lost connection
       expect(await metric(registry, "warren_blocked", labels)).toBe(0);
       expect(await metric(registry, "warren_connection_state", { ...labels, state: "blocked" })).toBe(0);
       expect(await metric(registry, "warren_connection_state", { ...labels, state: "running" })).toBe(1);
