@@ -265,6 +265,8 @@ export async function runScenario(env: ChaosEnv, scenario: Scenario): Promise<Sc
   const client = connect({
     url: env.proxyUrl,
     connectionName,
+    // The scenarios kill, break and measure "the client's connection" by this name: one connection.
+    connections: "single",
     ...(scenario.supervision === "defaults"
       ? {}
       : {
