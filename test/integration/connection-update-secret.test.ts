@@ -208,7 +208,13 @@ describe("the supervised client", { timeout: 90_000 }, () => {
       const oldPassword = uniqueName("old-pw");
       const newPassword = uniqueName("new-pw");
       const user = await userWith(oldPassword);
-      const { client: c, name } = client({ url: amqpUrlWith({ user, password: oldPassword }), heartbeat: 0 });
+      // One connection: the one client.connection gives is the one that publishes (a second one,
+      // opened later, would log in with the password given to connect(), as a recovery does).
+      const { client: c, name } = client({
+        url: amqpUrlWith({ user, password: oldPassword }),
+        heartbeat: 0,
+        connections: "single",
+      });
       const log = new StateLog(c);
       const errors = errorsOf(c);
       await c.ready();
