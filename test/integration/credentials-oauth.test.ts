@@ -68,7 +68,14 @@ describe.skipIf(!usable)(
     it("publishes and consumes for 40 s through 4 expiries of 10 s tokens: refreshed on the open connection, no reconnect, nothing lost", async () => {
       const { provider, given } = tokenProvider(() => node.key, 10);
       const registry = new Registry();
-      const { client: c } = client({ url: node.bareUrl, credentials: provider, metrics: { registry } });
+      // One connection: the counts below (tokens asked for = refreshes + 1, four states) are one
+      // connection's.
+      const { client: c } = client({
+        url: node.bareUrl,
+        credentials: provider,
+        metrics: { registry },
+        connections: "single",
+      });
       const log = new StateLog(c);
       const errors = errorsOf(c);
       const changes = credentialEvents(c);
@@ -153,7 +160,7 @@ describe.skipIf(!usable)(
       expect(first.options.password).toBe(given[0]);
 
       const mark = log.changes.length;
-      expect(await closeConnectionsNamed(name, "closed by test", { ctl: node.ctl })).toBe(1);
+      expect(await closeConnectionsNamed(`${name}:consume`, "closed by test", { ctl: node.ctl })).toBe(1);
       await log.next("running", mark, 30_000);
 
       expect(log.statesSince(mark)).toEqual([

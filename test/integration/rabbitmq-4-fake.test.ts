@@ -20,7 +20,8 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 // Registered after the servers' hook, so it runs before it: clients close before their server.
-const newClient = useClients("rmq4", { reconnect: { initial: 20, max: 50 } });
+// The fake broker plays one connection: the client keeps one.
+const newClient = useClients("rmq4", { reconnect: { initial: 20, max: 50 }, connections: "single" });
 
 /** A fake broker of `version`; `script` adds answers after the defaults. */
 async function broker(version: string, script: (peer: FakePeer) => void = () => {}) {

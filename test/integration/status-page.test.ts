@@ -156,7 +156,8 @@ describe.skipIf(skipReason !== undefined)("the status page in Chromium", () => {
       const consumerRow = page.getByTestId("consumers").locator("tbody tr", { hasText: QUEUE });
       await consumerRow.locator(".badge", { hasText: "consuming" }).waitFor(wait);
 
-      // The tree: connection → channel → the consumer, the channel being the one /status.json names.
+      // The tree: the consume connection → channel → the consumer, the channel being the one
+      // /status.json names.
       const treeChannel = await page.evaluate(() => {
         const consumer = document.querySelector('[data-testid="tree-consumer"]')?.closest("li");
         const channel = consumer?.parentElement?.closest("li");
@@ -166,7 +167,7 @@ describe.skipIf(skipReason !== undefined)("the status page in Chromium", () => {
           connection: connection?.querySelector(".node strong")?.textContent ?? null,
         };
       });
-      expect(treeChannel.connection).toBe("connection");
+      expect(treeChannel.connection).toBe("consume connection");
       expect(treeChannel.channel).toMatch(/^channel \d+$/);
 
       // The rate charts move once a rates event came: "published" is above 0.
