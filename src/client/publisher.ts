@@ -1,33 +1,5 @@
-/**
- * Reliable publishing. `client.publisher(options)` gives a Publisher with its own
- * supervised confirm channel:
- *
- * - publish() resolves once the broker confirmed the message (basic.ack), and rejects
- *   with a typed error otherwise: PublishNackedError, UnroutableError (mandatory),
- *   TimeoutError (waited longer than publishTimeout), ClientClosedError. Every promise
- *   settles.
- * - At most maxInFlight messages are queued or unconfirmed; past that publish() waits.
- *   It also waits while the socket is full or the broker blocks the connection.
- * - Without confirms (`confirm: false`), publish() resolves once the message is written while
- *   the connection's write buffer is under its high-water mark (`writeHighWaterMark`, 4 MiB by
- *   default), else once the socket drained: the bytes buffered in the process stay bounded
- *   (warren_write_buffer_bytes) and the event loop keeps turning.
- * - When the channel or connection dies, messages sent but not confirmed are published
- *   again on the new channel, in their original order (at-least-once; every message
- *   carries a message-id, generated unless given, so consumers can de-duplicate), or
- *   rejected with `republish: false`.
- * - A nacked message is sent again after a jittered backoff, up to `nackRetry.attempts`
- *   times within `nackRetry.withinMs` (defaults ride out a quorum queue's leader election);
- *   then it rejects with PublishNackedError (carrying the attempts). A streak of nacks on
- *   one channel with no ack between them renews that channel: RabbitMQ keeps nacking on a
- *   channel that reached a quorum queue while it had no leader, until it is reopened.
- * - With `outbox`, publish() resolves once the message is durably stored in SQLite; a
- *   relay sends it and deletes it on confirm, across restarts of the process.
- */
-import { randomUUID } from "node:crypto";
 import type { Span } from "@opentelemetry/api";
 import type { Channel } from "../amqp/channel.js";
-import type { Body } from "../amqp/channel-types.js";
 import {
   ChannelClosedByBroker,
   ChannelClosedError,
@@ -43,144 +15,14 @@ import { refusedPublishTo } from "../faults.js";
 import type { PublisherObserver } from "../observability/observers.js";
 import type { Tracing } from "../observability/tracing.js";
 
-import { type DeadLetter, Outbox, type OutboxOptions } from "../outbox/outbox.js";
+import { type DeadLetter, Outbox } from "../outbox/outbox.js";
 import type { BasicProperties } from "../protocol/generated/spec.js";
 import { Deque } from "./deque.js";
 import { asyncDispose } from "./dispose.js";
-import { DEFAULT_NACK_RETRY, type NackCount, NackRetry, type NackRetryOptions } from "./nack-retry.js";
+import { DEFAULT_NACK_RETRY, NackRetry } from "./nack-retry.js";
 import { OutboxRelay } from "./outbox-relay.js";
-
-/** Message properties as publishers take them: AMQP's basic properties plus `persistent`. */
-export interface PublishProperties extends BasicProperties {
-  /** Shorthand for deliveryMode 2 (true) or 1 (false). */
-  persistent?: boolean;
-}
-
-/** One message for `Publisher.publish()`. */
-export interface OutgoingMessage {
-  /** The exchange to publish to ("" for the default exchange, where the routing key is the queue). */
-  exchange: string;
-  /** The routing key. */
-  routingKey: string;
-  /** The body; a string is sent as UTF-8. */
-  body: Body;
-  /** Its properties; a messageId (a UUID) is generated unless given. */
-  properties?: PublishProperties;
-  /** Reject with UnroutableError when no queue takes it. */
-  mandatory?: boolean;
-}
-
-/** `client.publisher()` options. docs/publishing.md. */
-export interface PublisherOptions {
-  /**
-   * Publisher confirms (default true). Without them publish() resolves once the message is
-   * written and the connection's write buffer is under its high-water mark (else once it drained).
-   */
-  confirm?: boolean;
-  /** Messages queued or awaiting a confirm at most (default 1000). */
-  maxInFlight?: number;
-  /** Publish again what was unconfirmed when a channel or connection died (default true). */
-  republish?: boolean;
-  /**
-   * How long a message may wait to be sent (reconnecting, blocked, full), in ms (default 60000);
-   * past it publish() rejects with TimeoutError. With an outbox: how long a publish waits for a
-   * locked file before it rejects with a recoverable OutboxError.
-   */
-  publishTimeout?: number;
-  /** A durable outbox: publish() resolves once stored; a relay delivers. */
-  outbox?: OutboxOptions;
-  /**
-   * Nacked publishes are sent again with jittered exponential backoff; false rejects at the
-   * first nack. Default { attempts: 8, withinMs: 10000, initialDelayMs: 200, maxDelayMs: 2000 }:
-   * the retries span 4.5 to 9 s, which rides out a quorum queue's leader election.
-   */
-  nackRetry?: false | NackRetryOptions;
-  /** Nacks in a row on one channel, with no ack between them, that renew the channel (default 3; 0: never). */
-  renewAfterNacks?: number;
-}
-
-/** What the publisher needs from its client. */
-export interface PublisherHost {
-  /** The publisher's supervised channel (confirm mode set up), waiting while it is reopened. */
-  channel(timeout: number): Promise<Channel>;
-  /** The channel if it is open right now (the hot path: no promise). */
-  current(): Channel | undefined;
-  /** Closes `ch` (if it is still the publisher's channel) and opens a fresh one. */
-  renew(ch: Channel): void;
-  /** True while the broker blocks the connection. */
-  readonly blocked: boolean;
-  /** Calls fn on every change of the client's state. */
-  onStateChange(fn: (state: string) => void): void;
-  readonly closed: boolean;
-  /** The client's metrics, when they are on. */
-  readonly observer?: PublisherObserver | undefined;
-  /** The client's tracing, when it is on. */
-  readonly tracing?: Tracing | undefined;
-  /** Tells the application of a fault (the client's `error` event, rate-limited): the outbox's storage faults. */
-  report?(error: Error): void;
-}
-
-/**
- * One accepted message. It is also the sink the channel settles on the broker's answer
- * (`resolve`/`reject` are called by the channel; `done`/`fail` settle the caller's promise),
- * so a publish allocates no closures.
- */
-class Entry implements NackCount {
-  /** Nacks so far, and when the first came. */
-  nacks = 0;
-  firstNackAt = 0;
-  /** When a nacked entry may be sent again. */
-  due = 0;
-  /** The channel it was last sent on. */
-  channel: Channel | undefined = undefined;
-  /** Its producer span, when tracing is on. */
-  span: Span | undefined = undefined;
-
-  constructor(
-    private readonly owner: Publisher,
-    readonly exchange: string,
-    readonly routingKey: string,
-    readonly body: Body,
-    readonly properties: BasicProperties,
-    readonly mandatory: boolean,
-    private readonly res: () => void,
-    private readonly rej: (e: Error) => void,
-    /** When it was accepted (for publishTimeout). */
-    readonly since: number,
-  ) {}
-
-  /** Settles the caller's promise: confirmed (ending the producer span first, if any). */
-  done(): void {
-    if (this.span !== undefined) this.owner.spanDone(this.span, undefined);
-    this.res();
-  }
-
-  /** Settles the caller's promise: failed for good. */
-  fail(e: Error): void {
-    if (this.span !== undefined) this.owner.spanDone(this.span, e);
-    this.rej(e);
-  }
-
-  resolve(): void {
-    this.owner.settled(this, undefined);
-  }
-
-  reject(e: Error): void {
-    this.owner.settled(this, e);
-  }
-}
-
-/**
- * The properties a publish sends: a copy with a generated messageId (a UUID) unless one is given,
- * and `persistent` turned into deliveryMode (2 or 1) unless deliveryMode is given.
- */
-export function normaliseProperties(p: PublishProperties | undefined): BasicProperties {
-  const { persistent, ...rest } = p ?? {};
-  const out: BasicProperties = { ...rest };
-  if (out.messageId === undefined) out.messageId = randomUUID();
-  if (persistent !== undefined && out.deliveryMode === undefined) out.deliveryMode = persistent ? 2 : 1;
-  return out;
-}
+import { Entry, normaliseProperties } from "./publish-entry.js";
+import type { OutgoingMessage, PublisherHost, PublisherOptions } from "./publisher-types.js";
 
 /**
  * Reliable publishing on a supervised confirm channel of its own (`client.publisher()`); see the
@@ -686,3 +528,10 @@ export class Publisher implements AsyncDisposable {
 }
 
 export { DEFAULT_NACK_RETRY, type NackRetryOptions, nackRetryDelay } from "./nack-retry.js";
+export { normaliseProperties } from "./publish-entry.js";
+export type {
+  OutgoingMessage,
+  PublisherHost,
+  PublisherOptions,
+  PublishProperties,
+} from "./publisher-types.js";
