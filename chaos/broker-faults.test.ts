@@ -254,7 +254,8 @@ describe("chaos: broker faults (main broker)", () => {
       await waitFor(() => consumed.size >= 100, "the stream to flow", 10_000);
 
       const stormAt = Date.now();
-      storm = startChannelStorm(connectionName);
+      // The publisher's channels are on the client's publish connection (`<name>:publish`).
+      storm = startChannelStorm(`${connectionName}:publish`);
       await waitFor(() => changes.some((c) => c.to === "recovering"), "the first escalation", 10_000);
       await waitFor(() => client.state === "failed", "the client to give up", 15_000);
       const failedAt = Date.now();
