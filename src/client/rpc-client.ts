@@ -28,6 +28,7 @@ import {
 import { exchangeNamedIn } from "../faults.js";
 import type { RpcCallOutcome, RpcClientStats } from "../observability/observers.js";
 import type { Tracing } from "../observability/tracing.js";
+import { Deadlines } from "./deadlines.js";
 import { Deque } from "./deque.js";
 import { asyncDispose } from "./dispose.js";
 import type { PublishProperties } from "./publisher.js";
@@ -100,7 +101,8 @@ interface Call {
   properties: BasicProperties;
   resolve: (r: RpcReply) => void;
   reject: (e: Error) => void;
-  timer: NodeJS.Timeout | undefined;
+  /** When it times out (performance.now() ms). */
+  deadline: number;
   timeoutMs: number;
   sendsLeft: number;
   /** The channel it was last published on (undefined while waiting). */
@@ -129,6 +131,8 @@ export interface RpcClientEvents {
 export class RpcClient extends TypedEmitter<RpcClientEvents> implements AsyncDisposable {
   private ch: Channel | undefined;
   private readonly pending = new Map<string, Call>();
+  /** Every call's timeout, on one timer. */
+  private readonly deadlines = new Deadlines<Call>((c) => this.timedOut(c));
   private readonly waiting = new Deque<Call>();
   /** Calls to send again after their channel died, before the waiting ones. */
   private retries: Call[] = [];
@@ -212,7 +216,7 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> implements AsyncDis
         properties,
         resolve,
         reject,
-        timer: undefined,
+        deadline: 0,
         timeoutMs,
         sendsLeft: sends,
         ch: undefined,
@@ -222,7 +226,8 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> implements AsyncDis
         span: undefined,
       };
       call.span = this.host.tracing?.startCall(exchange, request.routingKey, id, properties);
-      call.timer = setTimeout(() => this.timedOut(call), timeoutMs);
+      call.deadline = call.started + timeoutMs;
+      this.deadlines.add(call);
       const ch = this.ch;
       if (
         ch !== undefined &&
@@ -404,7 +409,7 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> implements AsyncDis
 
   private finish(c: Call, outcome: RpcCallOutcome, err?: Error): void {
     c.done = true;
-    if (c.timer !== undefined) clearTimeout(c.timer);
+    this.deadlines.delete(c);
     this.host.stats?.settled(outcome, (performance.now() - c.started) / 1000);
     if (c.span !== undefined) this.host.tracing?.callEnded(c.span, outcome, err);
   }
