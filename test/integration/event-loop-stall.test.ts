@@ -8,11 +8,12 @@
  * stays silent without closing), the client's own heartbeat timeout two intervals later.
  */
 import { Registry } from "prom-client";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Connection, type ConnectionError, HeartbeatTimeoutError, SocketError } from "../../src/index.js";
 import { FakeServer } from "../fake/server.js";
 import { within } from "../support/async.js";
 import { useClients } from "../support/clients.js";
+import { useFakeServers } from "../support/fakes.js";
 import { StateLog } from "../support/state-log.js";
 import { until } from "../support/wait.js";
 
@@ -58,15 +59,7 @@ describe("a blocked event loop", () => {
 });
 
 describe("a blocked event loop and a broker that goes silent without closing", () => {
-  const fakes: FakeServer[] = [];
-  const conns: Connection[] = [];
-  afterEach(async () => {
-    for (const c of conns.splice(0)) await c.close({ timeout: 200 });
-    for (const f of fakes.splice(0)) {
-      await f.close();
-      expect(f.errors).toEqual([]);
-    }
-  });
+  const { fakes, conns } = useFakeServers();
 
   /** A connection to a fake broker sending heartbeats every 300 ms until `silence()`. */
   async function beating(): Promise<{ conn: Connection; silence: () => void; closed: Promise<unknown> }> {

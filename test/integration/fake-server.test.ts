@@ -6,7 +6,7 @@
  * connection: no crash, no unhandled rejection, no hang.
  */
 import fc from "fast-check";
-import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import {
   AuthenticationError,
   type Channel,
@@ -31,6 +31,7 @@ import {
 import { METHOD_IDS, type MethodName } from "../../src/protocol/generated/spec.js";
 import { FakePeer, FakeServer, type HandshakeOptions } from "../fake/server.js";
 import { errorOf, rejection, sleep, within } from "../support/async.js";
+import { useFakeServers } from "../support/fakes.js";
 import { waitFor } from "../support/wait.js";
 
 // ─── harness ────────────────────────────────────────────────────────────────
@@ -47,15 +48,7 @@ afterAll(() => {
   expect(unhandled).toEqual([]);
 });
 
-const fakes: FakeServer[] = [];
-const conns: Connection[] = [];
-afterEach(async () => {
-  for (const c of conns.splice(0)) await c.close({ timeout: 200 });
-  for (const f of fakes.splice(0)) {
-    await f.close();
-    expect(f.errors).toEqual([]);
-  }
-});
+const { fakes, conns } = useFakeServers();
 
 async function fakeServer(script?: (peer: FakePeer) => void | Promise<void>): Promise<FakeServer> {
   const f = await FakeServer.start(script);
