@@ -40,6 +40,7 @@ export class Delivery implements ConsumedMessage {
   started = 0;
   /** The consumer's channel epoch when its handler started (a slot is only freed in the same epoch). */
   epoch = 0;
+  /** Its consumer span, when tracing is on and the span is recorded (sampled). */
   span: Span | undefined;
   timer: NodeJS.Timeout | undefined;
   failed = false;

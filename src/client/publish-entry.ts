@@ -28,7 +28,7 @@ export class Entry implements NackCount {
   due = 0;
   /** The channel it was last sent on. */
   channel: Channel | undefined = undefined;
-  /** Its producer span, when tracing is on. */
+  /** Its producer span, when tracing is on and the span is recorded (sampled). */
   span: Span | undefined = undefined;
 
   constructor(

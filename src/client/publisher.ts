@@ -188,7 +188,8 @@ export class Publisher implements AsyncDisposable {
     }
     this.tally.published++;
     this.observer?.exchange(message.exchange).published();
-    // Tracing on: the producer span, its trace context in a copy of the headers (kept by every re-send).
+    // Tracing on: the producer span (kept when recorded), its trace context in a copy of the headers
+    // (kept by every re-send).
     const span = this.tracing?.startPublish(message.exchange, message.routingKey, message.body, properties);
     if (this.outbox) {
       const body = typeof message.body === "string" ? Buffer.from(message.body) : Buffer.from(message.body);

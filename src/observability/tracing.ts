@@ -257,15 +257,23 @@ export class Tracing {
   /**
    * Starts the producer span of an accepted publish (child of the active context) and puts its
    * trace context into `properties.headers`, which it replaces with a copy: `properties` must
-   * be the publisher's own object (normaliseProperties), never the caller's.
+   * be the publisher's own object (normaliseProperties), never the caller's. Returns the span
+   * when it is recorded; an unsampled one records nothing (its events and end are no-ops), so
+   * the publisher does not keep it.
    */
-  startPublish(exchange: string, routingKey: string, body: Body, properties: BasicProperties): Span {
+  startPublish(
+    exchange: string,
+    routingKey: string,
+    body: Body,
+    properties: BasicProperties,
+  ): Span | undefined {
     const start = this.publishStart(exchange);
     const parent = context.active();
     const span = this.tracer.startSpan(start.name, start.options, parent);
-    if (span.isRecording())
+    const recording = span.isRecording();
+    if (recording)
       this.setMessage(span, { [TraceAttributes.BODY_SIZE]: bodySize(body) }, routingKey, properties);
-    if (!this.propagateAll && !span.isRecording()) return span;
+    else if (!this.propagateAll) return undefined;
     const carrier: Record<string, string> = {};
     propagation.inject(trace.setSpan(parent, span), carrier);
     for (const _ in carrier) {
@@ -277,7 +285,7 @@ export class Tracing {
       properties.headers = headers;
       break;
     }
-    return span;
+    return recording ? span : undefined;
   }
 
   /** The message was (re)sent on a channel of the connection the endpoint names. */
@@ -322,8 +330,9 @@ export class Tracing {
 
   /**
    * Starts the consumer span of a delivery from `queue`, parented to the trace context in its
-   * headers (a new trace without one) and linked to it. Returns the span and the context the
-   * handler runs in.
+   * headers (a new trace without one) and linked to it. Returns the context the handler runs in
+   * (with the span, recorded or not: user spans follow its sampling decision) and the span when
+   * it is recorded (an unsampled one records nothing: the consumer does not keep it).
    */
   startProcess(
     queue: string,
@@ -332,25 +341,16 @@ export class Tracing {
       properties: BasicProperties;
       fields: { deliveryTag: number; exchange: string; routingKey: string };
     },
-  ): { span: Span; context: Context } {
+  ): { span: Span | undefined; context: Context } {
     const { properties, fields } = delivery;
     const parent = propagation.extract(ROOT_CONTEXT, properties.headers, headerGetter);
     const producer = trace.getSpanContext(parent);
-    const attributes: Attributes = {
-      [TraceAttributes.SYSTEM]: "rabbitmq",
-      [TraceAttributes.OPERATION_TYPE]: "process",
-      [TraceAttributes.OPERATION_NAME]: "consume",
-      [TraceAttributes.DESTINATION]: fields.exchange === "" ? DEFAULT_EXCHANGE : fields.exchange,
-      [TraceAttributes.CONSUMER_GROUP]: queue,
-      [TraceAttributes.SUBSCRIPTION]: queue,
-    };
-    const links: Link[] =
-      producer !== undefined && trace.isSpanContextValid(producer) ? [{ context: producer }] : [];
-    const span = this.tracer.startSpan(
-      `process ${queue}`,
-      { kind: SpanKind.CONSUMER, attributes, links },
-      parent,
-    );
+    const start = this.processStart(queue, fields.exchange);
+    const options =
+      producer !== undefined && trace.isSpanContextValid(producer)
+        ? { ...start.options, links: [{ context: producer }] satisfies Link[] }
+        : start.options;
+    const span = this.tracer.startSpan(start.name, options, parent);
     if (span.isRecording()) {
       // Only recorded spans get the rest (an unsampled delivery costs little more than its context).
       const more: Attributes = {
@@ -358,8 +358,39 @@ export class Tracing {
         [TraceAttributes.BODY_SIZE]: delivery.body.byteLength,
       };
       this.setMessage(span, more, fields.routingKey, properties);
+      return { span, context: trace.setSpan(parent, span) };
     }
-    return { span, context: trace.setSpan(parent, span) };
+    return { span: undefined, context: trace.setSpan(parent, span) };
+  }
+
+  /**
+   * Consumer span name and start options per queue, for the exchange its last delivery came
+   * from (a queue's deliveries mostly share one), cached.
+   */
+  private readonly processStarts = new Map<
+    string,
+    { exchange: string; name: string; options: SpanOptions }
+  >();
+
+  private processStart(queue: string, exchange: string): { name: string; options: SpanOptions } {
+    const cached = this.processStarts.get(queue);
+    if (cached !== undefined && cached.exchange === exchange) return cached;
+    // What samplers see at creation (as in publishStart); the SDK copies them.
+    const attributes: Attributes = Object.freeze({
+      [TraceAttributes.SYSTEM]: "rabbitmq",
+      [TraceAttributes.OPERATION_TYPE]: "process",
+      [TraceAttributes.OPERATION_NAME]: "consume",
+      [TraceAttributes.DESTINATION]: exchange === "" ? DEFAULT_EXCHANGE : exchange,
+      [TraceAttributes.CONSUMER_GROUP]: queue,
+      [TraceAttributes.SUBSCRIPTION]: queue,
+    });
+    const start = {
+      exchange,
+      name: `process ${queue}`,
+      options: Object.freeze({ kind: SpanKind.CONSUMER, attributes }),
+    };
+    if (cached !== undefined || this.processStarts.size < 256) this.processStarts.set(queue, start);
+    return start;
   }
 
   /** Runs the handler in the consumer span's context (user spans nest under it). */
