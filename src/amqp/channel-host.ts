@@ -24,6 +24,11 @@ export interface ChannelHost {
   readonly frameMax: number;
   /** methodTimeout (ms, 0: none) and maxMessageSize (bytes) of the connection. */
   readonly options: { readonly methodTimeout: number; readonly maxMessageSize: number };
+  /**
+   * The frames handed to the channel are views of a read buffer that the next read overwrites
+   * (plain TCP): a body that is kept must be copied. Absent or false: they stay valid.
+   */
+  readonly transient?: boolean;
   /** Instrumentation of synchronous method calls, when metrics are on. */
   readonly observer: MethodCallObserver | undefined;
   /** Sends one method frame on `channel`; throws when the connection is closed. */

@@ -115,10 +115,15 @@ export class Channel extends TypedEmitter<ChannelEvents> {
       observer: conn.observer,
       onTimeout: (name, timeout) => this.callTimedOut(name, timeout),
     });
-    this.assembler = new ContentAssembler(id, () => conn.options.maxMessageSize, {
-      method: (m) => this.onMethod(m),
-      content: (m, properties, body) => this.deliver(m, properties, body),
-    });
+    this.assembler = new ContentAssembler(
+      id,
+      () => conn.options.maxMessageSize,
+      {
+        method: (m) => this.onMethod(m),
+        content: (m, properties, body) => this.deliver(m, properties, body),
+      },
+      conn.transient === true,
+    );
   }
 
   /** True while methods can be sent (state "open"). */

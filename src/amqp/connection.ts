@@ -40,7 +40,7 @@ import {
   type MethodInput,
   PROTOCOL_HEADER,
 } from "../protocol/generated/spec.js";
-import { openSocket, toSocketError } from "../transport/socket.js";
+import { openSocket, SocketReader, toSocketError } from "../transport/socket.js";
 import { FrameWriter } from "../transport/writer.js";
 import { Channel } from "./channel.js";
 import type { ChannelHost, MethodCallObserver } from "./channel-host.js";
@@ -137,6 +137,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   readonly options: ResolvedOptions;
   private readonly socket: Socket;
   private readonly parser: FrameParser;
+  /** Incoming chunks are overwritten by the next read: whatever is kept must be copied. @internal */
+  readonly transient: boolean;
+  /** Plain TCP: the one buffer every read lands in (TLS reads come as 'data' events). */
+  private readonly reader: SocketReader | undefined;
   private readonly channels = new Map<number, Channel>();
   /** Channels we closed and whose close-ok has not come back: frames for them are dropped. */
   private readonly closingChannels = new Set<number>();
@@ -152,7 +156,12 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   private resolveClosed!: () => void;
   private readonly closed: Promise<void>;
 
-  private constructor(socket: Socket, options: ResolvedOptions, observer?: ConnectionObserver) {
+  private constructor(
+    socket: Socket,
+    options: ResolvedOptions,
+    observer?: ConnectionObserver,
+    reader?: SocketReader,
+  ) {
     super();
     this.socket = socket;
     this.observer = observer;
@@ -160,11 +169,15 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     this.options = { ...options };
     Object.defineProperty(this.options, "password", { value: options.password, enumerable: false });
     this.writer = new FrameWriter(socket, { highWaterMark: options.writeHighWaterMark });
+    // Reads into one reused buffer (plain TCP) are transient: the parser and the channels copy what they keep.
+    this.reader = reader;
+    this.transient = reader !== undefined;
     this.parser = new FrameParser((t, c, p) => this.onFrame(t, c, p), HANDSHAKE_FRAME_MAX, {
       streamBodies: true,
+      transient: this.transient,
     });
     this.closed = new Promise((r) => (this.resolveClosed = r));
-    socket.on("data", (chunk: Buffer) => {
+    const onChunk = (chunk: Buffer) => {
       this.heartbeats?.received();
       try {
         this.parser.push(chunk);
@@ -186,7 +199,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
           true,
         );
       }
-    });
+    };
+    if (reader !== undefined) reader.onChunk = onChunk;
+    else socket.on("data", onChunk);
     socket.on("error", (err) => {
       const e = toSocketError(err, `${options.host}:${options.port}`);
       const stall = e instanceof TlsError ? undefined : this.stall();
@@ -239,14 +254,16 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   static async open(options: ConnectionOptions | string = {}, hooks: OpenHooks = {}): Promise<Connection> {
     const o = resolveOptions(options);
     const deadline = Date.now() + o.connectionTimeout;
+    const reader = o.tls === undefined ? new SocketReader() : undefined;
     const socket = await openSocket({
       host: o.host,
       port: o.port,
       tls: o.tls,
       connectTimeout: o.connectionTimeout,
+      reader,
     });
     hooks.onSocketOpen?.();
-    const conn = new Connection(socket, o, hooks.observer);
+    const conn = new Connection(socket, o, hooks.observer, reader);
     hooks.observer?.opened?.(conn);
     const remaining = Math.max(1, deadline - Date.now());
     let timer: NodeJS.Timeout | undefined;
@@ -389,7 +406,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   private onFrame(type: number, channel: number, payload: Buffer): void {
     if (channel === 0) {
-      if (type === FRAME_METHOD) this.onConnectionMethod(decodeMethod(payload));
+      // The handshake's methods carry views of their frame (connection.start's mechanisms, secure's
+      // challenge) read after this returns: a transient read is copied first (channel 0 is rare).
+      if (type === FRAME_METHOD)
+        this.onConnectionMethod(decodeMethod(this.transient ? Buffer.from(payload) : payload));
       else if (type !== FRAME_HEARTBEAT)
         throw new FrameError(`frame type ${type} on channel 0`, { replyCode: 503 });
       return;

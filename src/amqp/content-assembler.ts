@@ -6,9 +6,11 @@
  * (FrameError with the reply code the spec names: 501 frame error, 502 syntax error,
  * 505 unexpected frame).
  *
- * A body that arrives in one frame is handed over as that frame's payload (no copy); a body
- * split over frames is gathered into a buffer that grows with what arrives, so a header
- * declaring a huge size costs nothing until its bodies come.
+ * A body that arrives in one frame is handed over as that frame's payload (no copy) unless the
+ * frames are transient (views of a read buffer used again for the next read: then it is copied);
+ * a body split over frames is gathered into one buffer, allocated at its first frame at the size
+ * the header declared up to 16 MiB (larger ones grow with what arrives, so a header declaring a
+ * huge size costs little until its bodies come).
  */
 import { FrameError, WarrenError } from "../errors.js";
 import { readU64 } from "../protocol/codec.js";
@@ -37,6 +39,8 @@ enum Expect {
 
 /** The smallest content header: class-id, weight, body size, property flags (§4.2.6.1). */
 const MIN_HEADER_SIZE = 14;
+/** A body up to this size gets its whole buffer at its first frame; a larger one grows by doubling from it. */
+export const BODY_PREALLOCATE = 16 * 1024 * 1024;
 
 export class ContentAssembler {
   private expect = Expect.Method;
@@ -49,11 +53,13 @@ export class ContentAssembler {
   /**
    * @param channel the channel number (named in errors)
    * @param maxMessageSize the largest body accepted, read per message (an option of the connection)
+   * @param transient payloads are overwritten after `push` returns: a body is never handed over as one
    */
   constructor(
     private readonly channel: number,
     private readonly maxMessageSize: () => number,
     private readonly sink: ContentSink,
+    private readonly transient = false,
   ) {}
 
   /** True between a content method and the last byte of its body. */
@@ -133,12 +139,15 @@ export class ContentAssembler {
       });
     }
     if (this.received === 0 && n === this.size) {
-      this.complete(payload); // whole body in one frame: no copy
+      // Whole body in one frame: no copy, unless the frame is a view of a read buffer used again.
+      this.complete(this.transient ? Buffer.from(payload) : payload);
       return;
     }
     let b = this.body;
     if (b === undefined || total > b.length) {
-      const grown = Buffer.allocUnsafe(Math.min(this.size, Math.max(total, 2 * (b?.length ?? 0), 1 << 20)));
+      const grown = Buffer.allocUnsafe(
+        Math.min(this.size, Math.max(total, 2 * (b?.length ?? 0), BODY_PREALLOCATE)),
+      );
       if (b !== undefined) b.copy(grown, 0, 0, this.received);
       this.body = b = grown;
     }

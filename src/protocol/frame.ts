@@ -6,8 +6,10 @@
  * frame. A frame lying wholly inside the chunk is passed as a subarray of it (no
  * copy); only a frame split across chunks is copied, into a buffer of exactly its
  * size, allocated after its declared size was checked against frame_max. The
- * frame-end octet is checked. Node hands each read its own buffer, so views stay
- * valid; the parser never reuses a buffer it has handed out.
+ * frame-end octet is checked. The parser never reuses a buffer it has handed out.
+ * Whether a view of a chunk outlives `onFrame` is the caller's matter: node hands
+ * each 'data' event its own buffer, but with `transient` every read lands in the
+ * same buffer and the consumer copies what it keeps (see SocketReader).
  */
 import { FrameError, FrameTooLargeError } from "../errors.js";
 import {
@@ -38,6 +40,12 @@ export interface FrameParserOptions {
    * delivered only after its frame-end octet was checked.
    */
   streamBodies?: boolean;
+  /**
+   * The chunks are reused after `push` returns (one read buffer for every read): the parser keeps
+   * no view of one across calls, it copies what it holds back. The payloads it hands to `onFrame`
+   * are still views, valid only during that call.
+   */
+  transient?: boolean;
 }
 
 export class FrameParser {
@@ -48,6 +56,7 @@ export class FrameParser {
   private partial: Buffer | null = null;
   private partialFilled = 0;
   private readonly streamBodies: boolean;
+  private readonly transient: boolean;
   /** Streaming a body frame: its channel, payload bytes still to come, and its last piece (held until frame-end). */
   private streaming = false;
   private streamChannel = 0;
@@ -61,6 +70,7 @@ export class FrameParser {
   ) {
     this.setFrameMax(frameMax);
     this.streamBodies = options.streamBodies ?? false;
+    this.transient = options.transient ?? false;
   }
 
   /** frame_max as negotiated (whole frame, header and end octet included); 0 means no limit. */
@@ -162,7 +172,12 @@ export class FrameParser {
       }
       this.streamLast = piece;
     }
-    if (off >= len) return off; // the frame-end octet is in the next chunk
+    if (off >= len) {
+      // The frame-end octet is in the next chunk; a transient chunk's piece is gone by then.
+      if (this.transient && this.streamLast !== null && this.streamLast !== EMPTY)
+        this.streamLast = Buffer.from(this.streamLast);
+      return off;
+    }
     if (chunk[off] !== FRAME_END) throw badEnd(chunk[off]!);
     this.streaming = false;
     const last = this.streamLast;

@@ -17,6 +17,7 @@ import {
 } from "../../src/index.js";
 import { FRAME_OVERHEAD, FrameParser } from "../../src/protocol/frame.js";
 import { FRAME_BODY } from "../../src/protocol/generated/spec.js";
+import type { SocketReader } from "../../src/transport/socket.js";
 import { ZERO_COPY_THRESHOLD } from "../../src/transport/writer.js";
 import { rejection } from "../support/async.js";
 import { AMQP_URL } from "../support/broker.js";
@@ -78,7 +79,17 @@ function frameSpy(conn: Connection, ch: Channel) {
   const parser = new FrameParser((type, channel, payload) => {
     if (type === FRAME_BODY && channel === ch.id) sizes.push(payload.length);
   }, conn.frameMax);
-  (conn as unknown as { socket: Socket }).socket.on("data", (chunk: Buffer) => parser.push(chunk));
+  // Plain TCP reads land in the connection's one read buffer (no 'data' events): tap its sink.
+  const reader = (conn as unknown as { reader: SocketReader | undefined }).reader;
+  if (reader === undefined) {
+    (conn as unknown as { socket: Socket }).socket.on("data", (chunk: Buffer) => parser.push(chunk));
+  } else {
+    const next = reader.onChunk!;
+    reader.onChunk = (chunk) => {
+      parser.push(chunk);
+      next(chunk);
+    };
+  }
   return {
     bodyFrames(): number[] {
       return sizes.splice(0);
