@@ -139,8 +139,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   private readonly parser: FrameParser;
   /** Incoming chunks are overwritten by the next read: whatever is kept must be copied. @internal */
   readonly transient: boolean;
-  /** Plain TCP: the one buffer every read lands in (TLS reads come as 'data' events). */
-  private readonly reader: SocketReader | undefined;
+  /** Plain TCP: the one buffer every read lands in (TLS reads come as 'data' events). @internal */
+  readonly reader: SocketReader | undefined;
   private readonly channels = new Map<number, Channel>();
   /** Channels we closed and whose close-ok has not come back: frames for them are dropped. */
   private readonly closingChannels = new Set<number>();

@@ -41,6 +41,26 @@ enum Expect {
 const MIN_HEADER_SIZE = 14;
 /** A body up to this size gets its whole buffer at its first frame; a larger one grows by doubling from it. */
 export const BODY_PREALLOCATE = 16 * 1024 * 1024;
+/** The first body at least this big raises the allocator's thresholds (see keepFreedMemory). */
+const LARGE_BODY = 512 * 1024;
+/** 30 MiB: under glibc's ceiling for its dynamic mmap threshold (32 MiB on 64-bit). */
+const THRESHOLD_RAISER = 30 * 1024 * 1024;
+let raised = false;
+
+/**
+ * Large bodies are allocated per message and freed in bulk when V8 collects them (every ~64 MiB
+ * of buffers). glibc's malloc hands such a batch back to the kernel (heap trim above 2× its mmap
+ * threshold, which starts at 128 KiB and rises only to the largest mmapped block ever freed), so
+ * the next bodies land on fresh pages: ~256 page faults per MiB copied, which was most of the CPU
+ * of consuming 1 MiB messages. Freeing one 30 MiB block (allocated, never touched: no page is
+ * mapped) makes glibc raise its thresholds to 30 MiB and 60 MiB, so freed bodies are reused
+ * instead. Done once per process, on the first large body. Other allocators ignore it: the block
+ * is just an untouched allocation that is freed again.
+ */
+function keepFreedMemory(): void {
+  raised = true;
+  Buffer.allocUnsafeSlow(THRESHOLD_RAISER);
+}
 
 export class ContentAssembler {
   private expect = Expect.Method;
@@ -145,6 +165,7 @@ export class ContentAssembler {
     }
     let b = this.body;
     if (b === undefined || total > b.length) {
+      if (!raised && this.size >= LARGE_BODY) keepFreedMemory();
       const grown = Buffer.allocUnsafe(
         Math.min(this.size, Math.max(total, 2 * (b?.length ?? 0), BODY_PREALLOCATE)),
       );

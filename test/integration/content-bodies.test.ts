@@ -80,7 +80,7 @@ function frameSpy(conn: Connection, ch: Channel) {
     if (type === FRAME_BODY && channel === ch.id) sizes.push(payload.length);
   }, conn.frameMax);
   // Plain TCP reads land in the connection's one read buffer (no 'data' events): tap its sink.
-  const reader = (conn as unknown as { reader: SocketReader | undefined }).reader;
+  const reader: SocketReader | undefined = conn.reader;
   if (reader === undefined) {
     (conn as unknown as { socket: Socket }).socket.on("data", (chunk: Buffer) => parser.push(chunk));
   } else {

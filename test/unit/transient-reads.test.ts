@@ -193,3 +193,26 @@ describe("SocketReader", () => {
     expect(views[1]!.buffer).toBe(r.buffer.buffer);
   });
 });
+
+describe("large bodies and the allocator", () => {
+  it("the first body of 512 KiB or more frees one untouched 30 MiB block (glibc then keeps freed bodies for reuse), once per process", async () => {
+    vi.resetModules();
+    const { ContentAssembler: Fresh } = await import("../../src/amqp/content-assembler.js");
+    const spy = vi.spyOn(Buffer, "allocUnsafeSlow");
+    const got: Buffer[] = [];
+    const a = new Fresh(1, () => 1 << 30, { method: () => {}, content: (_m, _p, b) => got.push(b) });
+    const feed = (size: number) => {
+      a.push(FRAME_METHOD, deliver(1));
+      a.push(FRAME_HEADER, header(size));
+      for (let off = 0; off < size; off += 131_064)
+        a.push(FRAME_BODY, Buffer.alloc(Math.min(131_064, size - off), 7));
+    };
+    feed(200_000);
+    expect(spy).not.toHaveBeenCalled();
+    feed(1024 * 1024);
+    feed(1024 * 1024);
+    expect(spy.mock.calls).toEqual([[30 * 1024 * 1024]]);
+    expect(got.map((b) => b.length)).toEqual([200_000, 1024 * 1024, 1024 * 1024]);
+    vi.restoreAllMocks();
+  });
+});
