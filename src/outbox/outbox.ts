@@ -1,11 +1,11 @@
 /**
- * The durable outbox: accepted messages kept in SQLite (better-sqlite3, WAL) until the
- * broker confirmed them, so they survive a crash of the process. Appends are group
- * committed: every append of one event-loop turn goes into one transaction, and their
- * promises resolve when it has committed. Confirmed rows are deleted the same way.
- * Nacked or unroutable messages move to a dead-letter table with the reason.
- *
- * Properties are stored in AMQP's own encoding (so every header type survives exactly).
+ * The durable outbox: accepted messages kept in SQLite (better-sqlite3, WAL: store.ts) until the
+ * broker confirmed them, so they survive a crash of the process. Appends are group committed:
+ * every append of one event-loop turn goes into one transaction, and their promises resolve when
+ * it has committed (synced, under FULL). The rows just committed are handed to the relay from
+ * memory (handoff.ts, bounded); it reads SQLite only after a restart, after a channel died, or when
+ * it lags. Confirmed rows are deleted the same way, group committed, by runs of ids. Nacked or
+ * unroutable messages move to a dead-letter table with the reason.
  *
  * Storage faults (the fault table, faults.ts; typed by storage-faults.ts) never escape as raw
  * SqliteErrors, nor from a timer:
@@ -21,23 +21,34 @@
  *   succeed (a confirmed row left behind would only be sent again after a restart);
  * - every fault is told to `report` (the client's `error` event, rate-limited there).
  */
-import type Database from "better-sqlite3";
 import { ClientClosedError, ConfigError, OutboxError } from "../errors.js";
-import { loadPeer } from "../peers.js";
-import {
-  type BasicProperties,
-  decodeBasicProperties,
-  encodeBasicProperties,
-} from "../protocol/generated/spec.js";
+import { decodeBasicProperties } from "../protocol/generated/spec.js";
+import { Handoff } from "./handoff.js";
 import { toOutboxError } from "./storage-faults.js";
+import {
+  betterSqlite3,
+  type DeadMove,
+  type EncodedMessage,
+  encodeProps,
+  type NewMessage,
+  openStore,
+  type Row,
+  type Store,
+  type StoredMessage,
+  toMessage,
+} from "./store.js";
+
+export type { NewMessage, StoredMessage } from "./store.js";
 
 /** `client.publisher({ outbox })`: the SQLite file that holds accepted messages until confirmed. */
 export interface OutboxOptions {
   /** SQLite file (created if missing). */
   path: string;
   /**
-   * SQLite `synchronous`: FULL (default) syncs every commit to disk (survives power loss);
-   * NORMAL survives a crash of the process, not of the machine, and is faster.
+   * SQLite `synchronous`: FULL (default) syncs every commit of stored messages to disk (survives
+   * power loss); NORMAL survives a crash of the process, not of the machine, and is faster.
+   * Deletes of confirmed rows are never synced on their own: a power loss may bring back rows
+   * already confirmed, which are then sent again (at least once).
    */
   synchronous?: "FULL" | "NORMAL";
 }
@@ -55,22 +66,6 @@ export interface OutboxHooks {
   readonly?: boolean;
 }
 
-/** A message the outbox holds. */
-export interface StoredMessage {
-  /** Its row id: increasing, so the order of appends. */
-  id: number;
-  /** The exchange to publish to. */
-  exchange: string;
-  /** The routing key. */
-  routingKey: string;
-  /** Published mandatory (returned when unroutable, then dead-lettered). */
-  mandatory: boolean;
-  /** Its properties, as they were published (messageId included). */
-  properties: BasicProperties;
-  /** Its body. */
-  body: Buffer;
-}
-
 /**
  * A message the outbox set aside because the broker would not take it: nacked after the retries,
  * unroutable, or refused (e.g. 404 no such exchange). See `publisher.deadLetters`.
@@ -85,163 +80,17 @@ export interface DeadLetter extends StoredMessage {
   failedAt: Date;
 }
 
-export interface NewMessage {
-  exchange: string;
-  routingKey: string;
-  mandatory: boolean;
-  properties: BasicProperties;
-  body: Buffer;
-}
-
-interface Row {
-  id: number;
-  exchange: string;
-  routing_key: string;
-  mandatory: number;
-  properties: Buffer;
-  body: Buffer;
-}
-
-let scratch = Buffer.allocUnsafe(64 * 1024);
-
-function encodeProps(p: BasicProperties): Buffer {
-  for (;;) {
-    try {
-      const end = encodeBasicProperties(scratch, 0, p);
-      return Buffer.from(scratch.subarray(0, end));
-    } catch (e) {
-      if (!(e instanceof RangeError) || scratch.length > 64 * 1024 * 1024) throw e;
-      scratch = Buffer.allocUnsafe(scratch.length * 4);
-    }
-  }
-}
-
-/** SQLite's own wait for a lock per attempt, in ms: short, since it blocks the event loop. */
-const BUSY_WAIT_MS = 10;
 /** Backoff between attempts while the file is busy, locked or failing. */
 const RETRY_MIN_MS = 5;
 const RETRY_MAX_MS = 250;
 
-interface Append {
-  msg: NewMessage;
+/** How many bytes of rows just committed wait in memory for the relay (handoff.ts), at most. */
+const HANDOFF_MAX_BYTES = 16 * 1024 * 1024;
+
+interface Append extends EncodedMessage {
   since: number;
   resolve: () => void;
   reject: (e: Error) => void;
-}
-
-interface DeadMove {
-  id: number;
-  reason: string;
-  at: number;
-}
-
-/** The open database and its statements. */
-class Store {
-  readonly insertMany: (rows: NewMessage[]) => void;
-  readonly removeMany: (ids: number[]) => number;
-  readonly moveMany: (moves: DeadMove[]) => number;
-  private readonly select: Database.Statement;
-  private readonly countRows: Database.Statement;
-  private readonly countDead: Database.Statement;
-
-  constructor(readonly db: Database.Database) {
-    const insert = db.prepare(
-      "INSERT INTO messages (exchange, routing_key, mandatory, properties, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    );
-    const remove = db.prepare("DELETE FROM messages WHERE id = ?");
-    const toDead = db.prepare(
-      "INSERT INTO dead_letters SELECT id, exchange, routing_key, mandatory, properties, body, created_at, ?, ? FROM messages WHERE id = ?",
-    );
-    this.select = db.prepare(
-      "SELECT id, exchange, routing_key, mandatory, properties, body FROM messages WHERE id > ? ORDER BY id LIMIT ?",
-    );
-    this.countRows = db.prepare("SELECT count(*) AS n FROM messages");
-    this.countDead = db.prepare("SELECT count(*) AS n FROM dead_letters");
-    this.insertMany = db.transaction((rows: NewMessage[]) => {
-      const now = Date.now();
-      for (const m of rows) {
-        insert.run(m.exchange, m.routingKey, m.mandatory ? 1 : 0, encodeProps(m.properties), m.body, now);
-      }
-    });
-    this.removeMany = db.transaction((ids: number[]) => {
-      let n = 0;
-      for (const id of ids) n += remove.run(id).changes;
-      return n;
-    });
-    this.moveMany = db.transaction((moves: DeadMove[]) => {
-      let n = 0;
-      for (const m of moves) {
-        if (toDead.run(m.at, m.reason, m.id).changes > 0) n += remove.run(m.id).changes;
-      }
-      return n;
-    });
-  }
-
-  rows(): number {
-    return (this.countRows.get() as { n: number }).n;
-  }
-
-  deadLetterCount(): number {
-    return (this.countDead.get() as { n: number }).n;
-  }
-
-  pending(afterId: number, limit: number): StoredMessage[] {
-    return (this.select.all(afterId, limit) as Row[]).map(toMessage);
-  }
-}
-
-let sqlite: typeof Database | undefined;
-
-/**
- * better-sqlite3, loaded by the first outbox opened (an optional peer package: src/peers.ts), or a
- * MissingDependencyError when it is not installed.
- */
-function betterSqlite3(): typeof Database {
-  sqlite ??= loadPeer<typeof Database>("better-sqlite3");
-  return sqlite;
-}
-
-/**
- * Opens the file and checks it: an SQLite database (SQLITE_NOTADB), not corrupt (PRAGMA
- * quick_check), writable (a write in a transaction rolled back: SQLITE_READONLY, or SQLITE_BUSY
- * while another process holds the write lock). Throws what better-sqlite3 throws, closing the file.
- */
-function openStore(path: string, synchronous: "FULL" | "NORMAL", readonly: boolean): Store {
-  const db = new (betterSqlite3())(path, { timeout: BUSY_WAIT_MS, readonly });
-  try {
-    db.pragma("journal_mode = WAL");
-    db.pragma(`synchronous = ${synchronous}`);
-    const check = db.pragma("quick_check") as { quick_check: string }[];
-    if (check.length !== 1 || check[0]?.quick_check !== "ok") {
-      const problems = check.slice(0, 3).map((r) => r.quick_check);
-      throw new OutboxError(
-        `the outbox at ${path} is corrupt (SQLITE_CORRUPT: PRAGMA quick_check found ${check.length} problem${check.length === 1 ? "" : "s"}: ${problems.join("; ")}): restore it from a backup, or move it away (sqlite3's .recover may save its rows) and start on a new file`,
-        { sqliteCode: "SQLITE_CORRUPT", path },
-      );
-    }
-    db.exec(`
-      CREATE TABLE IF NOT EXISTS messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        exchange TEXT NOT NULL, routing_key TEXT NOT NULL, mandatory INTEGER NOT NULL,
-        properties BLOB NOT NULL, body BLOB NOT NULL, created_at INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS dead_letters (
-        id INTEGER PRIMARY KEY,
-        exchange TEXT NOT NULL, routing_key TEXT NOT NULL, mandatory INTEGER NOT NULL,
-        properties BLOB NOT NULL, body BLOB NOT NULL, created_at INTEGER NOT NULL,
-        failed_at INTEGER NOT NULL, reason TEXT NOT NULL);
-    `);
-    // A write that changes nothing: the file must take writes now, not at the first publish.
-    db.exec("BEGIN IMMEDIATE");
-    try {
-      db.prepare("DELETE FROM messages WHERE 0").run();
-    } finally {
-      db.exec("ROLLBACK");
-    }
-    return new Store(db);
-  } catch (e) {
-    db.close();
-    throw e;
-  }
 }
 
 /**
@@ -259,6 +108,8 @@ export class Outbox {
   private batch: Append[] = [];
   private deletes: number[] = [];
   private moves: DeadMove[] = [];
+  /** Rows just committed, for the relay. */
+  private readonly handoff = new Handoff(HANDOFF_MAX_BYTES);
   private rows = 0;
   private flushScheduled = false;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -314,9 +165,9 @@ export class Outbox {
     if (this.closed) return Promise.reject(new ConfigError("the outbox is closed"));
     if (this.broken !== undefined) return Promise.reject(this.broken);
     // Encoding errors (a bad header) are the caller's, before anything is stored.
-    encodeProps(msg.properties);
+    const props = encodeProps(msg.properties);
     return new Promise((resolve, reject) => {
-      this.batch.push({ msg, since: Date.now(), resolve, reject });
+      this.batch.push({ msg, props, since: Date.now(), resolve, reject });
       this.retryTimer?.ref(); // waiting out a lock: this append's promise must settle
       this.schedule();
     });
@@ -335,12 +186,20 @@ export class Outbox {
   }
 
   /**
-   * Rows after `afterId`, in id order (flushes pending appends and deletes first). Throws an
-   * OutboxError (reported) when the file cannot be read, or is not open yet.
+   * Up to `limit` rows after `afterId`, in id order: those just committed from memory, else read
+   * from the file (pending appends and deletes committed first). Throws an OutboxError (reported)
+   * when the file cannot be read, or is not open yet.
    */
   pending(afterId: number, limit: number): StoredMessage[] {
+    let taken = this.handoff.take(afterId, limit);
+    if (taken !== undefined && taken.length === 0 && this.batch.length > 0) {
+      this.flush(); // appends of this turn: hand them over now
+      taken = this.handoff.take(afterId, limit);
+    }
+    if (taken !== undefined) return taken;
     this.flush();
     const rows = this.reading("reading messages to send", (s) => s.pending(afterId, limit));
+    this.handoff.read(afterId, rows, limit);
     if (this.deletes.length === 0 && this.moves.length === 0) return rows;
     // Deletes or moves not committed yet (the file is locked): those rows are done with.
     const done = new Set(this.deletes);
@@ -362,23 +221,26 @@ export class Outbox {
 
   /** Puts a dead letter back in the queue to send (with a new id, so at the end). */
   retryDeadLetter(id: number): void {
+    this.handoff.spill(); // a row not in memory: the relay reads it from the file
     this.rows += this.reading("retrying a dead letter", (s) =>
-      s.db.transaction(() => {
-        const r = s.db
-          .prepare(
-            "INSERT INTO messages (exchange, routing_key, mandatory, properties, body, created_at) SELECT exchange, routing_key, mandatory, properties, body, created_at FROM dead_letters WHERE id = ?",
-          )
-          .run(id);
-        s.db.prepare("DELETE FROM dead_letters WHERE id = ?").run(id);
-        return r.changes;
-      })(),
+      s.write((db) =>
+        db.transaction(() => {
+          const r = db
+            .prepare(
+              "INSERT INTO messages (exchange, routing_key, mandatory, properties, body, created_at) SELECT exchange, routing_key, mandatory, properties, body, created_at FROM dead_letters WHERE id = ?",
+            )
+            .run(id);
+          db.prepare("DELETE FROM dead_letters WHERE id = ?").run(id);
+          return r.changes;
+        })(),
+      ),
     );
   }
 
   /** Deletes a dead letter for good. Throws OutboxError (reported) when the file cannot be written. */
   dropDeadLetter(id: number): void {
     this.reading("dropping a dead letter", (s) =>
-      s.db.prepare("DELETE FROM dead_letters WHERE id = ?").run(id),
+      s.write((db) => db.prepare("DELETE FROM dead_letters WHERE id = ?").run(id)),
     );
   }
 
@@ -409,6 +271,7 @@ export class Outbox {
       );
       for (const a of left) a.reject(err);
     }
+    this.handoff.clear();
     this.store?.db.close();
     this.store = undefined;
   }
@@ -461,8 +324,9 @@ export class Outbox {
   private commitAppends(store: Store): boolean {
     const batch = this.batch;
     if (batch.length === 0) return true;
+    let ids: number[];
     try {
-      store.insertMany(batch.map((a) => a.msg));
+      ids = store.insert(batch);
     } catch (e) {
       const err = toOutboxError(e, this.path, "storing messages");
       if (err.recoverable) {
@@ -476,6 +340,7 @@ export class Outbox {
     }
     this.batch = [];
     this.rows += batch.length;
+    for (let i = 0; i < batch.length; i++) this.handoff.add(stored(ids[i]!, batch[i]!));
     for (const a of batch) a.resolve();
     return true;
   }
@@ -492,8 +357,9 @@ export class Outbox {
     for (let i = 0; i < batch.length; i++) {
       const a = batch[i]!;
       try {
-        store.insertMany([a.msg]);
+        const [id] = store.insert([a]);
         this.rows += 1;
+        this.handoff.add(stored(id!, a));
         a.resolve();
       } catch (e) {
         const err = toOutboxError(e, this.path, "storing a message");
@@ -513,7 +379,7 @@ export class Outbox {
     if (this.deletes.length > 0) {
       const ids = this.deletes;
       try {
-        this.rows -= store.removeMany(ids);
+        this.rows -= store.remove(ids);
         this.deletes = [];
       } catch (e) {
         this.failed(toOutboxError(e, this.path, "deleting confirmed messages"));
@@ -523,7 +389,7 @@ export class Outbox {
     if (this.moves.length > 0) {
       const moves = this.moves;
       try {
-        this.rows -= store.moveMany(moves);
+        this.rows -= store.move(moves);
         this.moves = [];
       } catch (e) {
         this.failed(toOutboxError(e, this.path, "moving a message to the dead-letter table"));
@@ -594,13 +460,22 @@ export class Outbox {
   }
 }
 
-function toMessage(r: Row): StoredMessage {
+/**
+ * An append just committed as row `id`, for the handoff. Its properties object is the publisher's
+ * own copy; one with headers or a timestamp (objects the application may change once publish()
+ * resolved) is decoded from what was stored instead.
+ */
+function stored(id: number, a: EncodedMessage): StoredMessage {
+  const m = a.msg;
+  const p = m.properties;
+  const properties =
+    p.headers === undefined && p.timestamp === undefined ? p : decodeBasicProperties(a.props, 0);
   return {
-    id: r.id,
-    exchange: r.exchange,
-    routingKey: r.routing_key,
-    mandatory: r.mandatory === 1,
-    properties: decodeBasicProperties(r.properties, 0),
-    body: r.body,
+    id,
+    exchange: m.exchange,
+    routingKey: m.routingKey,
+    mandatory: m.mandatory,
+    properties,
+    body: m.body,
   };
 }
