@@ -7,6 +7,7 @@
  * until confirmed, across restarts of the process.
  */
 import type { Channel } from "../amqp/channel.js";
+import type { ConfirmSink, PublishOptions } from "../amqp/channel-types.js";
 import { ChannelClosedByBroker, PublishNackedError, UnroutableError } from "../errors.js";
 import { refusedPublishTo } from "../faults.js";
 import type { PublisherObserver } from "../observability/observers.js";
@@ -20,6 +21,26 @@ export interface RelayHost {
   /** True while the broker blocks the connection. */
   readonly blocked: boolean;
   readonly observer?: PublisherObserver | undefined;
+}
+
+const MANDATORY: PublishOptions = { mandatory: true };
+const PLAIN: PublishOptions = { mandatory: false };
+
+/** A row sent: the sink the channel settles on the broker's answer (no promise, no closures). */
+class Sent implements ConfirmSink {
+  constructor(
+    private readonly relay: OutboxRelay,
+    private readonly ch: Channel,
+    private readonly row: StoredMessage,
+  ) {}
+
+  resolve(): void {
+    this.relay.ackedRow(this.ch, this.row);
+  }
+
+  reject(e: Error): void {
+    this.relay.failedRow(this.ch, this.row, e);
+  }
 }
 
 /** A nacked row waiting for its backoff. */
@@ -149,44 +170,60 @@ export class OutboxRelay {
   }
 
   private send(ch: Channel, row: StoredMessage): void {
+    const sent = new Sent(this, ch, row);
+    this.inFlight.add(row.id);
+    try {
+      ch.publishTo(
+        row.exchange,
+        row.routingKey,
+        row.body,
+        row.properties,
+        row.mandatory ? MANDATORY : PLAIN,
+        sent,
+      );
+    } catch (e) {
+      // As a rejected publish: settled after this pass, not within it.
+      queueMicrotask(() => sent.reject(e as Error));
+    }
+  }
+
+  /** The broker confirmed a row: delete it. */
+  ackedRow(ch: Channel, row: StoredMessage): void {
+    this.confirmed++;
+    this.host.observer?.exchange(row.exchange).confirmed();
+    this.inFlight.delete(row.id);
+    this.nackRetry.acked(ch);
+    if (this.nacks.size > 0) this.nacks.delete(row.id);
+    // After close() the outbox is closed: the row stays for the next run.
+    if (this.closed) return;
+    this.outbox.confirmed(row.id);
+    this.o.settled();
+  }
+
+  /** A row was nacked, returned, refused, or its channel closed before the confirm. */
+  failedRow(ch: Channel, row: StoredMessage, err: Error): void {
     const o = this.outbox;
     const stats = this.host.observer?.exchange(row.exchange);
-    this.inFlight.add(row.id);
-    ch.publish(row.exchange, row.routingKey, row.body, row.properties, { mandatory: row.mandatory }).then(
-      () => {
-        this.confirmed++;
-        stats?.confirmed();
-        this.inFlight.delete(row.id);
-        this.nackRetry.acked(ch);
-        this.nacks.delete(row.id);
-        // After close() the outbox is closed: the row stays for the next run.
-        if (this.closed) return;
-        o.confirmed(row.id);
-        this.o.settled();
-      },
-      (err: Error) => {
-        if (err instanceof PublishNackedError) {
-          this.nacked++;
-          stats?.nacked();
-        } else if (err instanceof UnroutableError) stats?.returned();
-        if (err instanceof PublishNackedError && !this.closed && this.retry(ch, row)) return;
-        this.inFlight.delete(row.id);
-        if (this.closed) return;
-        if (err instanceof PublishNackedError) {
-          const n = this.nacks.get(row.id)?.nacks ?? 1;
-          this.nacks.delete(row.id);
-          o.deadLetter(row.id, `${err.name}: ${err.message}${n > 1 ? ` (nacked ${n} times)` : ""}`);
-        } else if (err instanceof UnroutableError) {
-          o.deadLetter(row.id, `${err.name}: ${err.message}`);
-        } else if (err instanceof ChannelClosedByBroker && refusedPublishTo(err, row.exchange)) {
-          o.deadLetter(row.id, `${err.name}: ${err.message}`);
-        } else if (row.id <= this.cursor) {
-          // Not confirmed because the channel died: read it again (rows stay until confirmed).
-          this.cursor = Math.min(this.cursor, row.id - 1);
-        }
-        this.o.settled();
-      },
-    );
+    if (err instanceof PublishNackedError) {
+      this.nacked++;
+      stats?.nacked();
+    } else if (err instanceof UnroutableError) stats?.returned();
+    if (err instanceof PublishNackedError && !this.closed && this.retry(ch, row)) return;
+    this.inFlight.delete(row.id);
+    if (this.closed) return;
+    if (err instanceof PublishNackedError) {
+      const n = this.nacks.get(row.id)?.nacks ?? 1;
+      this.nacks.delete(row.id);
+      o.deadLetter(row.id, `${err.name}: ${err.message}${n > 1 ? ` (nacked ${n} times)` : ""}`);
+    } else if (err instanceof UnroutableError) {
+      o.deadLetter(row.id, `${err.name}: ${err.message}`);
+    } else if (err instanceof ChannelClosedByBroker && refusedPublishTo(err, row.exchange)) {
+      o.deadLetter(row.id, `${err.name}: ${err.message}`);
+    } else if (row.id <= this.cursor) {
+      // Not confirmed because the channel died: read it again (rows stay until confirmed).
+      this.cursor = Math.min(this.cursor, row.id - 1);
+    }
+    this.o.settled();
   }
 
   /** A nacked row: sent again after its backoff unless its retries are used up (then it is dead-lettered). */
