@@ -79,6 +79,7 @@ export class Publisher implements AsyncDisposable {
       const outbox = Outbox.open(options.outbox, {
         timeout: this.timeout,
         report: (error) => host.report?.(error),
+        stored: () => this.relay?.schedule(),
       });
       this.outbox = outbox;
       this.relay = new OutboxRelay(outbox, host, this.nackRetry, {
@@ -206,7 +207,7 @@ export class Publisher implements AsyncDisposable {
         return Promise.reject(e); // properties that cannot be encoded
       }
       if (span !== undefined) this.tracing?.whenStored(span, stored);
-      return stored.then(() => this.relay?.schedule());
+      return stored; // the relay is told once per commit (the outbox's `stored` hook)
     }
     // One promise per message: past maxInFlight it waits in the backlog until there is room.
     return new Promise<void>((resolve, reject) => {

@@ -59,6 +59,8 @@ export interface OutboxHooks {
   timeout?: number;
   /** Told of each storage fault as it happens. */
   report?: (error: OutboxError) => void;
+  /** Told after each commit that stored messages (once per commit, before their promises resolve). */
+  stored?: () => void;
   /**
    * @internal Opens the file read-only, as SQLite does by itself when it cannot open it for
    * writing (permissions, a read-only file system): for tests, which run as root.
@@ -105,6 +107,7 @@ export class Outbox {
   private readonly readonly: boolean;
   private readonly timeout: number;
   private readonly report: (error: OutboxError) => void;
+  private readonly onStored: () => void;
   private batch: Append[] = [];
   private deletes: number[] = [];
   private moves: DeadMove[] = [];
@@ -126,6 +129,7 @@ export class Outbox {
     this.readonly = hooks.readonly ?? false;
     this.timeout = hooks.timeout ?? 60_000;
     this.report = hooks.report ?? (() => {});
+    this.onStored = hooks.stored ?? (() => {});
     try {
       this.opened(openStore(this.path, this.synchronous, this.readonly));
     } catch (e) {
@@ -341,6 +345,7 @@ export class Outbox {
     this.batch = [];
     this.rows += batch.length;
     for (let i = 0; i < batch.length; i++) this.handoff.add(stored(ids[i]!, batch[i]!));
+    this.onStored();
     for (const a of batch) a.resolve();
     return true;
   }
@@ -354,12 +359,15 @@ export class Outbox {
       batch[0]!.reject(first);
       return true;
     }
+    let any = false;
     for (let i = 0; i < batch.length; i++) {
       const a = batch[i]!;
       try {
         const [id] = store.insert([a]);
         this.rows += 1;
         this.handoff.add(stored(id!, a));
+        if (!any) this.onStored();
+        any = true;
         a.resolve();
       } catch (e) {
         const err = toOutboxError(e, this.path, "storing a message");
