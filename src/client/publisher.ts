@@ -468,10 +468,11 @@ export class Publisher implements AsyncDisposable {
   /** An outbox row settled: relay more; idle once nothing is in flight and the outbox is empty. */
   private relaySettled(): void {
     this.relay?.schedule();
-    if ((this.relay?.unsettled ?? 0) === 0 && this.idleWaiters.length > 0) {
-      // Deletes of confirmed rows are group committed later: commit them now, or count() still has them.
+    if ((this.relay?.unsettled ?? 0) === 0) {
+      // Deletes of confirmed rows are group committed a few ms later: nothing is in flight, so
+      // commit them now (else `stored` and count() still have them).
       this.outbox?.flush();
-      if ((this.outbox?.count() ?? 0) > 0) return;
+      if (this.idleWaiters.length === 0 || (this.outbox?.count() ?? 0) > 0) return;
       const w = this.idleWaiters;
       this.idleWaiters = [];
       for (const r of w) r();

@@ -1,11 +1,12 @@
 /**
  * The durable outbox: accepted messages kept in SQLite (better-sqlite3, WAL: store.ts) until the
  * broker confirmed them, so they survive a crash of the process. Appends are group committed:
- * every append of one event-loop turn goes into one transaction, and their promises resolve when
- * it has committed (synced, under FULL). The rows just committed are handed to the relay from
- * memory (handoff.ts, bounded); it reads SQLite only after a restart, after a channel died, or when
- * it lags. Confirmed rows are deleted the same way, group committed, by runs of ids. Nacked or
- * unroutable messages move to a dead-letter table with the reason.
+ * the appends of one event-loop turn go into one transaction (a large turn in slices of 1000, one
+ * per turn), and their promises resolve when it has committed (synced, under FULL). The rows just
+ * committed are handed to the relay from memory (handoff.ts, bounded); it reads SQLite only after
+ * a restart, after a channel died, or when it lags. Confirmed rows are deleted by runs of ids, the
+ * confirms of a few ms in one transaction (not synced on its own: store.ts). Nacked or unroutable
+ * messages move to a dead-letter table with the reason.
  *
  * Storage faults (the fault table, faults.ts; typed by storage-faults.ts) never escape as raw
  * SqliteErrors, nor from a timer:
@@ -86,6 +87,15 @@ export interface DeadLetter extends StoredMessage {
 const RETRY_MIN_MS = 5;
 const RETRY_MAX_MS = 250;
 
+/**
+ * Appends per transaction, at most: a larger turn commits in slices, one per turn, so the relay
+ * starts sending the first while the next are stored (each publish still resolves once its own
+ * row has committed).
+ */
+const MAX_COMMIT_ROWS = 1000;
+/** Confirms gathered for one delete transaction, in ms (a crash meanwhile only sends them again). */
+const DELETE_DELAY_MS = 5;
+
 /** How many bytes of rows just committed wait in memory for the relay (handoff.ts), at most. */
 const HANDOFF_MAX_BYTES = 16 * 1024 * 1024;
 
@@ -115,6 +125,7 @@ export class Outbox {
   private readonly handoff = new Handoff(HANDOFF_MAX_BYTES);
   private rows = 0;
   private flushScheduled = false;
+  private deleteTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelay = 0;
   /** The fault the last attempt met, until one succeeds. */
@@ -177,10 +188,14 @@ export class Outbox {
     });
   }
 
-  /** The broker confirmed it: delete (group committed). */
+  /** The broker confirmed it: delete (group committed, confirms of a few ms together). */
   confirmed(id: number): void {
     this.deletes.push(id);
-    this.schedule();
+    if (this.deleteTimer !== undefined || this.closed) return;
+    this.deleteTimer = setTimeout(() => {
+      this.deleteTimer = undefined;
+      this.flush();
+    }, DELETE_DELAY_MS);
   }
 
   /** Moves a row to the dead-letter table (group committed). */
@@ -262,8 +277,10 @@ export class Outbox {
   close(): void {
     if (this.closed) return;
     this.clearRetry();
-    this.commit(); // a last attempt
+    this.commit(true); // a last attempt
     this.clearRetry();
+    if (this.deleteTimer !== undefined) clearTimeout(this.deleteTimer);
+    this.deleteTimer = undefined;
     this.closed = true;
     const left = this.batch;
     this.batch = [];
@@ -293,15 +310,22 @@ export class Outbox {
     setImmediate(() => this.flush());
   }
 
-  /** One attempt at everything pending; a fault arms the retry (never throws). */
-  private commit(): void {
+  /**
+   * One attempt at what is pending: a slice of the appends (`all`: every slice), the deletes and
+   * moves; a fault arms the retry (never throws).
+   */
+  private commit(all = false): void {
     if (this.broken !== undefined) {
       this.rejectAll(this.broken);
       return;
     }
     if (this.store === undefined && !this.openLate()) return;
     const store = this.store!;
-    if (!this.commitAppends(store) || !this.commitRemovals(store)) return;
+    do {
+      if (!this.commitAppends(store)) return;
+    } while (all && this.batch.length > 0);
+    if (!this.commitRemovals(store)) return;
+    if (this.batch.length > 0) this.schedule(); // the next slice, next turn
     this.fault = undefined;
     this.retryDelay = 0;
   }
@@ -326,8 +350,10 @@ export class Outbox {
   }
 
   private commitAppends(store: Store): boolean {
-    const batch = this.batch;
-    if (batch.length === 0) return true;
+    const pending = this.batch;
+    if (pending.length === 0) return true;
+    const batch = pending.length > MAX_COMMIT_ROWS ? pending.slice(0, MAX_COMMIT_ROWS) : pending;
+    const rest = batch === pending ? [] : pending.slice(MAX_COMMIT_ROWS);
     let ids: number[];
     try {
       ids = store.insert(batch);
@@ -339,10 +365,10 @@ export class Outbox {
         return false;
       }
       this.report(err);
-      this.batch = [];
+      this.batch = rest;
       return this.storeEach(store, batch, err);
     }
-    this.batch = [];
+    this.batch = rest;
     this.rows += batch.length;
     for (let i = 0; i < batch.length; i++) this.handoff.add(stored(ids[i]!, batch[i]!));
     this.onStored();
@@ -389,6 +415,8 @@ export class Outbox {
       try {
         this.rows -= store.remove(ids);
         this.deletes = [];
+        if (this.deleteTimer !== undefined) clearTimeout(this.deleteTimer);
+        this.deleteTimer = undefined;
       } catch (e) {
         this.failed(toOutboxError(e, this.path, "deleting confirmed messages"));
         return false;

@@ -91,6 +91,28 @@ describe("outbox on a file", () => {
   });
 });
 
+describe("a large turn of appends", () => {
+  it("commits in slices of 1000, one per turn: the relay gets the first before the rest are stored", async () => {
+    const o = outbox(file());
+    expect(o.pending(0, 10)).toEqual([]);
+    const all = Array.from({ length: 2500 }, (_, i) => o.append(msg(i)));
+    await all[0];
+    expect(o.pending(0, 5000)).toHaveLength(1000);
+    await Promise.all(all);
+    expect(o.pending(1000, 5000)).toHaveLength(1500);
+    expect(o.count()).toBe(2500);
+  });
+
+  it("close() stores every slice before closing", async () => {
+    const path = file();
+    const o = outbox(path);
+    const all = Array.from({ length: 2500 }, (_, i) => o.append(msg(i)));
+    o.close();
+    await Promise.all(all);
+    expect(outbox(path).count()).toBe(2500);
+  });
+});
+
 describe("the store's synchronous levels", () => {
   it("under FULL, deletes run at NORMAL and appends and dead-letter moves at FULL again", () => {
     const s = openStore(file(), "FULL", false);
