@@ -8,7 +8,7 @@
  * spilled, has an id above the last of them. A reader asking for rows after an id below `after`
  * reads SQLite.
  */
-import type { StoredMessage } from "./store.js";
+import type { StoredMessage } from "./messages.js";
 
 /** What a row costs besides its body (the objects around it, its properties), in bytes. */
 const ROW_COST = 256;

@@ -25,21 +25,19 @@
 import { ClientClosedError, ConfigError, OutboxError } from "../errors.js";
 import { decodeBasicProperties } from "../protocol/generated/spec.js";
 import { Handoff } from "./handoff.js";
-import { toOutboxError } from "./storage-faults.js";
 import {
-  betterSqlite3,
   type DeadMove,
   type EncodedMessage,
   encodeProps,
   type NewMessage,
-  openStore,
   type Row,
-  type Store,
   type StoredMessage,
   toMessage,
-} from "./store.js";
+} from "./messages.js";
+import { toOutboxError } from "./storage-faults.js";
+import { betterSqlite3, openStore, type Store } from "./store.js";
 
-export type { NewMessage, StoredMessage } from "./store.js";
+export type { NewMessage, StoredMessage } from "./messages.js";
 
 /** `client.publisher({ outbox })`: the SQLite file that holds accepted messages until confirmed. */
 export interface OutboxOptions {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { Handoff } from "../../src/outbox/handoff.js";
-import type { StoredMessage } from "../../src/outbox/store.js";
+import type { StoredMessage } from "../../src/outbox/messages.js";
 
 function row(id: number, bytes = 10): StoredMessage {
   return {
