@@ -207,7 +207,7 @@ export interface HeadlineRatios {
   clientVsBestPeer: Ratios | null;
   /** warren-client ÷ low-level warren on confirmed publishing (throughput; CPU warren ÷ warren-client). */
   clientVsWarren: { throughput: number | null; cpu: number | null } | null;
-  /** warren-outbox ÷ warren-client confirmed throughput (target ≥ 0.5), and CPU warren-client ÷ warren-outbox. */
+  /** warren-outbox ÷ warren-client confirmed throughput (target ≥ 0.75), and CPU warren-client ÷ warren-outbox. */
   outboxVsClient: { throughput: number | null; cpu: number | null } | null;
   /** warren-observed ÷ warren-client (metrics and tracing on ÷ off), confirmed publishing and consuming. */
   observedVsClient: { confirm: number | null; consume: number | null } | null;
@@ -277,13 +277,13 @@ export function headlineLines(h: HeadlineRatios): string[] {
     );
   if (h.outboxVsClient)
     out.push(
-      `- Confirms, warren-outbox ÷ warren-client: throughput ${f(h.outboxVsClient.throughput)} (target ≥ 0.50×), ` +
+      `- Confirms, warren-outbox ÷ warren-client: throughput ${f(h.outboxVsClient.throughput)} (target ≥ 0.75×), ` +
         `CPU/msg ${f(h.outboxVsClient.cpu)} (warren-client ÷ warren-outbox).`,
     );
   if (h.observedVsClient)
     out.push(
       `- Metrics and tracing on ÷ off (warren-observed ÷ warren-client): confirms ${f(h.observedVsClient.confirm)}, ` +
-        `consume ${f(h.observedVsClient.consume)} (target ≥ 0.90×).`,
+        `consume ${f(h.observedVsClient.consume)} (target ≥ 0.95×).`,
     );
   if (h.statusVsClient)
     out.push(
