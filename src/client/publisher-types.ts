@@ -37,7 +37,10 @@ export interface PublisherOptions {
    * written and the connection's write buffer is under its high-water mark (else once it drained).
    */
   confirm?: boolean;
-  /** Messages queued or awaiting a confirm at most (default 1000). */
+  /**
+   * Messages queued or awaiting a confirm at most (default 1000); past it publish() waits. With an
+   * outbox: rows the relay has sent and not yet had confirmed (publish() waits for storage only).
+   */
   maxInFlight?: number;
   /** Publish again what was unconfirmed when a channel or connection died (default true). */
   republish?: boolean;

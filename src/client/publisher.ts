@@ -176,7 +176,9 @@ export class Publisher implements AsyncDisposable {
    * sent within `publishTimeout`), ChannelClosedByBroker (the broker refused the publish, e.g. 404
    * no such exchange), FieldTableError (properties that cannot be encoded) or ClientClosedError.
    * With an outbox: resolves once the message is durably stored (it is then delivered at least
-   * once), and rejects with OutboxError when it cannot be stored. Past `maxInFlight` it waits.
+   * once), and rejects with OutboxError when it cannot be stored; `maxInFlight` then bounds what
+   * the relay has sent and not yet had confirmed, not what waits to be stored (every publish of one
+   * event-loop turn is held until its slice commits). Without an outbox, past `maxInFlight` it waits.
    */
   publish(message: OutgoingMessage): Promise<void> {
     if (this.closedFlag || this.host.closed)
