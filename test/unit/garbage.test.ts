@@ -6,7 +6,7 @@
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { FieldTableError, FrameError, WarrenError } from "../../src/errors.js";
-import { FRAME_OVERHEAD, FrameParser, writeHeaderFrame } from "../../src/protocol/frame.js";
+import { FrameParser, writeHeaderFrame } from "../../src/protocol/frame.js";
 import {
   type BasicProperties,
   decodeBasicProperties,
@@ -16,6 +16,7 @@ import {
   type MethodInput,
 } from "../../src/protocol/generated/spec.js";
 import { decodeTable, encodeTable, type FieldTable, type FieldValue } from "../../src/protocol/table.js";
+import { frame } from "../support/frames.js";
 import { argType, camel, shortStrArb, smallTableArb, specMethods, tableArb } from "./arbitraries.js";
 
 const FRAME_MAX = 131072;
@@ -58,16 +59,6 @@ function decodingParser(): FrameParser {
     if (type === 1) decodeMethod(payload);
     else if (type === 2) decodeBasicProperties(payload, 12);
   }, FRAME_MAX);
-}
-
-function frame(type: number, channel: number, payload: Uint8Array): Buffer {
-  const b = Buffer.alloc(payload.length + FRAME_OVERHEAD);
-  b[0] = type;
-  b.writeUInt16BE(channel, 1);
-  b.writeUInt32BE(payload.length, 3);
-  b.set(payload, 7);
-  b[b.length - 1] = 0xce;
-  return b;
 }
 
 const methodIds = Object.values(METHOD_IDS);

@@ -3,19 +3,10 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FrameError } from "../../src/errors.js";
 import { FrameParser } from "../../src/protocol/frame.js";
+import { frame, pattern } from "../support/frames.js";
 
 const METHOD = 1;
 const BODY = 3;
-
-function frame(type: number, channel: number, payload: Buffer, end = 0xce): Buffer {
-  const b = Buffer.alloc(8 + payload.length);
-  b[0] = type;
-  b.writeUInt16BE(channel, 1);
-  b.writeUInt32BE(payload.length, 3);
-  payload.copy(b, 7);
-  b[b.length - 1] = end;
-  return b;
-}
 
 interface Got {
   type: number;
@@ -61,9 +52,6 @@ function splitAt(buf: Buffer, cuts: number[]): Buffer[] {
   out.push(buf.subarray(last));
   return out.map((b) => Buffer.from(b)); // each read its own buffer, as sockets give
 }
-
-const pattern = (n: number, seed: number) =>
-  Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff));
 
 describe("FrameParser with streamBodies", () => {
   const stream = Buffer.concat([

@@ -15,19 +15,7 @@ import {
   type Method,
 } from "../../src/protocol/generated/spec.js";
 import { SocketReader } from "../../src/transport/socket.js";
-
-function frame(type: number, channel: number, payload: Buffer, end = 0xce): Buffer {
-  const b = Buffer.alloc(8 + payload.length);
-  b[0] = type;
-  b.writeUInt16BE(channel, 1);
-  b.writeUInt32BE(payload.length, 3);
-  payload.copy(b, 7);
-  b[b.length - 1] = end;
-  return b;
-}
-
-const pattern = (n: number, seed: number) =>
-  Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff));
+import { frame, pattern } from "../support/frames.js";
 
 /** basic.deliver (60, 60): consumer-tag "c", delivery-tag, redelivered, exchange "", routing key "q". */
 function deliver(tag: number): Buffer {
