@@ -15,6 +15,16 @@ export type Phase =
   | "pubsub-noack"
   | "pubsub-ack";
 
+/** The timed parts of the scaling workloads ("size" has two). */
+export type ScalePhase = "consumers" | "publishers" | "size-publish" | "size-consume";
+
+/**
+ * The scaling workloads of bench/scaling.ts: `parallel` consumers, each on its own channel and
+ * queue; `parallel` confirmed publishers, each on its own channel, to one queue; one body size
+ * published with confirms, then consumed.
+ */
+export type ScaleWorkload = "consumers" | "publishers" | "size";
+
 export const WORKLOADS: readonly Workload[] = ["publish", "confirm", "consume", "large", "rpc", "pubsub"];
 
 export const PHASES_OF: Record<Workload, readonly Phase[]> = {
@@ -28,7 +38,7 @@ export const PHASES_OF: Record<Workload, readonly Phase[]> = {
 
 export interface Job {
   client: ClientName;
-  workload: Workload;
+  workload: Workload | ScaleWorkload;
   url: string;
   /** frame_max to ask for; undefined keeps the client's default. */
   frameMax: number | undefined;
@@ -50,10 +60,14 @@ export interface Job {
   /** rpc: calls of the concurrent phase (`count` is the sequential one's), and how many at once. */
   rpcConcurrentCount: number;
   rpcConcurrency: number;
+  /** consumers, publishers: how many at once (consumers: one per queue of `queues`). */
+  parallel?: number;
+  /** consumers: the timed queues, each pre-filled with `count` ÷ their number messages. */
+  queues?: string[];
 }
 
 export interface PhaseResult {
-  phase: Phase;
+  phase: Phase | ScalePhase;
   messages: number;
   bytes: number;
   elapsedMs: number;

@@ -37,13 +37,10 @@
  * AMQP_URL selects the broker (default amqp://guest:guest@127.0.0.1:5672). Every queue
  * created is deleted again, also on failure or Ctrl-C.
  */
-import { execFileSync, fork } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { cpus, loadavg, platform, release, totalmem } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { type Channel, Connection } from "../src/index.js";
-import { pump, WRITE_WINDOW } from "./clients/pump.js";
+import { join } from "node:path";
+import { WRITE_WINDOW } from "./clients/pump.js";
 import { CLIENT_NAMES, type ClientName, runsWorkload } from "./clients/types.js";
 import {
   CLIENT_FRAME_MAX,
@@ -61,15 +58,8 @@ import {
   type Sizes,
   SMALL_BODY,
 } from "./config.js";
-import {
-  type Job,
-  PHASES_OF,
-  type Phase,
-  type PhaseResult,
-  WORKLOADS,
-  type WorkerReply,
-  type Workload,
-} from "./jobs.js";
+import { Admin, gitCommit, HERE, redact, runWorker, sample, sectionOf, URL_, versionOf } from "./harness.js";
+import { type Job, PHASES_OF, type Phase, type ScalePhase, WORKLOADS, type Workload } from "./jobs.js";
 import {
   fmtCount,
   fmtNum,
@@ -77,15 +67,11 @@ import {
   headlineRatios,
   median,
   ratios,
-  type Sample,
   type Summary,
   spreadTable,
   table,
 } from "./report.js";
 import { startRpcServer } from "./rpc-server.js";
-
-const HERE = dirname(fileURLToPath(import.meta.url));
-const URL_ = process.env["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672";
 
 interface Args {
   reps: number;
@@ -173,105 +159,6 @@ function parseArgs(argv: string[]): Args {
   }
   if (a.quick && !repsGiven) a.reps = 1;
   return a;
-}
-
-// ─── broker administration (through warren, untimed) ────────────────────────
-
-class Admin {
-  private conn!: Connection;
-  private ch!: Channel;
-  private readonly created = new Set<string>();
-  private seq = 0;
-  brokerVersion = "unknown";
-
-  async open(): Promise<void> {
-    this.conn = await Connection.open(URL_);
-    const v = this.conn.server?.properties["version"];
-    const p = this.conn.server?.properties["product"];
-    if (typeof v === "string") this.brokerVersion = `${typeof p === "string" ? p : "broker"} ${v}`;
-    await this.openChannel();
-  }
-
-  private async openChannel(): Promise<void> {
-    this.ch = await this.conn.openChannel();
-    await this.ch.confirmSelect();
-  }
-
-  async declare(): Promise<string> {
-    const name = `warren-bench.${process.pid}.${++this.seq}`;
-    await this.ch.queueDeclare({ queue: name, durable: false, autoDelete: false });
-    this.created.add(name);
-    return name;
-  }
-
-  async count(queue: string): Promise<number> {
-    return (await this.ch.queueDeclare({ queue, passive: true })).messageCount;
-  }
-
-  /** Polls the ready-message count until it is `expected` or `ms` passed; returns the last count. */
-  async waitForCount(queue: string, expected: number, ms: number): Promise<number> {
-    const deadline = Date.now() + ms;
-    let n = await this.count(queue);
-    while (n !== expected && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-      n = await this.count(queue);
-    }
-    return n;
-  }
-
-  async fill(queue: string, count: number, size: number): Promise<void> {
-    const b = Buffer.alloc(size, "m");
-    await pump(count, 5000, (done, fail) => {
-      this.ch.publish("", queue, b).then(done, fail);
-      return true;
-    });
-  }
-
-  async delete(queue: string): Promise<void> {
-    if (!this.created.has(queue)) return;
-    if (!this.ch.isOpen) await this.openChannel();
-    await this.ch.queueDelete({ queue });
-    this.created.delete(queue);
-  }
-
-  async cleanup(): Promise<void> {
-    for (const q of [...this.created]) await this.delete(q).catch(() => undefined);
-  }
-
-  async close(): Promise<void> {
-    await this.cleanup();
-    await this.conn.close();
-  }
-}
-
-// ─── running one worker ─────────────────────────────────────────────────────
-
-function runWorker(job: Job, timeoutMs: number): Promise<WorkerReply & { stderr: string }> {
-  return new Promise((resolve) => {
-    const child = fork(join(HERE, "worker.ts"), [JSON.stringify(job)], {
-      execArgv: [...process.execArgv, "--expose-gc", ...(job.profileDir ? ["--enable-source-maps"] : [])],
-      stdio: ["ignore", "inherit", "pipe", "ipc"],
-    });
-    let stderr = "";
-    let reply: WorkerReply | undefined;
-    child.stderr?.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on("message", (m) => {
-      reply = m as WorkerReply;
-    });
-    const timer = setTimeout(() => {
-      reply ??= { ok: false, error: `worker timed out after ${timeoutMs} ms` };
-      child.kill("SIGKILL");
-    }, timeoutMs);
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      resolve({
-        ...(reply ?? { ok: false, error: `worker exited with ${signal ?? `code ${code}`} and no reply` }),
-        stderr,
-      });
-    });
-  });
 }
 
 // ─── main ───────────────────────────────────────────────────────────────────
@@ -491,7 +378,9 @@ async function main(): Promise<void> {
         ? ["Failures (left out of the medians):", "", ...failed.map((f) => `- ${f}`), ""]
         : []),
     ].join("\n");
-    writeFileSync(join(HERE, "RESULTS.md"), doc);
+    // The scaling section (bench/scaling.ts) is kept as it was.
+    const scaling = sectionOf(join(HERE, "RESULTS.md"), "## Scaling");
+    writeFileSync(join(HERE, "RESULTS.md"), scaling ? `${doc.trimEnd()}\n\n${scaling}` : doc);
     console.log("wrote bench/results.json and bench/RESULTS.md");
   }
   if (args.cpuProf)
@@ -521,7 +410,7 @@ async function runOne(admin: Admin, r: RunSpec, summaries: Summary[]): Promise<v
       : r.sizes.warmupSmall;
   const queue = await admin.declare();
   const warmupQueue = await admin.declare();
-  const slot = (ph: Phase) => summaries.find((s) => s.phase === ph && s.client === r.client)!;
+  const slot = (ph: Phase | ScalePhase) => summaries.find((s) => s.phase === ph && s.client === r.client)!;
   try {
     if (r.workload === "consume") {
       await admin.fill(warmupQueue, warmupCount, bodySize);
@@ -588,65 +477,6 @@ async function runOne(admin: Admin, r: RunSpec, summaries: Summary[]): Promise<v
     await admin.delete(queue);
     await admin.delete(warmupQueue);
   }
-}
-
-function sample(
-  p: PhaseResult,
-  r: RunSpec,
-  maxRssKiB: number,
-  verified: boolean,
-  note: string | undefined,
-): Sample {
-  const sec = p.elapsedMs / 1000;
-  const s: Sample = {
-    rep: r.rep + 1,
-    position: r.position + 1,
-    msgsPerSec: p.messages / sec,
-    mbPerSec: p.bytes / 1e6 / sec,
-    cpuUsPerMsg: (p.cpuUserUs + p.cpuSystemUs) / p.messages,
-    cpuUserUsPerMsg: p.cpuUserUs / p.messages,
-    cpuSystemUsPerMsg: p.cpuSystemUs / p.messages,
-    minorPageFaultsPerMsg: p.minorPageFaults / p.messages,
-    elapsedMs: Math.round(p.elapsedMs * 10) / 10,
-    maxRssKiB,
-    verified,
-  };
-  if (note !== undefined) s.note = note;
-  if (p.latencyUs !== undefined) {
-    s.p50Us = Math.round(p.latencyUs.p50 * 10) / 10;
-    s.p99Us = Math.round(p.latencyUs.p99 * 10) / 10;
-  }
-  return s;
-}
-
-function versionOf(c: ClientName): string {
-  try {
-    const path = c.startsWith("warren")
-      ? join(HERE, "..", "package.json")
-      : join(HERE, "..", "node_modules", c, "package.json");
-    return (JSON.parse(readFileSync(path, "utf8")) as { version: string }).version;
-  } catch {
-    return "?";
-  }
-}
-
-/** The commit warren's src/ was measured at, "+modified" when src/ differs from it. */
-function gitCommit(): string {
-  try {
-    const cwd = join(HERE, "..");
-    const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd, encoding: "utf8" }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src"], {
-      cwd,
-      encoding: "utf8",
-    }).trim();
-    return dirty ? `${head}+modified` : head;
-  } catch {
-    return "unknown";
-  }
-}
-
-function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@");
 }
 
 main().catch((e: unknown) => {

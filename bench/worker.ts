@@ -10,7 +10,7 @@ import { findSourceMap } from "node:module";
 import { join } from "node:path";
 import { within } from "./clients/pump.js";
 import { type BenchClient, loadClient } from "./clients/types.js";
-import type { Job, Phase, PhaseResult, WorkerReply } from "./jobs.js";
+import type { Job, Phase, PhaseResult, ScalePhase, WorkerReply } from "./jobs.js";
 
 const job = JSON.parse(process.argv[2] ?? "{}") as Job;
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -25,7 +25,7 @@ let session: Session | undefined;
 const profiles: string[] = [];
 
 async function timed(
-  phase: Phase,
+  phase: Phase | ScalePhase,
   messages: number,
   bytes: number,
   fn: () => Promise<unknown>,
@@ -141,6 +141,41 @@ async function run(c: BenchClient): Promise<PhaseResult[]> {
         rpc(j.queue, b, n, j.rpcConcurrency),
       );
       return [seq, par];
+    }
+    case "consumers": {
+      const many = c.consumeMany?.bind(c);
+      const queues = j.queues ?? [];
+      if (many === undefined) throw new Error(`${job.client} does not implement consumeMany`);
+      await many([j.warmupQueue], w, j.prefetch, j.bodySize);
+      const each = Math.floor(j.count / queues.length);
+      return [
+        await timed("consumers", each * queues.length, each * queues.length * j.bodySize, () =>
+          many(queues, each, j.prefetch, j.bodySize),
+        ),
+      ];
+    }
+    case "publishers": {
+      const many = c.publishMany?.bind(c);
+      const n = j.parallel ?? 1;
+      if (many === undefined) throw new Error(`${job.client} does not implement publishMany`);
+      await many(j.warmupQueue, b, w, n, j.maxInFlight);
+      return [
+        await timed("publishers", j.count, j.count * j.bodySize, () =>
+          many(j.queue, b, j.count, n, j.maxInFlight),
+        ),
+      ];
+    }
+    case "size": {
+      await c.publishConfirmed(j.warmupQueue, b, w, j.maxInFlight);
+      await c.consume(j.warmupQueue, w, j.prefetch, j.bodySize);
+      const bytes = j.count * j.bodySize;
+      const pub = await timed("size-publish", j.count, bytes, () =>
+        c.publishConfirmed(j.queue, b, j.count, j.maxInFlight),
+      );
+      const sub = await timed("size-consume", j.count, bytes, () =>
+        c.consume(j.queue, j.count, j.prefetch, j.bodySize),
+      );
+      return [pub, sub];
     }
     case "pubsub": {
       const noAck = { window: j.maxInFlight, prefetch: j.prefetch, noAck: true };

@@ -1,6 +1,6 @@
 import { type AMQPChannel, AMQPClient } from "@cloudamqp/amqp-client";
 import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
-import { pump, WRITE_WINDOW } from "./pump.js";
+import { pump, shares, WRITE_WINDOW } from "./pump.js";
 import { Correlator, correlatedCalls, REPLY_TO } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
@@ -17,6 +17,8 @@ export class CloudAmqpClient implements BenchClient {
   private sub!: AMQPChannel;
   private rpcChannel: AMQPChannel | undefined;
   private readonly correlator = new Correlator();
+  /** publishMany's confirm channels, kept from one call to the next. */
+  private many: AMQPChannel[] = [];
 
   async open(o: OpenOptions): Promise<void> {
     const url = new URL(o.url);
@@ -58,6 +60,60 @@ export class CloudAmqpClient implements BenchClient {
       }).catch(reject);
     });
     await ch.queueDeclare(queue, { passive: true });
+  }
+
+  /** A new channel per queue, basicQos, basicConsume, ack each; then cancel and close each. */
+  async consumeMany(
+    queues: readonly string[],
+    countEach: number,
+    prefetch: number,
+    bodySize: number,
+  ): Promise<void> {
+    await Promise.all(
+      queues.map(async (queue) => {
+        const ch = await this.client.channel();
+        await ch.basicQos(prefetch);
+        let received = 0;
+        let done: () => void = () => undefined;
+        const all = new Promise<void>((resolve) => {
+          done = resolve;
+        });
+        let bad: Error | undefined;
+        const consumer = await ch.basicConsume(queue, { noAck: false }, (m) => {
+          if (m.bodySize !== bodySize) bad ??= new Error(`body of ${m.bodySize} bytes, not ${bodySize}`);
+          void ch.basicAck(m.deliveryTag);
+          if (++received === countEach) done();
+        });
+        await all;
+        if (bad) throw bad;
+        await consumer.cancel();
+        await ch.close();
+      }),
+    );
+  }
+
+  /** `publishers` confirm channels, each with its own window of `maxInFlight` publish promises. */
+  async publishMany(
+    queue: string,
+    body: Buffer,
+    count: number,
+    publishers: number,
+    maxInFlight: number,
+  ): Promise<void> {
+    while (this.many.length < publishers) {
+      const ch = await this.client.channel();
+      await ch.confirmSelect();
+      this.many.push(ch);
+    }
+    await Promise.all(
+      shares(count, publishers).map((n, i) => {
+        const ch = this.many[i]!;
+        return pump(n, maxInFlight, (done, fail) => {
+          ch.basicPublish("", queue, body).then(done, fail);
+          return true;
+        });
+      }),
+    );
   }
 
   /** Its publish promise, at most `o.window` unresolved, while the consuming channel receives. */

@@ -1,6 +1,6 @@
 import amqplib from "amqplib";
 import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
-import { pump } from "./pump.js";
+import { pump, shares } from "./pump.js";
 import { Correlator, correlatedCalls, REPLY_TO } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
@@ -12,6 +12,8 @@ export class AmqplibClient implements BenchClient {
   private sub!: amqplib.Channel;
   private rpcChannel: amqplib.Channel | undefined;
   private readonly correlator = new Correlator();
+  /** publishMany's confirm channels, kept from one call to the next. */
+  private many: amqplib.ConfirmChannel[] = [];
 
   async open(o: OpenOptions): Promise<void> {
     const url = new URL(o.url);
@@ -62,6 +64,66 @@ export class AmqplibClient implements BenchClient {
       ).catch(reject);
     });
     await ch.checkQueue(queue);
+  }
+
+  /** A new channel per queue, prefetch, consume, ack each; then cancel and close each. */
+  async consumeMany(
+    queues: readonly string[],
+    countEach: number,
+    prefetch: number,
+    bodySize: number,
+  ): Promise<void> {
+    await Promise.all(
+      queues.map(async (queue) => {
+        const ch = await this.conn.createChannel();
+        await ch.prefetch(prefetch);
+        let received = 0;
+        let tag = "";
+        await new Promise<void>((resolve, reject) => {
+          ch.consume(
+            queue,
+            (m) => {
+              if (m === null) return reject(new Error("consumer cancelled by the broker"));
+              if (m.content.length !== bodySize)
+                reject(new Error(`body of ${m.content.length} bytes, not ${bodySize}`));
+              ch.ack(m);
+              if (++received === countEach) resolve();
+            },
+            { noAck: false },
+          ).then((ok) => {
+            tag = ok.consumerTag;
+          }, reject);
+        });
+        await ch.cancel(tag);
+        await ch.close();
+      }),
+    );
+  }
+
+  /** `publishers` confirm channels, each with its own window of `maxInFlight`. */
+  async publishMany(
+    queue: string,
+    body: Buffer,
+    count: number,
+    publishers: number,
+    maxInFlight: number,
+  ): Promise<void> {
+    while (this.many.length < publishers) this.many.push(await this.conn.createConfirmChannel());
+    await Promise.all(
+      shares(count, publishers).map((n, i) => {
+        const ch = this.many[i]!;
+        return pump(
+          n,
+          maxInFlight,
+          (done, fail) =>
+            ch.publish("", queue, body, {}, (err) => {
+              if (err) fail(err);
+              else done();
+            }),
+          (resume) => ch.once("drain", resume),
+        );
+      }),
+    );
   }
 
   /** sendToQueue() on the plain channel (false → wait for 'drain') while the consuming channel receives. */

@@ -81,3 +81,8 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
+
+/** `count` split into `n` shares as even as can be (the first ones one larger). */
+export function shares(count: number, n: number): number[] {
+  return Array.from({ length: n }, (_, i) => Math.floor(count / n) + (i < count % n ? 1 : 0));
+}

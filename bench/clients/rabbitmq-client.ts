@@ -1,6 +1,6 @@
 import { type Channel, Connection, type RPCClient } from "rabbitmq-client";
 import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
-import { pump, WRITE_WINDOW } from "./pump.js";
+import { pump, shares, WRITE_WINDOW } from "./pump.js";
 import { timedCalls } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
@@ -17,6 +17,8 @@ export class RabbitmqClient implements BenchClient {
   private confirm!: Channel;
   private sub!: Channel;
   private rpcClient: RPCClient | undefined;
+  /** publishMany's confirm channels, kept from one call to the next. */
+  private many: Channel[] = [];
 
   async open(o: OpenOptions): Promise<void> {
     this.conn = new Connection(
@@ -63,6 +65,59 @@ export class RabbitmqClient implements BenchClient {
     await ch.queueDeclare({ queue, passive: true });
   }
 
+  /** A new channel per queue, basicQos, basicConsume, ack each; then basicCancel and close each. */
+  async consumeMany(
+    queues: readonly string[],
+    countEach: number,
+    prefetch: number,
+    bodySize: number,
+  ): Promise<void> {
+    await Promise.all(
+      queues.map(async (queue) => {
+        const ch = await this.conn.acquire();
+        await ch.basicQos({ prefetchCount: prefetch });
+        let received = 0;
+        let tag = "";
+        await new Promise<void>((resolve, reject) => {
+          ch.basicConsume({ queue }, (m) => {
+            const n = Buffer.isBuffer(m.body) ? m.body.length : -1;
+            if (n !== bodySize) reject(new Error(`body of ${n} bytes, not ${bodySize}`));
+            ch.basicAck({ deliveryTag: m.deliveryTag });
+            if (++received === countEach) resolve();
+          }).then((ok) => {
+            tag = ok.consumerTag;
+          }, reject);
+        });
+        await ch.basicCancel(tag);
+        await ch.close();
+      }),
+    );
+  }
+
+  /** `publishers` confirm channels, each with its own window of `maxInFlight` publish promises. */
+  async publishMany(
+    queue: string,
+    body: Buffer,
+    count: number,
+    publishers: number,
+    maxInFlight: number,
+  ): Promise<void> {
+    while (this.many.length < publishers) {
+      const ch = await this.conn.acquire();
+      await ch.confirmSelect();
+      this.many.push(ch);
+    }
+    await Promise.all(
+      shares(count, publishers).map((n, i) => {
+        const ch = this.many[i]!;
+        return pump(n, maxInFlight, (done, fail) => {
+          ch.basicPublish({ routingKey: queue }, body).then(done, fail);
+          return true;
+        });
+      }),
+    );
+  }
+
   /** Its publish promise, at most `o.window` unresolved, while the consuming channel receives. */
   async pubsub(queue: string, template: Buffer, count: number, o: PubSubOptions): Promise<Float64Array> {
     const pub = this.pub;
@@ -95,7 +150,12 @@ export class RabbitmqClient implements BenchClient {
 
   async close(): Promise<void> {
     await this.rpcClient?.close();
-    await Promise.all([this.pub.close(), this.confirm.close(), this.sub.close()]);
+    await Promise.all([
+      this.pub.close(),
+      this.confirm.close(),
+      this.sub.close(),
+      ...this.many.map((c) => c.close()),
+    ]);
     await this.conn.close();
   }
 }

@@ -52,6 +52,30 @@ export interface BenchClient {
    */
   pubsub(queue: string, template: Buffer, count: number, o: PubSubOptions): Promise<Float64Array>;
   rpc?(queue: string, body: Buffer, count: number, concurrency: number): Promise<number[]>;
+  /**
+   * scaling: starts one consumer per queue of `queues`, each on its own new channel with
+   * `prefetch`, acking each message; resolves once `countEach` arrived on every one and all were
+   * cancelled (each cancel follows its last ack) and their channels closed. Rejects on a wrong-sized
+   * body. Absent: not in the scaling table.
+   */
+  consumeMany?(
+    queues: readonly string[],
+    countEach: number,
+    prefetch: number,
+    bodySize: number,
+  ): Promise<void>;
+  /**
+   * scaling: `publishers` confirmed publishers, each on its own channel (made on first use and
+   * kept), publish `count` copies of `body` to `queue` between them, each with at most
+   * `maxInFlight` unconfirmed; resolves once all are confirmed.
+   */
+  publishMany?(
+    queue: string,
+    body: Buffer,
+    count: number,
+    publishers: number,
+    maxInFlight: number,
+  ): Promise<void>;
   close(): Promise<void>;
 }
 
