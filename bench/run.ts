@@ -14,7 +14,7 @@
  *   confirm   30 000 × 256 B with confirms, at most 1000 unconfirmed
  *   consume   50 000 × 256 B pre-filled (untimed), consumed with prefetch 1000, each acked
  *   large       300 × 1 MiB with confirms (≤ 50 unconfirmed), then consumed (prefetch 50)
- *   rpc        2 000 sequential request/reply calls over direct reply-to (256 B each way), then
+ *   rpc        5 000 sequential request/reply calls over direct reply-to (256 B each way), then
  *              10 000 with 50 outstanding; round-trip p50/p99 and calls/s. The server is the
  *              same for every client (bench/rpc-server.ts, in this process)
  *   pubsub   200 000 × 128 B published without confirms (≤ 1000 publish promises outstanding, or
@@ -54,7 +54,6 @@ import {
   PUBSUB_WINDOW,
   QUICK,
   RPC_CONCURRENCY,
-  RPC_WARMUP,
   type Sizes,
   SMALL_BODY,
 } from "./config.js";
@@ -406,7 +405,7 @@ async function runOne(admin: Admin, r: RunSpec, summaries: Summary[]): Promise<v
   const warmupCount = large
     ? r.sizes.warmupLarge
     : r.workload === "rpc"
-      ? Math.min(RPC_WARMUP, r.sizes.warmupSmall)
+      ? r.sizes.warmupRpc
       : r.sizes.warmupSmall;
   const queue = await admin.declare();
   const warmupQueue = await admin.declare();

@@ -3,7 +3,9 @@
  * create and clear a timer per call (measured: timers were the largest cost of a call after the
  * publish itself). The timer is armed for the earliest deadline only; when it fires, everything
  * due expires and it is armed again for the next. Calls made with the same timeout are added in
- * deadline order, so adding one touches no timer.
+ * deadline order, so adding one touches no timer. Once nothing is left the timer is not cleared
+ * but unref'd (it no longer holds the process open): calls one after the other would otherwise
+ * create and clear a timer each; the next call, due later, finds it armed and only refs it again.
  */
 
 /** setTimeout's largest delay (2^31 - 1 ms). */
@@ -19,6 +21,8 @@ export class Deadlines<T extends Expiring> {
   private readonly items = new Set<T>();
   private timer: NodeJS.Timeout | undefined;
   private armedFor = Number.POSITIVE_INFINITY;
+  /** The timer is armed but unref'd: nothing is waiting for it. */
+  private idle = false;
 
   constructor(
     private readonly expire: (item: T) => void,
@@ -32,18 +36,25 @@ export class Deadlines<T extends Expiring> {
   add(item: T): void {
     this.items.add(item);
     if (item.deadline < this.armedFor) this.arm(item.deadline);
+    else if (this.idle) {
+      this.idle = false;
+      this.timer?.ref();
+    }
   }
 
-  /** Forgets `item` (settled in time); the timer stays armed until it fires or nothing is left. */
+  /**
+   * Forgets `item` (settled in time). The timer stays armed until it fires; once nothing is left it
+   * no longer holds the process open.
+   */
   delete(item: T): void {
     if (!this.items.delete(item) || this.items.size > 0) return;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.armedFor = Number.POSITIVE_INFINITY;
+    this.idle = true;
+    this.timer?.unref();
   }
 
   private arm(at: number): void {
     clearTimeout(this.timer);
+    this.idle = false;
     this.armedFor = at;
     // Not unref'd: like a timer per call, an outstanding call keeps the process alive until it settles.
     // At most setTimeout's limit (about 24.8 days; past it Node fires at once): a later deadline re-arms.
@@ -52,6 +63,7 @@ export class Deadlines<T extends Expiring> {
 
   private fire(): void {
     this.timer = undefined;
+    this.idle = false;
     this.armedFor = Number.POSITIVE_INFINITY;
     const now = this.now();
     const due: T[] = [];

@@ -197,10 +197,15 @@ export class RpcClient extends TypedEmitter<RpcClientEvents> implements AsyncDis
     if (!(timeoutMs > 0)) return Promise.reject(new ConfigError("call({ timeoutMs }) must be positive"));
     if (!(sends >= 1))
       return Promise.reject(new ConfigError("call({ retry: { attempts } }) must be at least 1"));
-    const { persistent, ...rest } = request.properties ?? {};
-    const properties: BasicProperties = { ...rest };
-    if (persistent !== undefined && properties.deliveryMode === undefined)
-      properties.deliveryMode = persistent ? 2 : 1;
+    // A copy (replyTo, correlationId and expiration are set on it); none to make without properties.
+    let properties: BasicProperties;
+    if (request.properties === undefined) properties = {};
+    else {
+      const { persistent, ...rest } = request.properties;
+      properties = rest;
+      if (persistent !== undefined && properties.deliveryMode === undefined)
+        properties.deliveryMode = persistent ? 2 : 1;
+    }
     const seq = ++this.seq;
     const id = this.prefix + seq.toString(36);
     properties.replyTo = DIRECT_REPLY_TO;

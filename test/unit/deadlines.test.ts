@@ -1,4 +1,5 @@
 /** One timer for many deadlines: each item expires at its own deadline, settled ones never. */
+import { spawnSync } from "node:child_process";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Deadlines } from "../../src/client/deadlines.js";
 
@@ -39,7 +40,7 @@ describe("Deadlines", () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
-  it("never expires an item deleted in time, and holds no timer once empty", () => {
+  it("never expires an item deleted in time, and re-arms nothing once empty", () => {
     const expired: string[] = [];
     const d = new Deadlines<Item>(
       (i) => expired.push(i.name),
@@ -53,8 +54,26 @@ describe("Deadlines", () => {
     vi.advanceTimersByTime(150); // a's deadline passes: the timer fires, nothing due, re-armed for b
     expect(expired).toEqual([]);
     d.delete(b);
+    vi.advanceTimersByTime(1000); // b's deadline passes: the kept timer fires, nothing due, nothing re-armed
+    expect(expired).toEqual([]);
     expect(vi.getTimerCount()).toBe(0);
-    vi.advanceTimersByTime(1000);
+  });
+
+  it("items one after the other reuse one timer, and an empty one does not hold the process", () => {
+    const expired: string[] = [];
+    const created = vi.spyOn(globalThis, "setTimeout");
+    const d = new Deadlines<Item>(
+      (i) => expired.push(i.name),
+      () => Date.now(),
+    );
+    for (let i = 0; i < 100; i++) {
+      const item = { name: `call${i}`, deadline: Date.now() + 30_000 };
+      d.add(item);
+      vi.advanceTimersByTime(1);
+      d.delete(item);
+    }
+    expect(created).toHaveBeenCalledTimes(1);
+    created.mockRestore();
     expect(expired).toEqual([]);
   });
 
@@ -88,5 +107,36 @@ describe("Deadlines", () => {
     expect(expired).toEqual([]);
     vi.advanceTimersByTime(30 * 24 * 3600 * 1000);
     expect(expired).toEqual(["far"]);
+  });
+});
+
+describe("Deadlines and the process's life", () => {
+  /** Runs a child that adds one item due in `dueMs`, deleting it after 10 ms when `settle`. */
+  function child(dueMs: number, settle: boolean): { stdout: string; status: number | null } {
+    const script = [
+      'import { Deadlines } from "./src/client/deadlines.ts";',
+      'const d = new Deadlines(() => console.log("expired"));',
+      `const item = { deadline: performance.now() + ${dueMs} };`,
+      "d.add(item);",
+      settle ? "setTimeout(() => d.delete(item), 10);" : "",
+      'process.on("exit", () => console.log(`exit after ${Math.round(performance.now() - start)} ms`));',
+      "const start = performance.now();",
+    ].join("\n");
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    return { stdout: r.stdout, status: r.status };
+  }
+
+  it("a waiting item holds the process open until it expires; once settled, nothing does", () => {
+    const waiting = child(300, false);
+    expect(waiting.status).toBe(0);
+    expect(waiting.stdout).toMatch(/^expired\nexit after \d+ ms\n$/);
+    // Due in 60 s, settled after 10 ms: the process ends long before the kept timer would fire.
+    const settled = child(60_000, true);
+    expect(settled.status).toBe(0);
+    expect(settled.stdout).not.toContain("expired");
+    expect(Number(/exit after (\d+) ms/.exec(settled.stdout)?.[1])).toBeLessThan(30_000);
   });
 });
