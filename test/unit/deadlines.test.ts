@@ -119,7 +119,7 @@ describe("Deadlines and the process's life", () => {
       `const item = { deadline: performance.now() + ${dueMs} };`,
       "d.add(item);",
       settle ? "setTimeout(() => d.delete(item), 10);" : "",
-      'process.on("exit", () => console.log(`exit after ${Math.round(performance.now() - start)} ms`));',
+      'process.on("exit", () => console.log("exit after " + Math.round(performance.now() - start) + " ms"));',
       "const start = performance.now();",
     ].join("\n");
     const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
