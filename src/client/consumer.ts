@@ -16,6 +16,7 @@ import type { ConsumeStats } from "../observability/observers.js";
 import type { DeliveryOutcome, Tracing } from "../observability/tracing.js";
 
 import type { FieldValue } from "../protocol/table.js";
+import { AckBatch } from "./ack-batch.js";
 import { FailureHandling } from "./consumer-failures.js";
 import { resolveConsumeOptions } from "./consumer-options.js";
 import { ConsumerCounts } from "./consumer-stats.js";
@@ -52,6 +53,8 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
   private readonly counts = new ConsumerCounts();
   private readonly actor: Actor<typeof consumerMachine>;
   private channel: Channel | undefined;
+  /** The acks of this turn on `channel` (ack-batch.ts); a new one with each channel. */
+  private acks: AckBatch | undefined;
   private consumerTag: string | undefined;
   /** Handlers running on the current channel (holding a concurrency slot). */
   private runningN = 0;
@@ -325,6 +328,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     if (!ch?.isOpen) {
       ch = await this.host.openChannel();
       this.channel = ch;
+      this.acks = this.options.noAck ? undefined : new AckBatch(ch);
       const mine = ch;
       ch.on("close", (err) => {
         if (this.channel !== mine) return;
@@ -394,6 +398,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     const tag = this.consumerTag;
     if (ch?.isOpen && tag !== undefined) {
       try {
+        this.flushAcks();
         await ch.basicCancel(tag);
       } catch {
         // channel gone meanwhile: nothing more will be delivered
@@ -412,7 +417,10 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
       this.signalled.clear();
     }
     for (const d of this.waiting.drain()) this.abandon(d);
-    if (ch?.isOpen) await ch.close().catch(() => undefined);
+    if (ch?.isOpen) {
+      this.flushAcks(); // the acks of the handlers that just finished, before the channel goes
+      await ch.close().catch(() => undefined);
+    }
   }
 
   private whenIdle(timeout: number): Promise<void> {
@@ -451,6 +459,8 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
 
   private deliver(ch: Channel, m: Message): void {
     const d = new Delivery(this, ch, m);
+    // Before anything can settle it: a multiple ack never covers a delivery still being handled.
+    if (ch === this.channel) this.acks?.delivered(m.deliveryTag);
     this.counts.delivered++;
     this.counts.inFlight++;
     this.metrics?.delivered();
@@ -556,6 +566,15 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     else this.abandon(x);
   }
 
+  /** Sends the acks held for this turn now (before a frame that must follow them). */
+  private flushAcks(): void {
+    try {
+      this.acks?.flush();
+    } catch {
+      // closed under it: the broker redelivers those messages
+    }
+  }
+
   /** Its channel died: nothing can be sent for it; the broker redelivers it. */
   private abandon(d: Delivery): void {
     this.settle(d, "ack", "abandoned");
@@ -577,9 +596,13 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
         const tag = d.fields.deliveryTag;
         // basic.reject for a failure (requeued or not): RabbitMQ 4.3 counts only it in x-delivery-count
         // (and so in the delivery limit); basic.nack gives back a delivery that was not processed.
-        if (op === "ack") ch.basicAck(tag);
+        // Acks leave at the end of the turn, several in one frame where the tags allow (ack-batch.ts).
+        const acks = this.acks;
+        if (op === "ack" && acks !== undefined) acks.ack(tag);
+        else if (op === "ack") ch.basicAck(tag);
         else if (op === "release") ch.basicNack(tag, { requeue: true });
         else ch.basicReject(tag, { requeue: op === "requeue" });
+        if (op !== "ack") acks?.settled(tag);
         sent = true;
       } catch {
         // closed between the check and the send: the broker redelivers

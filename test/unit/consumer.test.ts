@@ -23,7 +23,17 @@ import {
   QueueNotFoundError,
   TimeoutError,
 } from "../../src/errors.js";
-import { brokerClose, FakeChannel, flush, track } from "./fakes/fake-channel.js";
+import { brokerClose, FakeChannel, flush as microtasks, track } from "./fakes/fake-channel.js";
+
+/**
+ * What settled promises chain, then the end of the turn (the fake clock's immediates): a
+ * consumer's acks leave when its turn ends (ack-batch.ts), its nacks and rejects at once.
+ */
+async function flush(): Promise<void> {
+  await microtasks();
+  await vi.advanceTimersByTimeAsync(0);
+  await microtasks();
+}
 
 /** The members of the client a consumer calls; each channel it opens is a FakeChannel. */
 class FakeConsumerHost implements ConsumerHost {
@@ -301,7 +311,11 @@ describe("handling deliveries", () => {
     gate.finish(2);
     await flush();
     expect(gate.started).toEqual([1, 2, 3, 4, 5]);
-    expect(host.ch.settlements.map((s) => s.tag)).toEqual([2, 1, 3]);
+    // 2 alone (1 still running), then 1 and 3 in one turn: one ack covering both.
+    expect(host.ch.settlements).toEqual([
+      { op: "ack", tag: 2 },
+      { op: "ack", tag: 3, multiple: true },
+    ]);
     expect(c.stats.inFlight).toBe(2);
   });
 

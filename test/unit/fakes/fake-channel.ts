@@ -42,6 +42,8 @@ export interface Settlement {
   op: "ack" | "nack" | "reject";
   tag: number;
   requeue?: boolean;
+  /** basic.ack covering every unacked tag up to `tag` (several acks of one turn). */
+  multiple?: boolean;
 }
 
 type Listener = (...args: never[]) => void;
@@ -275,9 +277,11 @@ export class FakeChannel {
     return Promise.resolve();
   }
 
-  basicAck(deliveryTag: number): void {
+  basicAck(deliveryTag: number, options: { multiple?: boolean } = {}): void {
     this.checkOpen();
-    this.settlements.push({ op: "ack", tag: deliveryTag });
+    this.settlements.push(
+      options.multiple ? { op: "ack", tag: deliveryTag, multiple: true } : { op: "ack", tag: deliveryTag },
+    );
   }
 
   basicNack(deliveryTag: number, options: { requeue?: boolean } = {}): void {
