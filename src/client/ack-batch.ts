@@ -73,8 +73,8 @@ export class AckBatch {
 
   /**
    * Sends what is held now: one ack with `multiple` for the held tags below the lowest unsettled one,
-   * the others one by one. Dropped when the channel is no longer open (the broker redelivers them).
-   * Throws what basicAck throws (the channel closed under it).
+   * the others one by one. Dropped when the channel is no longer open, or closes under it (the
+   * broker redelivers those messages).
    */
   flush(): void {
     const tags = this.pending;
@@ -84,20 +84,24 @@ export class AckBatch {
     while (this.low <= this.highest && !this.unsettled.has(this.low)) this.low++;
     let upTo = 0;
     let below = 0;
-    for (const t of tags) {
-      if (!this.gap && t < this.low) {
-        below++;
-        if (t > upTo) upTo = t;
-      } else {
-        this.channel.basicAck(t);
-        this.sent.frames++;
-        this.sent.acks++;
+    try {
+      for (const t of tags) {
+        if (!this.gap && t < this.low) {
+          below++;
+          if (t > upTo) upTo = t;
+        } else {
+          this.channel.basicAck(t);
+          this.sent.frames++;
+          this.sent.acks++;
+        }
       }
-    }
-    if (upTo > 0) {
-      this.channel.basicAck(upTo, below > 1 ? { multiple: true } : {});
-      this.sent.frames++;
-      this.sent.acks += below;
+      if (upTo > 0) {
+        this.channel.basicAck(upTo, below > 1 ? { multiple: true } : {});
+        this.sent.frames++;
+        this.sent.acks += below;
+      }
+    } catch {
+      // The channel closed between the check and the send: nothing more can go on it.
     }
   }
 }

@@ -7,7 +7,6 @@ import { TypedEmitter } from "../amqp/events.js";
 import {
   ChannelClosedByBroker,
   ClientClosedError,
-  ConnectionClosedError,
   MethodTimeoutError,
   QueueNotFoundError,
   TimeoutError,
@@ -15,7 +14,6 @@ import {
 import type { ConsumeStats } from "../observability/observers.js";
 import type { DeliveryOutcome, Tracing } from "../observability/tracing.js";
 
-import type { FieldValue } from "../protocol/table.js";
 import { AckBatch } from "./ack-batch.js";
 import { FailureHandling } from "./consumer-failures.js";
 import { resolveConsumeOptions } from "./consumer-options.js";
@@ -35,6 +33,7 @@ import { Delivery, type Settle } from "./delivery.js";
 import { Deque } from "./deque.js";
 import { asyncDispose } from "./dispose.js";
 import { retryTopology } from "./retry.js";
+import { StreamPosition } from "./stream-position.js";
 import { Waiters } from "./waiters.js";
 
 const TERMINAL = new Set(["cancelled"]);
@@ -92,9 +91,8 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
   /** Running deliveries whose handler asked for `signal`: aborted when a drain gives up on them. */
   private readonly signalled = new Set<Delivery>();
   private readonly failures: FailureHandling;
-  /** Stream consumers: offsets handed out and not acked, and the last one, to resume from. */
-  private readonly streamPending = new Set<number>();
-  private streamLast: number | undefined;
+  /** Stream consumers: where to resume (stream-position.ts). */
+  private readonly stream: StreamPosition | undefined;
   /** Deliveries handed to a manual (iterator) consumer's sink. */
   private sink: ((d: Delivery) => void) | undefined;
 
@@ -121,6 +119,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     this.deadLetterQueue = r.deadLetterQueue;
     this.retryPrefix = r.retryPrefix;
     this.drainWait = r.drainTimeout;
+    if (options.streamOffset !== undefined) this.stream = new StreamPosition(options.streamOffset);
     this.failures = new FailureHandling(
       {
         queue: this.queue,
@@ -354,7 +353,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     this.queueLost = false;
     const o = this.options;
     let args = withConsumerTimeout(o.arguments, o, this.host.brokerVersion?.());
-    const offset = this.resumeOffset();
+    const offset = this.stream?.resume();
     if (offset !== undefined) args = { ...args, "x-stream-offset": offset };
     const consumeOpts = {
       queue,
@@ -379,26 +378,13 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     this.counts.lastSubscribeError = undefined;
   }
 
-  /**
-   * A stream consumer resumes where it stopped: the first offset handed out and not acked, or
-   * the one after the last; the first time, `streamOffset`.
-   */
-  private resumeOffset(): FieldValue | undefined {
-    const o = this.options.streamOffset;
-    if (this.streamLast === undefined) return o;
-    let from = this.streamLast + 1;
-    for (const n of this.streamPending) if (n < from) from = n;
-    this.streamPending.clear();
-    return from;
-  }
-
   private async drain(): Promise<void> {
     this.draining = true;
     const ch = this.channel;
     const tag = this.consumerTag;
     if (ch?.isOpen && tag !== undefined) {
       try {
-        this.flushAcks();
+        this.acks?.flush();
         await ch.basicCancel(tag);
       } catch {
         // channel gone meanwhile: nothing more will be delivered
@@ -418,7 +404,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     }
     for (const d of this.waiting.drain()) this.abandon(d);
     if (ch?.isOpen) {
-      this.flushAcks(); // the acks of the handlers that just finished, before the channel goes
+      this.acks?.flush(); // the acks of the handlers that just finished, before the channel goes
       await ch.close().catch(() => undefined);
     }
   }
@@ -464,14 +450,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     this.counts.delivered++;
     this.counts.inFlight++;
     this.metrics?.delivered();
-    if (this.options.streamOffset !== undefined) {
-      const off = m.properties.headers?.["x-stream-offset"];
-      if (typeof off === "number") {
-        d.offset = off;
-        this.streamPending.add(off);
-        this.streamLast = off;
-      }
-    }
+    if (this.stream !== undefined) d.offset = this.stream.delivered(m.properties.headers);
     if (this.draining) {
       this.settle(d, "release", "nack");
       return;
@@ -566,15 +545,6 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     else this.abandon(x);
   }
 
-  /** Sends the acks held for this turn now (before a frame that must follow them). */
-  private flushAcks(): void {
-    try {
-      this.acks?.flush();
-    } catch {
-      // closed under it: the broker redelivers those messages
-    }
-  }
-
   /** Its channel died: nothing can be sent for it; the broker redelivers it. */
   private abandon(d: Delivery): void {
     this.settle(d, "ack", "abandoned");
@@ -610,7 +580,7 @@ export class Consumer extends TypedEmitter<ConsumerEvents> implements AsyncDispo
     }
     if (sent) {
       this.counts.settled(op, outcome, this.metrics);
-      if (d.offset !== undefined && op === "ack") this.streamPending.delete(d.offset);
+      if (d.offset !== undefined && op === "ack") this.stream?.acked(d.offset);
     }
     if (d.span !== undefined) {
       const final: DeliveryOutcome = this.options.noAck ? "auto_ack" : sent ? outcome : "abandoned";
@@ -626,5 +596,3 @@ function codeOf(e: unknown): string {
   const code = (e as { code?: unknown } | null | undefined)?.code;
   return typeof code === "string" && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : "UNKNOWN";
 }
-
-export { ConnectionClosedError };
