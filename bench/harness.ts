@@ -192,3 +192,22 @@ export function replaceSection(file: string, heading: string, section: string): 
   const head = (i < 0 ? text : text.slice(0, i)).trimEnd();
   writeFileSync(file, head ? `${head}\n\n${section}` : section);
 }
+
+/**
+ * Opens the admin connection and, on Ctrl-C or SIGTERM, deletes the run's queues before exiting
+ * (a second signal exits at once). `interrupted()` tells the run loop to stop.
+ */
+export async function openAdmin(): Promise<{ admin: Admin; interrupted: () => boolean }> {
+  const admin = new Admin();
+  await admin.open();
+  let interrupted = false;
+  const onSignal = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    console.error("\ninterrupted: deleting the benchmark's queues");
+    void admin.close().finally(() => process.exit(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return { admin, interrupted: () => interrupted };
+}

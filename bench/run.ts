@@ -57,7 +57,18 @@ import {
   type Sizes,
   SMALL_BODY,
 } from "./config.js";
-import { Admin, gitCommit, HERE, redact, runWorker, sample, sectionOf, URL_, versionOf } from "./harness.js";
+import {
+  type Admin,
+  gitCommit,
+  HERE,
+  openAdmin,
+  redact,
+  runWorker,
+  sample,
+  sectionOf,
+  URL_,
+  versionOf,
+} from "./harness.js";
 import { type Job, PHASES_OF, type Phase, type ScalePhase, WORKLOADS, type Workload } from "./jobs.js";
 import {
   fmtCount,
@@ -170,17 +181,7 @@ async function main(): Promise<void> {
   const profileDir = args.cpuProf ? join(HERE, "profiles") : undefined;
   const phaseTimeoutMs = args.quick ? 60_000 : 120_000;
 
-  const admin = new Admin();
-  await admin.open();
-  let interrupted = false;
-  const onSignal = (): void => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    console.error("\ninterrupted: deleting the benchmark's queues");
-    void admin.close().finally(() => process.exit(130));
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const { admin, interrupted } = await openAdmin();
 
   const started = Date.now();
   const loadStart = loadavg().map((x) => Math.round(x * 100) / 100);
@@ -213,10 +214,10 @@ async function main(): Promise<void> {
       await admin.fill(q, sizes.warmupSmall * 2, SMALL_BODY);
       await admin.delete(q);
     }
-    for (let rep = 0; rep < args.reps && !interrupted; rep++) {
+    for (let rep = 0; rep < args.reps && !interrupted(); rep++) {
       const order = args.clients.map((_, i) => args.clients[(i + rep) % args.clients.length]!);
       for (const workload of args.workloads) {
-        for (let position = 0; position < order.length && !interrupted; position++) {
+        for (let position = 0; position < order.length && !interrupted(); position++) {
           const client = order[position]!;
           if (!runsWorkload(client, workload)) continue;
           await runOne(
@@ -230,7 +231,7 @@ async function main(): Promise<void> {
   } finally {
     await admin.close().catch((e: unknown) => console.error(`cleanup failed: ${String(e)}`));
   }
-  if (interrupted) return;
+  if (interrupted()) return;
 
   for (const s of summaries) {
     const ok = s.samples.filter((x) => x.verified);

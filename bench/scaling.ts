@@ -16,7 +16,17 @@ import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { CLIENT_NAMES, type ClientName, PEERS } from "./clients/types.js";
 import { CLIENT_FRAME_MAX, MiB } from "./config.js";
-import { Admin, gitCommit, HERE, redact, replaceSection, runWorker, sample, URL_ } from "./harness.js";
+import {
+  type Admin,
+  gitCommit,
+  HERE,
+  openAdmin,
+  redact,
+  replaceSection,
+  runWorker,
+  sample,
+  URL_,
+} from "./harness.js";
 import type { Job, ScalePhase, ScaleWorkload } from "./jobs.js";
 import { fmtCount, fmtNum, median, type Sample } from "./report.js";
 
@@ -335,17 +345,7 @@ async function main(): Promise<void> {
       args.clients.map((client) => ({ point, phase, client, samples: [], failures: [] })),
     ),
   );
-  const admin = new Admin();
-  await admin.open();
-  let interrupted = false;
-  const onSignal = (): void => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    console.error("\ninterrupted: deleting the benchmark's queues");
-    void admin.close().finally(() => process.exit(130));
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const { admin, interrupted } = await openAdmin();
   const started = Date.now();
   const loadStart = loadavg().map((x) => Math.round(x * 100) / 100);
   console.error(
@@ -353,16 +353,16 @@ async function main(): Promise<void> {
       `${args.reps} repetition(s)${args.quick ? ", quick sizes" : ""}, load average ${loadStart.join(" ")}`,
   );
   try {
-    for (let rep = 0; rep < args.reps && !interrupted; rep++) {
+    for (let rep = 0; rep < args.reps && !interrupted(); rep++) {
       const order = args.clients.map((_, i) => args.clients[(i + rep) % args.clients.length]!);
       for (const p of pts)
-        for (let position = 0; position < order.length && !interrupted; position++)
+        for (let position = 0; position < order.length && !interrupted(); position++)
           await runPoint(admin, p, order[position]!, { rep, position }, cells, args.quick);
     }
   } finally {
     await admin.close().catch((e: unknown) => console.error(`cleanup failed: ${String(e)}`));
   }
-  if (interrupted) return;
+  if (interrupted()) return;
   const totalSec = Math.round((Date.now() - started) / 1000);
   const md = table(cells, pts, args.clients);
   console.log(`\n${md}\n`);
