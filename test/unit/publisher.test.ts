@@ -127,6 +127,12 @@ describe("the confirm window (maxInFlight)", () => {
     expect(ch.sent[0]!.properties).not.toHaveProperty("persistent");
     expect(ch.sent[1]!.properties.messageId).toBe("mine");
     expect(ch.sent[1]!.properties.deliveryMode).toBe(1);
+    // No properties at all: a message-id, nothing else, a new one per message.
+    track(p.publish(msg(3)));
+    track(p.publish(msg(4)));
+    expect(Object.keys(ch.sent[2]!.properties)).toEqual(["messageId"]);
+    expect(ch.sent[2]!.properties.messageId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(ch.sent[3]!.properties.messageId).not.toBe(ch.sent[2]!.properties.messageId);
   });
 
   it("rejects at once when the client is closed", async () => {
