@@ -1,6 +1,6 @@
 import { type AMQPChannel, AMQPClient } from "@cloudamqp/amqp-client";
 import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
-import { pump, shares, WRITE_WINDOW } from "./pump.js";
+import { pump, pumpShared, WRITE_WINDOW } from "./pump.js";
 import { Correlator, correlatedCalls, REPLY_TO } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
@@ -105,15 +105,10 @@ export class CloudAmqpClient implements BenchClient {
       await ch.confirmSelect();
       this.many.push(ch);
     }
-    await Promise.all(
-      shares(count, publishers).map((n, i) => {
-        const ch = this.many[i]!;
-        return pump(n, maxInFlight, (done, fail) => {
-          ch.basicPublish("", queue, body).then(done, fail);
-          return true;
-        });
-      }),
-    );
+    await pumpShared(count, this.many.slice(0, publishers), maxInFlight, (ch) => (done, fail) => {
+      ch.basicPublish("", queue, body).then(done, fail);
+      return true;
+    });
   }
 
   /** Its publish promise, at most `o.window` unresolved, while the consuming channel receives. */

@@ -1,6 +1,6 @@
 import amqplib from "amqplib";
 import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
-import { pump, shares } from "./pump.js";
+import { pump, pumpShared } from "./pump.js";
 import { Correlator, correlatedCalls, REPLY_TO } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
@@ -109,20 +109,16 @@ export class AmqplibClient implements BenchClient {
     maxInFlight: number,
   ): Promise<void> {
     while (this.many.length < publishers) this.many.push(await this.conn.createConfirmChannel());
-    await Promise.all(
-      shares(count, publishers).map((n, i) => {
-        const ch = this.many[i]!;
-        return pump(
-          n,
-          maxInFlight,
-          (done, fail) =>
-            ch.publish("", queue, body, {}, (err) => {
-              if (err) fail(err);
-              else done();
-            }),
-          (resume) => ch.once("drain", resume),
-        );
-      }),
+    await pumpShared(
+      count,
+      this.many.slice(0, publishers),
+      maxInFlight,
+      (ch) => (done, fail) =>
+        ch.publish("", queue, body, {}, (err) => {
+          if (err) fail(err);
+          else done();
+        }),
+      (ch) => (resume) => ch.once("drain", resume),
     );
   }
 

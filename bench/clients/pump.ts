@@ -82,7 +82,27 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * `count` sends split as evenly as can be over `senders`, one pump each (at most `maxInFlight`
+ * outstanding per sender), all at once; resolves once every send is done. `send(s)` and
+ * `waitDrain(s)` give a sender's SendOne and drain hook.
+ */
+export function pumpShared<T>(
+  count: number,
+  senders: readonly T[],
+  maxInFlight: number,
+  send: (s: T) => SendOne,
+  waitDrain?: (s: T) => (resume: () => void) => void,
+): Promise<unknown> {
+  return Promise.all(
+    shares(count, senders.length).map((n, i) => {
+      const s = senders[i]!;
+      return pump(n, maxInFlight, send(s), waitDrain?.(s));
+    }),
+  );
+}
+
 /** `count` split into `n` shares as even as can be (the first ones one larger). */
-export function shares(count: number, n: number): number[] {
+function shares(count: number, n: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.floor(count / n) + (i < count % n ? 1 : 0));
 }

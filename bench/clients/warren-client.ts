@@ -23,7 +23,7 @@ import {
   type RpcClient,
 } from "../../src/index.js";
 import { type PubSubOptions, Receipts, stamped } from "./pubsub.js";
-import { pump, shares, WRITE_WINDOW } from "./pump.js";
+import { pump, pumpShared, WRITE_WINDOW } from "./pump.js";
 import { timedCalls } from "./rpc-calls.js";
 import type { BenchClient, OpenOptions } from "./types.js";
 
@@ -120,15 +120,10 @@ export class WarrenClientClient implements BenchClient {
   ): Promise<void> {
     while (this.many.length < publishers)
       this.many.push(this.client.publisher({ maxInFlight, confirm: true }));
-    await Promise.all(
-      shares(count, publishers).map((n, i) => {
-        const pub = this.many[i]!;
-        return pump(n, maxInFlight, (done, fail) => {
-          pub.publish({ exchange: "", routingKey: queue, body }).then(done, fail);
-          return true;
-        });
-      }),
-    );
+    await pumpShared(count, this.many.slice(0, publishers), maxInFlight, (pub) => (done, fail) => {
+      pub.publish({ exchange: "", routingKey: queue, body }).then(done, fail);
+      return true;
+    });
   }
 
   /**

@@ -32,7 +32,7 @@ export class AckBatch {
   private gap = false;
   private pending: number[] = [];
   private scheduled = false;
-  /** Frames sent and acks they carried, since the start (tests and the bench read them). */
+  /** Frames sent and the acks they carried, since the start (what the unit tests check). */
   readonly sent = { frames: 0, acks: 0 };
 
   constructor(
