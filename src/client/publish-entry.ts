@@ -66,15 +66,15 @@ export class Entry implements NackCount {
 }
 
 /**
- * The properties a publish sends: a copy with a generated messageId (a UUID) unless one is given,
- * and `persistent` turned into deliveryMode (2 or 1) unless deliveryMode is given.
+ * The properties a publish sends: a copy with a generated messageId (a UUID) when `generateId` and
+ * none is given, and `persistent` turned into deliveryMode (2 or 1) unless deliveryMode is given.
  */
-export function normaliseProperties(p: PublishProperties | undefined): BasicProperties {
+export function normaliseProperties(p: PublishProperties | undefined, generateId = false): BasicProperties {
   // Most publishes give none: no copy to make (a rest spread is the slow part of this function).
-  if (p === undefined) return { messageId: randomUUID() };
+  if (p === undefined) return generateId ? { messageId: randomUUID() } : {};
   const { persistent, ...rest } = p;
   const out: BasicProperties = { ...rest };
-  if (out.messageId === undefined) out.messageId = randomUUID();
+  if (generateId && out.messageId === undefined) out.messageId = randomUUID();
   if (persistent !== undefined && out.deliveryMode === undefined) out.deliveryMode = persistent ? 2 : 1;
   return out;
 }

@@ -24,7 +24,7 @@ export interface OutgoingMessage {
   routingKey: string;
   /** The body; a string is sent as UTF-8. */
   body: Body;
-  /** Its properties; a messageId (a UUID) is generated unless given. */
+  /** Its properties; with the publisher's `messageIds`, a messageId (a UUID) is generated unless given. */
   properties?: PublishProperties;
   /** Reject with UnroutableError when no queue takes it. */
   mandatory?: boolean;
@@ -44,6 +44,12 @@ export interface PublisherOptions {
   maxInFlight?: number;
   /** Publish again what was unconfirmed when a channel or connection died (default true). */
   republish?: boolean;
+  /**
+   * Give every message without a messageId a generated one (a UUID), so consumers can drop the
+   * duplicates that republishing creates (default false: set your own IDs, or this). It costs the
+   * broker: small messages with a messageId went 8-10 % slower through RabbitMQ 3.10 than without.
+   */
+  messageIds?: boolean;
   /**
    * How long a message may wait to be sent (reconnecting, blocked, full), in ms (default 60000);
    * past it publish() rejects with TimeoutError. With an outbox: how long a publish waits for a

@@ -31,6 +31,7 @@ import type { OutgoingMessage, PublisherHost, PublisherOptions } from "./publish
 export class Publisher implements AsyncDisposable {
   private readonly maxInFlight: number;
   private readonly republish: boolean;
+  private readonly messageIds: boolean;
   private readonly timeout: number;
   private readonly confirm: boolean;
   /** Accepted, not yet sent (retries first). */
@@ -67,6 +68,7 @@ export class Publisher implements AsyncDisposable {
   ) {
     this.maxInFlight = Math.max(1, options.maxInFlight ?? 1000);
     this.republish = options.republish ?? true;
+    this.messageIds = options.messageIds ?? false;
     this.timeout = options.publishTimeout ?? 60_000;
     this.confirm = options.confirm ?? true;
     const policy = options.nackRetry === false ? undefined : { ...DEFAULT_NACK_RETRY, ...options.nackRetry };
@@ -185,7 +187,7 @@ export class Publisher implements AsyncDisposable {
       return Promise.reject(new ClientClosedError("the publisher is closed"));
     let properties: BasicProperties;
     try {
-      properties = normaliseProperties(message.properties);
+      properties = normaliseProperties(message.properties, this.messageIds);
     } catch (e) {
       return Promise.reject(e);
     }

@@ -352,24 +352,40 @@ describe("message properties", () => {
     expect(got).toEqual(Array.from({ length: 1000 }, (_, i) => `${i}`));
   });
 
-  it("a message-id is generated when absent and kept when given; persistent: true is delivery mode 2", async () => {
+  it("messageIds: a message-id is generated when absent and kept when given; none without it; persistent: true is delivery mode 2", async () => {
     const q = await queue();
     const { client: c } = client();
     await c.ready();
-    const pub = c.publisher();
+    const pub = c.publisher({ messageIds: true });
     await pub.publish({ exchange: "", routingKey: q, body: "no id", properties: { persistent: true } });
     await pub.publish({ exchange: "", routingKey: q, body: "given", properties: { messageId: "given-1" } });
     await pub.publish({ exchange: "", routingKey: q, body: "transient", properties: { persistent: false } });
+    await pub.publish({ exchange: "", routingKey: q, body: "bare" });
+    await c
+      .publisher()
+      .publish({ exchange: "", routingKey: q, body: "default", properties: { persistent: true } });
     await c.publish("", q, "through the client");
     const got = await drain(q);
-    expect(got.map((m) => m.body.toString())).toEqual(["no id", "given", "transient", "through the client"]);
+    expect(got.map((m) => m.body.toString())).toEqual([
+      "no id",
+      "given",
+      "transient",
+      "bare",
+      "default",
+      "through the client",
+    ]);
     expect(got[0]!.properties.messageId).toMatch(UUID);
     expect(got[0]!.properties.deliveryMode).toBe(2);
     expect(got[1]!.properties.messageId).toBe("given-1");
     expect(got[1]!.properties.deliveryMode).toBeUndefined();
     expect(got[2]!.properties.deliveryMode).toBe(1);
+    expect(got[2]!.properties.messageId).toMatch(UUID);
     expect(got[3]!.properties.messageId).toMatch(UUID);
-    expect(got[3]!.properties.messageId).not.toBe(got[0]!.properties.messageId);
+    expect(new Set(got.slice(0, 4).map((m) => m.properties.messageId)).size).toBe(4);
+    // Without messageIds the broker gets what was given, nothing more.
+    expect(got[4]!.properties.messageId).toBeUndefined();
+    expect(got[4]!.properties.deliveryMode).toBe(2);
+    expect(got[5]!.properties.messageId).toBeUndefined();
   });
 });
 

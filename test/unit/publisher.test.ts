@@ -117,9 +117,9 @@ describe("the confirm window (maxInFlight)", () => {
     expect(statuses(ps)).toEqual(["resolved", "resolved", "resolved"]);
   });
 
-  it("gives every message a message-id (kept when given) and maps persistent to deliveryMode", () => {
+  it("messageIds: gives every message a message-id (kept when given); persistent maps to deliveryMode", () => {
     const ch = host.open();
-    const p = publisher();
+    const p = publisher({ messageIds: true });
     track(p.publish({ ...msg(1), properties: { persistent: true } }));
     track(p.publish({ ...msg(2), properties: { messageId: "mine", persistent: false } }));
     expect(ch.sent[0]!.properties.messageId).toMatch(/^[0-9a-f-]{36}$/);
@@ -135,6 +135,17 @@ describe("the confirm window (maxInFlight)", () => {
     expect(ch.sent[3]!.properties.messageId).not.toBe(ch.sent[2]!.properties.messageId);
   });
 
+  it("without messageIds sends the properties given and nothing more", () => {
+    const ch = host.open();
+    const p = publisher();
+    const mine = { persistent: true, contentType: "text/plain" };
+    track(p.publish(msg(1)));
+    track(p.publish({ ...msg(2), properties: mine }));
+    expect(ch.sent[0]!.properties).toEqual({});
+    expect(ch.sent[1]!.properties).toEqual({ contentType: "text/plain", deliveryMode: 2 });
+    expect(mine).toEqual({ persistent: true, contentType: "text/plain" }); // the caller's object untouched
+  });
+
   it("rejects at once when the client is closed", async () => {
     host.closed = true;
     const p = publisher();
@@ -148,7 +159,7 @@ describe("nack retry", () => {
   it("sends a nacked message again after its jittered backoff, doubling per attempt, and resolves on the ack", async () => {
     vi.spyOn(Math, "random").mockReturnValue(0.5); // equal jitter: 3/4 of the base
     const ch = host.open();
-    const p = publisher();
+    const p = publisher({ messageIds: true });
     const r = track(p.publish(msg(1)));
     ch.nack();
     await run(149); // base 200 → 150 ms
@@ -335,7 +346,7 @@ describe("publishing again after a channel dies", () => {
     ],
   ])("%s: sent again on the next channel, in original order, with the same message-ids", async (_, error) => {
     const ch1 = host.open();
-    const p = publisher();
+    const p = publisher({ messageIds: true });
     const ps = [1, 2, 3].map((n) => track(p.publish(msg(n))));
     ch1.confirm();
     ch1.die(error());
