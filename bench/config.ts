@@ -17,6 +17,14 @@ export interface Sizes {
   /** pubsub: messages of each of its two phases. */
   pubsub: number;
   warmupSmall: number;
+  /**
+   * large: messages published and consumed untimed first. More than two prefetch windows
+   * (LARGE_PREFETCH, 50 MiB), so every client's heap has grown to hold what a window keeps in
+   * flight before the timed phase: after only 10, the first 50 bodies of the timed consume landed
+   * on fresh pages for a client whose publishing had not already grown its heap (warren copies
+   * nothing when it publishes), 35-45 page faults per message against 1-2, which measured
+   * the heap's growth rather than the client's steady cost.
+   */
   warmupLarge: number;
   /**
    * rpc: untimed calls before each timed phase (sequential, then concurrent). Sequential calls
@@ -35,7 +43,7 @@ export const FULL: Sizes = {
   rpcConcurrent: 10_000,
   pubsub: 200_000,
   warmupSmall: 2_000,
-  warmupLarge: 10,
+  warmupLarge: 120,
   warmupRpc: 5_000,
 };
 export const QUICK: Sizes = {

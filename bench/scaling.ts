@@ -99,7 +99,9 @@ function points(quick: boolean, dims: readonly ScaleWorkload[]): Point[] {
         parallel: 1,
         bodySize: size,
         count,
-        warmup: Math.min(warmup, Math.max(4, Math.floor(count / 8))),
+        // At least two windows untimed: the heap has grown to what a window keeps in flight
+        // before timing starts (bench/config.ts, warmupLarge).
+        warmup: Math.max(Math.min(warmup, Math.max(4, Math.floor(count / 8))), 2 * window),
         maxInFlight: window,
         prefetch: window,
         label: sizeLabel(size),
